@@ -1,0 +1,83 @@
+//! HKDF (RFC 5869) with SHA-256 and SHA-384, and HMAC-SHA-256 (aws-lc-rs).
+
+use crate::secret::SecretBytes;
+use crate::{Error, Result};
+use aws_lc_rs::{hkdf, hmac};
+
+/// The hash behind an HKDF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HkdfHash {
+    /// HKDF-SHA-256.
+    Sha256,
+    /// HKDF-SHA-384.
+    Sha384,
+}
+
+struct Len(usize);
+
+impl hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+/// HKDF-Extract then HKDF-Expand: derives `len` bytes from `ikm`.
+/// `len` may be at most 255 times the hash length.
+pub fn hkdf(hash: HkdfHash, salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<SecretBytes> {
+    let prk = extract(hash, salt, ikm);
+    expand(&prk, info, len)
+}
+
+/// HKDF-Extract: the pseudorandom key, kept inside the backend.
+pub fn extract(hash: HkdfHash, salt: &[u8], ikm: &[u8]) -> hkdf::Prk {
+    let alg = match hash {
+        HkdfHash::Sha256 => hkdf::HKDF_SHA256,
+        HkdfHash::Sha384 => hkdf::HKDF_SHA384,
+    };
+    hkdf::Salt::new(alg, salt).extract(ikm)
+}
+
+/// HKDF-Expand from an extracted key.
+pub fn expand(prk: &hkdf::Prk, info: &[u8], len: usize) -> Result<SecretBytes> {
+    let info = [info];
+    let okm = prk
+        .expand(&info, Len(len))
+        .map_err(|_| Error::InvalidParameter(format!("HKDF output of {len} bytes is too long")))?;
+    let mut out = vec![0u8; len];
+    okm.fill(&mut out)
+        .map_err(|_| Error::InvalidParameter(format!("HKDF output of {len} bytes is too long")))?;
+    Ok(SecretBytes::new(out))
+}
+
+/// HMAC-SHA-256 of `data` under `key`.
+pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let tag = hmac::sign(&k, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+/// Verifies an HMAC-SHA-256 tag in constant time.
+pub fn hmac_sha256_verify(key: &[u8], data: &[u8], tag: &[u8]) -> bool {
+    let k = hmac::Key::new(hmac::HMAC_SHA256, key);
+    hmac::verify(&k, data, tag).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc5869_case_1() {
+        let ikm = [0x0b; 22];
+        let salt = hex::decode("000102030405060708090a0b0c").unwrap();
+        let info = hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap();
+        let okm = hkdf(HkdfHash::Sha256, &salt, &ikm, &info, 42).unwrap();
+        assert_eq!(
+            hex::encode(okm.expose()),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+        );
+        assert!(hkdf(HkdfHash::Sha256, &salt, &ikm, &info, 255 * 32 + 1).is_err());
+    }
+}

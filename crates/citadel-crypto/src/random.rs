@@ -1,0 +1,23 @@
+//! Randomness from the operating system, through the backend's DRBG.
+
+use crate::{Error, Result};
+use zeroize::Zeroizing;
+
+/// Fills `out` with cryptographically secure random bytes.
+pub fn fill(out: &mut [u8]) -> Result<()> {
+    aws_lc_rs::rand::fill(out).map_err(|_| Error::Random)
+}
+
+/// Returns `N` random bytes that are zeroized when dropped.
+pub fn secret_array<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
+    let mut out = Zeroizing::new([0u8; N]);
+    fill(out.as_mut())?;
+    Ok(out)
+}
+
+/// Returns `N` random bytes (for nonces, salts and other public values).
+pub fn array<const N: usize>() -> Result<[u8; N]> {
+    let mut out = [0u8; N];
+    fill(&mut out)?;
+    Ok(out)
+}

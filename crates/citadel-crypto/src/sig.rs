@@ -1,0 +1,521 @@
+//! Signatures: ML-DSA (FIPS 204), SLH-DSA (FIPS 205), both in pure mode with
+//! context strings, and Ed25519 (RFC 8032) for classical compatibility.
+//!
+//! Backends: RustCrypto `ml-dsa` (it derives keys from the 32-byte seed IETF
+//! LAMPS stores, and takes context strings and the FIPS 204 randomness
+//! `rnd`, which aws-lc-rs does not expose); RustCrypto `slh-dsa` (aws-lc-rs has
+//! no SLH-DSA); aws-lc-rs for Ed25519.
+//!
+//! Signing is hedged (FIPS 204/205's default): fresh randomness is mixed into
+//! every signature.
+
+use crate::secret::SecretBytes;
+use crate::{Algorithm, Error, Family, Result, random};
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
+use core::fmt;
+use ml_dsa::{MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
+use zeroize::Zeroizing;
+
+/// Length of an ML-DSA seed (ξ).
+pub const ML_DSA_SEED_LEN: usize = 32;
+
+/// Longest context string FIPS 204 and 205 allow.
+pub const MAX_CONTEXT_LEN: usize = 255;
+
+type Arr<N> = ml_dsa::common::array::Array<u8, N>;
+
+enum SkInner {
+    MlDsa44(Box<ml_dsa::ExpandedSigningKey<MlDsa44>>),
+    MlDsa65(Box<ml_dsa::ExpandedSigningKey<MlDsa65>>),
+    MlDsa87(Box<ml_dsa::ExpandedSigningKey<MlDsa87>>),
+    /// SLH-DSA keys are kept in their FIPS 205 encoding (SK.seed, SK.prf, PK.seed, PK.root).
+    SlhDsa(Zeroizing<Vec<u8>>),
+    Ed25519(Box<Ed25519KeyPair>, Zeroizing<[u8; 32]>),
+}
+
+/// Dispatches on the twelve SLH-DSA parameter sets with a type alias `P`.
+macro_rules! slh {
+    ($alg:expr, $p:ident => $body:expr) => {{
+        use slh_dsa::*;
+        match $alg {
+            Algorithm::SlhDsaSha2_128s => { type $p = Sha2_128s; $body }
+            Algorithm::SlhDsaSha2_128f => { type $p = Sha2_128f; $body }
+            Algorithm::SlhDsaSha2_192s => { type $p = Sha2_192s; $body }
+            Algorithm::SlhDsaSha2_192f => { type $p = Sha2_192f; $body }
+            Algorithm::SlhDsaSha2_256s => { type $p = Sha2_256s; $body }
+            Algorithm::SlhDsaSha2_256f => { type $p = Sha2_256f; $body }
+            Algorithm::SlhDsaShake128s => { type $p = Shake128s; $body }
+            Algorithm::SlhDsaShake128f => { type $p = Shake128f; $body }
+            Algorithm::SlhDsaShake192s => { type $p = Shake192s; $body }
+            Algorithm::SlhDsaShake192f => { type $p = Shake192f; $body }
+            Algorithm::SlhDsaShake256s => { type $p = Shake256s; $body }
+            _ => { type $p = Shake256f; $body }
+        }
+    }};
+}
+
+fn is_slh(alg: Algorithm) -> bool {
+    alg.name().starts_with("slh-dsa")
+}
+
+fn check_sig_alg(alg: Algorithm) -> Result<()> {
+    if alg.family() == Family::Signature {
+        Ok(())
+    } else {
+        Err(Error::WrongKeyType {
+            alg: alg.name(),
+            op: "sign or verify",
+        })
+    }
+}
+
+fn check_context(alg: Algorithm, ctx: &[u8]) -> Result<()> {
+    if ctx.len() > MAX_CONTEXT_LEN {
+        return Err(Error::ContextTooLong(ctx.len()));
+    }
+    if alg == Algorithm::Ed25519 && !ctx.is_empty() {
+        return Err(Error::ContextNotSupported(alg.name()));
+    }
+    Ok(())
+}
+
+/// The FIPS 204/205 pure-mode message prefix `0x00 || len(ctx) || ctx`.
+fn pure_prefix(ctx: &[u8]) -> [u8; 2] {
+    // check_context has bounded ctx to 255 bytes.
+    [0u8, u8::try_from(ctx.len()).unwrap_or(u8::MAX)]
+}
+
+fn mldsa_sign<P: MlDsaParams>(
+    sk: &ml_dsa::ExpandedSigningKey<P>,
+    msg: &[u8],
+    ctx: &[u8],
+    rnd: &[u8; 32],
+) -> Vec<u8> {
+    let prefix = pure_prefix(ctx);
+    let rnd = Arr::from(*rnd);
+    sk.sign_internal(&[&prefix, ctx, msg], &rnd).encode().to_vec()
+}
+
+fn mldsa_verify<P: MlDsaParams>(pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
+    let pk = ml_dsa::EncodedVerifyingKey::<P>::try_from(pk).map_err(|_| Error::BadSignature)?;
+    let sig = ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+    let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
+    let vk = ml_dsa::VerifyingKey::<P>::decode(&pk);
+    if vk.verify_with_context(msg, ctx, &sig) {
+        Ok(())
+    } else {
+        Err(Error::BadSignature)
+    }
+}
+
+#[allow(deprecated)]
+fn mldsa_expanded_from_bytes<P: MlDsaParams>(
+    alg: Algorithm,
+    bytes: &[u8],
+) -> Result<ml_dsa::ExpandedSigningKey<P>> {
+    let enc = ml_dsa::ExpandedSigningKeyBytes::<P>::try_from(bytes).map_err(|_| {
+        crate::error::invalid_key(alg.name(), format!("expanded private key has the wrong length ({} bytes)", bytes.len()))
+    })?;
+    // The backend documents that malformed expanded keys may panic while
+    // decoding; a key file is untrusted input, so contain that here and
+    // require an exact re-encoding (which rejects out-of-range coefficients).
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ml_dsa::ExpandedSigningKey::<P>::from_expanded(&enc)))
+        .map_err(|_| crate::error::invalid_key(alg.name(), "expanded private key is malformed"))?;
+    if decoded.to_expanded().as_slice() != bytes {
+        return Err(crate::error::invalid_key(alg.name(), "expanded private key is not canonically encoded"));
+    }
+    Ok(decoded)
+}
+
+/// A private signing key.
+pub struct SigningKey {
+    alg: Algorithm,
+    inner: SkInner,
+    seed: Option<Zeroizing<Vec<u8>>>,
+    public: Vec<u8>,
+}
+
+impl SigningKey {
+    /// Generates a fresh key.
+    pub fn generate(alg: Algorithm) -> Result<Self> {
+        check_sig_alg(alg)?;
+        let seed = Zeroizing::new({
+            let mut s = vec![0u8; alg.private_key_len()];
+            if is_slh(alg) {
+                // SK.seed || SK.prf || PK.seed; PK.root is computed.
+                s.truncate(alg.private_key_len() / 4 * 3);
+            }
+            random::fill(&mut s)?;
+            s
+        });
+        Self::from_seed(alg, &seed)
+    }
+
+    /// Derives the key from its seed: ξ (32 bytes) for ML-DSA, the Ed25519
+    /// seed (32 bytes), or `SK.seed || SK.prf || PK.seed` (3n bytes) for SLH-DSA.
+    pub fn from_seed(alg: Algorithm, seed: &[u8]) -> Result<Self> {
+        check_sig_alg(alg)?;
+        let wrong_len = |want: usize| {
+            crate::error::invalid_key(alg.name(), format!("seed must be {want} bytes, got {}", seed.len()))
+        };
+        let (inner, public) = match alg {
+            Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+                let xi = Arr::try_from(seed).map_err(|_| wrong_len(ML_DSA_SEED_LEN))?;
+                match alg {
+                    Algorithm::MlDsa44 => {
+                        let k = ml_dsa::SigningKey::<MlDsa44>::from_seed(&xi);
+                        (SkInner::MlDsa44(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                    }
+                    Algorithm::MlDsa65 => {
+                        let k = ml_dsa::SigningKey::<MlDsa65>::from_seed(&xi);
+                        (SkInner::MlDsa65(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                    }
+                    _ => {
+                        let k = ml_dsa::SigningKey::<MlDsa87>::from_seed(&xi);
+                        (SkInner::MlDsa87(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                    }
+                }
+            }
+            Algorithm::Ed25519 => {
+                if seed.len() != 32 {
+                    return Err(wrong_len(32));
+                }
+                let kp = Ed25519KeyPair::from_seed_unchecked(seed)
+                    .map_err(|_| crate::error::invalid_key(alg.name(), "rejected by the backend"))?;
+                let public = kp.public_key().as_ref().to_vec();
+                let mut s = Zeroizing::new([0u8; 32]);
+                s.copy_from_slice(seed);
+                (SkInner::Ed25519(Box::new(kp), s), public)
+            }
+            _ => {
+                let n = alg.private_key_len() / 4;
+                if seed.len() != 3 * n {
+                    return Err(wrong_len(3 * n));
+                }
+                let sk = slh!(alg, P => {
+                    let k = slh_dsa::SigningKey::<P>::slh_keygen_internal(&seed[..n], &seed[n..2 * n], &seed[2 * n..]);
+                    Zeroizing::new(k.to_vec())
+                });
+                let public = sk[2 * n..].to_vec();
+                (SkInner::SlhDsa(sk), public)
+            }
+        };
+        Ok(Self {
+            alg,
+            inner,
+            seed: Some(Zeroizing::new(seed.to_vec())),
+            public,
+        })
+    }
+
+    /// Imports the FIPS 204 expanded private key (ML-DSA) or the FIPS 205
+    /// private key `SK.seed || SK.prf || PK.seed || PK.root` (SLH-DSA).
+    pub fn from_expanded(alg: Algorithm, bytes: &[u8]) -> Result<Self> {
+        check_sig_alg(alg)?;
+        let (inner, public) = match alg {
+            Algorithm::MlDsa44 => {
+                let k = mldsa_expanded_from_bytes::<MlDsa44>(alg, bytes)?;
+                let pk = k.verifying_key().encode().to_vec();
+                (SkInner::MlDsa44(Box::new(k)), pk)
+            }
+            Algorithm::MlDsa65 => {
+                let k = mldsa_expanded_from_bytes::<MlDsa65>(alg, bytes)?;
+                let pk = k.verifying_key().encode().to_vec();
+                (SkInner::MlDsa65(Box::new(k)), pk)
+            }
+            Algorithm::MlDsa87 => {
+                let k = mldsa_expanded_from_bytes::<MlDsa87>(alg, bytes)?;
+                let pk = k.verifying_key().encode().to_vec();
+                (SkInner::MlDsa87(Box::new(k)), pk)
+            }
+            Algorithm::Ed25519 => return Self::from_seed(alg, bytes),
+            _ => {
+                if bytes.len() != alg.private_key_len() {
+                    return Err(crate::error::invalid_key(
+                        alg.name(),
+                        format!("private key must be {} bytes, got {}", alg.private_key_len(), bytes.len()),
+                    ));
+                }
+                // Recompute PK.root from the seeds: a key whose root does not
+                // match would sign with a public key nobody can verify.
+                let n = alg.private_key_len() / 4;
+                let derived = Self::from_seed(alg, &bytes[..3 * n])?;
+                if !crate::secret::ct_eq(&derived.public, &bytes[2 * n..]) {
+                    return Err(crate::error::invalid_key(alg.name(), "PK.root does not match the secret seeds"));
+                }
+                return Ok(derived);
+            }
+        };
+        Ok(Self {
+            alg,
+            inner,
+            seed: None,
+            public,
+        })
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The seed the key was derived from, when known.
+    pub fn seed(&self) -> Option<&[u8]> {
+        self.seed.as_ref().map(|s| s.as_slice())
+    }
+
+    /// The expanded private key (FIPS 204 `skEncode`, FIPS 205 `SK`, or the Ed25519 seed).
+    #[allow(deprecated)]
+    pub fn expanded(&self) -> SecretBytes {
+        match &self.inner {
+            SkInner::MlDsa44(k) => SecretBytes::new(k.to_expanded().to_vec()),
+            SkInner::MlDsa65(k) => SecretBytes::new(k.to_expanded().to_vec()),
+            SkInner::MlDsa87(k) => SecretBytes::new(k.to_expanded().to_vec()),
+            SkInner::SlhDsa(sk) => SecretBytes::from_slice(sk),
+            SkInner::Ed25519(_, seed) => SecretBytes::from_slice(seed.as_ref()),
+        }
+    }
+
+    /// The matching public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        VerifyingKey {
+            alg: self.alg,
+            bytes: self.public.clone(),
+        }
+    }
+
+    /// Signs `msg` with context string `ctx` (empty for none; Ed25519 takes none).
+    pub fn sign(&self, msg: &[u8], ctx: &[u8]) -> Result<Vec<u8>> {
+        let rnd = random::secret_array::<32>()?;
+        self.sign_with_randomness(msg, ctx, Some(&rnd))
+    }
+
+    /// Signs with explicit randomness: `Some(rnd)` is FIPS 204's `rnd` (hedged)
+    /// or FIPS 205's `opt_rand` (first n bytes); `None` is the deterministic
+    /// variant. For known-answer tests; use [`SigningKey::sign`] otherwise.
+    pub fn sign_with_randomness(&self, msg: &[u8], ctx: &[u8], rnd: Option<&[u8; 32]>) -> Result<Vec<u8>> {
+        check_context(self.alg, ctx)?;
+        let zero = [0u8; 32];
+        let r = rnd.unwrap_or(&zero);
+        Ok(match &self.inner {
+            SkInner::MlDsa44(k) => mldsa_sign(k, msg, ctx, r),
+            SkInner::MlDsa65(k) => mldsa_sign(k, msg, ctx, r),
+            SkInner::MlDsa87(k) => mldsa_sign(k, msg, ctx, r),
+            SkInner::Ed25519(kp, _) => kp.sign(msg).as_ref().to_vec(),
+            SkInner::SlhDsa(sk) => {
+                let n = self.alg.private_key_len() / 4;
+                let opt_rand = rnd.map(|r| &r[..n.min(32)]);
+                slh!(self.alg, P => {
+                    let key = slh_dsa::SigningKey::<P>::try_from(sk.as_slice())
+                        .map_err(|_| Error::Backend("SLH-DSA key decoding"))?;
+                    if n > 32 {
+                        return Err(Error::Backend("SLH-DSA randomness"));
+                    }
+                    let prefix = pure_prefix(ctx);
+                    key.slh_sign_internal(&[&prefix, ctx, msg], opt_rand).to_vec()
+                })
+            }
+        })
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey({}, [REDACTED])", self.alg)
+    }
+}
+
+/// A public verifying key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifyingKey {
+    alg: Algorithm,
+    bytes: Vec<u8>,
+}
+
+impl VerifyingKey {
+    /// Wraps an encoded public key after checking its length.
+    pub fn from_bytes(alg: Algorithm, bytes: &[u8]) -> Result<Self> {
+        check_sig_alg(alg)?;
+        if bytes.len() != alg.public_key_len() {
+            return Err(crate::error::invalid_key(
+                alg.name(),
+                format!("public key must be {} bytes, got {}", alg.public_key_len(), bytes.len()),
+            ));
+        }
+        Ok(Self {
+            alg,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The encoded key.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Verifies `sig` over `msg` with context `ctx`. Any failure, including a
+    /// signature of the wrong length, is [`Error::BadSignature`], except an
+    /// over-long context, which is [`Error::ContextTooLong`].
+    pub fn verify(&self, msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
+        check_context(self.alg, ctx)?;
+        if sig.len() != self.alg.output_len() {
+            return Err(Error::BadSignature);
+        }
+        match self.alg {
+            Algorithm::MlDsa44 => mldsa_verify::<MlDsa44>(&self.bytes, msg, ctx, sig),
+            Algorithm::MlDsa65 => mldsa_verify::<MlDsa65>(&self.bytes, msg, ctx, sig),
+            Algorithm::MlDsa87 => mldsa_verify::<MlDsa87>(&self.bytes, msg, ctx, sig),
+            Algorithm::Ed25519 => UnparsedPublicKey::new(&ED25519, &self.bytes)
+                .verify(msg, sig)
+                .map_err(|_| Error::BadSignature),
+            alg => slh!(alg, P => {
+                let vk = slh_dsa::VerifyingKey::<P>::try_from(self.bytes.as_slice()).map_err(|_| Error::BadSignature)?;
+                let s = slh_dsa::Signature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+                let prefix = pure_prefix(ctx);
+                vk.slh_verify_internal(&[&prefix, ctx, msg], &s).map_err(|_| Error::BadSignature)
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VerifyingKey({}, {} bytes)", self.alg, self.bytes.len())
+    }
+}
+
+/// Internal-interface operations (FIPS 204 `Sign_internal`/`Verify_internal`,
+/// FIPS 205 `slh_sign_internal`/`slh_verify_internal`) for known-answer tests.
+/// They sign the given bytes as the formatted message M′ without the pure-mode
+/// prefix; nothing outside tests should use them.
+#[doc(hidden)]
+pub mod internal {
+    use super::*;
+
+    /// Signs M′ directly.
+    pub fn sign(key: &SigningKey, m_prime: &[u8], rnd: Option<&[u8]>) -> Result<Vec<u8>> {
+        let zero = [0u8; 32];
+        let mut r = [0u8; 32];
+        let src = rnd.unwrap_or(&zero);
+        let take = src.len().min(32);
+        r[..take].copy_from_slice(&src[..take]);
+        Ok(match &key.inner {
+            SkInner::MlDsa44(k) => k.sign_internal(&[m_prime], &Arr::from(r)).encode().to_vec(),
+            SkInner::MlDsa65(k) => k.sign_internal(&[m_prime], &Arr::from(r)).encode().to_vec(),
+            SkInner::MlDsa87(k) => k.sign_internal(&[m_prime], &Arr::from(r)).encode().to_vec(),
+            SkInner::SlhDsa(sk) => slh!(key.alg, P => {
+                let k = slh_dsa::SigningKey::<P>::try_from(sk.as_slice()).map_err(|_| Error::Backend("SLH-DSA"))?;
+                k.slh_sign_internal(&[m_prime], rnd).to_vec()
+            }),
+            SkInner::Ed25519(..) => return Err(Error::WrongKeyType { alg: "ed25519", op: "sign_internal" }),
+        })
+    }
+
+    /// Verifies over M′ directly.
+    pub fn verify(key: &VerifyingKey, m_prime: &[u8], sig: &[u8]) -> Result<()> {
+        fn ml<P: MlDsaParams>(pk: &[u8], m: &[u8], sig: &[u8]) -> Result<()> {
+            let pk = ml_dsa::EncodedVerifyingKey::<P>::try_from(pk).map_err(|_| Error::BadSignature)?;
+            let sig = ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+            let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
+            if ml_dsa::VerifyingKey::<P>::decode(&pk).verify_internal(m, &sig) {
+                Ok(())
+            } else {
+                Err(Error::BadSignature)
+            }
+        }
+        match key.alg {
+            Algorithm::MlDsa44 => ml::<MlDsa44>(&key.bytes, m_prime, sig),
+            Algorithm::MlDsa65 => ml::<MlDsa65>(&key.bytes, m_prime, sig),
+            Algorithm::MlDsa87 => ml::<MlDsa87>(&key.bytes, m_prime, sig),
+            Algorithm::Ed25519 => Err(Error::WrongKeyType { alg: "ed25519", op: "verify_internal" }),
+            alg => slh!(alg, P => {
+                let vk = slh_dsa::VerifyingKey::<P>::try_from(key.bytes.as_slice()).map_err(|_| Error::BadSignature)?;
+                let s = slh_dsa::Signature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+                vk.slh_verify_internal(&[m_prime], &s).map_err(|_| Error::BadSignature)
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_algs() -> Vec<Algorithm> {
+        Algorithm::ALL
+            .iter()
+            .copied()
+            .filter(|a| a.family() == Family::Signature)
+            .filter(|a| !a.name().ends_with('s') || *a == Algorithm::SlhDsaSha2_128s)
+            .collect()
+    }
+
+    #[test]
+    fn sign_verify_round_trip_and_failures() {
+        for alg in fast_algs() {
+            let sk = SigningKey::generate(alg).unwrap();
+            let vk = sk.verifying_key();
+            assert_eq!(vk.as_bytes().len(), alg.public_key_len(), "{alg}");
+            let ctx: &[u8] = if alg.takes_context() { b"ctx" } else { b"" };
+            let sig = sk.sign(b"hello", ctx).unwrap();
+            assert_eq!(sig.len(), alg.output_len(), "{alg}");
+            vk.verify(b"hello", ctx, &sig).unwrap();
+            // tampered message
+            assert_eq!(vk.verify(b"hellp", ctx, &sig), Err(Error::BadSignature), "{alg}");
+            // tampered signature
+            let mut bad = sig.clone();
+            bad[sig.len() / 2] ^= 0x01;
+            assert_eq!(vk.verify(b"hello", ctx, &bad), Err(Error::BadSignature), "{alg}");
+            // truncated signature
+            assert_eq!(vk.verify(b"hello", ctx, &sig[..sig.len() - 1]), Err(Error::BadSignature));
+            // wrong key
+            let other = SigningKey::generate(alg).unwrap().verifying_key();
+            assert_eq!(other.verify(b"hello", ctx, &sig), Err(Error::BadSignature), "{alg}");
+            if alg.takes_context() {
+                // other context
+                assert_eq!(vk.verify(b"hello", b"ctx2", &sig), Err(Error::BadSignature), "{alg}");
+            }
+        }
+    }
+
+    #[test]
+    fn context_rules() {
+        let sk = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+        assert_eq!(sk.sign(b"m", &[0u8; 256]), Err(Error::ContextTooLong(256)));
+        let ed = SigningKey::generate(Algorithm::Ed25519).unwrap();
+        assert!(matches!(ed.sign(b"m", b"x"), Err(Error::ContextNotSupported(_))));
+    }
+
+    #[test]
+    fn expanded_forms_round_trip() {
+        for alg in [Algorithm::MlDsa44, Algorithm::MlDsa65, Algorithm::MlDsa87, Algorithm::SlhDsaSha2_128f] {
+            let sk = SigningKey::generate(alg).unwrap();
+            let again = SigningKey::from_expanded(alg, sk.expanded().expose()).unwrap();
+            assert_eq!(again.verifying_key(), sk.verifying_key());
+            let sig = again.sign(b"m", b"").unwrap();
+            sk.verifying_key().verify(b"m", b"", &sig).unwrap();
+        }
+    }
+
+    #[test]
+    fn malformed_expanded_mldsa_key_is_an_error_not_a_panic() {
+        let sk = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+        let mut bytes = sk.expanded().expose().to_vec();
+        for b in bytes.iter_mut().skip(128).take(400) {
+            *b = 0xFF;
+        }
+        assert!(SigningKey::from_expanded(Algorithm::MlDsa44, &bytes).is_err());
+    }
+
+    #[test]
+    fn debug_is_redacted() {
+        let sk = SigningKey::from_seed(Algorithm::Ed25519, &[0x5A; 32]).unwrap();
+        let s = format!("{sk:?}");
+        assert!(!s.contains("5a") && !s.contains("90"), "{s}");
+    }
+}
