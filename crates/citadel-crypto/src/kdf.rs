@@ -49,6 +49,18 @@ pub fn expand(prk: &hkdf::Prk, info: &[u8], len: usize) -> Result<SecretBytes> {
     Ok(SecretBytes::new(out))
 }
 
+/// HKDF-SHA-256-Extract returning the pseudorandom key bytes (needed where a
+/// protocol uses the PRK itself, as HPKE's `LabeledExtract` does).
+pub fn hkdf_sha256_extract(salt: &[u8], ikm: &[u8]) -> SecretBytes {
+    // HKDF-Extract(salt, IKM) = HMAC-Hash(salt, IKM) (RFC 5869 §2.2).
+    SecretBytes::from_slice(&hmac_sha256(salt, ikm))
+}
+
+/// HKDF-SHA-256-Expand from pseudorandom key bytes.
+pub fn hkdf_sha256_expand(prk: &[u8], info: &[u8], len: usize) -> Result<SecretBytes> {
+    expand(&hkdf::Prk::new_less_safe(hkdf::HKDF_SHA256, prk), info, len)
+}
+
 /// HMAC-SHA-256 of `data` under `key`.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let k = hmac::Key::new(hmac::HMAC_SHA256, key);
@@ -79,5 +91,11 @@ mod tests {
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
         );
         assert!(hkdf(HkdfHash::Sha256, &salt, &ikm, &info, 255 * 32 + 1).is_err());
+        let prk = hkdf_sha256_extract(&salt, &ikm);
+        assert_eq!(
+            hex::encode(prk.expose()),
+            "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5"
+        );
+        assert_eq!(hkdf_sha256_expand(prk.expose(), &info, 42).unwrap(), okm);
     }
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod hash;
 pub mod kdf;
 pub mod kem;
+pub mod keys;
 pub mod random;
 pub mod secret;
 pub mod sig;
@@ -16,3 +17,4 @@ pub mod xwing;
 
 pub use alg::{Algorithm, Family};
 pub use error::{Error, Result};
+pub use keys::{PrivateKey, PrivateKeyForm, PublicKey};
