@@ -24,11 +24,18 @@ impl<W: Write> ArmorWriter<W> {
     pub(crate) fn new(mut inner: W) -> io::Result<Self> {
         inner.write_all(BEGIN)?;
         inner.write_all(b"\n")?;
-        Ok(Self { inner, pending: Vec::with_capacity(48 * 1024) })
+        Ok(Self {
+            inner,
+            pending: Vec::with_capacity(48 * 1024),
+        })
     }
 
     fn flush_lines(&mut self, all: bool) -> io::Result<()> {
-        let whole = if all { self.pending.len() } else { self.pending.len() / 48 * 48 };
+        let whole = if all {
+            self.pending.len()
+        } else {
+            self.pending.len() / 48 * 48
+        };
         if whole == 0 {
             return Ok(());
         }
@@ -77,7 +84,14 @@ pub(crate) struct ArmorReader<R: BufRead> {
 
 impl<R: BufRead> ArmorReader<R> {
     pub(crate) fn new(inner: R) -> Self {
-        Self { inner, decoded: Vec::new(), pos: 0, done: false, started: false, any_data: false }
+        Self {
+            inner,
+            decoded: Vec::new(),
+            pos: 0,
+            done: false,
+            started: false,
+            any_data: false,
+        }
     }
 
     fn line(&mut self) -> io::Result<Option<Vec<u8>>> {
@@ -108,14 +122,18 @@ impl<R: BufRead> ArmorReader<R> {
         }
         let l = self.line()?.ok_or_else(|| err("no armor header"))?;
         if strip_eol(&l) != Some(BEGIN) {
-            return Err(err("the input is neither a binary age file nor armored (it must begin with 'age-encryption.org/v1' or '-----BEGIN AGE ENCRYPTED FILE-----')"));
+            return Err(err(
+                "the input is neither a binary age file nor armored (it must begin with 'age-encryption.org/v1' or '-----BEGIN AGE ENCRYPTED FILE-----')",
+            ));
         }
         self.started = true;
         Ok(())
     }
 
     fn refill(&mut self) -> io::Result<()> {
-        let l = self.line()?.ok_or_else(|| err("the armor ends without its END line"))?;
+        let l = self
+            .line()?
+            .ok_or_else(|| err("the armor ends without its END line"))?;
         let body = strip_eol(&l).ok_or_else(|| err("an armor line is too long or unterminated"))?;
         if body == END {
             if self.any_data {
@@ -123,8 +141,14 @@ impl<R: BufRead> ArmorReader<R> {
             }
             // An empty armored file: END right after BEGIN.
             let mut trailing = Vec::new();
-            (&mut self.inner).take(MAX_WHITESPACE as u64 + 1).read_to_end(&mut trailing)?;
-            if trailing.len() > MAX_WHITESPACE || trailing.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+            (&mut self.inner)
+                .take(MAX_WHITESPACE as u64 + 1)
+                .read_to_end(&mut trailing)?;
+            if trailing.len() > MAX_WHITESPACE
+                || trailing
+                    .iter()
+                    .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            {
                 return Err(err("data after the armor END line"));
             }
             self.done = true;
@@ -137,7 +161,9 @@ impl<R: BufRead> ArmorReader<R> {
         if body.is_empty() || body.iter().any(|b| matches!(b, b' ' | b'\t' | b'\r')) {
             return Err(err("unexpected whitespace inside the armor"));
         }
-        self.decoded = STANDARD.decode(body).map_err(|_| err("invalid base64 in the armor"))?;
+        self.decoded = STANDARD
+            .decode(body)
+            .map_err(|_| err("invalid base64 in the armor"))?;
         // Canonical: re-encoding must give the same text.
         if STANDARD.encode(&self.decoded).as_bytes() != body {
             return Err(err("non-canonical base64 in the armor"));
@@ -156,14 +182,26 @@ impl<R: BufRead> ArmorReader<R> {
     }
 
     fn expect_end(&mut self) -> io::Result<()> {
-        let l = self.line()?.ok_or_else(|| err("the armor ends without its END line"))?;
-        let end = if l.ends_with(b"\n") { strip_eol(&l) } else { Some(&l[..]) };
+        let l = self
+            .line()?
+            .ok_or_else(|| err("the armor ends without its END line"))?;
+        let end = if l.ends_with(b"\n") {
+            strip_eol(&l)
+        } else {
+            Some(&l[..])
+        };
         if end != Some(END) {
             return Err(err("expected the armor END line after a short line"));
         }
         let mut trailing = Vec::new();
-        (&mut self.inner).take(MAX_WHITESPACE as u64 + 1).read_to_end(&mut trailing)?;
-        if trailing.len() > MAX_WHITESPACE || trailing.iter().any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+        (&mut self.inner)
+            .take(MAX_WHITESPACE as u64 + 1)
+            .read_to_end(&mut trailing)?;
+        if trailing.len() > MAX_WHITESPACE
+            || trailing
+                .iter()
+                .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
             return Err(err("data after the armor END line"));
         }
         self.done = true;

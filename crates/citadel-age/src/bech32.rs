@@ -1,10 +1,10 @@
 //! Bech32 (BIP 173) as age uses it: no limit on the data length.
 
+use bech32::Hrp;
 use bech32::primitives::checksum::Checksum;
 use bech32::primitives::decode::CheckedHrpstring;
 use bech32::primitives::gf32::Fe32;
 use bech32::primitives::gf32_ext::Fe1024;
-use bech32::Hrp;
 
 /// BIP 173 Bech32 with the code-length limit lifted, as the age spec requires
 /// (post-quantum recipients are 1,959 characters long).
@@ -17,7 +17,13 @@ impl Checksum for AgeBech32 {
     const ROOT_EXPONENTS: core::ops::RangeInclusive<usize> = 24..=26;
     const CODE_LENGTH: usize = 1 << 16;
     const CHECKSUM_LENGTH: usize = 6;
-    const GENERATOR_SH: [u32; 5] = [0x3b6a_57b2, 0x2650_8e6d, 0x1ea1_19fa, 0x3d42_33dd, 0x2a14_62b3];
+    const GENERATOR_SH: [u32; 5] = [
+        0x3b6a_57b2,
+        0x2650_8e6d,
+        0x1ea1_19fa,
+        0x3d42_33dd,
+        0x2a14_62b3,
+    ];
     const TARGET_RESIDUE: u32 = 1;
 }
 

@@ -13,7 +13,9 @@ pub enum Error {
     #[error("invalid age header: {0}")]
     Header(String),
     /// None of the identities could unwrap the file key.
-    #[error("no identity matched any of the file's recipients; check that you passed the right -i identity file")]
+    #[error(
+        "no identity matched any of the file's recipients; check that you passed the right -i identity file"
+    )]
     NoMatch,
     /// The header MAC did not verify: the header was modified.
     #[error("the header MAC does not verify: the file's header was modified")]
@@ -59,7 +61,10 @@ impl std::error::Error for ArmorError {}
 
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
-        if let Some(a) = e.get_ref().and_then(|inner| inner.downcast_ref::<ArmorError>()) {
+        if let Some(a) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<ArmorError>())
+        {
             return Error::Armor(a.0.clone());
         }
         Error::Io(e)

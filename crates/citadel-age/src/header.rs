@@ -104,7 +104,8 @@ impl Header {
         loop {
             let line = match pending.take() {
                 Some(l) => l,
-                None => read_line(r, &mut raw)?.ok_or_else(|| header("the header ends before its MAC line"))?,
+                None => read_line(r, &mut raw)?
+                    .ok_or_else(|| header("the header ends before its MAC line"))?,
             };
             if line.starts_with(b"---") {
                 if stanzas.is_empty() {
@@ -131,7 +132,9 @@ impl Header {
             let mut args = Vec::new();
             for a in rest.split(|b| *b == b' ') {
                 if a.is_empty() || a.iter().any(|b| !(0x21..=0x7E).contains(b)) {
-                    return Err(header("a stanza argument is empty or has characters outside printable ASCII"));
+                    return Err(header(
+                        "a stanza argument is empty or has characters outside printable ASCII",
+                    ));
                 }
                 // Printable ASCII is valid UTF-8.
                 args.push(String::from_utf8_lossy(a).into_owned());
@@ -142,12 +145,17 @@ impl Header {
             let tag = args.remove(0);
             let mut body_b64 = Vec::new();
             loop {
-                let l = read_line(r, &mut raw)?.ok_or_else(|| header("the header ends inside a stanza body"))?;
+                let l = read_line(r, &mut raw)?
+                    .ok_or_else(|| header("the header ends inside a stanza body"))?;
                 if l.len() > COLUMNS {
                     return Err(header("a stanza body line is longer than 64 columns"));
                 }
                 let short = l.len() < COLUMNS;
-                if short && (l.starts_with(b"-> ") || l.starts_with(b"---")) && body_b64.is_empty() && !l.is_empty() {
+                if short
+                    && (l.starts_with(b"-> ") || l.starts_with(b"---"))
+                    && body_b64.is_empty()
+                    && !l.is_empty()
+                {
                     // A stanza must end with a (possibly empty) short line.
                     return Err(header("a stanza is missing its body line"));
                 }
@@ -156,7 +164,8 @@ impl Header {
                     break;
                 }
             }
-            let body = b64_decode(&body_b64).ok_or_else(|| header("a stanza body is not canonical base64"))?;
+            let body = b64_decode(&body_b64)
+                .ok_or_else(|| header("a stanza body is not canonical base64"))?;
             stanzas.push(Stanza { tag, args, body });
             if raw.len() > MAX_HEADER {
                 return Err(header("the header is unreasonably large"));
@@ -174,12 +183,18 @@ fn read_line(r: &mut impl BufRead, raw: &mut Vec<u8>) -> Result<Option<Vec<u8>>>
         return Ok(None);
     }
     if line.last() != Some(&b'\n') {
-        return Err(header(if n > MAX_LINE { "a header line is too long" } else { "the header is truncated" }));
+        return Err(header(if n > MAX_LINE {
+            "a header line is too long"
+        } else {
+            "the header is truncated"
+        }));
     }
     raw.extend_from_slice(&line);
     line.pop();
     if line.contains(&b'\r') {
-        return Err(header("carriage return in the header (CRLF line endings are not allowed)"));
+        return Err(header(
+            "carriage return in the header (CRLF line endings are not allowed)",
+        ));
     }
     Ok(Some(line))
 }

@@ -51,13 +51,22 @@ fn header_mac(file_key: &[u8], mac_input: &[u8]) -> Result<[u8; 32]> {
 
 /// Encrypts `input` to `recipients`, writing the age file (armored if
 /// `armor`) to `output`. Returns the plaintext length.
-pub fn encrypt(recipients: &[Recipient], input: &mut impl Read, output: &mut impl Write, armor: bool) -> Result<u64> {
+pub fn encrypt(
+    recipients: &[Recipient],
+    input: &mut impl Read,
+    output: &mut impl Write,
+    armor: bool,
+) -> Result<u64> {
     if recipients.is_empty() {
         return Err(Error::NoRecipients);
     }
-    let scrypt = recipients.iter().any(|r| matches!(r, Recipient::Scrypt { .. }));
+    let scrypt = recipients
+        .iter()
+        .any(|r| matches!(r, Recipient::Scrypt { .. }));
     if scrypt && recipients.len() > 1 {
-        return Err(Error::IncompatibleRecipients("a passphrase cannot be combined with other recipients".into()));
+        return Err(Error::IncompatibleRecipients(
+            "a passphrase cannot be combined with other recipients".into(),
+        ));
     }
     let pq = recipients.iter().filter(|r| r.is_post_quantum()).count();
     if pq != 0 && pq != recipients.len() {
@@ -66,7 +75,10 @@ pub fn encrypt(recipients: &[Recipient], input: &mut impl Read, output: &mut imp
         ));
     }
     let file_key = random::secret_array::<16>()?;
-    let stanzas = recipients.iter().map(|r| r.wrap(&file_key)).collect::<Result<Vec<_>>>()?;
+    let stanzas = recipients
+        .iter()
+        .map(|r| r.wrap(&file_key))
+        .collect::<Result<Vec<_>>>()?;
     let mut head = header::Header::encode_for_mac(&stanzas);
     let mac = header_mac(file_key.as_ref(), &head)?;
     head.push(b' ');
@@ -92,13 +104,18 @@ pub fn encrypt(recipients: &[Recipient], input: &mut impl Read, output: &mut imp
 /// Decrypts an age file (binary or armored) with the first identity that
 /// matches, writing plaintext to `output` chunk by chunk as each chunk
 /// authenticates. On `Err`, whatever was written must be discarded.
-pub fn decrypt(identities: &[Identity], input: &mut impl Read, output: &mut impl Write) -> Result<u64> {
+pub fn decrypt(
+    identities: &[Identity],
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> Result<u64> {
     let mut r = BufReader::with_capacity(128 * 1024, input);
     // A binary age file starts with its version line; anything else is
     // taken as ASCII armor, whose reader then names what is wrong.
     let armored = {
         let buf = r.fill_buf().map_err(Error::Io)?;
-        !buf.is_empty() && !buf.starts_with(&header::VERSION_LINE[..buf.len().min(header::VERSION_LINE.len())])
+        !buf.is_empty()
+            && !buf.starts_with(&header::VERSION_LINE[..buf.len().min(header::VERSION_LINE.len())])
     };
     if armored {
         let mut a = BufReader::with_capacity(128 * 1024, armor::ArmorReader::new(r));
@@ -108,7 +125,11 @@ pub fn decrypt(identities: &[Identity], input: &mut impl Read, output: &mut impl
     }
 }
 
-fn decrypt_binary(identities: &[Identity], r: &mut impl BufRead, output: &mut impl Write) -> Result<u64> {
+fn decrypt_binary(
+    identities: &[Identity],
+    r: &mut impl BufRead,
+    output: &mut impl Write,
+) -> Result<u64> {
     let hdr = Header::read(r)?;
     let mut file_key = None;
     for id in identities {
@@ -145,7 +166,13 @@ mod tests {
         let id = Identity::generate_hybrid().unwrap();
         let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
         let mut file = Vec::new();
-        encrypt(&[id.to_recipient().unwrap()], &mut &data[..], &mut file, armor).unwrap();
+        encrypt(
+            &[id.to_recipient().unwrap()],
+            &mut &data[..],
+            &mut file,
+            armor,
+        )
+        .unwrap();
         let mut out = Vec::new();
         decrypt(&[id], &mut &file[..], &mut out).unwrap();
         assert_eq!(out, data, "len {len} armor {armor}");
@@ -153,7 +180,15 @@ mod tests {
 
     #[test]
     fn round_trips_at_chunk_boundaries() {
-        for len in [0, 1, stream::CHUNK - 1, stream::CHUNK, stream::CHUNK + 1, 2 * stream::CHUNK, 3 * stream::CHUNK + 5] {
+        for len in [
+            0,
+            1,
+            stream::CHUNK - 1,
+            stream::CHUNK,
+            stream::CHUNK + 1,
+            2 * stream::CHUNK,
+            3 * stream::CHUNK + 5,
+        ] {
             roundtrip(len, false);
             roundtrip(len, true);
         }
@@ -164,31 +199,66 @@ mod tests {
         let id = Identity::generate_x25519().unwrap();
         let data = vec![9u8; 3 * stream::CHUNK];
         let mut file = Vec::new();
-        encrypt(&[id.to_recipient().unwrap()], &mut &data[..], &mut file, false).unwrap();
+        encrypt(
+            &[id.to_recipient().unwrap()],
+            &mut &data[..],
+            &mut file,
+            false,
+        )
+        .unwrap();
         let other = Identity::generate_x25519().unwrap();
-        assert!(matches!(decrypt(&[other], &mut &file[..], &mut Vec::new()), Err(Error::NoMatch)));
+        assert!(matches!(
+            decrypt(&[other], &mut &file[..], &mut Vec::new()),
+            Err(Error::NoMatch)
+        ));
         // Flip one bit at a few places in the payload.
         let payload_start = file.len() - (data.len() + 3 * 16);
         for pos in [payload_start, payload_start + 70_000, file.len() - 1] {
             let mut bad = file.clone();
             bad[pos] ^= 0x10;
-            assert!(matches!(decrypt(&[Identity::X25519(match &id { Identity::X25519(k) => citadel_crypto::x25519::StaticSecret::from_bytes(k.to_bytes().expose()).unwrap(), _ => unreachable!() })], &mut &bad[..], &mut Vec::new()), Err(Error::Payload(_))), "pos {pos}");
+            assert!(
+                matches!(
+                    decrypt(
+                        &[Identity::X25519(match &id {
+                            Identity::X25519(k) =>
+                                citadel_crypto::x25519::StaticSecret::from_bytes(
+                                    k.to_bytes().expose()
+                                )
+                                .unwrap(),
+                            _ => unreachable!(),
+                        })],
+                        &mut &bad[..],
+                        &mut Vec::new()
+                    ),
+                    Err(Error::Payload(_))
+                ),
+                "pos {pos}"
+            );
         }
         // Truncate at a chunk boundary: must not pass as complete.
         let cut = file.len() - (stream::CHUNK + 16);
-        assert!(matches!(decrypt(&[id], &mut &file[..cut], &mut Vec::new()), Err(Error::Payload(_))));
+        assert!(matches!(
+            decrypt(&[id], &mut &file[..cut], &mut Vec::new()),
+            Err(Error::Payload(_))
+        ));
     }
 
     #[test]
     fn mixing_pq_and_classical_is_refused() {
         let a = Identity::generate_hybrid().unwrap().to_recipient().unwrap();
         let b = Identity::generate_x25519().unwrap().to_recipient().unwrap();
-        assert!(matches!(encrypt(&[a, b], &mut &b""[..], &mut Vec::new(), false), Err(Error::IncompatibleRecipients(_))));
+        assert!(matches!(
+            encrypt(&[a, b], &mut &b""[..], &mut Vec::new(), false),
+            Err(Error::IncompatibleRecipients(_))
+        ));
     }
 
     #[test]
     fn identity_and_recipient_strings_round_trip() {
-        for id in [Identity::generate_hybrid().unwrap(), Identity::generate_x25519().unwrap()] {
+        for id in [
+            Identity::generate_hybrid().unwrap(),
+            Identity::generate_x25519().unwrap(),
+        ] {
             let s = id.to_secret_string().unwrap();
             let back = Identity::parse(&s).unwrap();
             let r = back.to_recipient().unwrap().to_string();

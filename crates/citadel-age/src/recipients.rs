@@ -29,7 +29,11 @@ const HRP_HYBRID_SECRET: &str = "age-secret-key-pq-";
 pub(crate) type FileKey = Zeroizing<[u8; 16]>;
 
 fn wrap_zero_nonce(key: &[u8], file_key: &FileKey) -> Result<Vec<u8>> {
-    Ok(AeadKey::new(AeadAlgorithm::ChaCha20Poly1305, key)?.seal(&[0; 12], b"", file_key.as_ref())?)
+    Ok(AeadKey::new(AeadAlgorithm::ChaCha20Poly1305, key)?.seal(
+        &[0; 12],
+        b"",
+        file_key.as_ref(),
+    )?)
 }
 
 fn unwrap_zero_nonce(key: &[u8], body: &[u8]) -> Option<FileKey> {
@@ -66,7 +70,8 @@ impl Recipient {
         }
         match hrp.as_str() {
             HRP_X25519 => Ok(Recipient::X25519(
-                data.try_into().map_err(|_| bad("an X25519 recipient is 32 bytes"))?,
+                data.try_into()
+                    .map_err(|_| bad("an X25519 recipient is 32 bytes"))?,
             )),
             HRP_HYBRID => Ok(Recipient::Hybrid(Box::new(
                 xwing::EncapsulationKey::from_bytes(&data).map_err(|e| bad(&e.to_string()))?,
@@ -102,7 +107,10 @@ impl Recipient {
                     body,
                 })
             }
-            Recipient::Scrypt { passphrase, work_factor } => {
+            Recipient::Scrypt {
+                passphrase,
+                work_factor,
+            } => {
                 let salt = random::array::<16>()?;
                 let key = scrypt_key(passphrase.expose(), &salt, *work_factor)?;
                 Ok(Stanza {
@@ -167,7 +175,9 @@ pub enum Identity {
 impl Identity {
     /// Generates a new hybrid (post-quantum) identity.
     pub fn generate_hybrid() -> Result<Self> {
-        Ok(Identity::Hybrid(Box::new(xwing::DecapsulationKey::generate()?)))
+        Ok(Identity::Hybrid(Box::new(
+            xwing::DecapsulationKey::generate()?,
+        )))
     }
 
     /// Generates a new X25519 identity.
@@ -178,19 +188,23 @@ impl Identity {
     /// Parses an `AGE-SECRET-KEY-…` string.
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
-        let (hrp, data) = bech32::decode(s).map_err(|e| Error::InvalidIdentity(e))?;
+        let (hrp, data) = bech32::decode(s).map_err(Error::InvalidIdentity)?;
         if s.chars().any(|c| c.is_ascii_lowercase()) {
             return Err(Error::InvalidIdentity("identities are upper case".into()));
         }
         let data = Zeroizing::new(data);
         match hrp.as_str() {
             HRP_X25519_SECRET => Ok(Identity::X25519(
-                StaticSecret::from_bytes(&data).map_err(|e| Error::InvalidIdentity(e.to_string()))?,
+                StaticSecret::from_bytes(&data)
+                    .map_err(|e| Error::InvalidIdentity(e.to_string()))?,
             )),
             HRP_HYBRID_SECRET => Ok(Identity::Hybrid(Box::new(
-                xwing::DecapsulationKey::from_seed(&data).map_err(|e| Error::InvalidIdentity(e.to_string()))?,
+                xwing::DecapsulationKey::from_seed(&data)
+                    .map_err(|e| Error::InvalidIdentity(e.to_string()))?,
             ))),
-            _ => Err(Error::InvalidIdentity("unknown identity type (expected AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)".into())),
+            _ => Err(Error::InvalidIdentity(
+                "unknown identity type (expected AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)".into(),
+            )),
         }
     }
 
@@ -203,7 +217,9 @@ impl Identity {
             .map(Identity::parse)
             .collect::<Result<Vec<_>>>()?;
         if ids.is_empty() {
-            return Err(Error::InvalidIdentity("the identity file holds no identities".into()));
+            return Err(Error::InvalidIdentity(
+                "the identity file holds no identities".into(),
+            ));
         }
         Ok(ids)
     }
@@ -213,7 +229,11 @@ impl Identity {
         let s = match self {
             Identity::X25519(k) => bech32::encode(HRP_X25519_SECRET, k.to_bytes().expose(), true),
             Identity::Hybrid(k) => bech32::encode(HRP_HYBRID_SECRET, k.seed(), true),
-            Identity::Scrypt(_) => return Err(Error::InvalidIdentity("a passphrase has no identity string".into())),
+            Identity::Scrypt(_) => {
+                return Err(Error::InvalidIdentity(
+                    "a passphrase has no identity string".into(),
+                ));
+            }
         };
         s.map(Zeroizing::new).map_err(Error::InvalidIdentity)
     }
@@ -246,7 +266,9 @@ impl Identity {
                 };
                 let share = b64_decode(share.as_bytes())
                     .filter(|b| b.len() == 32)
-                    .ok_or_else(|| header("an X25519 share must be 32 bytes of canonical base64"))?;
+                    .ok_or_else(|| {
+                        header("an X25519 share must be 32 bytes of canonical base64")
+                    })?;
                 if s.body.len() != 32 {
                     return Err(header("an X25519 stanza body must be 32 bytes"));
                 }
@@ -259,11 +281,15 @@ impl Identity {
             }
             (Identity::Hybrid(k), "mlkem768x25519") => {
                 let [enc] = s.args.as_slice() else {
-                    return Err(header("an mlkem768x25519 stanza must have exactly one argument"));
+                    return Err(header(
+                        "an mlkem768x25519 stanza must have exactly one argument",
+                    ));
                 };
                 let enc = b64_decode(enc.as_bytes())
                     .filter(|b| b.len() == xwing::CIPHERTEXT_LEN)
-                    .ok_or_else(|| header("an mlkem768x25519 share must be 1120 bytes of canonical base64"))?;
+                    .ok_or_else(|| {
+                        header("an mlkem768x25519 share must be 1120 bytes of canonical base64")
+                    })?;
                 if s.body.len() != 32 {
                     return Err(header("an mlkem768x25519 stanza body must be 32 bytes"));
                 }
@@ -275,7 +301,9 @@ impl Identity {
                         Ok(Some(fk))
                     }
                     Err(citadel_crypto::Error::DecryptionFailed) => Ok(None),
-                    Err(_) => Err(header("the mlkem768x25519 share has a low-order X25519 point")),
+                    Err(_) => Err(header(
+                        "the mlkem768x25519 share has a low-order X25519 point",
+                    )),
                 }
             }
             (Identity::Scrypt(pass), "scrypt") => {
@@ -288,14 +316,23 @@ impl Identity {
                 let salt = b64_decode(salt.as_bytes())
                     .filter(|b| b.len() == 16)
                     .ok_or_else(|| header("an scrypt salt must be 16 bytes of canonical base64"))?;
-                let valid = wf.bytes().next().is_some_and(|b| (b'1'..=b'9').contains(&b))
+                let valid = wf
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| (b'1'..=b'9').contains(&b))
                     && wf.bytes().all(|b| b.is_ascii_digit());
-                let wf: u8 = if valid { wf.parse().unwrap_or(u8::MAX) } else { u8::MAX };
+                let wf: u8 = if valid {
+                    wf.parse().unwrap_or(u8::MAX)
+                } else {
+                    u8::MAX
+                };
                 if !valid {
                     return Err(header("the scrypt work factor must be a decimal number"));
                 }
                 if wf > MAX_SCRYPT_WORK_FACTOR {
-                    return Err(header(format!("the scrypt work factor {wf} exceeds the limit of {MAX_SCRYPT_WORK_FACTOR}")));
+                    return Err(header(format!(
+                        "the scrypt work factor {wf} exceeds the limit of {MAX_SCRYPT_WORK_FACTOR}"
+                    )));
                 }
                 if s.body.len() != 32 {
                     return Err(header("an scrypt stanza body must be 32 bytes"));

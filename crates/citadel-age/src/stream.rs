@@ -34,7 +34,11 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
 }
 
 /// Encrypts all of `input` to `output`; returns the plaintext length.
-pub(crate) fn encrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Write) -> Result<u64> {
+pub(crate) fn encrypt(
+    key: &AeadKey,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> Result<u64> {
     let mut cur = Vec::with_capacity(CT_CHUNK);
     cur.resize(CHUNK, 0);
     let mut cur_len = read_full(input, &mut cur).map_err(Error::Io)?;
@@ -43,7 +47,11 @@ pub(crate) fn encrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Wr
     let mut total: u64 = 0;
     loop {
         // Only a full chunk can have a successor; look ahead to find the last one.
-        let next_len = if cur_len == CHUNK { read_full(input, &mut next).map_err(Error::Io)? } else { 0 };
+        let next_len = if cur_len == CHUNK {
+            read_full(input, &mut next).map_err(Error::Io)?
+        } else {
+            0
+        };
         let last = next_len == 0;
         cur.truncate(cur_len);
         key.seal_in_place(&nonce(counter, last), b"", &mut cur)?;
@@ -66,7 +74,11 @@ pub(crate) fn encrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Wr
 /// Decrypts the payload, writing each chunk once it has authenticated;
 /// returns the plaintext length. Truncation, reordering, a flipped bit or
 /// trailing data is a [`Error::Payload`].
-pub(crate) fn decrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Write) -> Result<u64> {
+pub(crate) fn decrypt(
+    key: &AeadKey,
+    input: &mut impl Read,
+    output: &mut impl Write,
+) -> Result<u64> {
     let mut buf = vec![0u8; CT_CHUNK];
     let mut counter: u64 = 0;
     let mut total: u64 = 0;
@@ -81,7 +93,9 @@ pub(crate) fn decrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Wr
             }));
         }
         if n < TAG_LEN {
-            return Err(Error::Payload("the file is truncated (partial chunk)".into()));
+            return Err(Error::Payload(
+                "the file is truncated (partial chunk)".into(),
+            ));
         }
         buf.truncate(n);
         let last = if n < CT_CHUNK {
@@ -89,7 +103,11 @@ pub(crate) fn decrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Wr
                 return Err(Error::Payload("an empty final chunk after data".into()));
             }
             key.open_in_place(&nonce(counter, true), b"", &mut buf)
-                .map_err(|_| Error::Payload(format!("chunk {counter} failed authentication (modified, reordered or truncated)")))?;
+                .map_err(|_| {
+                    Error::Payload(format!(
+                        "chunk {counter} failed authentication (modified, reordered or truncated)"
+                    ))
+                })?;
             true
         } else {
             let saved = buf.clone();
@@ -119,6 +137,12 @@ pub(crate) fn decrypt(key: &AeadKey, input: &mut impl Read, output: &mut impl Wr
 
 /// The payload cipher for a file key and nonce.
 pub(crate) fn payload_key(file_key: &[u8], nonce: &[u8; 16]) -> Result<AeadKey> {
-    let k = citadel_crypto::kdf::hkdf(citadel_crypto::kdf::HkdfHash::Sha256, nonce, file_key, b"payload", 32)?;
+    let k = citadel_crypto::kdf::hkdf(
+        citadel_crypto::kdf::HkdfHash::Sha256,
+        nonce,
+        file_key,
+        b"payload",
+        32,
+    )?;
     Ok(AeadKey::new(AeadAlgorithm::ChaCha20Poly1305, k.expose())?)
 }

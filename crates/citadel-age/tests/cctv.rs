@@ -42,7 +42,9 @@ fn load(path: &std::path::Path) -> Vector {
     }
     if compressed {
         let mut out = Vec::new();
-        flate2::read::ZlibDecoder::new(&v.body[..]).read_to_end(&mut out).unwrap();
+        flate2::read::ZlibDecoder::new(&v.body[..])
+            .read_to_end(&mut out)
+            .unwrap();
         v.body = out;
     }
     v
@@ -62,7 +64,10 @@ fn outcome(r: &Result<u64, Error>) -> &'static str {
 #[test]
 fn every_cctv_age_vector() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cctv");
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     let mut failures = Vec::new();
     let mut hybrid = 0;
@@ -80,12 +85,21 @@ fn every_cctv_age_vector() {
             failures.push(format!("{}: identity did not parse: {e}", v.name));
             continue;
         }
-        ids.extend(v.passphrases.iter().map(|p| Identity::Scrypt(SecretBytes::from_slice(p.as_bytes()))));
+        ids.extend(
+            v.passphrases
+                .iter()
+                .map(|p| Identity::Scrypt(SecretBytes::from_slice(p.as_bytes()))),
+        );
         let mut out = Vec::new();
         let res = decrypt(&ids, &mut &v.body[..], &mut out);
         let got = outcome(&res);
         if got != v.expect {
-            failures.push(format!("{}: expected {}, got {got} ({:?})", v.name, v.expect, res.err()));
+            failures.push(format!(
+                "{}: expected {}, got {got} ({:?})",
+                v.name,
+                v.expect,
+                res.err()
+            ));
             continue;
         }
         if let Some(want) = &v.payload {
@@ -100,5 +114,11 @@ fn every_cctv_age_vector() {
     }
     assert!(entries.len() >= 143, "only {} vectors found", entries.len());
     assert!(hybrid >= 19, "only {hybrid} hybrid vectors checked");
-    assert!(failures.is_empty(), "{} of {} vectors failed:\n{}", failures.len(), entries.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed:\n{}",
+        failures.len(),
+        entries.len(),
+        failures.join("\n")
+    );
 }

@@ -1,1 +1,107 @@
-fn main(){}
+//! `citadel`: the command-line front end over the Citadel libraries.
+//!
+//! This crate is glue: it parses arguments, reads and writes files, draws
+//! progress bars, prints, and picks exit codes. The work happens in
+//! `citadel-crypto`, `citadel-age` and `citadel-artifact`.
+#![forbid(unsafe_code)]
+
+mod age_cmd;
+mod bench_cmd;
+mod files;
+mod kem_cmd;
+mod key_cmd;
+mod sign_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Citadel: post-quantum cryptography from the command line.
+///
+/// Keys, signatures, key encapsulation and file encryption with the NIST
+/// post-quantum algorithms (ML-KEM, ML-DSA, SLH-DSA), their hybrids with
+/// X25519, and classical Ed25519/X25519 for compatibility.
+///
+/// Exit codes: 0 success, 1 verification failure, 2 usage or input error.
+#[derive(Parser)]
+#[command(
+    name = "citadel",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate, inspect and list keys.
+    #[command(subcommand)]
+    Key(key_cmd::KeyCommand),
+    /// Sign files or directory trees (detached signatures).
+    Sign(sign_cmd::SignArgs),
+    /// Verify a detached signature over a file or a directory tree.
+    Verify(sign_cmd::VerifyArgs),
+    /// Raw ML-KEM encapsulation and decapsulation.
+    #[command(subcommand)]
+    Kem(kem_cmd::KemCommand),
+    /// Encrypt a file in the age v1 format (post-quantum with age1pq1… recipients).
+    Encrypt(age_cmd::EncryptArgs),
+    /// Decrypt an age v1 file.
+    Decrypt(age_cmd::DecryptArgs),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
+}
+
+/// A verification failure: reported on one line, exit code 1.
+#[derive(Debug)]
+pub(crate) struct VerificationFailed(pub(crate) String);
+
+impl std::fmt::Display for VerificationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for VerificationFailed {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Key(c) => key_cmd::run(c),
+        Command::Sign(a) => sign_cmd::sign(a),
+        Command::Verify(a) => sign_cmd::verify(a),
+        Command::Kem(c) => kem_cmd::run(c),
+        Command::Encrypt(a) => age_cmd::encrypt(a),
+        Command::Decrypt(a) => age_cmd::decrypt(a),
+        Command::Bench(c) => bench_cmd::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let verification = e.downcast_ref::<VerificationFailed>().is_some()
+                || matches!(
+                    e.downcast_ref::<citadel_crypto::Error>(),
+                    Some(citadel_crypto::Error::BadSignature)
+                )
+                || matches!(
+                    e.downcast_ref::<citadel_age::Error>(),
+                    Some(citadel_age::Error::Payload(_) | citadel_age::Error::HeaderMac)
+                );
+            // One line: the chain of causes, outermost first.
+            let msg = e
+                .chain()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(": ");
+            eprintln!("citadel: {msg}");
+            if verification {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}

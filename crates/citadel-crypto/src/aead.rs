@@ -47,7 +47,10 @@ impl AeadKey {
     /// Creates a key from 32 bytes.
     pub fn new(alg: AeadAlgorithm, key: &[u8]) -> Result<Self> {
         let unbound = UnboundKey::new(alg.backend(), key).map_err(|_| {
-            crate::error::invalid_key(alg.name(), format!("key must be {KEY_LEN} bytes, got {}", key.len()))
+            crate::error::invalid_key(
+                alg.name(),
+                format!("key must be {KEY_LEN} bytes, got {}", key.len()),
+            )
         })?;
         Ok(Self {
             alg,
@@ -62,7 +65,12 @@ impl AeadKey {
 
     /// Encrypts `in_out` in place and appends the tag. The nonce must never
     /// repeat under one key.
-    pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut Vec<u8>) -> Result<()> {
+    pub fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut Vec<u8>,
+    ) -> Result<()> {
         self.key
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), in_out)
             .map_err(|_| Error::Backend("AEAD seal"))
@@ -77,7 +85,12 @@ impl AeadKey {
     }
 
     /// Decrypts ciphertext || tag in place, leaving the plaintext in `in_out`.
-    pub fn open_in_place(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], in_out: &mut Vec<u8>) -> Result<()> {
+    pub fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut Vec<u8>,
+    ) -> Result<()> {
         let len = self
             .key
             .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), in_out)
@@ -116,7 +129,10 @@ mod tests {
             bad[0] ^= 1;
             assert_eq!(k.open(&n, b"aad", &bad), Err(Error::DecryptionFailed));
             assert_eq!(k.open(&n, b"aae", &ct), Err(Error::DecryptionFailed));
-            assert_eq!(k.open(&n, b"aad", &ct[..ct.len() - 1]), Err(Error::DecryptionFailed));
+            assert_eq!(
+                k.open(&n, b"aad", &ct[..ct.len() - 1]),
+                Err(Error::DecryptionFailed)
+            );
             assert_eq!(k.open(&n, b"aad", &ct[..3]), Err(Error::DecryptionFailed));
             let other = AeadKey::new(alg, &[8u8; 32]).unwrap();
             assert_eq!(other.open(&n, b"aad", &ct), Err(Error::DecryptionFailed));

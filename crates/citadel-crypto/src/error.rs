@@ -45,7 +45,9 @@ pub enum Error {
         got: usize,
     },
     /// A signature did not verify.
-    #[error("signature verification failed: the data, the signature or the public key differ from what was signed")]
+    #[error(
+        "signature verification failed: the data, the signature or the public key differ from what was signed"
+    )]
     BadSignature,
     /// Authenticated decryption failed.
     #[error("decryption failed: the data was modified or truncated, or the key is wrong")]

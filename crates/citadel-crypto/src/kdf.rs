@@ -23,7 +23,13 @@ impl hkdf::KeyType for Len {
 
 /// HKDF-Extract then HKDF-Expand: derives `len` bytes from `ikm`.
 /// `len` may be at most 255 times the hash length.
-pub fn hkdf(hash: HkdfHash, salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<SecretBytes> {
+pub fn hkdf(
+    hash: HkdfHash,
+    salt: &[u8],
+    ikm: &[u8],
+    info: &[u8],
+    len: usize,
+) -> Result<SecretBytes> {
     let prk = extract(hash, salt, ikm);
     expand(&prk, info, len)
 }

@@ -52,7 +52,11 @@ fn check_alg(alg: Algorithm) -> Result<()> {
     }
 }
 
-fn arr<N: ml_kem::array::ArraySize>(alg: Algorithm, what: &str, bytes: &[u8]) -> Result<Array<u8, N>> {
+fn arr<N: ml_kem::array::ArraySize>(
+    alg: Algorithm,
+    what: &str,
+    bytes: &[u8],
+) -> Result<Array<u8, N>> {
     Array::try_from(bytes).map_err(|_| {
         crate::error::invalid_key(
             alg.name(),
@@ -100,16 +104,24 @@ impl DecapsulationKey {
     #[allow(deprecated)]
     pub fn from_expanded(alg: Algorithm, bytes: &[u8]) -> Result<Self> {
         check_alg(alg)?;
-        let bad = |_| crate::error::invalid_key(alg.name(), "the expanded key failed its consistency check (H(ek) or ek encoding)");
+        let bad = |_| {
+            crate::error::invalid_key(
+                alg.name(),
+                "the expanded key failed its consistency check (H(ek) or ek encoding)",
+            )
+        };
         let inner = match alg {
             Algorithm::MlKem512 => DkInner::K512(Box::new(
-                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?).map_err(bad)?,
+                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?)
+                    .map_err(bad)?,
             )),
             Algorithm::MlKem768 => DkInner::K768(Box::new(
-                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?).map_err(bad)?,
+                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?)
+                    .map_err(bad)?,
             )),
             _ => DkInner::K1024(Box::new(
-                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?).map_err(bad)?,
+                ml_kem::DecapsulationKey::from_expanded_bytes(&arr(alg, "expanded key", bytes)?)
+                    .map_err(bad)?,
             )),
         };
         Ok(Self {
@@ -185,7 +197,12 @@ impl EncapsulationKey {
     /// Parses an encapsulation key, with the FIPS 203 modulus check.
     pub fn from_bytes(alg: Algorithm, bytes: &[u8]) -> Result<Self> {
         check_alg(alg)?;
-        let bad = |_| crate::error::invalid_key(alg.name(), "coefficients out of range (FIPS 203 modulus check failed)");
+        let bad = |_| {
+            crate::error::invalid_key(
+                alg.name(),
+                "coefficients out of range (FIPS 203 modulus check failed)",
+            )
+        };
         let inner = match alg {
             Algorithm::MlKem512 => EkInner::K512(Box::new(
                 ml_kem::EncapsulationKey::new(&arr(alg, "public key", bytes)?).map_err(bad)?,
@@ -238,7 +255,11 @@ impl fmt::Debug for EncapsulationKey {
 mod tests {
     use super::*;
 
-    const ALGS: [Algorithm; 3] = [Algorithm::MlKem512, Algorithm::MlKem768, Algorithm::MlKem1024];
+    const ALGS: [Algorithm; 3] = [
+        Algorithm::MlKem512,
+        Algorithm::MlKem768,
+        Algorithm::MlKem1024,
+    ];
 
     #[test]
     fn round_trip_and_sizes() {

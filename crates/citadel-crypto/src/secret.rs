@@ -71,8 +71,17 @@ mod tests {
 
     #[test]
     fn equality_is_by_value() {
-        assert_eq!(SecretBytes::from_slice(b"abc"), SecretBytes::from_slice(b"abc"));
-        assert_ne!(SecretBytes::from_slice(b"abc"), SecretBytes::from_slice(b"abd"));
-        assert_ne!(SecretBytes::from_slice(b"abc"), SecretBytes::from_slice(b"ab"));
+        assert_eq!(
+            SecretBytes::from_slice(b"abc"),
+            SecretBytes::from_slice(b"abc")
+        );
+        assert_ne!(
+            SecretBytes::from_slice(b"abc"),
+            SecretBytes::from_slice(b"abd")
+        );
+        assert_ne!(
+            SecretBytes::from_slice(b"abc"),
+            SecretBytes::from_slice(b"ab")
+        );
     }
 }

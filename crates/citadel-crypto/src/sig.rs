@@ -38,18 +38,54 @@ macro_rules! slh {
     ($alg:expr, $p:ident => $body:expr) => {{
         use slh_dsa::*;
         match $alg {
-            Algorithm::SlhDsaSha2_128s => { type $p = Sha2_128s; $body }
-            Algorithm::SlhDsaSha2_128f => { type $p = Sha2_128f; $body }
-            Algorithm::SlhDsaSha2_192s => { type $p = Sha2_192s; $body }
-            Algorithm::SlhDsaSha2_192f => { type $p = Sha2_192f; $body }
-            Algorithm::SlhDsaSha2_256s => { type $p = Sha2_256s; $body }
-            Algorithm::SlhDsaSha2_256f => { type $p = Sha2_256f; $body }
-            Algorithm::SlhDsaShake128s => { type $p = Shake128s; $body }
-            Algorithm::SlhDsaShake128f => { type $p = Shake128f; $body }
-            Algorithm::SlhDsaShake192s => { type $p = Shake192s; $body }
-            Algorithm::SlhDsaShake192f => { type $p = Shake192f; $body }
-            Algorithm::SlhDsaShake256s => { type $p = Shake256s; $body }
-            _ => { type $p = Shake256f; $body }
+            Algorithm::SlhDsaSha2_128s => {
+                type $p = Sha2_128s;
+                $body
+            }
+            Algorithm::SlhDsaSha2_128f => {
+                type $p = Sha2_128f;
+                $body
+            }
+            Algorithm::SlhDsaSha2_192s => {
+                type $p = Sha2_192s;
+                $body
+            }
+            Algorithm::SlhDsaSha2_192f => {
+                type $p = Sha2_192f;
+                $body
+            }
+            Algorithm::SlhDsaSha2_256s => {
+                type $p = Sha2_256s;
+                $body
+            }
+            Algorithm::SlhDsaSha2_256f => {
+                type $p = Sha2_256f;
+                $body
+            }
+            Algorithm::SlhDsaShake128s => {
+                type $p = Shake128s;
+                $body
+            }
+            Algorithm::SlhDsaShake128f => {
+                type $p = Shake128f;
+                $body
+            }
+            Algorithm::SlhDsaShake192s => {
+                type $p = Shake192s;
+                $body
+            }
+            Algorithm::SlhDsaShake192f => {
+                type $p = Shake192f;
+                $body
+            }
+            Algorithm::SlhDsaShake256s => {
+                type $p = Shake256s;
+                $body
+            }
+            _ => {
+                type $p = Shake256f;
+                $body
+            }
         }
     }};
 }
@@ -93,7 +129,9 @@ fn mldsa_sign<P: MlDsaParams>(
 ) -> Vec<u8> {
     let prefix = pure_prefix(ctx);
     let rnd = Arr::from(*rnd);
-    sk.sign_internal(&[&prefix, ctx, msg], &rnd).encode().to_vec()
+    sk.sign_internal(&[&prefix, ctx, msg], &rnd)
+        .encode()
+        .to_vec()
 }
 
 fn mldsa_verify<P: MlDsaParams>(pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
@@ -114,15 +152,26 @@ fn mldsa_expanded_from_bytes<P: MlDsaParams>(
     bytes: &[u8],
 ) -> Result<ml_dsa::ExpandedSigningKey<P>> {
     let enc = ml_dsa::ExpandedSigningKeyBytes::<P>::try_from(bytes).map_err(|_| {
-        crate::error::invalid_key(alg.name(), format!("expanded private key has the wrong length ({} bytes)", bytes.len()))
+        crate::error::invalid_key(
+            alg.name(),
+            format!(
+                "expanded private key has the wrong length ({} bytes)",
+                bytes.len()
+            ),
+        )
     })?;
     // The backend documents that malformed expanded keys may panic while
     // decoding; a key file is untrusted input, so contain that here and
     // require an exact re-encoding (which rejects out-of-range coefficients).
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ml_dsa::ExpandedSigningKey::<P>::from_expanded(&enc)))
-        .map_err(|_| crate::error::invalid_key(alg.name(), "expanded private key is malformed"))?;
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ml_dsa::ExpandedSigningKey::<P>::from_expanded(&enc)
+    }))
+    .map_err(|_| crate::error::invalid_key(alg.name(), "expanded private key is malformed"))?;
     if decoded.to_expanded().as_slice() != bytes {
-        return Err(crate::error::invalid_key(alg.name(), "expanded private key is not canonically encoded"));
+        return Err(crate::error::invalid_key(
+            alg.name(),
+            "expanded private key is not canonically encoded",
+        ));
     }
     Ok(decoded)
 }
@@ -156,7 +205,10 @@ impl SigningKey {
     pub fn from_seed(alg: Algorithm, seed: &[u8]) -> Result<Self> {
         check_sig_alg(alg)?;
         let wrong_len = |want: usize| {
-            crate::error::invalid_key(alg.name(), format!("seed must be {want} bytes, got {}", seed.len()))
+            crate::error::invalid_key(
+                alg.name(),
+                format!("seed must be {want} bytes, got {}", seed.len()),
+            )
         };
         let (inner, public) = match alg {
             Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
@@ -164,15 +216,24 @@ impl SigningKey {
                 match alg {
                     Algorithm::MlDsa44 => {
                         let k = ml_dsa::SigningKey::<MlDsa44>::from_seed(&xi);
-                        (SkInner::MlDsa44(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                        (
+                            SkInner::MlDsa44(Box::new(k.expanded_key().clone())),
+                            k.expanded_key().verifying_key().encode().to_vec(),
+                        )
                     }
                     Algorithm::MlDsa65 => {
                         let k = ml_dsa::SigningKey::<MlDsa65>::from_seed(&xi);
-                        (SkInner::MlDsa65(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                        (
+                            SkInner::MlDsa65(Box::new(k.expanded_key().clone())),
+                            k.expanded_key().verifying_key().encode().to_vec(),
+                        )
                     }
                     _ => {
                         let k = ml_dsa::SigningKey::<MlDsa87>::from_seed(&xi);
-                        (SkInner::MlDsa87(Box::new(k.expanded_key().clone())), k.expanded_key().verifying_key().encode().to_vec())
+                        (
+                            SkInner::MlDsa87(Box::new(k.expanded_key().clone())),
+                            k.expanded_key().verifying_key().encode().to_vec(),
+                        )
                     }
                 }
             }
@@ -180,8 +241,9 @@ impl SigningKey {
                 if seed.len() != 32 {
                     return Err(wrong_len(32));
                 }
-                let kp = Ed25519KeyPair::from_seed_unchecked(seed)
-                    .map_err(|_| crate::error::invalid_key(alg.name(), "rejected by the backend"))?;
+                let kp = Ed25519KeyPair::from_seed_unchecked(seed).map_err(|_| {
+                    crate::error::invalid_key(alg.name(), "rejected by the backend")
+                })?;
                 let public = kp.public_key().as_ref().to_vec();
                 let mut s = Zeroizing::new([0u8; 32]);
                 s.copy_from_slice(seed);
@@ -233,7 +295,11 @@ impl SigningKey {
                 if bytes.len() != alg.private_key_len() {
                     return Err(crate::error::invalid_key(
                         alg.name(),
-                        format!("private key must be {} bytes, got {}", alg.private_key_len(), bytes.len()),
+                        format!(
+                            "private key must be {} bytes, got {}",
+                            alg.private_key_len(),
+                            bytes.len()
+                        ),
                     ));
                 }
                 // Recompute PK.root from the seeds: a key whose root does not
@@ -241,7 +307,10 @@ impl SigningKey {
                 let n = alg.private_key_len() / 4;
                 let derived = Self::from_seed(alg, &bytes[..3 * n])?;
                 if !crate::secret::ct_eq(&derived.public, &bytes[2 * n..]) {
-                    return Err(crate::error::invalid_key(alg.name(), "PK.root does not match the secret seeds"));
+                    return Err(crate::error::invalid_key(
+                        alg.name(),
+                        "PK.root does not match the secret seeds",
+                    ));
                 }
                 return Ok(derived);
             }
@@ -293,7 +362,12 @@ impl SigningKey {
     /// Signs with explicit randomness: `Some(rnd)` is FIPS 204's `rnd` (hedged)
     /// or FIPS 205's `opt_rand` (first n bytes); `None` is the deterministic
     /// variant. For known-answer tests; use [`SigningKey::sign`] otherwise.
-    pub fn sign_with_randomness(&self, msg: &[u8], ctx: &[u8], rnd: Option<&[u8; 32]>) -> Result<Vec<u8>> {
+    pub fn sign_with_randomness(
+        &self,
+        msg: &[u8],
+        ctx: &[u8],
+        rnd: Option<&[u8; 32]>,
+    ) -> Result<Vec<u8>> {
         check_context(self.alg, ctx)?;
         let zero = [0u8; 32];
         let r = rnd.unwrap_or(&zero);
@@ -339,7 +413,11 @@ impl VerifyingKey {
         if bytes.len() != alg.public_key_len() {
             return Err(crate::error::invalid_key(
                 alg.name(),
-                format!("public key must be {} bytes, got {}", alg.public_key_len(), bytes.len()),
+                format!(
+                    "public key must be {} bytes, got {}",
+                    alg.public_key_len(),
+                    bytes.len()
+                ),
             ));
         }
         Ok(Self {
@@ -412,15 +490,22 @@ pub mod internal {
                 let k = slh_dsa::SigningKey::<P>::try_from(sk.as_slice()).map_err(|_| Error::Backend("SLH-DSA"))?;
                 k.slh_sign_internal(&[m_prime], rnd).to_vec()
             }),
-            SkInner::Ed25519(..) => return Err(Error::WrongKeyType { alg: "ed25519", op: "sign_internal" }),
+            SkInner::Ed25519(..) => {
+                return Err(Error::WrongKeyType {
+                    alg: "ed25519",
+                    op: "sign_internal",
+                });
+            }
         })
     }
 
     /// Verifies over M′ directly.
     pub fn verify(key: &VerifyingKey, m_prime: &[u8], sig: &[u8]) -> Result<()> {
         fn ml<P: MlDsaParams>(pk: &[u8], m: &[u8], sig: &[u8]) -> Result<()> {
-            let pk = ml_dsa::EncodedVerifyingKey::<P>::try_from(pk).map_err(|_| Error::BadSignature)?;
-            let sig = ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+            let pk =
+                ml_dsa::EncodedVerifyingKey::<P>::try_from(pk).map_err(|_| Error::BadSignature)?;
+            let sig =
+                ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
             let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
             if ml_dsa::VerifyingKey::<P>::decode(&pk).verify_internal(m, &sig) {
                 Ok(())
@@ -432,7 +517,10 @@ pub mod internal {
             Algorithm::MlDsa44 => ml::<MlDsa44>(&key.bytes, m_prime, sig),
             Algorithm::MlDsa65 => ml::<MlDsa65>(&key.bytes, m_prime, sig),
             Algorithm::MlDsa87 => ml::<MlDsa87>(&key.bytes, m_prime, sig),
-            Algorithm::Ed25519 => Err(Error::WrongKeyType { alg: "ed25519", op: "verify_internal" }),
+            Algorithm::Ed25519 => Err(Error::WrongKeyType {
+                alg: "ed25519",
+                op: "verify_internal",
+            }),
             alg => slh!(alg, P => {
                 let vk = slh_dsa::VerifyingKey::<P>::try_from(key.bytes.as_slice()).map_err(|_| Error::BadSignature)?;
                 let s = slh_dsa::Signature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
@@ -466,19 +554,38 @@ mod tests {
             assert_eq!(sig.len(), alg.output_len(), "{alg}");
             vk.verify(b"hello", ctx, &sig).unwrap();
             // tampered message
-            assert_eq!(vk.verify(b"hellp", ctx, &sig), Err(Error::BadSignature), "{alg}");
+            assert_eq!(
+                vk.verify(b"hellp", ctx, &sig),
+                Err(Error::BadSignature),
+                "{alg}"
+            );
             // tampered signature
             let mut bad = sig.clone();
             bad[sig.len() / 2] ^= 0x01;
-            assert_eq!(vk.verify(b"hello", ctx, &bad), Err(Error::BadSignature), "{alg}");
+            assert_eq!(
+                vk.verify(b"hello", ctx, &bad),
+                Err(Error::BadSignature),
+                "{alg}"
+            );
             // truncated signature
-            assert_eq!(vk.verify(b"hello", ctx, &sig[..sig.len() - 1]), Err(Error::BadSignature));
+            assert_eq!(
+                vk.verify(b"hello", ctx, &sig[..sig.len() - 1]),
+                Err(Error::BadSignature)
+            );
             // wrong key
             let other = SigningKey::generate(alg).unwrap().verifying_key();
-            assert_eq!(other.verify(b"hello", ctx, &sig), Err(Error::BadSignature), "{alg}");
+            assert_eq!(
+                other.verify(b"hello", ctx, &sig),
+                Err(Error::BadSignature),
+                "{alg}"
+            );
             if alg.takes_context() {
                 // other context
-                assert_eq!(vk.verify(b"hello", b"ctx2", &sig), Err(Error::BadSignature), "{alg}");
+                assert_eq!(
+                    vk.verify(b"hello", b"ctx2", &sig),
+                    Err(Error::BadSignature),
+                    "{alg}"
+                );
             }
         }
     }
@@ -488,12 +595,20 @@ mod tests {
         let sk = SigningKey::generate(Algorithm::MlDsa44).unwrap();
         assert_eq!(sk.sign(b"m", &[0u8; 256]), Err(Error::ContextTooLong(256)));
         let ed = SigningKey::generate(Algorithm::Ed25519).unwrap();
-        assert!(matches!(ed.sign(b"m", b"x"), Err(Error::ContextNotSupported(_))));
+        assert!(matches!(
+            ed.sign(b"m", b"x"),
+            Err(Error::ContextNotSupported(_))
+        ));
     }
 
     #[test]
     fn expanded_forms_round_trip() {
-        for alg in [Algorithm::MlDsa44, Algorithm::MlDsa65, Algorithm::MlDsa87, Algorithm::SlhDsaSha2_128f] {
+        for alg in [
+            Algorithm::MlDsa44,
+            Algorithm::MlDsa65,
+            Algorithm::MlDsa87,
+            Algorithm::SlhDsaSha2_128f,
+        ] {
             let sk = SigningKey::generate(alg).unwrap();
             let again = SigningKey::from_expanded(alg, sk.expanded().expose()).unwrap();
             assert_eq!(again.verifying_key(), sk.verifying_key());

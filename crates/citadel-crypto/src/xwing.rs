@@ -40,7 +40,10 @@ impl DecapsulationKey {
     /// Expands a 32-byte seed: SHAKE256(seed, 96) = ML-KEM d‖z (64) ‖ X25519 scalar (32).
     pub fn from_seed(seed: &[u8]) -> Result<Self> {
         let seed: [u8; SEED_LEN] = seed.try_into().map_err(|_| {
-            crate::error::invalid_key("mlkem768x25519", format!("seed must be {SEED_LEN} bytes, got {}", seed.len()))
+            crate::error::invalid_key(
+                "mlkem768x25519",
+                format!("seed must be {SEED_LEN} bytes, got {}", seed.len()),
+            )
         })?;
         let mut expanded = Zeroizing::new([0u8; 96]);
         shake256(&seed, expanded.as_mut());
@@ -84,7 +87,13 @@ impl DecapsulationKey {
 }
 
 fn combine(ss_m: &SecretBytes, ss_x: &SecretBytes, ct_x: &[u8], pk_x: &[u8]) -> SecretBytes {
-    SecretBytes::from_slice(&sha3_256(&[ss_m.expose(), ss_x.expose(), ct_x, pk_x, LABEL]))
+    SecretBytes::from_slice(&sha3_256(&[
+        ss_m.expose(),
+        ss_x.expose(),
+        ct_x,
+        pk_x,
+        LABEL,
+    ]))
 }
 
 impl fmt::Debug for DecapsulationKey {
@@ -106,7 +115,10 @@ impl EncapsulationKey {
         if bytes.len() != PUBLIC_KEY_LEN {
             return Err(crate::error::invalid_key(
                 "mlkem768x25519",
-                format!("public key must be {PUBLIC_KEY_LEN} bytes, got {}", bytes.len()),
+                format!(
+                    "public key must be {PUBLIC_KEY_LEN} bytes, got {}",
+                    bytes.len()
+                ),
             ));
         }
         let mlkem = kem::EncapsulationKey::from_bytes(Algorithm::MlKem768, &bytes[..MLKEM_PK])?;
@@ -171,10 +183,14 @@ mod tests {
     /// the KEM shared secret its header yields), which also pins the combiner.
     #[test]
     fn seed_expansion_matches_age_vector() {
-        let seed = hex::decode("b8be81702bae561b372c3de084b70415734529cfef83c57eeb3e6e57689f9e23").unwrap();
+        let seed = hex::decode("b8be81702bae561b372c3de084b70415734529cfef83c57eeb3e6e57689f9e23")
+            .unwrap();
         let dk = DecapsulationKey::from_seed(&seed).unwrap();
         let pk = dk.encapsulation_key().to_bytes();
-        assert_eq!(hex::encode(&pk[1184..]), "4ca0d1a0b2d96b0c8e01fab2d9023225f0b6670c009ef1a7a277ec0f0c625277");
+        assert_eq!(
+            hex::encode(&pk[1184..]),
+            "4ca0d1a0b2d96b0c8e01fab2d9023225f0b6670c009ef1a7a277ec0f0c625277"
+        );
         assert_eq!(hex::encode(&pk[..16]), "15525167a10724185b3049afc9591455");
     }
 }

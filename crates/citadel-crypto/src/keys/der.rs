@@ -4,8 +4,8 @@
 //! minimal lengths, non-negative minimal INTEGERs. Anything else is rejected,
 //! so every accepted input has exactly one encoding.
 
-use crate::error::malformed;
 use crate::Result;
+use crate::error::malformed;
 
 pub(crate) const SEQUENCE: u8 = 0x30;
 pub(crate) const INTEGER: u8 = 0x02;
@@ -75,7 +75,10 @@ impl<'a> Reader<'a> {
             (len, rest)
         };
         if rest.len() < len {
-            return Err(malformed(WHAT, format!("element claims {len} bytes but only {} remain", rest.len())));
+            return Err(malformed(
+                WHAT,
+                format!("element claims {len} bytes but only {} remain", rest.len()),
+            ));
         }
         let (value, rest) = rest.split_at(len);
         self.data = rest;
@@ -86,12 +89,19 @@ impl<'a> Reader<'a> {
     pub(crate) fn read(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8]> {
         match self.read_any()? {
             (t, v) if t == tag => Ok(v),
-            (t, _) => Err(malformed(what, format!("expected tag 0x{tag:02x}, found 0x{t:02x}"))),
+            (t, _) => Err(malformed(
+                what,
+                format!("expected tag 0x{tag:02x}, found 0x{t:02x}"),
+            )),
         }
     }
 
     /// Reads an element with tag `tag` if the next one has it.
-    pub(crate) fn read_optional(&mut self, tag: u8, what: &'static str) -> Result<Option<&'a [u8]>> {
+    pub(crate) fn read_optional(
+        &mut self,
+        tag: u8,
+        what: &'static str,
+    ) -> Result<Option<&'a [u8]>> {
         if self.peek_tag() == Some(tag) {
             self.read(tag, what).map(Some)
         } else {
@@ -110,7 +120,10 @@ impl<'a> Reader<'a> {
         if self.data.is_empty() {
             Ok(())
         } else {
-            Err(malformed(what, format!("{} unexpected trailing bytes", self.data.len())))
+            Err(malformed(
+                what,
+                format!("{} unexpected trailing bytes", self.data.len()),
+            ))
         }
     }
 }
@@ -176,7 +189,11 @@ mod tests {
 
     #[test]
     fn rejects_non_minimal_and_truncated() {
-        assert!(Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5]).read_any().is_err());
+        assert!(
+            Reader::new(&[0x04, 0x81, 0x05, 1, 2, 3, 4, 5])
+                .read_any()
+                .is_err()
+        );
         assert!(Reader::new(&[0x04, 0x80]).read_any().is_err());
         assert!(Reader::new(&[0x04, 0x05, 1]).read_any().is_err());
         assert!(Reader::new(&[0x04]).read_any().is_err());

@@ -77,7 +77,10 @@ fn read_alg_identifier(r: &mut der::Reader<'_>, what: &'static str) -> Result<Al
         return Err(malformed(what, "algorithm parameters must be absent"));
     }
     Algorithm::from_oid(oid).ok_or_else(|| {
-        malformed(what, format!("unsupported algorithm OID (contents {})", hex::encode(oid)))
+        malformed(
+            what,
+            format!("unsupported algorithm OID (contents {})", hex::encode(oid)),
+        )
     })
 }
 
@@ -126,7 +129,12 @@ impl PrivateKey {
         let alg = self.algorithm();
         let lattice = matches!(
             alg,
-            Algorithm::MlKem512 | Algorithm::MlKem768 | Algorithm::MlKem1024 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87
+            Algorithm::MlKem512
+                | Algorithm::MlKem768
+                | Algorithm::MlKem1024
+                | Algorithm::MlDsa44
+                | Algorithm::MlDsa65
+                | Algorithm::MlDsa87
         );
         if alg == Algorithm::Ed25519 {
             let seed = self.expanded();
@@ -156,7 +164,12 @@ impl PrivateKey {
         let field = self.private_key_field(form)?;
         let inner = Zeroizing::new(der::tlv(der::OCTET_STRING, &field));
         let body = Zeroizing::new(
-            [der::uint(0).as_slice(), &alg_identifier(self.algorithm())?, &inner].concat(),
+            [
+                der::uint(0).as_slice(),
+                &alg_identifier(self.algorithm())?,
+                &inner,
+            ]
+            .concat(),
         );
         Ok(SecretBytes::new(der::tlv(der::SEQUENCE, &body)))
     }
@@ -178,13 +191,21 @@ impl PrivateKey {
         let public = r.read_optional(der::CONTEXT_1, WHAT)?;
         r.finish(WHAT)?;
         if version == 0 && public.is_some() {
-            return Err(malformed(WHAT, "a version 1 structure cannot carry a public key"));
+            return Err(malformed(
+                WHAT,
+                "a version 1 structure cannot carry a public key",
+            ));
         }
         let key = Self::from_private_key_field(alg, field)?;
         if let Some(bits) = public {
-            let (unused, pk) = bits.split_first().ok_or_else(|| malformed(WHAT, "empty public key"))?;
+            let (unused, pk) = bits
+                .split_first()
+                .ok_or_else(|| malformed(WHAT, "empty public key"))?;
             if *unused != 0 || pk != key.public_key().as_bytes().as_slice() {
-                return Err(invalid_key(alg.name(), "the embedded public key does not match the private key"));
+                return Err(invalid_key(
+                    alg.name(),
+                    "the embedded public key does not match the private key",
+                ));
             }
         }
         Ok(key)
@@ -197,9 +218,16 @@ impl PrivateKey {
                 let mut r = der::Reader::new(field);
                 let seed = r.read(der::OCTET_STRING, WHAT)?;
                 r.finish(WHAT)?;
-                Ok(PrivateKey::Signature(sig::SigningKey::from_seed(alg, seed)?))
+                Ok(PrivateKey::Signature(sig::SigningKey::from_seed(
+                    alg, seed,
+                )?))
             }
-            Algorithm::MlKem512 | Algorithm::MlKem768 | Algorithm::MlKem1024 | Algorithm::MlDsa44 | Algorithm::MlDsa65 | Algorithm::MlDsa87 => {
+            Algorithm::MlKem512
+            | Algorithm::MlKem768
+            | Algorithm::MlKem1024
+            | Algorithm::MlDsa44
+            | Algorithm::MlDsa65
+            | Algorithm::MlDsa87 => {
                 let is_kem = alg.family() == Family::Kem;
                 let from_seed = |s: &[u8]| -> Result<PrivateKey> {
                     Ok(if is_kem {
@@ -226,27 +254,44 @@ impl PrivateKey {
                         b.finish(WHAT)?;
                         let key = from_seed(seed)?;
                         if !crate::secret::ct_eq(key.expanded().expose(), expanded) {
-                            return Err(invalid_key(alg.name(), "the seed and the expanded key in the file do not match"));
+                            return Err(invalid_key(
+                                alg.name(),
+                                "the seed and the expanded key in the file do not match",
+                            ));
                         }
                         key
                     }
                     (tag, _) => {
-                        return Err(malformed(WHAT, format!("unknown private key form (tag 0x{tag:02x}); expected seed, expandedKey or both")));
+                        return Err(malformed(
+                            WHAT,
+                            format!(
+                                "unknown private key form (tag 0x{tag:02x}); expected seed, expandedKey or both"
+                            ),
+                        ));
                     }
                 };
                 r.finish(WHAT)?;
                 Ok(key)
             }
-            _ => Ok(PrivateKey::Signature(sig::SigningKey::from_expanded(alg, field)?)),
+            _ => Ok(PrivateKey::Signature(sig::SigningKey::from_expanded(
+                alg, field,
+            )?)),
         }
     }
 
     /// Encodes as PEM; with a passphrase, as an encrypted PKCS#8 (PBES2).
-    pub fn to_pem(&self, form: PrivateKeyForm, passphrase: Option<(&[u8], Kdf)>) -> Result<Zeroizing<String>> {
+    pub fn to_pem(
+        &self,
+        form: PrivateKeyForm,
+        passphrase: Option<(&[u8], Kdf)>,
+    ) -> Result<Zeroizing<String>> {
         let der = self.to_pkcs8_der(form)?;
         Ok(match passphrase {
             None => pem::encode(pem::PRIVATE_KEY, der.expose()),
-            Some((pass, kdf)) => pem::encode(pem::ENCRYPTED_PRIVATE_KEY, &pbes2::encrypt(der.expose(), pass, kdf)?),
+            Some((pass, kdf)) => pem::encode(
+                pem::ENCRYPTED_PRIVATE_KEY,
+                &pbes2::encrypt(der.expose(), pass, kdf)?,
+            ),
         })
     }
 
@@ -265,7 +310,10 @@ impl PrivateKey {
                 let plain = pbes2::decrypt(der, pass)?;
                 Self::from_pkcs8_der(plain.expose()).map_err(|_| Error::BadPassphrase)
             }
-            other => Err(malformed("PEM", format!("expected a PRIVATE KEY, found '{other}'"))),
+            other => Err(malformed(
+                "PEM",
+                format!("expected a PRIVATE KEY, found '{other}'"),
+            )),
         }
     }
 
@@ -328,7 +376,10 @@ impl PublicKey {
         r.finish(WHAT)?;
         match bits.split_first() {
             Some((0, key)) => Self::from_raw(alg, key),
-            _ => Err(malformed(WHAT, "public key BIT STRING must have no unused bits")),
+            _ => Err(malformed(
+                WHAT,
+                "public key BIT STRING must have no unused bits",
+            )),
         }
     }
 
@@ -341,14 +392,20 @@ impl PublicKey {
     pub fn from_pem(text: &str) -> Result<Self> {
         let (label, der) = pem::decode(text)?;
         if label != pem::PUBLIC_KEY {
-            return Err(malformed("PEM", format!("expected a PUBLIC KEY, found '{label}'")));
+            return Err(malformed(
+                "PEM",
+                format!("expected a PUBLIC KEY, found '{label}'"),
+            ));
         }
         Self::from_spki_der(&der)
     }
 
     /// SHA-256 of the SPKI DER, as `SHA256:` and lowercase hex.
     pub fn fingerprint(&self) -> Result<String> {
-        Ok(format!("SHA256:{}", hex::encode(hash::sha256(&self.to_spki_der()?))))
+        Ok(format!(
+            "SHA256:{}",
+            hex::encode(hash::sha256(&self.to_spki_der()?))
+        ))
     }
 }
 

@@ -11,8 +11,8 @@ use crate::error::malformed;
 use crate::secret::SecretBytes;
 use crate::{Error, Result, random};
 use aws_lc_rs::cipher::{
-    AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey, PaddedBlockEncryptingKey,
-    UnboundCipherKey,
+    AES_256, DecryptionContext, EncryptionContext, PaddedBlockDecryptingKey,
+    PaddedBlockEncryptingKey, UnboundCipherKey,
 };
 use aws_lc_rs::iv::FixedLength;
 use aws_lc_rs::pbkdf2;
@@ -59,8 +59,13 @@ impl Default for Kdf {
 fn derive_key(kdf: &ParsedKdf, passphrase: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
     let mut key = Zeroizing::new([0u8; 32]);
     match kdf {
-        ParsedKdf::Pbkdf2 { salt, iterations, prf } => {
-            let iterations = NonZeroU32::new(*iterations).ok_or_else(|| malformed(WHAT, "zero PBKDF2 iterations"))?;
+        ParsedKdf::Pbkdf2 {
+            salt,
+            iterations,
+            prf,
+        } => {
+            let iterations = NonZeroU32::new(*iterations)
+                .ok_or_else(|| malformed(WHAT, "zero PBKDF2 iterations"))?;
             pbkdf2::derive(*prf, iterations, salt, passphrase, key.as_mut());
         }
         ParsedKdf::Scrypt { salt, log_n, r, p } => {
@@ -101,7 +106,9 @@ pub fn encrypt(pkcs8: &[u8], passphrase: &[u8], kdf: Kdf) -> Result<Vec<u8>> {
     let (parsed, kdf_params) = match kdf {
         Kdf::Scrypt { log_n } => {
             if log_n == 0 || log_n > MAX_SCRYPT_LOG_N {
-                return Err(Error::InvalidParameter(format!("scrypt log2(N) must be 1..={MAX_SCRYPT_LOG_N}")));
+                return Err(Error::InvalidParameter(format!(
+                    "scrypt log2(N) must be 1..={MAX_SCRYPT_LOG_N}"
+                )));
             }
             let params = der::sequence(&[
                 &der::tlv(der::OCTET_STRING, &salt),
@@ -111,13 +118,20 @@ pub fn encrypt(pkcs8: &[u8], passphrase: &[u8], kdf: Kdf) -> Result<Vec<u8>> {
                 &der::uint(32),
             ]);
             (
-                ParsedKdf::Scrypt { salt: salt.to_vec(), log_n, r: 8, p: 1 },
+                ParsedKdf::Scrypt {
+                    salt: salt.to_vec(),
+                    log_n,
+                    r: 8,
+                    p: 1,
+                },
                 alg_id(OID_SCRYPT, &params),
             )
         }
         Kdf::Pbkdf2 { iterations } => {
             if iterations < 1000 {
-                return Err(Error::InvalidParameter("PBKDF2 needs at least 1000 iterations".into()));
+                return Err(Error::InvalidParameter(
+                    "PBKDF2 needs at least 1000 iterations".into(),
+                ));
             }
             let params = der::sequence(&[
                 &der::tlv(der::OCTET_STRING, &salt),
@@ -126,20 +140,28 @@ pub fn encrypt(pkcs8: &[u8], passphrase: &[u8], kdf: Kdf) -> Result<Vec<u8>> {
                 &alg_id(OID_HMAC_SHA256, &der::tlv(der::NULL, &[])),
             ]);
             (
-                ParsedKdf::Pbkdf2 { salt: salt.to_vec(), iterations, prf: pbkdf2::PBKDF2_HMAC_SHA256 },
+                ParsedKdf::Pbkdf2 {
+                    salt: salt.to_vec(),
+                    iterations,
+                    prf: pbkdf2::PBKDF2_HMAC_SHA256,
+                },
                 alg_id(OID_PBKDF2, &params),
             )
         }
     };
     let key = derive_key(&parsed, passphrase)?;
-    let cipher = UnboundCipherKey::new(&AES_256, key.as_ref()).map_err(|_| Error::Backend("AES key"))?;
+    let cipher =
+        UnboundCipherKey::new(&AES_256, key.as_ref()).map_err(|_| Error::Backend("AES key"))?;
     let enc = PaddedBlockEncryptingKey::cbc_pkcs7(cipher).map_err(|_| Error::Backend("AES-CBC"))?;
     let mut data = pkcs8.to_vec();
     enc.less_safe_encrypt(&mut data, EncryptionContext::Iv128(FixedLength::from(iv)))
         .map_err(|_| Error::Backend("AES-CBC encryption"))?;
     let scheme = alg_id(OID_AES256_CBC, &der::tlv(der::OCTET_STRING, &iv));
     let pbes2_params = der::sequence(&[&kdf_params, &scheme]);
-    Ok(der::sequence(&[&alg_id(OID_PBES2, &pbes2_params), &der::tlv(der::OCTET_STRING, &data)]))
+    Ok(der::sequence(&[
+        &alg_id(OID_PBES2, &pbes2_params),
+        &der::tlv(der::OCTET_STRING, &data),
+    ]))
 }
 
 fn parse_kdf(r: &mut Reader<'_>) -> Result<ParsedKdf> {
@@ -151,7 +173,12 @@ fn parse_kdf(r: &mut Reader<'_>) -> Result<ParsedKdf> {
         let salt = params.read(der::OCTET_STRING, WHAT)?.to_vec();
         let iterations = params.read_uint(WHAT)?;
         if iterations == 0 || iterations > MAX_PBKDF2_ITERATIONS {
-            return Err(malformed(WHAT, format!("PBKDF2 iteration count {iterations} is outside 1..={MAX_PBKDF2_ITERATIONS}")));
+            return Err(malformed(
+                WHAT,
+                format!(
+                    "PBKDF2 iteration count {iterations} is outside 1..={MAX_PBKDF2_ITERATIONS}"
+                ),
+            ));
         }
         if params.peek_tag() == Some(der::INTEGER) {
             let len = params.read_uint(WHAT)?;
@@ -175,7 +202,11 @@ fn parse_kdf(r: &mut Reader<'_>) -> Result<ParsedKdf> {
             }
         };
         params.finish(WHAT)?;
-        Ok(ParsedKdf::Pbkdf2 { salt, iterations: iterations as u32, prf })
+        Ok(ParsedKdf::Pbkdf2 {
+            salt,
+            iterations: iterations as u32,
+            prf,
+        })
     } else if oid == OID_SCRYPT {
         let salt = params.read(der::OCTET_STRING, WHAT)?.to_vec();
         let n = params.read_uint(WHAT)?;
@@ -190,11 +221,22 @@ fn parse_kdf(r: &mut Reader<'_>) -> Result<ParsedKdf> {
         }
         let log_n = n.trailing_zeros() as u8;
         if log_n > MAX_SCRYPT_LOG_N || r == 0 || r > 32 || p == 0 || p > 16 {
-            return Err(malformed(WHAT, format!("scrypt cost (N=2^{log_n}, r={r}, p={p}) exceeds the accepted limits")));
+            return Err(malformed(
+                WHAT,
+                format!("scrypt cost (N=2^{log_n}, r={r}, p={p}) exceeds the accepted limits"),
+            ));
         }
-        Ok(ParsedKdf::Scrypt { salt, log_n, r: r as u32, p: p as u32 })
+        Ok(ParsedKdf::Scrypt {
+            salt,
+            log_n,
+            r: r as u32,
+            p: p as u32,
+        })
     } else {
-        Err(malformed(WHAT, "unsupported key-derivation function (PBKDF2 and scrypt are supported)"))
+        Err(malformed(
+            WHAT,
+            "unsupported key-derivation function (PBKDF2 and scrypt are supported)",
+        ))
     }
 }
 
@@ -215,7 +257,10 @@ pub fn decrypt(der_bytes: &[u8], passphrase: &[u8]) -> Result<SecretBytes> {
     let mut scheme = Reader::new(params.read(der::SEQUENCE, WHAT)?);
     params.finish(WHAT)?;
     if scheme.read(der::OID, WHAT)? != OID_AES256_CBC {
-        return Err(malformed(WHAT, "unsupported cipher (AES-256-CBC is supported)"));
+        return Err(malformed(
+            WHAT,
+            "unsupported cipher (AES-256-CBC is supported)",
+        ));
     }
     let iv: [u8; 16] = scheme
         .read(der::OCTET_STRING, WHAT)?
@@ -223,10 +268,14 @@ pub fn decrypt(der_bytes: &[u8], passphrase: &[u8]) -> Result<SecretBytes> {
         .map_err(|_| malformed(WHAT, "AES-CBC IV must be 16 bytes"))?;
     scheme.finish(WHAT)?;
     if data.is_empty() || data.len() % 16 != 0 {
-        return Err(malformed(WHAT, "ciphertext is not a whole number of AES blocks"));
+        return Err(malformed(
+            WHAT,
+            "ciphertext is not a whole number of AES blocks",
+        ));
     }
     let key = derive_key(&kdf, passphrase)?;
-    let cipher = UnboundCipherKey::new(&AES_256, key.as_ref()).map_err(|_| Error::Backend("AES key"))?;
+    let cipher =
+        UnboundCipherKey::new(&AES_256, key.as_ref()).map_err(|_| Error::Backend("AES key"))?;
     let dec = PaddedBlockDecryptingKey::cbc_pkcs7(cipher).map_err(|_| Error::Backend("AES-CBC"))?;
     let mut buf = Zeroizing::new(data.to_vec());
     let plain = dec

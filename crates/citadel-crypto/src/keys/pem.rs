@@ -1,7 +1,7 @@
 //! PEM (RFC 7468) armor for DER documents.
 
-use crate::error::malformed;
 use crate::Result;
+use crate::error::malformed;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;

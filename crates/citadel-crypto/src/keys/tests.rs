@@ -6,7 +6,11 @@ fn quick_algs() -> Vec<Algorithm> {
         .iter()
         .copied()
         .filter(|a| a.family() != Family::AgeRecipient)
-        .filter(|a| !(a.name().starts_with("slh") && a.name().ends_with('s') && *a != Algorithm::SlhDsaSha2_128s))
+        .filter(|a| {
+            !(a.name().starts_with("slh")
+                && a.name().ends_with('s')
+                && *a != Algorithm::SlhDsaSha2_128s)
+        })
         .collect()
 }
 
@@ -17,7 +21,11 @@ fn pkcs8_and_spki_round_trip_every_algorithm() {
         let pem = key.to_pem(PrivateKeyForm::Seed, None).unwrap();
         let back = PrivateKey::from_pem(&pem, None).unwrap();
         assert_eq!(back.algorithm(), alg);
-        assert_eq!(back.public_key().as_bytes(), key.public_key().as_bytes(), "{alg}");
+        assert_eq!(
+            back.public_key().as_bytes(),
+            key.public_key().as_bytes(),
+            "{alg}"
+        );
         let pub_pem = key.public_key().to_pem().unwrap();
         let pk = PublicKey::from_pem(&pub_pem).unwrap();
         assert_eq!(pk.as_bytes(), key.public_key().as_bytes());
@@ -26,22 +34,39 @@ fn pkcs8_and_spki_round_trip_every_algorithm() {
 
 #[test]
 fn lattice_keys_read_all_three_forms() {
-    for alg in [Algorithm::MlKem512, Algorithm::MlKem768, Algorithm::MlKem1024, Algorithm::MlDsa44, Algorithm::MlDsa65, Algorithm::MlDsa87] {
+    for alg in [
+        Algorithm::MlKem512,
+        Algorithm::MlKem768,
+        Algorithm::MlKem1024,
+        Algorithm::MlDsa44,
+        Algorithm::MlDsa65,
+        Algorithm::MlDsa87,
+    ] {
         let key = PrivateKey::generate(alg).unwrap();
-        for form in [PrivateKeyForm::Seed, PrivateKeyForm::Expanded, PrivateKeyForm::Both] {
+        for form in [
+            PrivateKeyForm::Seed,
+            PrivateKeyForm::Expanded,
+            PrivateKeyForm::Both,
+        ] {
             let der = key.to_pkcs8_der(form).unwrap();
             let back = PrivateKey::from_pkcs8_der(der.expose()).unwrap();
-            assert_eq!(back.public_key().as_bytes(), key.public_key().as_bytes(), "{alg} {form:?}");
+            assert_eq!(
+                back.public_key().as_bytes(),
+                key.public_key().as_bytes(),
+                "{alg} {form:?}"
+            );
         }
     }
 }
 
 #[test]
 fn seed_form_has_the_lamps_layout() {
-    let key = PrivateKey::Kem(kem::DecapsulationKey::from_seed(Algorithm::MlKem768, &[7u8; 64]).unwrap());
+    let key =
+        PrivateKey::Kem(kem::DecapsulationKey::from_seed(Algorithm::MlKem768, &[7u8; 64]).unwrap());
     let der = key.to_pkcs8_der(PrivateKeyForm::Seed).unwrap();
     // SEQUENCE { INTEGER 0, SEQUENCE { OID 2.16.840.1.101.3.4.4.2 }, OCTET STRING { [0] 64 bytes } }
-    let expected_prefix = hex::decode("3054020100300b0609608648016503040402044280 40".replace(' ', "")).unwrap();
+    let expected_prefix =
+        hex::decode("3054020100300b0609608648016503040402044280 40".replace(' ', "")).unwrap();
     assert_eq!(&der.expose()[..expected_prefix.len()], &expected_prefix[..]);
     assert_eq!(der.len(), 86);
 }
@@ -54,7 +79,12 @@ fn mismatched_both_form_is_rejected() {
         &der::tlv(der::OCTET_STRING, a.seed().unwrap()),
         &der::tlv(der::OCTET_STRING, b.expanded().expose()),
     ]);
-    let body = [der::uint(0).as_slice(), &alg_identifier(Algorithm::MlDsa44).unwrap(), &der::tlv(der::OCTET_STRING, &both)].concat();
+    let body = [
+        der::uint(0).as_slice(),
+        &alg_identifier(Algorithm::MlDsa44).unwrap(),
+        &der::tlv(der::OCTET_STRING, &both),
+    ]
+    .concat();
     let err = PrivateKey::from_pkcs8_der(&der::tlv(der::SEQUENCE, &body)).unwrap_err();
     assert!(err.to_string().contains("do not match"), "{err}");
 }
@@ -63,12 +93,20 @@ fn mismatched_both_form_is_rejected() {
 fn encrypted_pkcs8_round_trip_and_wrong_passphrase() {
     let key = PrivateKey::generate(Algorithm::MlDsa65).unwrap();
     for kdf in [Kdf::Scrypt { log_n: 10 }, Kdf::Pbkdf2 { iterations: 1000 }] {
-        let pem = key.to_pem(PrivateKeyForm::Seed, Some((b"correct horse", kdf))).unwrap();
+        let pem = key
+            .to_pem(PrivateKeyForm::Seed, Some((b"correct horse", kdf)))
+            .unwrap();
         assert!(PrivateKey::pem_is_encrypted(&pem));
         let back = PrivateKey::from_pem(&pem, Some(b"correct horse")).unwrap();
         assert_eq!(back.public_key().as_bytes(), key.public_key().as_bytes());
-        assert!(matches!(PrivateKey::from_pem(&pem, Some(b"wrong")), Err(Error::BadPassphrase)));
-        assert!(matches!(PrivateKey::from_pem(&pem, None), Err(Error::PassphraseRequired)));
+        assert!(matches!(
+            PrivateKey::from_pem(&pem, Some(b"wrong")),
+            Err(Error::BadPassphrase)
+        ));
+        assert!(matches!(
+            PrivateKey::from_pem(&pem, None),
+            Err(Error::PassphraseRequired)
+        ));
     }
 }
 
@@ -77,7 +115,10 @@ fn truncated_and_garbage_inputs_are_errors() {
     let key = PrivateKey::generate(Algorithm::MlKem768).unwrap();
     let der = key.to_pkcs8_der(PrivateKeyForm::Seed).unwrap();
     for n in 0..der.len() {
-        assert!(PrivateKey::from_pkcs8_der(&der.expose()[..n]).is_err(), "prefix of {n} bytes accepted");
+        assert!(
+            PrivateKey::from_pkcs8_der(&der.expose()[..n]).is_err(),
+            "prefix of {n} bytes accepted"
+        );
     }
     let spki = key.public_key().to_spki_der().unwrap();
     for n in [0, 1, 10, spki.len() - 1] {

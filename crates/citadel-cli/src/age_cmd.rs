@@ -1,0 +1,219 @@
+//! `citadel encrypt` and `citadel decrypt`: the age v1 format.
+
+use crate::files::{self, AtomicFile, read_text, show_progress};
+use anyhow::{Context, Result, bail};
+use citadel_age::{Identity, Recipient};
+use citadel_crypto::secret::SecretBytes;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub(crate) struct EncryptArgs {
+    /// Encrypt to this recipient (age1pq1… post-quantum, or age1… X25519). Repeatable.
+    #[arg(short = 'r', long = "recipient")]
+    recipients: Vec<String>,
+    /// Encrypt to the recipients listed in FILE, one per line. Repeatable.
+    #[arg(short = 'R', long = "recipients-file")]
+    recipients_files: Vec<PathBuf>,
+    /// Encrypt with the passphrase on the first line of FILE (scrypt) instead of recipients.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Encrypt with the passphrase in environment variable VAR (scrypt).
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// ASCII-armor the output (PEM).
+    #[arg(short = 'a', long)]
+    armor: bool,
+    /// Output file (default: standard output).
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Input file (default: standard input).
+    input: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Print a JSON summary (requires -o).
+    #[arg(long, requires = "output")]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct DecryptArgs {
+    /// Identity file (AGE-SECRET-KEY-PQ-1… or AGE-SECRET-KEY-1… lines). Repeatable.
+    #[arg(short = 'i', long = "identity")]
+    identities: Vec<PathBuf>,
+    /// Decrypt a passphrase-encrypted file with the passphrase on the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    passphrase_file: Option<PathBuf>,
+    /// Decrypt with the passphrase in environment variable VAR.
+    #[arg(long, value_name = "VAR")]
+    passphrase_env: Option<String>,
+    /// Output file (default: standard output). Written under a temporary name
+    /// and renamed only after the whole file has been verified.
+    #[arg(short = 'o', long)]
+    output: Option<PathBuf>,
+    /// Input file (default: standard input).
+    input: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Print a JSON summary (requires -o).
+    #[arg(long, requires = "output")]
+    json: bool,
+}
+
+fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read>, Option<u64>)> {
+    match path {
+        Some(p) if p != Path::new("-") => {
+            let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            let len = f.metadata().ok().map(|m| m.len());
+            Ok((Box::new(f), len))
+        }
+        _ => Ok((Box::new(io::stdin().lock()), None)),
+    }
+}
+
+fn progress(len: Option<u64>, quiet: bool, what: &str) -> ProgressBar {
+    if !show_progress(quiet) {
+        return ProgressBar::hidden();
+    }
+    let pb = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::no_length(),
+    };
+    pb.set_style(
+        ProgressStyle::with_template(
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
+    let mut recipients = Vec::new();
+    for r in &a.recipients {
+        recipients.push(Recipient::parse(r)?);
+    }
+    for f in &a.recipients_files {
+        let text = read_text(f)?;
+        for line in text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            recipients.push(Recipient::parse(line).with_context(|| format!("in {}", f.display()))?);
+        }
+    }
+    if let Some(pass) =
+        files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?
+    {
+        if !recipients.is_empty() {
+            bail!("a passphrase cannot be combined with recipients");
+        }
+        recipients.push(Recipient::Scrypt {
+            passphrase: SecretBytes::from_slice(&pass),
+            work_factor: 18,
+        });
+    }
+    if recipients.is_empty() {
+        bail!("no recipients: pass -r RECIPIENT, -R FILE or --passphrase-file FILE");
+    }
+    if a.output.is_none() && !a.armor && io::stdout().is_terminal() {
+        bail!("refusing to write binary ciphertext to a terminal; use -o FILE or -a");
+    }
+    let (input, len) = open_input(a.input.as_deref())?;
+    let pb = progress(len, a.quiet, "encrypting");
+    let mut input = pb.wrap_read(input);
+    let start = Instant::now();
+    let n = match &a.output {
+        Some(out) => {
+            let mut f = io::BufWriter::with_capacity(256 * 1024, AtomicFile::create(out, false)?);
+            let n = citadel_age::encrypt(&recipients, &mut input, &mut f, a.armor)?;
+            f.into_inner()
+                .map_err(|e| e.into_error())
+                .context("cannot write the output")?
+                .commit()?;
+            n
+        }
+        None => {
+            let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+            let n = citadel_age::encrypt(&recipients, &mut input, &mut out, a.armor)?;
+            out.flush()?;
+            n
+        }
+    };
+    pb.finish_and_clear();
+    if a.json {
+        summary(
+            n,
+            start,
+            a.output.as_deref(),
+            Some(recipients.iter().all(Recipient::is_post_quantum)),
+        );
+    }
+    Ok(())
+}
+
+fn summary(bytes: u64, start: Instant, out: Option<&Path>, pq: Option<bool>) {
+    let secs = start.elapsed().as_secs_f64();
+    files::print_json(&json!({
+        "bytes": bytes,
+        "seconds": secs,
+        "mb_per_s": if secs > 0.0 { bytes as f64 / 1e6 / secs } else { 0.0 },
+        "output": out.map(|p| p.display().to_string()),
+        "post_quantum": pq,
+    }));
+}
+
+pub(crate) fn decrypt(a: DecryptArgs) -> Result<()> {
+    let mut ids = Vec::new();
+    for f in &a.identities {
+        let text = zeroize::Zeroizing::new(read_text(f)?);
+        ids.extend(Identity::parse_file(&text).with_context(|| format!("in {}", f.display()))?);
+    }
+    if let Some(pass) =
+        files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?
+    {
+        ids.push(Identity::Scrypt(SecretBytes::from_slice(&pass)));
+    }
+    if ids.is_empty() {
+        bail!(
+            "no identities: pass -i IDENTITY_FILE (or --passphrase-file for passphrase-encrypted files)"
+        );
+    }
+    let (input, len) = open_input(a.input.as_deref())?;
+    let pb = progress(len, a.quiet, "decrypting");
+    let mut input = pb.wrap_read(input);
+    let start = Instant::now();
+    let n = match &a.output {
+        Some(out) => {
+            // Plaintext goes to a temporary file that is renamed only after
+            // the last chunk verified; on any error it is deleted.
+            let mut f = io::BufWriter::with_capacity(256 * 1024, AtomicFile::create(out, false)?);
+            let n = citadel_age::decrypt(&ids, &mut input, &mut f)?;
+            f.into_inner()
+                .map_err(|e| e.into_error())
+                .context("cannot write the output")?
+                .commit()?;
+            n
+        }
+        None => {
+            let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+            let n = citadel_age::decrypt(&ids, &mut input, &mut out)?;
+            out.flush()?;
+            n
+        }
+    };
+    pb.finish_and_clear();
+    if a.json {
+        summary(n, start, a.output.as_deref(), None);
+    }
+    Ok(())
+}

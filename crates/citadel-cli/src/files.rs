@@ -1,0 +1,153 @@
+//! Reading inputs and writing outputs safely.
+
+use anyhow::{Context, Result, bail};
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Reads a whole file, or stdin for `-`.
+pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut v = Vec::new();
+        io::stdin()
+            .read_to_end(&mut v)
+            .context("cannot read standard input")?;
+        return Ok(v);
+    }
+    fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads a text file (keys, recipients).
+pub(crate) fn read_text(path: &Path) -> Result<String> {
+    let bytes = read_input(path)?;
+    String::from_utf8(bytes).with_context(|| format!("{} is not a text file", path.display()))
+}
+
+/// A file being written under a temporary name beside its destination; it
+/// appears under the final name only when [`AtomicFile::commit`] succeeds
+/// (written, fsynced, renamed). Dropped uncommitted, it is removed.
+pub(crate) struct AtomicFile {
+    file: Option<tempfile::NamedTempFile>,
+    dest: PathBuf,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest`. `private` makes the file mode 0600.
+    pub(crate) fn create(dest: &Path, private: bool) -> Result<Self> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let file = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = if private { 0o600 } else { 0o644 };
+            fs::set_permissions(file.path(), fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set permissions on {}", file.path().display()))?;
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        Ok(Self {
+            file: Some(file),
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// Flushes, fsyncs and renames into place.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let Some(file) = self.file.take() else {
+            bail!("internal: file already committed")
+        };
+        file.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", self.dest.display()))?;
+        file.persist(&self.dest)
+            .map_err(|e| e.error)
+            .with_context(|| format!("cannot create {}", self.dest.display()))?;
+        if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            // Make the rename itself durable.
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("file already committed")),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Writes `data` to `dest` atomically.
+pub(crate) fn write_atomic(dest: &Path, data: &[u8], private: bool) -> Result<()> {
+    let mut f = AtomicFile::create(dest, private)?;
+    f.write_all(data)
+        .with_context(|| format!("cannot write {}", dest.display()))?;
+    f.commit()
+}
+
+/// Refuses to overwrite an existing file unless `force`.
+pub(crate) fn check_new(path: &Path, force: bool) -> Result<()> {
+    if !force && path.exists() {
+        bail!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Reads a passphrase from `--passphrase-file` or `--passphrase-env`.
+pub(crate) fn passphrase(
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    if let Some(path) = file {
+        let text = zeroize::Zeroizing::new(read_text(path)?);
+        let line = text.lines().next().unwrap_or("").to_string();
+        if line.is_empty() {
+            bail!("the passphrase file {} is empty", path.display());
+        }
+        return Ok(Some(zeroize::Zeroizing::new(line.into_bytes())));
+    }
+    if let Some(var) = env {
+        let v =
+            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        if v.is_empty() {
+            bail!("environment variable {var} is empty");
+        }
+        return Ok(Some(zeroize::Zeroizing::new(v.into_bytes())));
+    }
+    Ok(None)
+}
+
+/// Whether progress bars should be drawn.
+pub(crate) fn show_progress(quiet: bool) -> bool {
+    !quiet && io::stderr().is_terminal()
+}
+
+/// Prints JSON on stdout.
+pub(crate) fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}

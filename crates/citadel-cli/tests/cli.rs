@@ -1,0 +1,446 @@
+//! End-to-end tests of the `citadel` binary: every verb, its exit codes and
+//! its error paths.
+
+use assert_cmd::Command;
+use std::fs;
+use std::path::Path;
+
+fn citadel(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("citadel").unwrap();
+    c.current_dir(dir);
+    c
+}
+
+fn stderr_line(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+#[test]
+fn help_everywhere() {
+    let d = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["key", "--help"],
+        vec!["key", "gen", "--help"],
+        vec!["key", "show", "--help"],
+        vec!["key", "list-algs", "--help"],
+        vec!["sign", "--help"],
+        vec!["verify", "--help"],
+        vec!["kem", "encap", "--help"],
+        vec!["kem", "decap", "--help"],
+        vec!["encrypt", "--help"],
+        vec!["decrypt", "--help"],
+        vec!["bench", "crypto", "--help"],
+    ] {
+        let out = citadel(d.path()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let out = citadel(d.path())
+        .args(["key", "gen", "--alg", "rsa", "--out", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr_line(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("list-algs"), "{err}");
+    let out = citadel(d.path())
+        .args(["verify", "--pub", "missing.pub", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    let out = citadel(d.path()).args(["frobnicate"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn key_gen_writes_0600_and_show_reports() {
+    let d = tempfile::tempdir().unwrap();
+    for alg in [
+        "ml-kem-512",
+        "ml-dsa-87",
+        "slh-dsa-sha2-128f",
+        "ed25519",
+        "x25519",
+        "mlkem768x25519",
+    ] {
+        citadel(d.path())
+            .args(["key", "gen", "--alg", alg, "--out", alg])
+            .assert()
+            .success();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(d.path().join(format!("{alg}.key")))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{alg}");
+        }
+        for ext in ["key", "pub"] {
+            let out = citadel(d.path())
+                .args(["key", "show", &format!("{alg}.{ext}"), "--json"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{alg}.{ext}: {}", stderr_line(&out));
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["algorithm"], alg);
+        }
+    }
+    // Refuses to overwrite without --force.
+    let out = citadel(d.path())
+        .args(["key", "gen", "--alg", "ed25519", "--out", "ed25519"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("--force"));
+}
+
+#[test]
+fn sign_verify_files_and_trees() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["key", "gen", "--alg", "ml-dsa-44", "--out", "k"])
+        .assert()
+        .success();
+    fs::write(p.join("a.bin"), b"model weights").unwrap();
+    fs::write(p.join("b.bin"), b"more").unwrap();
+    citadel(p)
+        .args([
+            "sign",
+            "--key",
+            "k.key",
+            "a.bin",
+            "b.bin",
+            "--context",
+            "release",
+        ])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::read(p.join("a.bin.sig")).unwrap().len(),
+        2420,
+        "raw signature bytes"
+    );
+    citadel(p)
+        .args(["verify", "--pub", "k.pub", "a.bin", "--context", "release"])
+        .assert()
+        .success();
+    // Wrong context, tampered file, wrong key: exit 1.
+    citadel(p)
+        .args(["verify", "--pub", "k.pub", "a.bin"])
+        .assert()
+        .code(1);
+    fs::write(p.join("b.bin"), b"morf").unwrap();
+    citadel(p)
+        .args(["verify", "--pub", "k.pub", "b.bin", "--context", "release"])
+        .assert()
+        .code(1);
+    citadel(p)
+        .args(["key", "gen", "--alg", "ml-dsa-44", "--out", "other"])
+        .assert()
+        .success();
+    citadel(p)
+        .args([
+            "verify",
+            "--pub",
+            "other.pub",
+            "a.bin",
+            "--context",
+            "release",
+        ])
+        .assert()
+        .code(1);
+    // A KEM key cannot sign: exit 2 with a message.
+    citadel(p)
+        .args(["key", "gen", "--alg", "ml-kem-768", "--out", "kem"])
+        .assert()
+        .success();
+    let out = citadel(p)
+        .args(["sign", "--key", "kem.key", "a.bin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("cannot sign"));
+
+    // Directory tree.
+    fs::create_dir_all(p.join("model/layers")).unwrap();
+    fs::write(p.join("model/config.json"), b"{}").unwrap();
+    fs::write(p.join("model/layers/0.bin"), vec![1u8; 1000]).unwrap();
+    citadel(p)
+        .args(["sign", "--key", "k.key", "model"])
+        .assert()
+        .success();
+    let out = citadel(p)
+        .args(["verify", "--pub", "k.pub", "model", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"], 2);
+    fs::write(p.join("model/layers/0.bin"), vec![2u8; 1000]).unwrap();
+    fs::write(p.join("model/extra.txt"), b"x").unwrap();
+    fs::remove_file(p.join("model/config.json")).unwrap();
+    let out = citadel(p)
+        .args(["verify", "--pub", "k.pub", "model"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_line(&out);
+    for needle in [
+        "added: extra.txt",
+        "removed: config.json",
+        "modified: layers/0.bin",
+    ] {
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn kem_encap_decap_round_trip_and_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["key", "gen", "--alg", "ml-kem-1024", "--out", "k"])
+        .assert()
+        .success();
+    let out = citadel(p)
+        .args(["kem", "encap", "--pub", "k.pub", "--ct-out", "ct", "--json"])
+        .output()
+        .unwrap();
+    let enc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = citadel(p)
+        .args(["kem", "decap", "--key", "k.key", "--ct", "ct", "--json"])
+        .output()
+        .unwrap();
+    let dec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(enc["shared_secret"], dec["shared_secret"]);
+    assert_eq!(
+        hex::decode(enc["ciphertext"].as_str().unwrap()).unwrap(),
+        fs::read(p.join("ct")).unwrap()
+    );
+    fs::write(p.join("short"), [0u8; 10]).unwrap();
+    let out = citadel(p)
+        .args(["kem", "decap", "--key", "k.key", "--ct", "short"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_line(&out).contains("1568 bytes"),
+        "{}",
+        stderr_line(&out)
+    );
+}
+
+#[test]
+fn passphrase_protected_keys() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    fs::write(p.join("pw"), "hunter2 is not a good passphrase\n").unwrap();
+    citadel(p)
+        .args([
+            "key",
+            "gen",
+            "--alg",
+            "ml-dsa-65",
+            "--out",
+            "k",
+            "--passphrase-file",
+            "pw",
+            "--kdf",
+            "pbkdf2",
+        ])
+        .assert()
+        .success();
+    assert!(
+        fs::read_to_string(p.join("k.key"))
+            .unwrap()
+            .contains("ENCRYPTED PRIVATE KEY")
+    );
+    fs::write(p.join("f"), b"data").unwrap();
+    let out = citadel(p)
+        .args(["sign", "--key", "k.key", "f"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("passphrase"));
+    fs::write(p.join("bad"), "wrong\n").unwrap();
+    let out = citadel(p)
+        .args(["sign", "--key", "k.key", "f", "--passphrase-file", "bad"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_line(&out).contains("wrong passphrase"),
+        "{}",
+        stderr_line(&out)
+    );
+    citadel(p)
+        .args(["sign", "--key", "k.key", "f", "--passphrase-file", "pw"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["verify", "--pub", "k.pub", "f"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn encrypt_decrypt_and_tamper_leaves_no_output() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["key", "gen", "--alg", "mlkem768x25519", "--out", "pq"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["key", "gen", "--alg", "x25519", "--out", "classic"])
+        .assert()
+        .success();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    fs::write(p.join("plain"), &data).unwrap();
+    citadel(p)
+        .args(["encrypt", "-R", "pq.pub", "-o", "f.age", "plain"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["decrypt", "-i", "pq.key", "-o", "out", "f.age"])
+        .assert()
+        .success();
+    assert_eq!(fs::read(p.join("out")).unwrap(), data);
+    // Armored, from stdin to stdout.
+    let armored = citadel(p)
+        .args([
+            "encrypt",
+            "-a",
+            "-r",
+            fs::read_to_string(p.join("pq.pub")).unwrap().trim(),
+        ])
+        .write_stdin(data.clone())
+        .output()
+        .unwrap();
+    assert!(armored.status.success());
+    assert!(
+        armored
+            .stdout
+            .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+    );
+    let out = citadel(p)
+        .args(["decrypt", "-i", "pq.key"])
+        .write_stdin(armored.stdout)
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, data);
+    // Mixing post-quantum and classical recipients is refused.
+    let out = citadel(p)
+        .args([
+            "encrypt",
+            "-R",
+            "pq.pub",
+            "-R",
+            "classic.pub",
+            "-o",
+            "mixed.age",
+            "plain",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("cannot be mixed"));
+    assert!(!p.join("mixed.age").exists());
+    // A flipped bit: exit 1, and no output file appears.
+    let mut ct = fs::read(p.join("f.age")).unwrap();
+    let n = ct.len();
+    ct[n - 100] ^= 0x01;
+    fs::write(p.join("bad.age"), &ct).unwrap();
+    let out = citadel(p)
+        .args(["decrypt", "-i", "pq.key", "-o", "bad.out", "bad.age"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!p.join("bad.out").exists());
+    assert!(fs::read_dir(p).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")
+    }));
+    // Truncation at a chunk boundary.
+    fs::write(
+        p.join("trunc.age"),
+        &fs::read(p.join("f.age")).unwrap()[..n - 40_000],
+    )
+    .unwrap();
+    let out = citadel(p)
+        .args(["decrypt", "-i", "pq.key", "-o", "trunc.out", "trunc.age"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!p.join("trunc.out").exists());
+    // Wrong identity.
+    let out = citadel(p)
+        .args(["decrypt", "-i", "classic.key", "-o", "x", "f.age"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr_line(&out).contains("no identity matched"));
+}
+
+#[test]
+fn bench_crypto_json() {
+    let d = tempfile::tempdir().unwrap();
+    let out = citadel(d.path())
+        .args([
+            "bench",
+            "crypto",
+            "--seconds",
+            "0.01",
+            "--filter",
+            "ml-kem-768",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["algorithms"][0]["algorithm"], "ml-kem-768");
+    assert!(v["algorithms"][0]["op1_per_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn secrets_never_reach_the_output_of_show() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["key", "gen", "--alg", "mlkem768x25519", "--out", "id"])
+        .assert()
+        .success();
+    let text = fs::read_to_string(p.join("id.key")).unwrap();
+    let secret = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-PQ-1"))
+        .unwrap();
+    let out = citadel(p)
+        .args(["key", "show", "id.key", "--json"])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !all.contains(&secret[20..]),
+        "the identity leaked into key show output"
+    );
+}
