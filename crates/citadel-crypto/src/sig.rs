@@ -134,18 +134,6 @@ fn mldsa_sign<P: MlDsaParams>(
         .to_vec()
 }
 
-fn mldsa_verify<P: MlDsaParams>(pk: &[u8], msg: &[u8], ctx: &[u8], sig: &[u8]) -> Result<()> {
-    let pk = ml_dsa::EncodedVerifyingKey::<P>::try_from(pk).map_err(|_| Error::BadSignature)?;
-    let sig = ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
-    let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
-    let vk = ml_dsa::VerifyingKey::<P>::decode(&pk);
-    if vk.verify_with_context(msg, ctx, &sig) {
-        Ok(())
-    } else {
-        Err(Error::BadSignature)
-    }
-}
-
 #[allow(deprecated)]
 fn mldsa_expanded_from_bytes<P: MlDsaParams>(
     alg: Algorithm,
@@ -347,9 +335,16 @@ impl SigningKey {
 
     /// The matching public key.
     pub fn verifying_key(&self) -> VerifyingKey {
+        let decoded = match &self.inner {
+            SkInner::MlDsa44(k) => Decoded::MlDsa44(Box::new(k.verifying_key())),
+            SkInner::MlDsa65(k) => Decoded::MlDsa65(Box::new(k.verifying_key())),
+            SkInner::MlDsa87(k) => Decoded::MlDsa87(Box::new(k.verifying_key())),
+            _ => Decoded::Encoded,
+        };
         VerifyingKey {
             alg: self.alg,
             bytes: self.public.clone(),
+            decoded,
         }
     }
 
@@ -399,12 +394,61 @@ impl fmt::Debug for SigningKey {
     }
 }
 
+/// A decoded ML-DSA public key (decoding expands the matrix A, which costs
+/// about as much as a verification, so it is done once per key).
+#[derive(Clone)]
+enum Decoded {
+    MlDsa44(Box<ml_dsa::VerifyingKey<MlDsa44>>),
+    MlDsa65(Box<ml_dsa::VerifyingKey<MlDsa65>>),
+    MlDsa87(Box<ml_dsa::VerifyingKey<MlDsa87>>),
+    /// SLH-DSA and Ed25519 keys are used in their encoded form.
+    Encoded,
+}
+
+fn decode_vk(alg: Algorithm, bytes: &[u8]) -> Result<Decoded> {
+    fn dec<P: MlDsaParams>(alg: Algorithm, bytes: &[u8]) -> Result<Box<ml_dsa::VerifyingKey<P>>> {
+        let enc = ml_dsa::EncodedVerifyingKey::<P>::try_from(bytes)
+            .map_err(|_| crate::error::invalid_key(alg.name(), "wrong public key length"))?;
+        Ok(Box::new(ml_dsa::VerifyingKey::<P>::decode(&enc)))
+    }
+    Ok(match alg {
+        Algorithm::MlDsa44 => Decoded::MlDsa44(dec(alg, bytes)?),
+        Algorithm::MlDsa65 => Decoded::MlDsa65(dec(alg, bytes)?),
+        Algorithm::MlDsa87 => Decoded::MlDsa87(dec(alg, bytes)?),
+        _ => Decoded::Encoded,
+    })
+}
+
+fn mldsa_verify_decoded<P: MlDsaParams>(
+    vk: &ml_dsa::VerifyingKey<P>,
+    msg: &[u8],
+    ctx: &[u8],
+    sig: &[u8],
+) -> Result<()> {
+    let sig = ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+    let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
+    if vk.verify_with_context(msg, ctx, &sig) {
+        Ok(())
+    } else {
+        Err(Error::BadSignature)
+    }
+}
+
 /// A public verifying key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct VerifyingKey {
     alg: Algorithm,
     bytes: Vec<u8>,
+    decoded: Decoded,
 }
+
+impl PartialEq for VerifyingKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.alg == other.alg && self.bytes == other.bytes
+    }
+}
+
+impl Eq for VerifyingKey {}
 
 impl VerifyingKey {
     /// Wraps an encoded public key after checking its length.
@@ -423,6 +467,7 @@ impl VerifyingKey {
         Ok(Self {
             alg,
             bytes: bytes.to_vec(),
+            decoded: decode_vk(alg, bytes)?,
         })
     }
 
@@ -444,10 +489,13 @@ impl VerifyingKey {
         if sig.len() != self.alg.output_len() {
             return Err(Error::BadSignature);
         }
+        match &self.decoded {
+            Decoded::MlDsa44(vk) => return mldsa_verify_decoded(vk, msg, ctx, sig),
+            Decoded::MlDsa65(vk) => return mldsa_verify_decoded(vk, msg, ctx, sig),
+            Decoded::MlDsa87(vk) => return mldsa_verify_decoded(vk, msg, ctx, sig),
+            Decoded::Encoded => {}
+        }
         match self.alg {
-            Algorithm::MlDsa44 => mldsa_verify::<MlDsa44>(&self.bytes, msg, ctx, sig),
-            Algorithm::MlDsa65 => mldsa_verify::<MlDsa65>(&self.bytes, msg, ctx, sig),
-            Algorithm::MlDsa87 => mldsa_verify::<MlDsa87>(&self.bytes, msg, ctx, sig),
             Algorithm::Ed25519 => UnparsedPublicKey::new(&ED25519, &self.bytes)
                 .verify(msg, sig)
                 .map_err(|_| Error::BadSignature),
