@@ -53,7 +53,7 @@ fn header_mac(file_key: &[u8], mac_input: &[u8]) -> Result<[u8; 32]> {
 /// `armor`) to `output`. Returns the plaintext length.
 pub fn encrypt(
     recipients: &[Recipient],
-    input: &mut impl Read,
+    input: &mut (impl Read + Send),
     output: &mut impl Write,
     armor: bool,
 ) -> Result<u64> {
@@ -106,10 +106,12 @@ pub fn encrypt(
 /// authenticates. On `Err`, whatever was written must be discarded.
 pub fn decrypt(
     identities: &[Identity],
-    input: &mut impl Read,
+    input: &mut (impl Read + Send),
     output: &mut impl Write,
 ) -> Result<u64> {
-    let mut r = BufReader::with_capacity(128 * 1024, input);
+    // A buffer smaller than a payload chunk: chunk-sized reads then bypass it
+    // (no extra copy); only the header goes through it.
+    let mut r = BufReader::with_capacity(8 * 1024, input);
     // A binary age file starts with its version line; anything else is
     // taken as ASCII armor, whose reader then names what is wrong.
     let armored = {
@@ -127,7 +129,7 @@ pub fn decrypt(
 
 fn decrypt_binary(
     identities: &[Identity],
-    r: &mut impl BufRead,
+    r: &mut (impl BufRead + Send),
     output: &mut impl Write,
 ) -> Result<u64> {
     let hdr = Header::read(r)?;

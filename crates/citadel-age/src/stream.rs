@@ -34,102 +34,188 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
 }
 
 /// How many worker threads seal or open chunks (chunks are independent:
-/// each has its own nonce), and how many chunks go to each per batch.
+/// each has its own nonce).
 fn workers() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get().min(8))
         .unwrap_or(1)
 }
-const CHUNKS_PER_WORKER: usize = 8;
 
-/// Runs `f(index_in_batch, chunk)` over the batch on the worker threads.
-fn par_for_each<T: Send, R: Send>(
-    items: &mut [T],
-    f: impl Fn(usize, &mut T) -> R + Sync,
-) -> Vec<R> {
-    let threads = workers();
-    if threads == 1 || items.len() == 1 {
-        return items.iter_mut().enumerate().map(|(i, t)| f(i, t)).collect();
-    }
-    let per = items.len().div_ceil(threads);
+/// Chunks in flight between the reader, the workers and the writer: bounds
+/// memory to about `IN_FLIGHT` × `GROUP` × 64 KiB whatever the file size.
+const IN_FLIGHT: usize = 8;
+/// Chunks handed to a worker at a time (fewer hand-offs between threads).
+const GROUP: usize = 4;
+
+/// A three-stage pipeline: `produce` reads items on its own thread, workers
+/// run `work` on them in parallel, and `consume` (on the calling thread,
+/// which keeps the output writer) receives the results in input order. It
+/// returns `Ok(true)` to stop early; the first error from any stage wins.
+fn pipeline<I: Send, O: Send>(
+    produce: impl FnMut() -> Result<Option<I>> + Send,
+    work: impl Fn(I) -> O + Sync,
+    mut consume: impl FnMut(O) -> Result<bool>,
+) -> Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::sync_channel;
+    use std::sync::{Arc, Mutex};
+
+    let stop = AtomicBool::new(false);
+    let (job_tx, job_rx) = sync_channel::<(u64, I)>(IN_FLIGHT);
+    let job_rx = Arc::new(Mutex::new(job_rx));
+    let (done_tx, done_rx) = sync_channel::<(u64, O)>(IN_FLIGHT);
     std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks_mut(per)
-            .enumerate()
-            .map(|(part, chunk)| {
-                let f = &f;
-                s.spawn(move || {
-                    chunk
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(i, t)| f(part * per + i, t))
-                        .collect::<Vec<R>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+        let stop = &stop;
+        let reader = s.spawn(move || -> Result<()> {
+            let mut produce = produce;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                match produce()? {
+                    Some(item) => {
+                        if job_tx.send((seq, item)).is_err() {
+                            break;
+                        }
+                        seq += 1;
+                    }
+                    None => break,
+                }
+            }
+            Ok(())
+        });
+        for _ in 0..workers() {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            let work = &work;
+            s.spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((seq, item)) = job else { return };
+                    if tx.send((seq, work(item))).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        let mut pending = BTreeMap::new();
+        let mut next = 0u64;
+        let mut outcome: Result<()> = Ok(());
+        'outer: for (seq, out) in done_rx.iter() {
+            pending.insert(seq, out);
+            while let Some(out) = pending.remove(&next) {
+                next += 1;
+                match consume(out) {
+                    Ok(false) => {}
+                    Ok(true) => break 'outer,
+                    Err(e) => {
+                        outcome = Err(e);
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        // Unblock and end the other stages.
+        stop.store(true, Ordering::Relaxed);
+        drop(done_rx);
+        let read_result = reader
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        outcome.and(read_result)
     })
 }
 
-fn read_chunk(r: &mut impl Read, size: usize) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(CT_CHUNK);
+/// Recycles chunk buffers between the writer and the reader, so a large file
+/// costs no allocations (or page faults) per chunk.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|mut v| v.pop())
+            .unwrap_or_else(|| Vec::with_capacity(CT_CHUNK))
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < 4 * IN_FLIGHT * GROUP {
+                v.push(buf);
+            }
+        }
+    }
+}
+
+fn read_chunk(r: &mut impl Read, size: usize, pool: &Pool) -> io::Result<Vec<u8>> {
+    let mut buf = pool.take();
     buf.resize(size, 0);
     let n = read_full(r, &mut buf)?;
     buf.truncate(n);
     Ok(buf)
 }
 
-fn chunk_counter(base: u64, i: usize) -> Result<u64> {
-    base.checked_add(i as u64)
-        .filter(|c| *c < 1 << 40)
-        .ok_or_else(|| Error::Payload("the file is too large for the age format".into()))
-}
+const MAX_CHUNKS: u64 = 1 << 40;
 
 /// Encrypts all of `input` to `output`; returns the plaintext length.
-/// Chunks are sealed in parallel batches; memory stays at one batch.
+/// Reading, sealing (on every core) and writing overlap.
 pub(crate) fn encrypt(
     key: &AeadKey,
-    input: &mut impl Read,
+    input: &mut (impl Read + Send),
     output: &mut impl Write,
 ) -> Result<u64> {
-    let batch_len = workers() * CHUNKS_PER_WORKER;
-    let mut next = read_chunk(input, CHUNK).map_err(Error::Io)?;
-    let mut counter: u64 = 0;
-    let mut total: u64 = 0;
-    loop {
-        let mut batch: Vec<(Vec<u8>, bool)> = Vec::with_capacity(batch_len);
-        let mut done = false;
-        while batch.len() < batch_len {
-            let cur = std::mem::take(&mut next);
+    let pool = Pool::default();
+    let pool = &pool;
+    let mut next = Some(read_chunk(input, CHUNK, pool).map_err(Error::Io)?);
+    let mut count = 0u64;
+    let produce = move || -> Result<Option<Vec<(u64, Vec<u8>, bool)>>> {
+        let mut group = Vec::with_capacity(GROUP);
+        while group.len() < GROUP {
+            let Some(cur) = next.take() else { break };
+            let counter = count;
+            count += 1;
+            if count > MAX_CHUNKS {
+                return Err(Error::Payload(
+                    "the file is too large for the age format".into(),
+                ));
+            }
             // Only a full chunk can have a successor; look ahead to find the last one.
-            if cur.len() == CHUNK {
-                next = read_chunk(input, CHUNK).map_err(Error::Io)?;
+            let following = if cur.len() == CHUNK {
+                read_chunk(input, CHUNK, pool).map_err(Error::Io)?
+            } else {
+                Vec::new()
+            };
+            let last = following.is_empty();
+            if !last {
+                next = Some(following);
             }
-            let last = next.is_empty();
-            batch.push((cur, last));
-            if last {
-                done = true;
-                break;
-            }
+            group.push((counter, cur, last));
         }
-        let base = counter;
-        chunk_counter(base, batch.len())?;
-        let results = par_for_each(&mut batch, |i, (buf, last)| {
-            key.seal_in_place(&nonce(base + i as u64, *last), b"", buf)
-        });
-        for ((buf, _), r) in batch.iter().zip(results) {
-            r?;
+        Ok(if group.is_empty() { None } else { Some(group) })
+    };
+    let work = |mut group: Vec<(u64, Vec<u8>, bool)>| -> Result<Vec<(u64, Vec<u8>, bool)>> {
+        for (counter, buf, last) in &mut group {
+            key.seal_in_place(&nonce(*counter, *last), b"", buf)?;
+        }
+        Ok(group)
+    };
+    let mut total = 0u64;
+    pipeline(produce, work, |r| {
+        let mut done = false;
+        for (_, buf, last) in r? {
             total += (buf.len() - TAG_LEN) as u64;
-            output.write_all(buf).map_err(Error::Io)?;
+            output.write_all(&buf).map_err(Error::Io)?;
+            pool.give(buf);
+            done = last;
         }
-        counter += batch.len() as u64;
-        if done {
-            return Ok(total);
-        }
-    }
+        Ok(done)
+    })?;
+    Ok(total)
 }
 
 fn auth_error(counter: u64) -> Error {
@@ -138,70 +224,101 @@ fn auth_error(counter: u64) -> Error {
     ))
 }
 
+/// Opens one chunk into `out`: `Ok(is_final)`.
+fn open_chunk(key: &AeadKey, c: u64, buf: &[u8], more: bool, out: &mut Vec<u8>) -> Result<bool> {
+    if buf.len() < TAG_LEN {
+        return Err(Error::Payload(
+            "the file is truncated (partial chunk)".into(),
+        ));
+    }
+    out.resize(buf.len() - TAG_LEN, 0);
+    if buf.len() < CT_CHUNK {
+        if buf.len() == TAG_LEN && c != 0 {
+            return Err(Error::Payload("an empty final chunk after data".into()));
+        }
+        key.open_to(&nonce(c, true), b"", buf, out)
+            .map_err(|_| auth_error(c))?;
+        return Ok(true);
+    }
+    // A full chunk is normally followed by more (flag 0); at the end of the
+    // input it should be the last one (flag 1). Try the expected flag first,
+    // then the other, as age does, so errors name the right cause.
+    if key.open_to(&nonce(c, !more), b"", buf, out).is_ok() {
+        return Ok(!more);
+    }
+    key.open_to(&nonce(c, more), b"", buf, out)
+        .map_err(|_| auth_error(c))?;
+    Ok(more)
+}
+
 /// Decrypts the payload, writing each chunk once it has authenticated;
 /// returns the plaintext length. Truncation, reordering, a flipped bit or
-/// trailing data is a [`Error::Payload`]. Chunks are opened in parallel
-/// batches, and emitted in order up to the first failure.
+/// trailing data is a [`Error::Payload`]. Chunks are opened on every core
+/// and emitted in order up to the first failure.
 pub(crate) fn decrypt(
     key: &AeadKey,
-    input: &mut impl Read,
+    input: &mut (impl Read + Send),
     output: &mut impl Write,
 ) -> Result<u64> {
-    let batch_len = workers() * CHUNKS_PER_WORKER;
-    let mut next = read_chunk(input, CT_CHUNK)?;
-    let mut counter: u64 = 0;
-    let mut total: u64 = 0;
-    if next.is_empty() {
+    let pool = Pool::default();
+    let pool = &pool;
+    let first = read_chunk(input, CT_CHUNK, pool)?;
+    if first.is_empty() {
         return Err(Error::Payload("the payload is empty (no chunks)".into()));
     }
-    loop {
-        // (ciphertext, more data follows)
-        let mut batch: Vec<(Vec<u8>, bool)> = Vec::with_capacity(batch_len);
-        while batch.len() < batch_len && !next.is_empty() {
-            let cur = std::mem::take(&mut next);
-            if cur.len() == CT_CHUNK {
-                next = read_chunk(input, CT_CHUNK)?;
-            }
-            let more = !next.is_empty();
-            batch.push((cur, more));
-        }
-        let base = counter;
-        chunk_counter(base, batch.len())?;
-        // Per chunk: Ok(is_final) once opened, Err if it failed.
-        let results = par_for_each(&mut batch, |i, (buf, _)| -> Result<bool> {
-            let c = base + i as u64;
-            if buf.len() < TAG_LEN {
+    let mut next = Some(first);
+    let mut count = 0u64;
+    let produce = move || -> Result<Option<Vec<(u64, Vec<u8>, bool)>>> {
+        let mut group = Vec::with_capacity(GROUP);
+        while group.len() < GROUP {
+            let Some(cur) = next.take() else { break };
+            let counter = count;
+            count += 1;
+            if count > MAX_CHUNKS {
                 return Err(Error::Payload(
-                    "the file is truncated (partial chunk)".into(),
+                    "the file is too large for the age format".into(),
                 ));
             }
-            if buf.len() < CT_CHUNK {
-                if buf.len() == TAG_LEN && c != 0 {
-                    return Err(Error::Payload("an empty final chunk after data".into()));
-                }
-                key.open_in_place(&nonce(c, true), b"", buf)
-                    .map_err(|_| auth_error(c))?;
-                return Ok(true);
+            let following = if cur.len() == CT_CHUNK {
+                read_chunk(input, CT_CHUNK, pool)?
+            } else {
+                Vec::new()
+            };
+            let more = !following.is_empty();
+            if more {
+                next = Some(following);
             }
-            let saved = buf.clone();
-            if key.open_in_place(&nonce(c, false), b"", buf).is_ok() {
-                return Ok(false);
+            group.push((counter, cur, more));
+        }
+        Ok(if group.is_empty() { None } else { Some(group) })
+    };
+    // Each chunk: (plaintext, is_final, more) or the error that stops there.
+    let work = |group: Vec<(u64, Vec<u8>, bool)>| -> Vec<Result<(Vec<u8>, bool, bool)>> {
+        let mut out = Vec::with_capacity(group.len());
+        for (counter, buf, more) in group {
+            let mut plain = pool.take();
+            let r = open_chunk(key, counter, &buf, more, &mut plain);
+            pool.give(buf);
+            let failed = r.is_err();
+            out.push(r.map(|is_final| (plain, is_final, more)));
+            if failed {
+                break;
             }
-            *buf = saved;
-            key.open_in_place(&nonce(c, true), b"", buf)
-                .map_err(|_| auth_error(c))?;
-            Ok(true)
-        });
-        for ((buf, more), r) in batch.iter().zip(results) {
-            let is_final = r?;
-            output.write_all(buf).map_err(Error::Io)?;
+        }
+        out
+    };
+    let mut total = 0u64;
+    pipeline(produce, work, |results| {
+        for r in results {
+            let (buf, is_final, more) = r?;
+            output.write_all(&buf).map_err(Error::Io)?;
             total += buf.len() as u64;
-            counter += 1;
-            match (is_final, *more) {
+            pool.give(buf);
+            match (is_final, more) {
                 (true, true) => {
                     return Err(Error::Payload("trailing data after the final chunk".into()));
                 }
-                (true, false) => return Ok(total),
+                (true, false) => return Ok(true),
                 (false, false) => {
                     return Err(Error::Payload(
                         "the file is truncated (the final chunk is missing)".into(),
@@ -210,7 +327,9 @@ pub(crate) fn decrypt(
                 (false, true) => {}
             }
         }
-    }
+        Ok(false)
+    })?;
+    Ok(total)
 }
 
 /// The payload cipher for a file key and nonce.

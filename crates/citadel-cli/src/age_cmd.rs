@@ -67,14 +67,14 @@ pub(crate) struct DecryptArgs {
     json: bool,
 }
 
-fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read>, Option<u64>)> {
+fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match path {
         Some(p) if p != Path::new("-") => {
             let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
             let len = f.metadata().ok().map(|m| m.len());
             Ok((Box::new(f), len))
         }
-        _ => Ok((Box::new(io::stdin().lock()), None)),
+        _ => Ok((Box::new(io::stdin()), None)),
     }
 }
 
@@ -134,16 +134,14 @@ pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
     let start = Instant::now();
     let n = match &a.output {
         Some(out) => {
-            let mut f = io::BufWriter::with_capacity(256 * 1024, AtomicFile::create(out, false)?);
+            // No BufWriter: the library writes whole 64 KiB chunks.
+            let mut f = AtomicFile::create(out, false)?;
             let n = citadel_age::encrypt(&recipients, &mut input, &mut f, a.armor)?;
-            f.into_inner()
-                .map_err(|e| e.into_error())
-                .context("cannot write the output")?
-                .commit()?;
+            f.commit()?;
             n
         }
         None => {
-            let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+            let mut out = io::stdout().lock();
             let n = citadel_age::encrypt(&recipients, &mut input, &mut out, a.armor)?;
             out.flush()?;
             n
@@ -196,16 +194,14 @@ pub(crate) fn decrypt(a: DecryptArgs) -> Result<()> {
         Some(out) => {
             // Plaintext goes to a temporary file that is renamed only after
             // the last chunk verified; on any error it is deleted.
-            let mut f = io::BufWriter::with_capacity(256 * 1024, AtomicFile::create(out, false)?);
+            // No BufWriter: the library writes whole 64 KiB chunks.
+            let mut f = AtomicFile::create(out, false)?;
             let n = citadel_age::decrypt(&ids, &mut input, &mut f)?;
-            f.into_inner()
-                .map_err(|e| e.into_error())
-                .context("cannot write the output")?
-                .commit()?;
+            f.commit()?;
             n
         }
         None => {
-            let mut out = io::BufWriter::with_capacity(256 * 1024, io::stdout().lock());
+            let mut out = io::stdout().lock();
             let n = citadel_age::decrypt(&ids, &mut input, &mut out)?;
             out.flush()?;
             n

@@ -100,6 +100,40 @@ impl AeadKey {
         Ok(())
     }
 
+    /// Decrypts ciphertext || tag into `out` (which must be exactly
+    /// `ciphertext.len() - TAG_LEN` bytes), leaving the input untouched; on
+    /// failure `out` holds no plaintext.
+    pub fn open_to(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        ciphertext: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        let split = ciphertext
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(Error::DecryptionFailed)?;
+        if out.len() != split {
+            return Err(Error::InvalidParameter(
+                "output buffer has the wrong length".into(),
+            ));
+        }
+        let (ct, tag) = ciphertext.split_at(split);
+        self.key
+            .open_separate_gather(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                ct,
+                tag,
+                out,
+            )
+            .map_err(|_| {
+                out.fill(0);
+                Error::DecryptionFailed
+            })
+    }
+
     /// Decrypts ciphertext || tag.
     pub fn open(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
         let mut buf = ciphertext.to_vec();
@@ -134,6 +168,14 @@ mod tests {
                 Err(Error::DecryptionFailed)
             );
             assert_eq!(k.open(&n, b"aad", &ct[..3]), Err(Error::DecryptionFailed));
+            let mut out = vec![0u8; ct.len() - TAG_LEN];
+            k.open_to(&n, b"aad", &ct, &mut out).unwrap();
+            assert_eq!(out, b"hello world");
+            assert_eq!(
+                k.open_to(&n, b"aad", &bad, &mut out),
+                Err(Error::DecryptionFailed)
+            );
+            assert_eq!(out, vec![0u8; out.len()]);
             let other = AeadKey::new(alg, &[8u8; 32]).unwrap();
             assert_eq!(other.open(&n, b"aad", &ct), Err(Error::DecryptionFailed));
             assert!(AeadKey::new(alg, &[0u8; 16]).is_err());
