@@ -162,6 +162,9 @@ fn read_chunk(r: &mut impl Read, size: usize, pool: &Pool) -> io::Result<Vec<u8>
 
 const MAX_CHUNKS: u64 = 1 << 40;
 
+/// Chunks travelling together: (chunk counter, bytes, last-or-more flag).
+type Group = Vec<(u64, Vec<u8>, bool)>;
+
 /// Encrypts all of `input` to `output`; returns the plaintext length.
 /// Reading, sealing (on every core) and writing overlap.
 pub(crate) fn encrypt(
@@ -173,7 +176,7 @@ pub(crate) fn encrypt(
     let pool = &pool;
     let mut next = Some(read_chunk(input, CHUNK, pool).map_err(Error::Io)?);
     let mut count = 0u64;
-    let produce = move || -> Result<Option<Vec<(u64, Vec<u8>, bool)>>> {
+    let produce = move || -> Result<Option<Group>> {
         let mut group = Vec::with_capacity(GROUP);
         while group.len() < GROUP {
             let Some(cur) = next.take() else { break };
@@ -198,7 +201,7 @@ pub(crate) fn encrypt(
         }
         Ok(if group.is_empty() { None } else { Some(group) })
     };
-    let work = |mut group: Vec<(u64, Vec<u8>, bool)>| -> Result<Vec<(u64, Vec<u8>, bool)>> {
+    let work = |mut group: Group| -> Result<Group> {
         for (counter, buf, last) in &mut group {
             key.seal_in_place(&nonce(*counter, *last), b"", buf)?;
         }
@@ -268,7 +271,7 @@ pub(crate) fn decrypt(
     }
     let mut next = Some(first);
     let mut count = 0u64;
-    let produce = move || -> Result<Option<Vec<(u64, Vec<u8>, bool)>>> {
+    let produce = move || -> Result<Option<Group>> {
         let mut group = Vec::with_capacity(GROUP);
         while group.len() < GROUP {
             let Some(cur) = next.take() else { break };
@@ -293,7 +296,7 @@ pub(crate) fn decrypt(
         Ok(if group.is_empty() { None } else { Some(group) })
     };
     // Each chunk: (plaintext, is_final, more) or the error that stops there.
-    let work = |group: Vec<(u64, Vec<u8>, bool)>| -> Vec<Result<(Vec<u8>, bool, bool)>> {
+    let work = |group: Group| -> Vec<Result<(Vec<u8>, bool, bool)>> {
         let mut out = Vec::with_capacity(group.len());
         for (counter, buf, more) in group {
             let mut plain = pool.take();
