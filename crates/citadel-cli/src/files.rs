@@ -26,14 +26,35 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
 /// A file being written under a temporary name beside its destination; it
 /// appears under the final name only when [`AtomicFile::commit`] succeeds
 /// (written, fsynced, renamed). Dropped uncommitted, it is removed.
+///
+/// A destination that exists and is not a regular file (`/dev/null`, a
+/// FIFO, a terminal) is written directly: there is nothing to rename over.
+/// A symbolic link to a regular file is followed, so the link survives.
 pub(crate) struct AtomicFile {
     file: Option<tempfile::NamedTempFile>,
+    direct: Option<fs::File>,
     dest: PathBuf,
 }
 
 impl AtomicFile {
     /// Starts writing `dest`. `private` makes the file mode 0600.
     pub(crate) fn create(dest: &Path, private: bool) -> Result<Self> {
+        if let Ok(meta) = fs::metadata(dest) {
+            if !meta.is_file() {
+                let f = fs::OpenOptions::new()
+                    .write(true)
+                    .open(dest)
+                    .with_context(|| format!("cannot open {} for writing", dest.display()))?;
+                return Ok(Self { file: None, direct: Some(f), dest: dest.to_path_buf() });
+            }
+        }
+        let resolved;
+        let dest = if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+            resolved = fs::canonicalize(dest).with_context(|| format!("cannot resolve {}", dest.display()))?;
+            resolved.as_path()
+        } else {
+            dest
+        };
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -58,12 +79,16 @@ impl AtomicFile {
         let _ = private;
         Ok(Self {
             file: Some(file),
+            direct: None,
             dest: dest.to_path_buf(),
         })
     }
 
     /// Flushes, fsyncs and renames into place.
     pub(crate) fn commit(mut self) -> Result<()> {
+        if let Some(mut f) = self.direct.take() {
+            return f.flush().with_context(|| format!("cannot write {}", self.dest.display()));
+        }
         let Some(file) = self.file.take() else {
             bail!("internal: file already committed")
         };
@@ -85,16 +110,18 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.file {
-            Some(f) => f.write(buf),
-            None => Err(io::Error::other("file already committed")),
+        match (&mut self.file, &mut self.direct) {
+            (Some(f), _) => f.write(buf),
+            (None, Some(d)) => d.write(buf),
+            _ => Err(io::Error::other("file already committed")),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.file {
-            Some(f) => f.flush(),
-            None => Ok(()),
+        match (&mut self.file, &mut self.direct) {
+            (Some(f), _) => f.flush(),
+            (None, Some(d)) => d.flush(),
+            _ => Ok(()),
         }
     }
 }
