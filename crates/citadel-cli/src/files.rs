@@ -45,12 +45,17 @@ impl AtomicFile {
                     .write(true)
                     .open(dest)
                     .with_context(|| format!("cannot open {} for writing", dest.display()))?;
-                return Ok(Self { file: None, direct: Some(f), dest: dest.to_path_buf() });
+                return Ok(Self {
+                    file: None,
+                    direct: Some(f),
+                    dest: dest.to_path_buf(),
+                });
             }
         }
         let resolved;
         let dest = if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
-            resolved = fs::canonicalize(dest).with_context(|| format!("cannot resolve {}", dest.display()))?;
+            resolved = fs::canonicalize(dest)
+                .with_context(|| format!("cannot resolve {}", dest.display()))?;
             resolved.as_path()
         } else {
             dest
@@ -87,7 +92,9 @@ impl AtomicFile {
     /// Flushes, fsyncs and renames into place.
     pub(crate) fn commit(mut self) -> Result<()> {
         if let Some(mut f) = self.direct.take() {
-            return f.flush().with_context(|| format!("cannot write {}", self.dest.display()));
+            return f
+                .flush()
+                .with_context(|| format!("cannot write {}", self.dest.display()));
         }
         let Some(file) = self.file.take() else {
             bail!("internal: file already committed")

@@ -102,8 +102,9 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
                                 "kind": "directory", "files": manifest.files.len()}),
             );
         } else {
-            let data = read_input(path)?;
-            let sig = key.sign(&data, ctx)?;
+            // ML-DSA streams the file (memory stays flat for any size).
+            let mut file = open_input(path)?;
+            let sig = key.sign_reader(&mut file, ctx).map_err(stream_error)?;
             write_atomic(&out, &sig, false)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
@@ -192,8 +193,8 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let data = read_input(&a.path)?;
-    match vk.verify(&data, ctx, &sig) {
+    let mut file = open_input(&a.path)?;
+    match vk.verify_reader(&mut file, ctx, &sig).map_err(stream_error) {
         Ok(()) => {
             if a.json {
                 print_json(
@@ -208,7 +209,12 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
             }
             Ok(())
         }
-        Err(citadel_crypto::Error::BadSignature) => {
+        Err(e)
+            if matches!(
+                e.downcast_ref::<citadel_crypto::Error>(),
+                Some(citadel_crypto::Error::BadSignature)
+            ) =>
+        {
             if a.json {
                 print_json(
                     &json!({"valid": false, "algorithm": vk.algorithm().name(), "path": a.path.display().to_string()}),
@@ -220,6 +226,24 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
             ))
             .into())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens a file, or standard input for `-`.
+fn open_input(path: &Path) -> Result<Box<dyn std::io::Read>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(std::io::stdin()));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, f)))
+}
+
+fn stream_error(e: citadel_crypto::sig::StreamError) -> anyhow::Error {
+    match e {
+        citadel_crypto::sig::StreamError::Io(e) => {
+            anyhow::Error::new(e).context("cannot read the input")
+        }
+        citadel_crypto::sig::StreamError::Crypto(e) => e.into(),
     }
 }

@@ -450,23 +450,46 @@ fn secrets_never_reach_the_output_of_show() {
 fn output_to_special_files_and_symlinks() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    citadel(p).args(["key", "gen", "--alg", "x25519", "--out", "id"]).assert().success();
+    citadel(p)
+        .args(["key", "gen", "--alg", "x25519", "--out", "id"])
+        .assert()
+        .success();
     fs::write(p.join("plain"), b"some data").unwrap();
     // A symlink to a regular file: the target is replaced, the link survives.
     fs::write(p.join("target"), b"old").unwrap();
     std::os::unix::fs::symlink("target", p.join("link")).unwrap();
-    citadel(p).args(["encrypt", "-R", "id.pub", "-o", "link", "plain"]).assert().success();
-    assert!(fs::symlink_metadata(p.join("link")).unwrap().file_type().is_symlink());
-    let out = citadel(p).args(["decrypt", "-i", "id.key", "target"]).output().unwrap();
+    citadel(p)
+        .args(["encrypt", "-R", "id.pub", "-o", "link", "plain"])
+        .assert()
+        .success();
+    assert!(
+        fs::symlink_metadata(p.join("link"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let out = citadel(p)
+        .args(["decrypt", "-i", "id.key", "target"])
+        .output()
+        .unwrap();
     assert_eq!(out.stdout, b"some data");
     // A FIFO is written to directly, never renamed over.
     let fifo = p.join("fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let reader = {
         let fifo = fifo.clone();
         std::thread::spawn(move || fs::read(fifo).unwrap())
     };
-    citadel(p).args(["encrypt", "-R", "id.pub", "-a", "-o", "fifo", "plain"]).assert().success();
+    citadel(p)
+        .args(["encrypt", "-R", "id.pub", "-a", "-o", "fifo", "plain"])
+        .assert()
+        .success();
     let armored = reader.join().unwrap();
     assert!(armored.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
     use std::os::unix::fs::FileTypeExt;

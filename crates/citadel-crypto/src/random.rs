@@ -21,3 +21,24 @@ pub fn array<const N: usize>() -> Result<[u8; N]> {
     fill(&mut out)?;
     Ok(out)
 }
+
+/// The backend's DRBG as a `rand_core` generator, for backends that take one.
+pub(crate) struct BackendRng;
+
+impl rand_core::TryRng for BackendRng {
+    type Error = Error;
+
+    fn try_next_u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(array::<4>()?))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(array::<8>()?))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<()> {
+        fill(dst)
+    }
+}
+
+impl rand_core::TryCryptoRng for BackendRng {}

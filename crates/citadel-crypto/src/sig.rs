@@ -14,6 +14,7 @@ use crate::{Algorithm, Error, Family, Result, random};
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use core::fmt;
 use ml_dsa::{MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
+use std::io::Read;
 use zeroize::Zeroizing;
 
 /// Length of an ML-DSA seed (ξ).
@@ -388,6 +389,132 @@ impl SigningKey {
     }
 }
 
+/// Reads `reader` to the end in 1 MiB pieces, passing each to `f`.
+fn for_each_piece(reader: &mut dyn Read, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => f(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// FIPS 204 μ = SHAKE256(tr ‖ 0 ‖ |ctx| ‖ ctx ‖ M, 64), streaming M.
+fn mldsa_mu<P: MlDsaParams>(
+    vk: &ml_dsa::VerifyingKey<P>,
+    reader: &mut dyn Read,
+    ctx: &[u8],
+) -> std::result::Result<Arr<ml_dsa::common::typenum::U64>, StreamError> {
+    use shake::Update;
+    let mut io_error = None;
+    let mu = vk
+        .compute_mu(
+            |h| {
+                for_each_piece(reader, |piece| h.update(piece)).map_err(|e| {
+                    io_error = Some(e);
+                    ml_dsa::Error::new()
+                })
+            },
+            ctx,
+        )
+        .map_err(|_| match io_error.take() {
+            Some(e) => StreamError::Io(e),
+            None => StreamError::Crypto(Error::ContextTooLong(ctx.len())),
+        })?;
+    Ok(mu)
+}
+
+/// An error while signing or verifying a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// Reading the message failed.
+    #[error("cannot read the message: {0}")]
+    Io(#[from] std::io::Error),
+    /// The signature operation failed.
+    #[error(transparent)]
+    Crypto(#[from] Error),
+}
+
+impl SigningKey {
+    /// Signs everything `reader` yields, as [`SigningKey::sign`] would sign
+    /// it as one message. ML-DSA streams the message through SHAKE256 (the
+    /// FIPS 204 external-μ form), so memory stays flat for any size; SLH-DSA
+    /// and Ed25519 hash the message twice by design and read it into memory.
+    pub fn sign_reader(
+        &self,
+        reader: &mut dyn Read,
+        ctx: &[u8],
+    ) -> std::result::Result<Vec<u8>, StreamError> {
+        check_context(self.alg, ctx)?;
+        fn ml<P: MlDsaParams>(
+            sk: &ml_dsa::ExpandedSigningKey<P>,
+            reader: &mut dyn Read,
+            ctx: &[u8],
+        ) -> std::result::Result<Vec<u8>, StreamError> {
+            let mu = mldsa_mu(&sk.verifying_key(), reader, ctx)?;
+            let sig = sk
+                .sign_mu_randomized(&mu, &mut random::BackendRng)
+                .map_err(|_| Error::Backend("ML-DSA signing"))?;
+            Ok(sig.encode().to_vec())
+        }
+        match &self.inner {
+            SkInner::MlDsa44(k) => ml(k, reader, ctx),
+            SkInner::MlDsa65(k) => ml(k, reader, ctx),
+            SkInner::MlDsa87(k) => ml(k, reader, ctx),
+            _ => {
+                let mut msg = Vec::new();
+                reader.read_to_end(&mut msg)?;
+                Ok(self.sign(&msg, ctx)?)
+            }
+        }
+    }
+}
+
+impl VerifyingKey {
+    /// Verifies a signature over everything `reader` yields; ML-DSA streams
+    /// (see [`SigningKey::sign_reader`]).
+    pub fn verify_reader(
+        &self,
+        reader: &mut dyn Read,
+        ctx: &[u8],
+        sig: &[u8],
+    ) -> std::result::Result<(), StreamError> {
+        check_context(self.alg, ctx)?;
+        if sig.len() != self.alg.output_len() {
+            return Err(Error::BadSignature.into());
+        }
+        fn ml<P: MlDsaParams>(
+            vk: &ml_dsa::VerifyingKey<P>,
+            reader: &mut dyn Read,
+            ctx: &[u8],
+            sig: &[u8],
+        ) -> std::result::Result<(), StreamError> {
+            let mu = mldsa_mu(vk, reader, ctx)?;
+            let sig =
+                ml_dsa::EncodedSignature::<P>::try_from(sig).map_err(|_| Error::BadSignature)?;
+            let sig = ml_dsa::Signature::<P>::decode(&sig).ok_or(Error::BadSignature)?;
+            if vk.verify_mu(&mu, &sig) {
+                Ok(())
+            } else {
+                Err(Error::BadSignature.into())
+            }
+        }
+        match &self.decoded {
+            Decoded::MlDsa44(vk) => ml(vk, reader, ctx, sig),
+            Decoded::MlDsa65(vk) => ml(vk, reader, ctx, sig),
+            Decoded::MlDsa87(vk) => ml(vk, reader, ctx, sig),
+            Decoded::Encoded => {
+                let mut msg = Vec::new();
+                reader.read_to_end(&mut msg)?;
+                Ok(self.verify(&msg, ctx, sig)?)
+            }
+        }
+    }
+}
+
 impl fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SigningKey({}, [REDACTED])", self.alg)
@@ -635,6 +762,33 @@ mod tests {
                     "{alg}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn streaming_matches_one_shot() {
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        for alg in [
+            Algorithm::MlDsa44,
+            Algorithm::MlDsa65,
+            Algorithm::MlDsa87,
+            Algorithm::Ed25519,
+            Algorithm::SlhDsaSha2_128f,
+        ] {
+            let sk = SigningKey::generate(alg).unwrap();
+            let vk = sk.verifying_key();
+            let ctx: &[u8] = if alg.takes_context() { b"stream" } else { b"" };
+            let streamed = sk.sign_reader(&mut &data[..], ctx).unwrap();
+            vk.verify(&data, ctx, &streamed).unwrap();
+            let one_shot = sk.sign(&data, ctx).unwrap();
+            vk.verify_reader(&mut &data[..], ctx, &one_shot).unwrap();
+            let mut tampered = data.clone();
+            tampered[2_999_999] ^= 1;
+            assert!(
+                vk.verify_reader(&mut &tampered[..], ctx, &one_shot)
+                    .is_err(),
+                "{alg}"
+            );
         }
     }
 

@@ -185,7 +185,8 @@ mod tests {
     /// secret, the X25519 secret, the X25519 share and public key, the label).
     #[test]
     fn draft_10_test_vector() {
-        let seed = hex::decode("ef58538b8d23f87732ea63b02b4fa0f4873360e2841928cd60dd4cee8cc0d4c9").unwrap();
+        let seed = hex::decode("ef58538b8d23f87732ea63b02b4fa0f4873360e2841928cd60dd4cee8cc0d4c9")
+            .unwrap();
         let eseed: [u8; 64] = hex::decode(
             "22a96188d032675c8ac850933c7aff1533b94c834adbb69c6115bad4692d8619f90b0cdf8a7b9c264029ac185b70b83f2801f2f4b3f70c593ea3aeeb613a7f1b",
         )
@@ -194,12 +195,21 @@ mod tests {
         .unwrap();
         let dk = DecapsulationKey::from_seed(&seed).unwrap();
         let pk = dk.encapsulation_key().to_bytes();
-        assert!(hex::encode(&pk).starts_with("36244278824f77c621c660892c1c3886a9560caa52a97c461fd3958a598e749bbc8c7798"));
-        assert!(hex::encode(&pk).ends_with("c1c013747dfee80fb35b5299f555dcc2b787ea4f6f16ffdf66952461"));
+        assert!(hex::encode(&pk).starts_with(
+            "36244278824f77c621c660892c1c3886a9560caa52a97c461fd3958a598e749bbc8c7798"
+        ));
+        assert!(
+            hex::encode(&pk).ends_with("c1c013747dfee80fb35b5299f555dcc2b787ea4f6f16ffdf66952461")
+        );
         let (ct, ss) = dk.encapsulation_key().encapsulate_derand(&eseed).unwrap();
-        assert!(hex::encode(&ct).starts_with("0d2e38cbf17a2e2e4e0c87a94ca1e7701ae1552e02509b3b00f9c82c39e3fd435b05b912"));
+        assert!(hex::encode(&ct).starts_with(
+            "0d2e38cbf17a2e2e4e0c87a94ca1e7701ae1552e02509b3b00f9c82c39e3fd435b05b912"
+        ));
         assert!(hex::encode(&ct).ends_with("61137334"));
-        assert_eq!(hex::encode(ss.expose()), "953f7f4e8c5b5049bdc771d1dffada0dd961477d1a2ae0988baa7ea6898d893f");
+        assert_eq!(
+            hex::encode(ss.expose()),
+            "953f7f4e8c5b5049bdc771d1dffada0dd961477d1a2ae0988baa7ea6898d893f"
+        );
         assert_eq!(dk.decapsulate(&ct).unwrap(), ss);
     }
 
