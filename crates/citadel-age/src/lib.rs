@@ -246,6 +246,52 @@ mod tests {
     }
 
     #[test]
+    fn reordered_or_dropped_chunks_are_detected() {
+        let id = Identity::generate_hybrid().unwrap();
+        let data = vec![3u8; 3 * stream::CHUNK + 10];
+        let mut file = Vec::new();
+        encrypt(
+            &[id.to_recipient().unwrap()],
+            &mut &data[..],
+            &mut file,
+            false,
+        )
+        .unwrap();
+        let ct_chunk = stream::CHUNK + 16;
+        let payload = file.len() - (data.len() + 4 * 16);
+        let (head, body) = file.split_at(payload);
+        let chunks: Vec<&[u8]> = body.chunks(ct_chunk).collect();
+        assert_eq!(chunks.len(), 4);
+        // Swap the first two chunks.
+        let swapped = [head, chunks[1], chunks[0], chunks[2], chunks[3]].concat();
+        let mut out = Vec::new();
+        assert!(matches!(
+            decrypt(
+                &[Identity::parse(&id.to_secret_string().unwrap()).unwrap()],
+                &mut &swapped[..],
+                &mut out
+            ),
+            Err(Error::Payload(_))
+        ));
+        assert!(
+            out.is_empty(),
+            "nothing may be emitted before the first bad chunk"
+        );
+        // Drop a middle chunk.
+        let dropped = [head, chunks[0], chunks[2], chunks[3]].concat();
+        let mut out = Vec::new();
+        assert!(matches!(
+            decrypt(&[id], &mut &dropped[..], &mut out),
+            Err(Error::Payload(_))
+        ));
+        assert_eq!(
+            out.len(),
+            stream::CHUNK,
+            "only the verified first chunk is emitted"
+        );
+    }
+
+    #[test]
     fn mixing_pq_and_classical_is_refused() {
         let a = Identity::generate_hybrid().unwrap().to_recipient().unwrap();
         let b = Identity::generate_x25519().unwrap().to_recipient().unwrap();
