@@ -43,9 +43,9 @@ fn workers() -> usize {
 
 /// Chunks in flight between the reader, the workers and the writer: bounds
 /// memory to about `IN_FLIGHT` × `GROUP` × 64 KiB whatever the file size.
-const IN_FLIGHT: usize = 8;
+const IN_FLIGHT: usize = 4;
 /// Chunks handed to a worker at a time (fewer hand-offs between threads).
-const GROUP: usize = 4;
+const GROUP: usize = 8;
 
 /// A three-stage pipeline: `produce` reads items on its own thread, workers
 /// run `work` on them in parallel, and `consume` (on the calling thread,
@@ -142,8 +142,9 @@ impl Pool {
             .unwrap_or_else(|| Vec::with_capacity(CT_CHUNK))
     }
 
-    fn give(&self, mut buf: Vec<u8>) {
-        buf.clear();
+    /// Returns a buffer; its bytes are kept (not zeroed) so that the next
+    /// `read_chunk` need not fill it before reading into it.
+    fn give(&self, buf: Vec<u8>) {
         if let Ok(mut v) = self.0.lock() {
             if v.len() < 4 * IN_FLIGHT * GROUP {
                 v.push(buf);
@@ -154,6 +155,8 @@ impl Pool {
 
 fn read_chunk(r: &mut impl Read, size: usize, pool: &Pool) -> io::Result<Vec<u8>> {
     let mut buf = pool.take();
+    // Shrinking keeps the old bytes (overwritten by the read below); only a
+    // fresh buffer is zero-filled, once.
     buf.resize(size, 0);
     let n = read_full(r, &mut buf)?;
     buf.truncate(n);
