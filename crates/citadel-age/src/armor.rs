@@ -140,19 +140,7 @@ impl<R: BufRead> ArmorReader<R> {
                 return Err(err("the armor END line repeats"));
             }
             // An empty armored file: END right after BEGIN.
-            let mut trailing = Vec::new();
-            (&mut self.inner)
-                .take(MAX_WHITESPACE as u64 + 1)
-                .read_to_end(&mut trailing)?;
-            if trailing.len() > MAX_WHITESPACE
-                || trailing
-                    .iter()
-                    .any(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            {
-                return Err(err("data after the armor END line"));
-            }
-            self.done = true;
-            return Ok(());
+            return self.finish_after_end();
         }
         self.any_data = true;
         if body.len() > COLUMNS {
@@ -193,6 +181,11 @@ impl<R: BufRead> ArmorReader<R> {
         if end != Some(END) {
             return Err(err("expected the armor END line after a short line"));
         }
+        self.finish_after_end()
+    }
+
+    /// After the END line only a little whitespace may follow.
+    fn finish_after_end(&mut self) -> io::Result<()> {
         let mut trailing = Vec::new();
         (&mut self.inner)
             .take(MAX_WHITESPACE as u64 + 1)

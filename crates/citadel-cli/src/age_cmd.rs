@@ -1,5 +1,6 @@
 //! `citadel encrypt` and `citadel decrypt`: the age v1 format.
 
+use crate::files::PassphraseArgs;
 use crate::files::{self, AtomicFile, read_text, show_progress};
 use anyhow::{Context, Result, bail};
 use citadel_age::{Identity, Recipient};
@@ -20,12 +21,8 @@ pub(crate) struct EncryptArgs {
     /// Encrypt to the recipients listed in FILE, one per line. Repeatable.
     #[arg(short = 'R', long = "recipients-file")]
     recipients_files: Vec<PathBuf>,
-    /// Encrypt with the passphrase on the first line of FILE (scrypt) instead of recipients.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Encrypt with the passphrase in environment variable VAR (scrypt).
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// ASCII-armor the output (PEM).
     #[arg(short = 'a', long)]
     armor: bool,
@@ -47,12 +44,8 @@ pub(crate) struct DecryptArgs {
     /// Identity file (AGE-SECRET-KEY-PQ-1… or AGE-SECRET-KEY-1… lines). Repeatable.
     #[arg(short = 'i', long = "identity")]
     identities: Vec<PathBuf>,
-    /// Decrypt a passphrase-encrypted file with the passphrase on the first line of FILE.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Decrypt with the passphrase in environment variable VAR.
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// Output file (default: standard output). Written under a temporary name
     /// and renamed only after the whole file has been verified.
     #[arg(short = 'o', long)]
@@ -111,9 +104,7 @@ pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
             recipients.push(Recipient::parse(line).with_context(|| format!("in {}", f.display()))?);
         }
     }
-    if let Some(pass) =
-        files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?
-    {
+    if let Some(pass) = a.pass.read()? {
         if !recipients.is_empty() {
             bail!("a passphrase cannot be combined with recipients");
         }
@@ -176,9 +167,7 @@ pub(crate) fn decrypt(a: DecryptArgs) -> Result<()> {
         let text = zeroize::Zeroizing::new(read_text(f)?);
         ids.extend(Identity::parse_file(&text).with_context(|| format!("in {}", f.display()))?);
     }
-    if let Some(pass) =
-        files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?
-    {
+    if let Some(pass) = a.pass.read()? {
         ids.push(Identity::Scrypt(SecretBytes::from_slice(&pass)));
     }
     if ids.is_empty() {

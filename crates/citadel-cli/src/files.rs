@@ -152,6 +152,28 @@ pub(crate) fn check_new(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Where a passphrase comes from (shared by every verb that takes one).
+#[derive(clap::Args)]
+pub(crate) struct PassphraseArgs {
+    /// Passphrase: the first line of FILE (to unlock an encrypted key, or to
+    /// protect or encrypt with one).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+    /// Passphrase: the value of environment variable VAR.
+    #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file")]
+    pub(crate) passphrase_env: Option<String>,
+}
+
+impl PassphraseArgs {
+    /// The passphrase, if one was given.
+    pub(crate) fn read(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        passphrase(
+            self.passphrase_file.as_deref(),
+            self.passphrase_env.as_deref(),
+        )
+    }
+}
+
 /// Reads a passphrase from `--passphrase-file` or `--passphrase-env`.
 pub(crate) fn passphrase(
     file: Option<&Path>,

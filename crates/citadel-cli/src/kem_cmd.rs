@@ -1,5 +1,6 @@
 //! `citadel kem encap|decap`: raw ML-KEM, for interoperability.
 
+use crate::files::PassphraseArgs;
 use crate::files::{print_json, read_input, write_atomic};
 use crate::key_cmd::{load_private_key, load_public_key};
 use anyhow::{Result, bail};
@@ -40,12 +41,8 @@ pub(crate) struct DecapArgs {
     /// The raw ciphertext ('-' for standard input).
     #[arg(long)]
     ct: PathBuf,
-    /// Passphrase file for an encrypted key.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Environment variable holding the key's passphrase.
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// Print {"shared_secret": hex}.
     #[arg(long)]
     json: bool,
@@ -74,12 +71,7 @@ pub(crate) fn run(c: KemCommand) -> Result<()> {
             Ok(())
         }
         KemCommand::Decap(a) => {
-            let PrivateKey::Kem(dk) = load_private_key(
-                &a.key,
-                a.passphrase_file.as_deref(),
-                a.passphrase_env.as_deref(),
-            )?
-            else {
+            let PrivateKey::Kem(dk) = load_private_key(&a.key, &a.pass)? else {
                 bail!("{} is not an ML-KEM private key", a.key.display());
             };
             let ct = read_input(&a.ct)?;

@@ -1,6 +1,7 @@
 //! `citadel key …`
 
-use crate::files::{self, check_new, print_json, read_text, write_atomic};
+use crate::files::PassphraseArgs;
+use crate::files::{check_new, print_json, read_text, write_atomic};
 use anyhow::{Context, Result, bail};
 use citadel_age::{Identity, Recipient};
 use citadel_crypto::keys::{Kdf, PrivateKeyForm};
@@ -52,12 +53,8 @@ pub(crate) struct GenArgs {
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
-    /// Protect the private key with the passphrase on the first line of FILE.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Protect the private key with the passphrase in environment variable VAR.
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// Key-derivation function for passphrase protection.
     #[arg(long, value_enum, default_value = "scrypt")]
     kdf: KdfChoice,
@@ -73,12 +70,8 @@ pub(crate) struct GenArgs {
 pub(crate) struct ShowArgs {
     /// A key file: PKCS#8/SPKI PEM, an age identity file or an age recipient.
     file: PathBuf,
-    /// Passphrase file for an encrypted private key (only needed to show the public key).
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Environment variable holding the passphrase.
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -111,7 +104,7 @@ fn gen_key(a: GenArgs) -> Result<()> {
     let pub_path = with_ext(&a.out, ".pub");
     check_new(&key_path, a.force)?;
     check_new(&pub_path, a.force)?;
-    let pass = files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?;
+    let pass = a.pass.read()?;
     let (public_text, fingerprint) = if alg.family() == Family::AgeRecipient {
         if pass.is_some() {
             bail!(
@@ -180,13 +173,9 @@ fn gen_key(a: GenArgs) -> Result<()> {
 }
 
 /// Loads a PKCS#8 private key, asking for the passphrase options if needed.
-pub(crate) fn load_private_key(
-    path: &Path,
-    pass_file: Option<&Path>,
-    pass_env: Option<&str>,
-) -> Result<PrivateKey> {
+pub(crate) fn load_private_key(path: &Path, pass_args: &PassphraseArgs) -> Result<PrivateKey> {
     let text = zeroize::Zeroizing::new(read_text(path)?);
-    let pass = files::passphrase(pass_file, pass_env)?;
+    let pass = pass_args.read()?;
     if PrivateKey::pem_is_encrypted(&text) && pass.is_none() {
         bail!(
             "{} is passphrase-protected; pass --passphrase-file FILE or --passphrase-env VAR",
@@ -219,7 +208,7 @@ fn show(a: ShowArgs) -> Result<()> {
     let text = zeroize::Zeroizing::new(read_text(&a.file)?);
     let trimmed = text.trim();
     let info = if trimmed.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-        let pass = files::passphrase(a.passphrase_file.as_deref(), a.passphrase_env.as_deref())?;
+        let pass = a.pass.read()?;
         match pass {
             Some(p) => {
                 let k = PrivateKey::from_pem(&text, Some(&p))

@@ -1,6 +1,7 @@
 //! `citadel sign` and `citadel verify`.
 
 use crate::VerificationFailed;
+use crate::files::PassphraseArgs;
 use crate::files::{print_json, read_input, write_atomic};
 use crate::key_cmd::{load_private_key, load_public_key};
 use anyhow::{Context, Result, bail};
@@ -26,12 +27,8 @@ pub(crate) struct SignArgs {
     /// Where to write the signature (only with a single input).
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
-    /// Passphrase file for an encrypted key.
-    #[arg(long, value_name = "FILE")]
-    passphrase_file: Option<PathBuf>,
-    /// Environment variable holding the key's passphrase.
-    #[arg(long, value_name = "VAR")]
-    passphrase_env: Option<String>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
@@ -73,11 +70,7 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
     if a.out.is_some() && a.paths.len() != 1 {
         bail!("--out can only be used with a single input");
     }
-    let key = match load_private_key(
-        &a.key,
-        a.passphrase_file.as_deref(),
-        a.passphrase_env.as_deref(),
-    )? {
+    let key = match load_private_key(&a.key, &a.pass)? {
         PrivateKey::Signature(k) => k,
         PrivateKey::Kem(k) => bail!(
             "{} is an {} key, which cannot sign; use an ML-DSA, SLH-DSA or Ed25519 key",
