@@ -7,6 +7,7 @@
 
 mod age_cmd;
 mod bench_cmd;
+mod ca_cmd;
 mod files;
 mod kem_cmd;
 mod key_cmd;
@@ -50,6 +51,9 @@ enum Command {
     Encrypt(age_cmd::EncryptArgs),
     /// Decrypt an age v1 file.
     Decrypt(age_cmd::DecryptArgs),
+    /// A private post-quantum certificate authority for mutual TLS.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Encrypt(a) => age_cmd::encrypt(a),
         Command::Decrypt(a) => age_cmd::decrypt(a),
         Command::Bench(c) => bench_cmd::run(c),
+        Command::Ca(c) => ca_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

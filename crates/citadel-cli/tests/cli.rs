@@ -495,3 +495,67 @@ fn output_to_special_files_and_symlinks() {
     use std::os::unix::fs::FileTypeExt;
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }
+
+#[test]
+fn ca_init_issue_revoke_list() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["ca", "init", "--dir", "CA", "--alg", "ml-dsa-44"])
+        .assert()
+        .success();
+    let out = citadel(p)
+        .args(["ca", "init", "--dir", "CA"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a second init must be refused");
+    citadel(p)
+        .args([
+            "ca",
+            "issue",
+            "--ca",
+            "CA",
+            "--name",
+            "web",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+            "--server",
+        ])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "bob", "--client"])
+        .assert()
+        .success();
+    let chain = fs::read_to_string(p.join("CA/web.crt")).unwrap();
+    assert_eq!(
+        chain.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf then CA"
+    );
+    let out = citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "../x", "--client"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    citadel(p)
+        .args(["ca", "revoke", "--ca", "CA", "--name", "bob"])
+        .assert()
+        .success();
+    let out = citadel(p)
+        .args(["ca", "list", "--ca", "CA", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["issued"]["bob"]["revoked_at"].is_number());
+    assert!(v["issued"]["web"]["revoked_at"].is_null());
+    // The issued key is an ML-DSA PKCS#8 key that `key show` understands.
+    let out = citadel(p)
+        .args(["key", "show", "CA/web.key", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["algorithm"], "ml-dsa-44");
+}

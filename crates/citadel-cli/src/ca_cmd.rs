@@ -1,0 +1,192 @@
+//! `citadel ca …`: a private post-quantum certificate authority.
+
+use crate::files::print_json;
+use anyhow::{Result, bail};
+use citadel_tls::ca::{Ca, CaAlgorithm, Usage};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum CaCommand {
+    /// Create a CA: DIR/ca.crt, DIR/ca.key (0600), DIR/crl.pem, DIR/ca.json.
+    Init(InitArgs),
+    /// Issue an end-entity certificate: CA/NAME.crt (chain) and CA/NAME.key (0600).
+    Issue(IssueArgs),
+    /// Revoke every certificate issued under NAME and publish a new CRL.
+    Revoke(RevokeArgs),
+    /// List the certificates the CA has issued.
+    List(ListArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum MlDsaChoice {
+    /// ML-DSA-44.
+    #[value(name = "ml-dsa-44")]
+    MlDsa44,
+    /// ML-DSA-65.
+    #[value(name = "ml-dsa-65")]
+    MlDsa65,
+    /// ML-DSA-87.
+    #[value(name = "ml-dsa-87")]
+    MlDsa87,
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    /// Directory for the CA (created if missing; must not already hold a CA).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Signature algorithm of the CA and of the certificates it issues.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "ml-dsa-65",
+        conflicts_with = "classical"
+    )]
+    alg: MlDsaChoice,
+    /// Use ECDSA P-256 instead of ML-DSA (not quantum-resistant).
+    #[arg(long)]
+    classical: bool,
+    /// The CA's common name.
+    #[arg(long, default_value = "Citadel CA")]
+    name: String,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct IssueArgs {
+    /// The CA directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Name of the certificate (its common name and file names).
+    #[arg(long)]
+    name: String,
+    /// DNS name the holder is reached at (repeatable).
+    #[arg(long)]
+    dns: Vec<String>,
+    /// IP address the holder is reached at (repeatable).
+    #[arg(long)]
+    ip: Vec<IpAddr>,
+    /// Only for TLS clients.
+    #[arg(long, conflicts_with = "server")]
+    client: bool,
+    /// Only for TLS servers.
+    #[arg(long)]
+    server: bool,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RevokeArgs {
+    /// The CA directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Name of the certificate to revoke.
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Args)]
+pub(crate) struct ListArgs {
+    /// The CA directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(c: CaCommand) -> Result<()> {
+    match c {
+        CaCommand::Init(a) => {
+            let alg = if a.classical {
+                CaAlgorithm::EcdsaP256
+            } else {
+                match a.alg {
+                    MlDsaChoice::MlDsa44 => CaAlgorithm::MlDsa44,
+                    MlDsaChoice::MlDsa65 => CaAlgorithm::MlDsa65,
+                    MlDsaChoice::MlDsa87 => CaAlgorithm::MlDsa87,
+                }
+            };
+            let ca = Ca::init(&a.dir, alg, &a.name)?;
+            if a.json {
+                print_json(
+                    &json!({"dir": a.dir.display().to_string(), "algorithm": alg, "post_quantum": alg.is_post_quantum()}),
+                );
+            } else {
+                println!(
+                    "CA created in {} ({alg:?}); issue certificates with `citadel ca issue --ca {} --name NAME`",
+                    ca.dir().display(),
+                    a.dir.display()
+                );
+            }
+            Ok(())
+        }
+        CaCommand::Issue(a) => {
+            let mut ca = Ca::open(&a.ca)?;
+            let usage = match (a.client, a.server) {
+                (true, _) => Usage::Client,
+                (_, true) => Usage::Server,
+                _ => Usage::Both,
+            };
+            if usage != Usage::Client && a.dns.is_empty() && a.ip.is_empty() {
+                bail!(
+                    "a server certificate needs the names it is reached at: pass --dns HOST and/or --ip ADDR (or --client)"
+                );
+            }
+            let rec = ca.issue(&a.name, &a.dns, &a.ip, usage, a.days)?;
+            let crt = a.ca.join(format!("{}.crt", a.name));
+            let key = a.ca.join(format!("{}.key", a.name));
+            if a.json {
+                print_json(
+                    &json!({"name": a.name, "certificate": crt.display().to_string(), "key": key.display().to_string(),
+                    "serial": rec.serial, "usage": rec.usage, "not_after": rec.not_after}),
+                );
+            } else {
+                println!(
+                    "issued {}: {} and {} (serial {})",
+                    a.name,
+                    crt.display(),
+                    key.display(),
+                    rec.serial
+                );
+            }
+            Ok(())
+        }
+        CaCommand::Revoke(a) => {
+            let mut ca = Ca::open(&a.ca)?;
+            let n = ca.revoke(&a.name)?;
+            println!(
+                "revoked {n} certificate(s) named {}; {} updated",
+                a.name,
+                a.ca.join("crl.pem").display()
+            );
+            Ok(())
+        }
+        CaCommand::List(a) => {
+            let ca = Ca::open(&a.ca)?;
+            if a.json {
+                print_json(&json!({"algorithm": ca.algorithm(), "issued": ca.issued()}));
+            } else {
+                for (name, c) in ca.issued() {
+                    let state = if c.revoked_at.is_some() {
+                        "revoked"
+                    } else {
+                        "valid"
+                    };
+                    println!("{name:<24} {state:<8} {:?} serial {}", c.usage, c.serial);
+                }
+            }
+            Ok(())
+        }
+    }
+}

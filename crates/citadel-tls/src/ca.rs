@@ -1,0 +1,433 @@
+//! A private certificate authority kept in a directory.
+//!
+//! Layout (all PEM; keys are PKCS#8, mode 0600, seed form for ML-DSA):
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `ca.crt`, `ca.key` | the self-signed root and its key |
+//! | `crl.pem` | the current revocation list, signed by the root |
+//! | `ca.json` | issued names, serials, usages, revocations, CRL number |
+//! | `NAME.crt`, `NAME.key` | an end-entity chain (leaf, then root) and its key |
+//!
+//! Every file is written under a temporary name and renamed into place.
+
+use crate::signer::{CertSigner, SubjectKey, rcgen_alg};
+use crate::{Error, Result};
+use citadel_crypto::keys::PrivateKeyForm;
+use citadel_crypto::{Algorithm, PrivateKey, random};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// The algorithm of the CA's keys and certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaAlgorithm {
+    /// ML-DSA-44.
+    MlDsa44,
+    /// ML-DSA-65 (the default).
+    MlDsa65,
+    /// ML-DSA-87.
+    MlDsa87,
+    /// ECDSA P-256 with SHA-256: classical, only on explicit request.
+    EcdsaP256,
+}
+
+impl CaAlgorithm {
+    fn ml_dsa(self) -> Option<Algorithm> {
+        match self {
+            CaAlgorithm::MlDsa44 => Some(Algorithm::MlDsa44),
+            CaAlgorithm::MlDsa65 => Some(Algorithm::MlDsa65),
+            CaAlgorithm::MlDsa87 => Some(Algorithm::MlDsa87),
+            CaAlgorithm::EcdsaP256 => None,
+        }
+    }
+
+    /// Whether the algorithm resists quantum attacks.
+    pub fn is_post_quantum(self) -> bool {
+        self.ml_dsa().is_some()
+    }
+}
+
+/// What an end-entity certificate may be used for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Usage {
+    /// TLS server only.
+    Server,
+    /// TLS client only.
+    Client,
+    /// Both (the default: Citadel peers are often both).
+    Both,
+}
+
+/// What the CA remembers about a certificate it issued.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// Serial number, hex.
+    pub serial: String,
+    /// Allowed usage.
+    pub usage: Usage,
+    /// Expiry, Unix seconds.
+    pub not_after: i64,
+    /// Revocation time, Unix seconds, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State {
+    algorithm: CaAlgorithm,
+    crl_number: u64,
+    issued: BTreeMap<String, IssuedCert>,
+}
+
+/// An open CA directory.
+pub struct Ca {
+    dir: PathBuf,
+    cert: CertificateDer<'static>,
+    signer: CertSigner,
+    state: State,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes `data` to `path` atomically (temporary file, fsync, rename).
+pub(crate) fn write_file(path: &Path, data: &[u8], private: bool) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".citadel.")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = if private { 0o600 } else { 0o644 };
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+            .map_err(io(path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    tmp.write_all(data).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| e.error).map_err(io(path))?;
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(io(path))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name != "ca"
+        && name != "crl"
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Ca(format!(
+            "invalid name '{name}': use letters, digits, '.', '-' or '_' (not 'ca' or 'crl')"
+        )))
+    }
+}
+
+fn random_serial() -> Result<SerialNumber> {
+    let mut bytes = random::array::<16>()?;
+    bytes[0] &= 0x7F; // positive
+    bytes[0] |= 0x01; // no leading zero byte, so the encoding is stable
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl Ca {
+    /// Creates a new CA in `dir` (created if needed; refused if it already holds one).
+    pub fn init(dir: &Path, alg: CaAlgorithm, common_name: &str) -> Result<Ca> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
+            return Err(Error::Ca(format!(
+                "{} already holds a CA; use another directory",
+                dir.display()
+            )));
+        }
+        let (signer, key_pem) = match alg.ml_dsa() {
+            Some(ml) => {
+                let key = PrivateKey::generate(ml)?;
+                let pem = key.to_pem(PrivateKeyForm::Seed, None)?;
+                let signer = CertSigner::from_private_key(key)
+                    .ok_or_else(|| Error::Ca("internal: not a signing key".into()))?;
+                (signer, pem.to_string())
+            }
+            None => {
+                let kp = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                let pem = kp.serialize_pem();
+                (CertSigner::Classical(kp), pem)
+            }
+        };
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.not_before = now() - Duration::minutes(5);
+        params.not_after = now() + Duration::days(3650);
+        params.serial_number = Some(random_serial()?);
+        let cert = params.self_signed(&signer)?;
+        let ca = Ca {
+            dir: dir.to_path_buf(),
+            cert: cert.der().clone(),
+            signer,
+            state: State {
+                algorithm: alg,
+                crl_number: 0,
+                issued: BTreeMap::new(),
+            },
+        };
+        write_file(&dir.join("ca.key"), key_pem.as_bytes(), true)?;
+        write_file(&dir.join("ca.crt"), cert.pem().as_bytes(), false)?;
+        let mut ca = ca;
+        ca.write_crl_and_state()?;
+        Ok(ca)
+    }
+
+    /// Opens an existing CA directory.
+    pub fn open(dir: &Path) -> Result<Ca> {
+        let state: State = serde_json::from_slice(&read(&dir.join("ca.json"))?)
+            .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.json").display())))?;
+        let cert = CertificateDer::from_pem_slice(&read(&dir.join("ca.crt"))?)
+            .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.crt").display())))?;
+        let key_text = zeroize::Zeroizing::new(read(&dir.join("ca.key"))?);
+        let key_text =
+            std::str::from_utf8(&key_text).map_err(|_| Error::Ca("ca.key is not PEM".into()))?;
+        let signer = match state.algorithm.ml_dsa() {
+            Some(_) => CertSigner::from_private_key(PrivateKey::from_pem(key_text, None)?)
+                .ok_or_else(|| Error::Ca("ca.key is not an ML-DSA key".into()))?,
+            None => CertSigner::Classical(KeyPair::from_pem(key_text)?),
+        };
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            cert,
+            signer,
+            state,
+        })
+    }
+
+    /// The root certificate.
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The CA's algorithm.
+    pub fn algorithm(&self) -> CaAlgorithm {
+        self.state.algorithm
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Issued certificates by name.
+    pub fn issued(&self) -> &BTreeMap<String, IssuedCert> {
+        &self.state.issued
+    }
+
+    /// The current CRL.
+    pub fn crl(&self) -> Result<CertificateRevocationListDer<'static>> {
+        let path = self.dir.join("crl.pem");
+        CertificateRevocationListDer::from_pem_slice(&read(&path)?)
+            .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))
+    }
+
+    /// Issues `NAME.crt` and `NAME.key` with the CA's algorithm. A name may
+    /// be issued again (a new key and serial); the old certificate stays
+    /// valid until it expires or is revoked.
+    pub fn issue(
+        &mut self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        usage: Usage,
+        days: u32,
+    ) -> Result<IssuedCert> {
+        check_name(name)?;
+        if dns.is_empty() && ips.is_empty() && usage != Usage::Client {
+            return Err(Error::Ca(
+                "a server certificate needs at least one --dns or --ip name".into(),
+            ));
+        }
+        let (subject, key_pem) = match self.state.algorithm.ml_dsa() {
+            Some(ml) => {
+                let key = PrivateKey::generate(ml)?;
+                let pem = key.to_pem(PrivateKeyForm::Seed, None)?;
+                let alg = rcgen_alg(ml)
+                    .ok_or_else(|| Error::Ca("internal: unknown ML-DSA set".into()))?;
+                (
+                    SubjectKey {
+                        raw: key.public_key().as_bytes(),
+                        alg,
+                    },
+                    pem.to_string(),
+                )
+            }
+            None => {
+                let kp = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                let raw = rcgen::PublicKeyData::der_bytes(&kp).to_vec();
+                (
+                    SubjectKey {
+                        raw,
+                        alg: &rcgen::PKCS_ECDSA_P256_SHA256,
+                    },
+                    kp.serialize_pem(),
+                )
+            }
+        };
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.subject_alt_names = dns
+            .iter()
+            .map(|d| d.clone().try_into().map(SanType::DnsName))
+            .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+            .collect::<Result<Vec<_>, _>>()?;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = match usage {
+            Usage::Server => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
+            Usage::Both => vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        };
+        params.use_authority_key_identifier_extension = true;
+        let serial = random_serial()?;
+        params.serial_number = Some(serial.clone());
+        params.not_before = now() - Duration::minutes(5);
+        let not_after = now() + Duration::days(i64::from(days));
+        params.not_after = not_after;
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.signer)?;
+        let cert = params.signed_by(&subject, &issuer)?;
+        let chain = format!("{}{}", cert.pem(), rcgen_pem(&self.cert));
+        write_file(
+            &self.dir.join(format!("{name}.key")),
+            key_pem.as_bytes(),
+            true,
+        )?;
+        write_file(
+            &self.dir.join(format!("{name}.crt")),
+            chain.as_bytes(),
+            false,
+        )?;
+        let rec = IssuedCert {
+            serial: hex::encode(serial.to_bytes()),
+            usage,
+            not_after: not_after.unix_timestamp(),
+            revoked_at: None,
+        };
+        // Keep earlier certificates of the same name under a suffixed key so
+        // that they can still be revoked.
+        if let Some(old) = self.state.issued.remove(name) {
+            self.state
+                .issued
+                .insert(format!("{name}#{}", old.serial), old);
+        }
+        self.state.issued.insert(name.to_string(), rec.clone());
+        self.write_crl_and_state()?;
+        Ok(rec)
+    }
+
+    /// Revokes every certificate issued under `name` and publishes a new CRL.
+    pub fn revoke(&mut self, name: &str) -> Result<usize> {
+        let t = now().unix_timestamp();
+        let mut n = 0;
+        for (k, c) in self.state.issued.iter_mut() {
+            let base = k.split('#').next().unwrap_or(k);
+            if base == name && c.revoked_at.is_none() {
+                c.revoked_at = Some(t);
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return Err(Error::Ca(format!(
+                "no unrevoked certificate named '{name}' in this CA"
+            )));
+        }
+        self.write_crl_and_state()?;
+        Ok(n)
+    }
+
+    fn write_crl_and_state(&mut self) -> Result<()> {
+        self.state.crl_number += 1;
+        let revoked = self
+            .state
+            .issued
+            .values()
+            .filter_map(|c| {
+                let t = c.revoked_at?;
+                let serial = hex::decode(&c.serial).ok()?;
+                Some(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial),
+                    revocation_time: OffsetDateTime::from_unix_timestamp(t).ok()?,
+                    reason_code: Some(RevocationReason::Unspecified),
+                    invalidity_date: None,
+                })
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: now() - Duration::minutes(5),
+            next_update: now() + Duration::days(30),
+            crl_number: SerialNumber::from(self.state.crl_number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.signer)?;
+        let crl = params.signed_by(&issuer)?;
+        write_file(&self.dir.join("crl.pem"), crl.pem()?.as_bytes(), false)?;
+        let json = serde_json::to_vec_pretty(&self.state).map_err(|e| Error::Ca(e.to_string()))?;
+        write_file(&self.dir.join("ca.json"), &json, false)
+    }
+}
+
+fn rcgen_pem(der: &CertificateDer<'_>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}

@@ -1,0 +1,179 @@
+//! Ready-made rustls configurations: TLS 1.3, X25519MLKEM768, ML-DSA, mutual
+//! authentication against one CA and its revocation list.
+
+use crate::ca::Ca;
+use crate::{Error, Result};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite as cs, kx_group};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Options shared by servers and clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// Also accept classical X25519 key exchange and classical (ECDSA,
+    /// Ed25519, RSA) certificate signatures. Off by default: a peer that
+    /// offers only classical cryptography is refused.
+    pub allow_classical: bool,
+}
+
+/// The ML-DSA verification algorithms only.
+static PQ_SIGNATURES: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+    all: &[
+        webpki::aws_lc_rs::ML_DSA_44,
+        webpki::aws_lc_rs::ML_DSA_65,
+        webpki::aws_lc_rs::ML_DSA_87,
+    ],
+    mapping: &[
+        (SignatureScheme::ML_DSA_87, &[webpki::aws_lc_rs::ML_DSA_87]),
+        (SignatureScheme::ML_DSA_65, &[webpki::aws_lc_rs::ML_DSA_65]),
+        (SignatureScheme::ML_DSA_44, &[webpki::aws_lc_rs::ML_DSA_44]),
+    ],
+};
+
+/// The crypto provider: aws-lc-rs, TLS 1.3 suites, X25519MLKEM768 only and
+/// ML-DSA signatures only (plus classical ones with `allow_classical`).
+pub fn crypto_provider(opts: TlsOptions) -> Arc<CryptoProvider> {
+    let mut p = provider::default_provider();
+    p.cipher_suites = vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    if opts.allow_classical {
+        p.kx_groups = vec![kx_group::X25519MLKEM768, kx_group::X25519];
+    } else {
+        p.kx_groups = vec![kx_group::X25519MLKEM768];
+        p.signature_verification_algorithms = PQ_SIGNATURES;
+    }
+    Arc::new(p)
+}
+
+/// A certificate chain and its private key.
+pub struct Identity {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// PKCS#8.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Loads `CERT` (PEM chain) and `KEY` (PKCS#8 PEM).
+    pub fn load(cert: &Path, key: &Path) -> Result<Self> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::Ca(format!("{}: {e}", cert.display())))?;
+        if chain.is_empty() {
+            return Err(Error::Ca(format!(
+                "{} holds no certificate",
+                cert.display()
+            )));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| Error::Ca(format!("{}: {e}", key.display())))?;
+        Ok(Self { chain, key })
+    }
+
+    /// Loads `NAME.crt`/`NAME.key` from a CA directory.
+    pub fn from_ca(ca: &Ca, name: &str) -> Result<Self> {
+        Self::load(
+            &ca.dir().join(format!("{name}.crt")),
+            &ca.dir().join(format!("{name}.key")),
+        )
+    }
+}
+
+/// The CA certificate and its revocation list.
+pub struct Trust {
+    roots: Arc<RootCertStore>,
+    crls: Vec<CertificateRevocationListDer<'static>>,
+}
+
+impl Trust {
+    /// Trusts exactly this CA, honouring its current CRL.
+    pub fn from_ca(ca: &Ca) -> Result<Self> {
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.certificate().clone())?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            crls: vec![ca.crl()?],
+        })
+    }
+}
+
+fn verifier_error(e: rustls::server::VerifierBuilderError) -> Error {
+    Error::Ca(format!("cannot build the certificate verifier: {e}"))
+}
+
+/// A server config requiring client certificates from the trusted CA.
+pub fn server_config(
+    identity: Identity,
+    trust: &Trust,
+    opts: TlsOptions,
+) -> Result<Arc<ServerConfig>> {
+    let p = crypto_provider(opts);
+    let verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), p.clone())
+        .with_crls(trust.crls.clone())
+        .build()
+        .map_err(verifier_error)?;
+    let cfg = ServerConfig::builder_with_provider(p)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain, identity.key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A client config presenting `identity` and trusting only the CA.
+pub fn client_config(
+    identity: Identity,
+    trust: &Trust,
+    opts: TlsOptions,
+) -> Result<Arc<ClientConfig>> {
+    let p = crypto_provider(opts);
+    let verifier = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), p.clone())
+        .with_crls(trust.crls.clone())
+        .build()
+        .map_err(verifier_error)?;
+    let cfg = ClientConfig::builder_with_provider(p)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_webpki_verifier(verifier)
+        .with_client_auth_cert(identity.chain, identity.key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A one-line explanation of a handshake failure, with the fix where there is one.
+pub fn explain(e: &rustls::Error) -> String {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E, PeerIncompatible as P};
+    match e {
+        E::PeerIncompatible(P::NoKxGroupsInCommon) => {
+            "the peer offers no post-quantum key exchange (X25519MLKEM768); upgrade it, or pass --allow-classical to accept classical key exchange".into()
+        }
+        E::PeerIncompatible(P::NoSignatureSchemesInCommon) => {
+            "the peer has no ML-DSA certificate; issue it one with `citadel ca issue`, or pass --allow-classical".into()
+        }
+        E::InvalidCertificate(C::Revoked) => "the peer's certificate has been revoked".into(),
+        E::InvalidCertificate(C::UnknownIssuer) => "the peer's certificate was not issued by this CA".into(),
+        E::InvalidCertificate(C::BadSignature) => {
+            "the peer's certificate was not issued by this CA (its signature does not verify against the CA key)".into()
+        }
+        E::InvalidCertificate(C::NotValidForName) | E::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "the server's certificate does not match the address it was reached at".into()
+        }
+        E::InvalidCertificate(C::Expired) | E::InvalidCertificate(C::ExpiredContext { .. }) => {
+            "the peer's certificate has expired".into()
+        }
+        E::NoCertificatesPresented => "the client presented no certificate (mutual TLS is required)".into(),
+        E::AlertReceived(A::HandshakeFailure) => {
+            "the peer refused the handshake (it may require post-quantum key exchange or another CA)".into()
+        }
+        E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateRevoked | A::CertificateUnknown) => {
+            "the peer refused our certificate (revoked, or from another CA)".into()
+        }
+        other => format!("TLS handshake failed: {other}"),
+    }
+}

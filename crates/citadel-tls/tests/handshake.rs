@@ -1,0 +1,273 @@
+//! Real TLS handshakes over loopback TCP between configs built from a CA
+//! directory: what is accepted, what is refused, and what is reported.
+
+use citadel_tls::ca::{Ca, CaAlgorithm, Usage};
+use citadel_tls::config::{
+    Identity, TlsOptions, Trust, client_config, crypto_provider, explain, server_config,
+};
+use citadel_tls::info::{Negotiated, negotiated};
+use citadel_tls::rustls::{
+    self, ClientConnection, ServerConnection, StreamOwned, pki_types::ServerName,
+};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn ca(dir: &std::path::Path, alg: CaAlgorithm) -> Ca {
+    let mut ca = Ca::init(dir, alg, "test CA").unwrap();
+    ca.issue(
+        "server",
+        &["localhost".into()],
+        &[LOCALHOST],
+        Usage::Server,
+        30,
+    )
+    .unwrap();
+    ca.issue("alice", &[], &[], Usage::Client, 30).unwrap();
+    ca
+}
+
+type Outcome = (
+    Result<Negotiated, rustls::Error>,
+    Result<Negotiated, rustls::Error>,
+);
+
+/// Runs one handshake plus a ping-pong; returns (server side, client side).
+fn handshake(
+    server: Arc<rustls::ServerConfig>,
+    client: Arc<rustls::ClientConfig>,
+    name: ServerName<'static>,
+) -> Outcome {
+    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let srv = thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut tls = StreamOwned::new(ServerConnection::new(server).unwrap(), tcp);
+        let mut buf = [0u8; 4];
+        let r = tls.read_exact(&mut buf).map_err(to_tls_error);
+        match r {
+            Ok(()) => {
+                tls.write_all(b"pong").map_err(to_tls_error)?;
+                Ok(negotiated(&tls.conn))
+            }
+            Err(e) => Err(e),
+        }
+    });
+    let tcp = TcpStream::connect(addr).unwrap();
+    let mut tls = StreamOwned::new(ClientConnection::new(client, name).unwrap(), tcp);
+    let client_result = (|| {
+        tls.write_all(b"ping").map_err(to_tls_error)?;
+        let mut buf = [0u8; 4];
+        tls.read_exact(&mut buf).map_err(to_tls_error)?;
+        assert_eq!(&buf, b"pong");
+        Ok(negotiated(&tls.conn))
+    })();
+    drop(tls);
+    (srv.join().unwrap(), client_result)
+}
+
+fn to_tls_error(e: std::io::Error) -> rustls::Error {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(t) => t.clone(),
+        None => rustls::Error::General(e.to_string()),
+    }
+}
+
+fn localhost() -> ServerName<'static> {
+    ServerName::try_from("localhost").unwrap()
+}
+
+#[test]
+fn post_quantum_mutual_tls_works_and_reports_what_it_negotiated() {
+    for alg in [
+        CaAlgorithm::MlDsa44,
+        CaAlgorithm::MlDsa65,
+        CaAlgorithm::MlDsa87,
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let ca = ca(d.path(), alg);
+        let trust = Trust::from_ca(&ca).unwrap();
+        let opts = TlsOptions::default();
+        let s = server_config(Identity::from_ca(&ca, "server").unwrap(), &trust, opts).unwrap();
+        let c = client_config(Identity::from_ca(&ca, "alice").unwrap(), &trust, opts).unwrap();
+        let (srv, cli) = handshake(s.clone(), c.clone(), localhost());
+        let (srv, cli) = (srv.unwrap(), cli.unwrap());
+        assert_eq!(cli.protocol, "TLSv1_3");
+        assert_eq!(cli.key_exchange, "X25519MLKEM768");
+        let expected = match alg {
+            CaAlgorithm::MlDsa44 => "ML-DSA-44",
+            CaAlgorithm::MlDsa65 => "ML-DSA-65",
+            _ => "ML-DSA-87",
+        };
+        assert_eq!(cli.peer_signature_algorithm.as_deref(), Some(expected));
+        assert!(cli.peer_subject.unwrap().contains("server"));
+        assert_eq!(srv.key_exchange, "X25519MLKEM768");
+        assert!(
+            srv.peer_subject.unwrap().contains("alice"),
+            "the server sees the client's identity"
+        );
+        // Reaching the server by IP address works too (IP SAN).
+        let (_, cli) = handshake(s, c, ServerName::IpAddress(LOCALHOST.into()));
+        cli.unwrap();
+    }
+}
+
+#[test]
+fn a_client_from_another_ca_is_refused() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let ca1 = ca(d1.path(), CaAlgorithm::MlDsa65);
+    let ca2 = ca(d2.path(), CaAlgorithm::MlDsa65);
+    let opts = TlsOptions::default();
+    let s = server_config(
+        Identity::from_ca(&ca1, "server").unwrap(),
+        &Trust::from_ca(&ca1).unwrap(),
+        opts,
+    )
+    .unwrap();
+    // The intruder trusts ca1 (to reach the server) but holds a ca2 certificate.
+    let c = client_config(
+        Identity::from_ca(&ca2, "alice").unwrap(),
+        &Trust::from_ca(&ca1).unwrap(),
+        opts,
+    )
+    .unwrap();
+    let (srv, _cli) = handshake(s, c, localhost());
+    let err = srv.unwrap_err();
+    assert!(explain(&err).contains("not issued by this CA"), "{err:?}");
+}
+
+#[test]
+fn a_revoked_client_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    let client_identity = Identity::from_ca(&ca, "alice").unwrap();
+    ca.revoke("alice").unwrap();
+    let trust = Trust::from_ca(&ca).unwrap();
+    let opts = TlsOptions::default();
+    let s = server_config(Identity::from_ca(&ca, "server").unwrap(), &trust, opts).unwrap();
+    let c = client_config(client_identity, &trust, opts).unwrap();
+    let (srv, _) = handshake(s, c, localhost());
+    let err = srv.unwrap_err();
+    assert!(explain(&err).contains("revoked"), "{err:?}");
+}
+
+#[test]
+fn a_classical_only_client_is_refused_unless_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), CaAlgorithm::MlDsa65);
+    let trust = Trust::from_ca(&ca).unwrap();
+    let s = server_config(
+        Identity::from_ca(&ca, "server").unwrap(),
+        &trust,
+        TlsOptions::default(),
+    )
+    .unwrap();
+    // A client that offers X25519 only.
+    let mut p = (*crypto_provider(TlsOptions {
+        allow_classical: true,
+    }))
+    .clone();
+    p.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let id = Identity::from_ca(&ca, "alice").unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.certificate().clone()).unwrap();
+    let classical = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(p))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(id.chain, id.key)
+            .unwrap(),
+    );
+    let (srv, _) = handshake(s, classical.clone(), localhost());
+    let err = srv.unwrap_err();
+    assert!(
+        explain(&err).contains("no post-quantum key exchange"),
+        "{err:?}"
+    );
+    // With the opt-in the same client gets through, on X25519.
+    let lenient = server_config(
+        Identity::from_ca(&ca, "server").unwrap(),
+        &trust,
+        TlsOptions {
+            allow_classical: true,
+        },
+    )
+    .unwrap();
+    let (srv, _) = handshake(lenient, classical, localhost());
+    assert_eq!(srv.unwrap().key_exchange, "X25519");
+}
+
+#[test]
+fn a_server_whose_name_does_not_match_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), CaAlgorithm::MlDsa65);
+    let trust = Trust::from_ca(&ca).unwrap();
+    let opts = TlsOptions::default();
+    let s = server_config(Identity::from_ca(&ca, "server").unwrap(), &trust, opts).unwrap();
+    let c = client_config(Identity::from_ca(&ca, "alice").unwrap(), &trust, opts).unwrap();
+    let (_, cli) = handshake(s, c, ServerName::try_from("example.com").unwrap());
+    let err = cli.unwrap_err();
+    assert!(explain(&err).contains("does not match"), "{err:?}");
+}
+
+#[test]
+fn classical_ca_is_refused_by_default_and_works_when_allowed() {
+    let d = tempfile::tempdir().unwrap();
+    let ca = ca(d.path(), CaAlgorithm::EcdsaP256);
+    let trust = Trust::from_ca(&ca).unwrap();
+    let strict = TlsOptions::default();
+    let lenient = TlsOptions {
+        allow_classical: true,
+    };
+    let s = server_config(Identity::from_ca(&ca, "server").unwrap(), &trust, lenient).unwrap();
+    let c = client_config(Identity::from_ca(&ca, "alice").unwrap(), &trust, strict).unwrap();
+    let (_, cli) = handshake(s.clone(), c, localhost());
+    assert!(
+        cli.is_err(),
+        "an ECDSA server must be refused by a strict client"
+    );
+    let c = client_config(Identity::from_ca(&ca, "alice").unwrap(), &trust, lenient).unwrap();
+    let (_, cli) = handshake(s, c, localhost());
+    let cli = cli.unwrap();
+    assert_eq!(
+        cli.key_exchange, "X25519MLKEM768",
+        "classical certificates still get PQ key exchange"
+    );
+    assert_eq!(
+        cli.peer_signature_algorithm.as_deref(),
+        Some("ECDSA-SHA256")
+    );
+}
+
+#[test]
+fn ca_directory_survives_reopen_and_keeps_keys_private() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa65);
+    ca.issue("bob", &["bob.internal".into()], &[], Usage::Both, 1)
+        .unwrap();
+    let mut again = Ca::open(d.path()).unwrap();
+    assert_eq!(again.issued().len(), 3);
+    assert_eq!(again.revoke("bob").unwrap(), 1);
+    assert!(again.revoke("bob").is_err(), "revoking twice is an error");
+    assert!(again.issue("../evil", &[], &[], Usage::Client, 1).is_err());
+    assert!(
+        Ca::init(d.path(), CaAlgorithm::MlDsa65, "x").is_err(),
+        "init refuses an existing CA"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["ca.key", "bob.key", "server.key"] {
+            let mode = std::fs::metadata(d.path().join(f))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{f}");
+        }
+    }
+}
