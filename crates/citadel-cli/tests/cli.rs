@@ -559,3 +559,17 @@ fn ca_init_issue_revoke_list() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["algorithm"], "ml-dsa-44");
 }
+
+#[test]
+fn bench_tls_reports_both_configurations() {
+    let d = tempfile::tempdir().unwrap();
+    let out = citadel(d.path())
+        .args(["bench", "tls", "--seconds", "0.2", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["post_quantum"]["key_exchange"], "X25519MLKEM768");
+    assert_eq!(v["classical"]["key_exchange"], "X25519");
+    assert!(v["post_quantum"]["handshakes_per_s"].as_f64().unwrap() > 0.0);
+}
