@@ -301,6 +301,17 @@ mod tests {
         ));
     }
 
+    /// Found by the `age_strings` fuzz target: a long invalid recipient with
+    /// multi-byte characters used to panic while building the error message.
+    #[test]
+    fn invalid_non_ascii_recipients_are_errors_not_panics() {
+        let s = "1\u{2}____W_&_d\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}ऄ\n1\u{8}\0\0\05";
+        assert!(Recipient::parse(s).is_err());
+        let long: String = "é".repeat(100);
+        let err = Recipient::parse(&long).unwrap_err().to_string();
+        assert!(err.contains('…'), "{err}");
+    }
+
     #[test]
     fn identity_and_recipient_strings_round_trip() {
         for id in [

@@ -143,10 +143,15 @@ impl fmt::Debug for Recipient {
     }
 }
 
+/// A recipient string cut down for error messages (they can be 2,000
+/// characters long). Works on characters, so any UTF-8 input is safe.
 fn shorten(s: &str) -> String {
     let s = s.trim();
-    if s.len() > 40 {
-        format!("{}…{}", &s[..20], &s[s.len() - 8..])
+    let n = s.chars().count();
+    if n > 40 {
+        let head: String = s.chars().take(20).collect();
+        let tail: String = s.chars().skip(n - 8).collect();
+        format!("{head}…{tail}")
     } else {
         s.to_string()
     }
