@@ -305,7 +305,7 @@ mod tests {
     /// multi-byte characters used to panic while building the error message.
     #[test]
     fn invalid_non_ascii_recipients_are_errors_not_panics() {
-        let s = "1\u{2}____W_&_d\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}ऄ\n1\u{8}\0\0\05";
+        let s = "1\u{2}____W_&_d\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}\u{1b}ऄ\n1\u{8}\0\0\0\u{35}";
         assert!(Recipient::parse(s).is_err());
         let long: String = "é".repeat(100);
         let err = Recipient::parse(&long).unwrap_err().to_string();

@@ -1,0 +1,75 @@
+//! The protocol core of `citadel send` / `citadel recv` (issue 3), kept free
+//! of sockets and async so that tests and fuzzers drive it with bytes:
+//!
+//! - [`manifest`]: what is sent (paths, sizes, modes, mtimes, per-chunk
+//!   BLAKE3 hashes and a root per file), built from a directory walk and
+//!   signed with the sender's ML-DSA key;
+//! - [`frame`]: the length-prefixed frames on the wire;
+//! - [`assemble`]: the receiver's side of one file: every chunk is checked
+//!   against the manifest before it is written, progress survives a crash
+//!   in a state file, and the file gets its final name only after the whole
+//!   of it verified.
+//!
+//! The format is specified in `docs/formats/transfer-protocol.md`. The
+//! network layer (TLS streams, parallel connections, progress) is not here.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod assemble;
+pub mod frame;
+pub mod manifest;
+
+/// Size of a chunk: the unit of hashing, verification and resume.
+pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;
+
+/// What can go wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A path that could escape the output directory, or is otherwise unsafe.
+    #[error("unsafe path {0:?}: paths must be relative, without '..', '.' or empty components")]
+    UnsafePath(String),
+    /// A symbolic link or special file in the tree to send.
+    #[error(
+        "{0} is a symbolic link or special file; only regular files and directories can be sent"
+    )]
+    NotRegular(String),
+    /// The manifest is malformed or its signature does not verify.
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    /// A frame is malformed.
+    #[error("malformed frame: {0}")]
+    Frame(String),
+    /// A chunk did not match its hash in the signed manifest.
+    #[error("{path}: chunk {index} does not match the signed manifest (corrupted in transit?)")]
+    BadChunk {
+        /// The file.
+        path: String,
+        /// The chunk index.
+        index: u64,
+    },
+    /// The assembled file does not match its root hash.
+    #[error("{0}: the assembled file does not match the signed manifest")]
+    BadFile(String),
+    /// A signature operation failed.
+    #[error(transparent)]
+    Crypto(#[from] citadel_crypto::Error),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}

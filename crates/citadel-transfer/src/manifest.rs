@@ -1,0 +1,371 @@
+//! The signed manifest: every file with its size, mode, mtime, per-chunk
+//! BLAKE3 hashes and root; every directory with its mode and mtime.
+
+use crate::{CHUNK_SIZE, Error, Result, io};
+use citadel_crypto::sig::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+/// Context string of manifest signatures (FIPS 204 pure mode).
+pub const SIGNATURE_CONTEXT: &[u8] = b"citadel-transfer-v1";
+const MAX_PATH: usize = 4096;
+
+/// One file to transfer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// BLAKE3 of the concatenated chunk hashes, hex.
+    pub root: String,
+    /// BLAKE3 of each chunk, hex.
+    pub chunks: Vec<String>,
+}
+
+/// One directory to create.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Relative `/`-separated path.
+    pub path: String,
+    /// Unix permission bits.
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+}
+
+/// What a transfer carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format version (1).
+    pub version: u32,
+    /// Chunk size in bytes.
+    pub chunk_size: u64,
+    /// Files, in sending order.
+    pub files: Vec<FileEntry>,
+    /// Directories (parents before children).
+    pub dirs: Vec<DirEntry>,
+}
+
+/// Rejects any path that could leave the output directory.
+pub fn validate_path(p: &str) -> Result<()> {
+    let bad = p.is_empty()
+        || p.len() > MAX_PATH
+        || p.starts_with('/')
+        || p.contains('\\')
+        || p.contains('\0')
+        || p.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        Err(Error::UnsafePath(p.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Number of chunks of a file of `size` bytes.
+pub fn chunk_count(size: u64) -> u64 {
+    size.div_ceil(CHUNK_SIZE)
+}
+
+/// The root over chunk hashes.
+pub fn root_of(chunks: &[[u8; 32]]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    for c in chunks {
+        h.update(c);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// Hashes a file chunk by chunk: (chunk hashes, root).
+pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
+    let mut f = fs::File::open(path).map_err(io(path))?;
+    let mut buf = vec![0u8; CHUNK_SIZE as usize];
+    let mut chunks = Vec::new();
+    loop {
+        let mut n = 0;
+        while n < buf.len() {
+            let k = f.read(&mut buf[n..]).map_err(io(path))?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        if n == 0 {
+            break;
+        }
+        chunks.push(*blake3::hash(&buf[..n]).as_bytes());
+        if n < buf.len() {
+            break;
+        }
+    }
+    let root = root_of(&chunks);
+    Ok((chunks, root))
+}
+
+fn meta_mode_mtime(meta: &fs::Metadata) -> (u32, i64) {
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        meta.permissions().mode() & 0o7777
+    };
+    #[cfg(not(unix))]
+    let mode = if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    };
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    (mode, mtime)
+}
+
+impl Manifest {
+    /// Builds the manifest of `sources`: a file is sent under its own name,
+    /// a directory as a tree under its name. Symbolic links are refused.
+    pub fn build(sources: &[&Path]) -> Result<Manifest> {
+        let mut m = Manifest {
+            version: 1,
+            chunk_size: CHUNK_SIZE,
+            files: Vec::new(),
+            dirs: Vec::new(),
+        };
+        for src in sources {
+            let meta = fs::symlink_metadata(src).map_err(io(src))?;
+            let name = src
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::UnsafePath(src.display().to_string()))?
+                .to_string();
+            m.add(src, &name, &meta)?;
+        }
+        m.validate()?;
+        Ok(m)
+    }
+
+    fn add(&mut self, path: &Path, rel: &str, meta: &fs::Metadata) -> Result<()> {
+        validate_path(rel)?;
+        let ft = meta.file_type();
+        let (mode, mtime) = meta_mode_mtime(meta);
+        if ft.is_file() {
+            let (chunks, root) = hash_file(path)?;
+            self.files.push(FileEntry {
+                path: rel.to_string(),
+                size: meta.len(),
+                mode,
+                mtime,
+                root: hex::encode(root),
+                chunks: chunks.iter().map(hex::encode).collect(),
+            });
+        } else if ft.is_dir() {
+            self.dirs.push(DirEntry {
+                path: rel.to_string(),
+                mode,
+                mtime,
+            });
+            let mut entries = fs::read_dir(path)
+                .map_err(io(path))?
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(io(path))?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let child = e.path();
+                let name = e
+                    .file_name()
+                    .into_string()
+                    .map_err(|_| Error::UnsafePath(child.display().to_string()))?;
+                let meta = fs::symlink_metadata(&child).map_err(io(&child))?;
+                self.add(&child, &format!("{rel}/{name}"), &meta)?;
+            }
+        } else {
+            return Err(Error::NotRegular(path.display().to_string()));
+        }
+        Ok(())
+    }
+
+    /// Checks every invariant a receiver relies on.
+    pub fn validate(&self) -> Result<()> {
+        if self.version != 1 || self.chunk_size != CHUNK_SIZE {
+            return Err(Error::Manifest(format!(
+                "unsupported version {} or chunk size {}",
+                self.version, self.chunk_size
+            )));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &self.dirs {
+            validate_path(&d.path)?;
+            if !seen.insert(d.path.as_str()) {
+                return Err(Error::Manifest(format!("duplicate path {}", d.path)));
+            }
+        }
+        for f in &self.files {
+            validate_path(&f.path)?;
+            if !seen.insert(f.path.as_str()) {
+                return Err(Error::Manifest(format!("duplicate path {}", f.path)));
+            }
+            if f.chunks.len() as u64 != chunk_count(f.size) {
+                return Err(Error::Manifest(format!(
+                    "{}: {} chunk hashes for {} bytes",
+                    f.path,
+                    f.chunks.len(),
+                    f.size
+                )));
+            }
+            let hashes = decode_hashes(f)?;
+            if hex::encode(root_of(&hashes)) != f.root {
+                return Err(Error::Manifest(format!(
+                    "{}: root does not match its chunk hashes",
+                    f.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Serialises to the JSON that is signed and sent.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The transfer's identifier: BLAKE3 of the manifest JSON, 16 bytes, hex.
+    pub fn transfer_id(&self) -> String {
+        hex::encode(&blake3::hash(&self.to_json()).as_bytes()[..16])
+    }
+
+    /// The `MANIFEST` frame payload: signature length (2) ‖ signature ‖ JSON.
+    pub fn sign(&self, key: &SigningKey) -> Result<Vec<u8>> {
+        let json = self.to_json();
+        let sig = key.sign(&json, SIGNATURE_CONTEXT)?;
+        let len =
+            u16::try_from(sig.len()).map_err(|_| Error::Manifest("signature too long".into()))?;
+        let mut out = len.to_be_bytes().to_vec();
+        out.extend_from_slice(&sig);
+        out.extend_from_slice(&json);
+        Ok(out)
+    }
+
+    /// Verifies a `MANIFEST` payload against the sender's key and validates it.
+    pub fn open_signed(payload: &[u8], key: &VerifyingKey) -> Result<Manifest> {
+        if payload.len() < 2 {
+            return Err(Error::Manifest("truncated".into()));
+        }
+        let len = usize::from(u16::from_be_bytes([payload[0], payload[1]]));
+        let rest = &payload[2..];
+        if rest.len() < len {
+            return Err(Error::Manifest("truncated signature".into()));
+        }
+        let (sig, json) = rest.split_at(len);
+        key.verify(json, SIGNATURE_CONTEXT, sig).map_err(|_| {
+            Error::Manifest("the signature does not verify with the sender's key".into())
+        })?;
+        let m: Manifest =
+            serde_json::from_slice(json).map_err(|e| Error::Manifest(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+}
+
+/// The chunk hashes of an entry as bytes.
+pub fn decode_hashes(f: &FileEntry) -> Result<Vec<[u8; 32]>> {
+    f.chunks
+        .iter()
+        .map(|h| {
+            hex::decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| {
+                    Error::Manifest(format!("{}: a chunk hash is not 64 hex digits", f.path))
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use citadel_crypto::Algorithm;
+
+    #[test]
+    fn build_sign_open_and_tamper() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("tree");
+        fs::create_dir_all(tree.join("sub")).unwrap();
+        fs::write(
+            tree.join("sub/a.bin"),
+            vec![7u8; (CHUNK_SIZE + 10) as usize],
+        )
+        .unwrap();
+        fs::write(tree.join("empty"), b"").unwrap();
+        let m = Manifest::build(&[tree.as_path()]).unwrap();
+        assert_eq!(
+            m.dirs.iter().map(|d| d.path.as_str()).collect::<Vec<_>>(),
+            ["tree", "tree/sub"]
+        );
+        let a = m.files.iter().find(|f| f.path == "tree/sub/a.bin").unwrap();
+        assert_eq!(a.chunks.len(), 2);
+        assert_eq!(
+            m.files
+                .iter()
+                .find(|f| f.path == "tree/empty")
+                .unwrap()
+                .chunks
+                .len(),
+            0
+        );
+        let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+        let payload = m.sign(&key).unwrap();
+        assert_eq!(
+            Manifest::open_signed(&payload, &key.verifying_key()).unwrap(),
+            m
+        );
+        let other = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+        assert!(Manifest::open_signed(&payload, &other.verifying_key()).is_err());
+        let mut bad = payload.clone();
+        let n = bad.len();
+        bad[n - 5] ^= 1;
+        assert!(Manifest::open_signed(&bad, &key.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn unsafe_paths_are_refused() {
+        for p in ["../x", "/etc/passwd", "a/../b", "a//b", "./a", "", "a\\b"] {
+            assert!(validate_path(p).is_err(), "{p:?}");
+        }
+        validate_path("a/b.c/d").unwrap();
+        let mut m = Manifest {
+            version: 1,
+            chunk_size: CHUNK_SIZE,
+            files: vec![],
+            dirs: vec![],
+        };
+        m.files.push(FileEntry {
+            path: "../escape".into(),
+            size: 0,
+            mode: 0o644,
+            mtime: 0,
+            root: hex::encode(root_of(&[])),
+            chunks: vec![],
+        });
+        assert!(matches!(m.validate(), Err(Error::UnsafePath(_))));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("link")).unwrap();
+        assert!(matches!(
+            Manifest::build(&[d.path()]),
+            Err(Error::NotRegular(_))
+        ));
+    }
+}
