@@ -18,6 +18,7 @@
 pub mod assemble;
 pub mod frame;
 pub mod manifest;
+pub mod session;
 
 /// Size of a chunk: the unit of hashing, verification and resume.
 pub const CHUNK_SIZE: u64 = 4 * 1024 * 1024;

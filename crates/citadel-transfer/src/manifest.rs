@@ -133,12 +133,19 @@ impl Manifest {
     /// Builds the manifest of `sources`: a file is sent under its own name,
     /// a directory as a tree under its name. Symbolic links are refused.
     pub fn build(sources: &[&Path]) -> Result<Manifest> {
+        Ok(Self::build_with_sources(sources)?.0)
+    }
+
+    /// Like [`Manifest::build`], also returning the local path of each file
+    /// (in manifest order), which the sender reads chunks from.
+    pub fn build_with_sources(sources: &[&Path]) -> Result<(Manifest, Vec<std::path::PathBuf>)> {
         let mut m = Manifest {
             version: 1,
             chunk_size: CHUNK_SIZE,
             files: Vec::new(),
             dirs: Vec::new(),
         };
+        let mut locals = Vec::new();
         for src in sources {
             let meta = fs::symlink_metadata(src).map_err(io(src))?;
             let name = src
@@ -146,18 +153,25 @@ impl Manifest {
                 .and_then(|n| n.to_str())
                 .ok_or_else(|| Error::UnsafePath(src.display().to_string()))?
                 .to_string();
-            m.add(src, &name, &meta)?;
+            m.add(src, &name, &meta, &mut locals)?;
         }
         m.validate()?;
-        Ok(m)
+        Ok((m, locals))
     }
 
-    fn add(&mut self, path: &Path, rel: &str, meta: &fs::Metadata) -> Result<()> {
+    fn add(
+        &mut self,
+        path: &Path,
+        rel: &str,
+        meta: &fs::Metadata,
+        locals: &mut Vec<std::path::PathBuf>,
+    ) -> Result<()> {
         validate_path(rel)?;
         let ft = meta.file_type();
         let (mode, mtime) = meta_mode_mtime(meta);
         if ft.is_file() {
             let (chunks, root) = hash_file(path)?;
+            locals.push(path.to_path_buf());
             self.files.push(FileEntry {
                 path: rel.to_string(),
                 size: meta.len(),
@@ -184,7 +198,7 @@ impl Manifest {
                     .into_string()
                     .map_err(|_| Error::UnsafePath(child.display().to_string()))?;
                 let meta = fs::symlink_metadata(&child).map_err(io(&child))?;
-                self.add(&child, &format!("{rel}/{name}"), &meta)?;
+                self.add(&child, &format!("{rel}/{name}"), &meta, locals)?;
             }
         } else {
             return Err(Error::NotRegular(path.display().to_string()));
