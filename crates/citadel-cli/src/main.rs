@@ -12,6 +12,7 @@ mod files;
 mod kem_cmd;
 mod key_cmd;
 mod sign_cmd;
+mod transfer_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -51,6 +52,10 @@ enum Command {
     Encrypt(age_cmd::EncryptArgs),
     /// Decrypt an age v1 file.
     Decrypt(age_cmd::DecryptArgs),
+    /// Send files and directories to a `citadel recv` over post-quantum mutual TLS.
+    Send(transfer_cmd::SendArgs),
+    /// Receive files from `citadel send`: every chunk verified, resumable.
+    Recv(transfer_cmd::RecvArgs),
     /// A private post-quantum certificate authority for mutual TLS.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
@@ -82,6 +87,8 @@ fn main() -> ExitCode {
         Command::Decrypt(a) => age_cmd::decrypt(a),
         Command::Bench(c) => bench_cmd::run(c),
         Command::Ca(c) => ca_cmd::run(c),
+        Command::Send(a) => transfer_cmd::send(a),
+        Command::Recv(a) => transfer_cmd::recv(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -573,3 +573,162 @@ fn bench_tls_reports_both_configurations() {
     assert_eq!(v["classical"]["key_exchange"], "X25519");
     assert!(v["post_quantum"]["handshakes_per_s"].as_f64().unwrap() > 0.0);
 }
+
+/// Starts `citadel recv --once` and returns the child and its address.
+fn start_recv(p: &Path, cert: &str) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
+        .current_dir(p)
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "out",
+            "--ca",
+            "CA",
+            "--once",
+            "--json",
+        ])
+        .args([
+            "--cert",
+            &format!("CA/{cert}.crt"),
+            "--key",
+            &format!("CA/{cert}.key"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn send_and_recv_a_tree_over_pq_mutual_tls() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["ca", "init", "--dir", "CA"])
+        .assert()
+        .success();
+    citadel(p)
+        .args([
+            "ca",
+            "issue",
+            "--ca",
+            "CA",
+            "--name",
+            "server",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "alice", "--client"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "mallory", "--client"])
+        .assert()
+        .success();
+    fs::create_dir_all(p.join("tree/sub")).unwrap();
+    let big: Vec<u8> = (0..9_000_000u32).map(|i| (i % 249) as u8).collect();
+    fs::write(p.join("tree/big.bin"), &big).unwrap();
+    fs::write(p.join("tree/sub/small.txt"), b"hello").unwrap();
+
+    let (child, addr) = start_recv(p, "server");
+    let out = citadel(p)
+        .args([
+            "send",
+            "tree",
+            "--to",
+            &addr,
+            "--ca",
+            "CA",
+            "--cert",
+            "CA/alice.crt",
+            "--key",
+            "CA/alice.key",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_line(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files"], 2);
+    assert_eq!(v["negotiated"]["key_exchange"], "X25519MLKEM768");
+    assert_eq!(v["negotiated"]["peer_signature_algorithm"], "ML-DSA-65");
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert_eq!(fs::read(p.join("out/tree/big.bin")).unwrap(), big);
+    assert_eq!(
+        fs::read(p.join("out/tree/sub/small.txt")).unwrap(),
+        b"hello"
+    );
+
+    // A revoked client is refused (the receiver loads the CRL at start).
+    citadel(p)
+        .args(["ca", "revoke", "--ca", "CA", "--name", "mallory"])
+        .assert()
+        .success();
+    let (child, addr) = start_recv(p, "server");
+    let out = citadel(p)
+        .args([
+            "send",
+            "tree",
+            "--to",
+            &addr,
+            "--ca",
+            "CA",
+            "--cert",
+            "CA/mallory.crt",
+            "--key",
+            "CA/mallory.key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let recv = child.wait_with_output().unwrap();
+    assert!(!recv.status.success());
+    assert!(
+        String::from_utf8_lossy(&recv.stderr).contains("revoked"),
+        "{}",
+        String::from_utf8_lossy(&recv.stderr)
+    );
+
+    // A path that is a symlink is refused by the sender before connecting.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/etc/passwd", p.join("tree/link")).unwrap();
+        let out = citadel(p)
+            .args([
+                "send",
+                "tree",
+                "--to",
+                "127.0.0.1:9",
+                "--ca",
+                "CA",
+                "--cert",
+                "CA/alice.crt",
+                "--key",
+                "CA/alice.key",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            stderr_line(&out).contains("symbolic link"),
+            "{}",
+            stderr_line(&out)
+        );
+    }
+}

@@ -95,6 +95,23 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Trusts the CA in `dir` from its public files only (`ca.crt`,
+    /// `crl.pem`): peers need no access to the CA key.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let crt = dir.join("ca.crt");
+        let cert = CertificateDer::from_pem_file(&crt)
+            .map_err(|e| Error::Ca(format!("{}: {e}", crt.display())))?;
+        let crl_path = dir.join("crl.pem");
+        let crl = CertificateRevocationListDer::from_pem_file(&crl_path)
+            .map_err(|e| Error::Ca(format!("{}: {e}", crl_path.display())))?;
+        let mut roots = RootCertStore::empty();
+        roots.add(cert)?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            crls: vec![crl],
+        })
+    }
+
     /// Trusts exactly this CA, honouring its current CRL.
     pub fn from_ca(ca: &Ca) -> Result<Self> {
         let mut roots = RootCertStore::empty();

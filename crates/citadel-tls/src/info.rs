@@ -57,3 +57,13 @@ pub fn negotiated(conn: &CommonState) -> Negotiated {
         peer_subject: peer.map(|p| p.1),
     }
 }
+
+/// The peer's public key from its authenticated certificate, when it is a
+/// key type `citadel-crypto` knows (ML-DSA, Ed25519, …).
+pub fn peer_public_key(conn: &CommonState) -> Option<citadel_crypto::sig::VerifyingKey> {
+    let der = conn.peer_certificates()?.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let spki = cert.public_key();
+    let alg = citadel_crypto::Algorithm::from_oid(spki.algorithm.algorithm.as_bytes())?;
+    citadel_crypto::sig::VerifyingKey::from_bytes(alg, &spki.subject_public_key.data).ok()
+}
