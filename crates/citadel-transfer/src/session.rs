@@ -179,6 +179,11 @@ fn receive_inner<S: Read + Write>(
     write_frame(stream, Kind::Have, &encode_have(&assemblers))?;
     stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
     let mut pending: Vec<Option<FileAssembler>> = assemblers.drain(..).map(Some).collect();
+    // FILE_DONE frames are sent after the last chunk arrived, not while the
+    // sender is still writing: it reads them only then, and a stream of
+    // small frames it does not read could otherwise fill the TCP buffers
+    // in both directions and stall the transfer.
+    let mut done: Vec<u32> = Vec::new();
     let mut remaining = pending.len();
     let mut received = 0u64;
     // Files that were complete already (resumed fully, or empty) finish first.
@@ -186,7 +191,7 @@ fn receive_inner<S: Read + Write>(
         if slot.as_ref().is_some_and(FileAssembler::is_complete) {
             if let Some(a) = slot.take() {
                 a.finish()?;
-                write_frame(stream, Kind::FileDone, &(i as u32).to_be_bytes())?;
+                done.push(i as u32);
                 remaining -= 1;
             }
         }
@@ -207,7 +212,7 @@ fn receive_inner<S: Read + Write>(
                     if a.is_complete() {
                         if let Some(a) = slot.take() {
                             a.finish()?;
-                            write_frame(stream, Kind::FileDone, &file.to_be_bytes())?;
+                            done.push(file);
                             remaining -= 1;
                         }
                     }
@@ -228,6 +233,9 @@ fn receive_inner<S: Read + Write>(
             let _ = a.save_state();
         }
         return Err(e);
+    }
+    for i in &done {
+        write_frame(stream, Kind::FileDone, &i.to_be_bytes())?;
     }
     // Directory times last: creating files inside changed them.
     for d in manifest.dirs.iter().rev() {
