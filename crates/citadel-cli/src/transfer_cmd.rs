@@ -45,6 +45,9 @@ pub(crate) struct SendArgs {
     to: String,
     #[command(flatten)]
     tls: TlsArgs,
+    /// No progress bar.
+    #[arg(short = 'q', long)]
+    quiet: bool,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -122,7 +125,37 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
     handshake(&mut conn, &mut tcp)?;
     let info = negotiated(&conn);
     let mut tls = StreamOwned::new(conn, tcp);
-    let summary = session::send(&mut tls, &manifest, &locals, &signer)?;
+    // Progress on a terminal: one bar for the whole transfer, its message
+    // naming the file being sent.
+    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
+    let pb = if crate::files::show_progress(a.quiet) {
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:30!} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        pb
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut current = usize::MAX;
+    let summary =
+        session::send_with_progress(&mut tls, &manifest, &locals, &signer, &mut |file, bytes| {
+            if file != current {
+                current = file;
+                pb.set_message(
+                    manifest
+                        .files
+                        .get(file)
+                        .map(|f| f.path.clone())
+                        .unwrap_or_default(),
+                );
+            }
+            pb.inc(bytes);
+        })?;
+    pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     report(a.json, &summary, secs, &info);
     Ok(())

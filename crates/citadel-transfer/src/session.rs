@@ -56,6 +56,18 @@ pub fn send<S: Read + Write>(
     local: &[PathBuf],
     key: &SigningKey,
 ) -> Result<Summary> {
+    send_with_progress(stream, manifest, local, key, &mut |_, _| {})
+}
+
+/// Like [`send`], calling `progress(file_index, bytes)` after every chunk
+/// sent or skipped (skipped chunks were verified on the receiver already).
+pub fn send_with_progress<S: Read + Write>(
+    stream: &mut S,
+    manifest: &Manifest,
+    local: &[PathBuf],
+    key: &SigningKey,
+    progress: &mut dyn FnMut(usize, u64),
+) -> Result<Summary> {
     if local.len() != manifest.files.len() {
         return Err(Error::Manifest(
             "one local path per manifest file is needed".into(),
@@ -81,6 +93,7 @@ pub fn send<S: Read + Write>(
             let len = (entry.size - c * CHUNK_SIZE).min(CHUNK_SIZE) as usize;
             if have[i][c as usize] {
                 summary.resumed_bytes += len as u64;
+                progress(i, len as u64);
                 continue;
             }
             chunk[..12].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
@@ -88,6 +101,7 @@ pub fn send<S: Read + Write>(
             f.read_exact(&mut chunk[12..12 + len]).map_err(io(path))?;
             write_frame(stream, Kind::Chunk, &chunk[..12 + len])?;
             summary.sent_bytes += len as u64;
+            progress(i, len as u64);
         }
     }
     stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
