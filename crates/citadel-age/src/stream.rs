@@ -165,8 +165,47 @@ fn read_chunk(r: &mut impl Read, size: usize, pool: &Pool) -> io::Result<Vec<u8>
 
 const MAX_CHUNKS: u64 = 1 << 40;
 
-/// Chunks travelling together: (chunk counter, bytes, last-or-more flag).
+/// Chunks travelling together: (chunk counter, bytes, whether more follow).
 type Group = Vec<(u64, Vec<u8>, bool)>;
+
+/// Reads `input` in chunks of `size` bytes, `GROUP` at a time, numbering
+/// them and looking one chunk ahead to tell whether more follow (only a
+/// full chunk can have a successor). The first chunk is read before this
+/// returns, so the caller can see an empty input.
+fn chunk_groups<'a>(
+    input: &'a mut (impl Read + Send),
+    size: usize,
+    pool: &'a Pool,
+) -> Result<(bool, impl FnMut() -> Result<Option<Group>> + Send + 'a)> {
+    let first = read_chunk(input, size, pool)?;
+    let empty = first.is_empty();
+    let mut next = Some(first);
+    let mut count = 0u64;
+    let produce = move || -> Result<Option<Group>> {
+        let mut group = Vec::with_capacity(GROUP);
+        while group.len() < GROUP {
+            let Some(cur) = next.take() else { break };
+            if count >= MAX_CHUNKS {
+                return Err(Error::Payload(
+                    "the file is too large for the age format".into(),
+                ));
+            }
+            let following = if cur.len() == size {
+                read_chunk(input, size, pool)?
+            } else {
+                Vec::new()
+            };
+            let more = !following.is_empty();
+            if more {
+                next = Some(following);
+            }
+            group.push((count, cur, more));
+            count += 1;
+        }
+        Ok(if group.is_empty() { None } else { Some(group) })
+    };
+    Ok((empty, produce))
+}
 
 /// Encrypts all of `input` to `output`; returns the plaintext length.
 /// Reading, sealing (on every core) and writing overlap.
@@ -177,47 +216,21 @@ pub(crate) fn encrypt(
 ) -> Result<u64> {
     let pool = Pool::default();
     let pool = &pool;
-    let mut next = Some(read_chunk(input, CHUNK, pool).map_err(Error::Io)?);
-    let mut count = 0u64;
-    let produce = move || -> Result<Option<Group>> {
-        let mut group = Vec::with_capacity(GROUP);
-        while group.len() < GROUP {
-            let Some(cur) = next.take() else { break };
-            let counter = count;
-            count += 1;
-            if count > MAX_CHUNKS {
-                return Err(Error::Payload(
-                    "the file is too large for the age format".into(),
-                ));
-            }
-            // Only a full chunk can have a successor; look ahead to find the last one.
-            let following = if cur.len() == CHUNK {
-                read_chunk(input, CHUNK, pool).map_err(Error::Io)?
-            } else {
-                Vec::new()
-            };
-            let last = following.is_empty();
-            if !last {
-                next = Some(following);
-            }
-            group.push((counter, cur, last));
-        }
-        Ok(if group.is_empty() { None } else { Some(group) })
-    };
+    let (_, produce) = chunk_groups(input, CHUNK, pool)?;
     let work = |mut group: Group| -> Result<Group> {
-        for (counter, buf, last) in &mut group {
-            key.seal_in_place(&nonce(*counter, *last), b"", buf)?;
+        for (counter, buf, more) in &mut group {
+            key.seal_in_place(&nonce(*counter, !*more), b"", buf)?;
         }
         Ok(group)
     };
     let mut total = 0u64;
     pipeline(produce, work, |r| {
         let mut done = false;
-        for (_, buf, last) in r? {
+        for (_, buf, more) in r? {
             total += (buf.len() - TAG_LEN) as u64;
             output.write_all(&buf).map_err(Error::Io)?;
             pool.give(buf);
-            done = last;
+            done = !more;
         }
         Ok(done)
     })?;
@@ -268,36 +281,10 @@ pub(crate) fn decrypt(
 ) -> Result<u64> {
     let pool = Pool::default();
     let pool = &pool;
-    let first = read_chunk(input, CT_CHUNK, pool)?;
-    if first.is_empty() {
+    let (empty, produce) = chunk_groups(input, CT_CHUNK, pool)?;
+    if empty {
         return Err(Error::Payload("the payload is empty (no chunks)".into()));
     }
-    let mut next = Some(first);
-    let mut count = 0u64;
-    let produce = move || -> Result<Option<Group>> {
-        let mut group = Vec::with_capacity(GROUP);
-        while group.len() < GROUP {
-            let Some(cur) = next.take() else { break };
-            let counter = count;
-            count += 1;
-            if count > MAX_CHUNKS {
-                return Err(Error::Payload(
-                    "the file is too large for the age format".into(),
-                ));
-            }
-            let following = if cur.len() == CT_CHUNK {
-                read_chunk(input, CT_CHUNK, pool)?
-            } else {
-                Vec::new()
-            };
-            let more = !following.is_empty();
-            if more {
-                next = Some(following);
-            }
-            group.push((counter, cur, more));
-        }
-        Ok(if group.is_empty() { None } else { Some(group) })
-    };
     // Each chunk: (plaintext, is_final, more) or the error that stops there.
     let work = |group: Group| -> Vec<Result<(Vec<u8>, bool, bool)>> {
         let mut out = Vec::with_capacity(group.len());

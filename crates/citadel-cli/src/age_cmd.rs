@@ -26,7 +26,26 @@ pub(crate) struct EncryptArgs {
     /// ASCII-armor the output (PEM).
     #[arg(short = 'a', long)]
     armor: bool,
-    /// Output file (default: standard output).
+    #[command(flatten)]
+    io: StreamArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct DecryptArgs {
+    /// Identity file (AGE-SECRET-KEY-PQ-1… or AGE-SECRET-KEY-1… lines). Repeatable.
+    #[arg(short = 'i', long = "identity")]
+    identities: Vec<PathBuf>,
+    #[command(flatten)]
+    pass: PassphraseArgs,
+    #[command(flatten)]
+    io: StreamArgs,
+}
+
+/// Input, output and reporting options shared by `encrypt` and `decrypt`.
+#[derive(Args)]
+pub(crate) struct StreamArgs {
+    /// Output file (default: standard output). Written under a temporary name
+    /// and renamed only when complete (for `decrypt`: fully verified).
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
     /// Input file (default: standard input).
@@ -39,25 +58,40 @@ pub(crate) struct EncryptArgs {
     json: bool,
 }
 
-#[derive(Args)]
-pub(crate) struct DecryptArgs {
-    /// Identity file (AGE-SECRET-KEY-PQ-1… or AGE-SECRET-KEY-1… lines). Repeatable.
-    #[arg(short = 'i', long = "identity")]
-    identities: Vec<PathBuf>,
-    #[command(flatten)]
-    pass: PassphraseArgs,
-    /// Output file (default: standard output). Written under a temporary name
-    /// and renamed only after the whole file has been verified.
-    #[arg(short = 'o', long)]
-    output: Option<PathBuf>,
-    /// Input file (default: standard input).
-    input: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// Print a JSON summary (requires -o).
-    #[arg(long, requires = "output")]
-    json: bool,
+impl StreamArgs {
+    /// Runs `f` from the input to the output with a progress bar; the
+    /// output file appears only if `f` succeeds. Returns the byte count and
+    /// the time taken.
+    fn run(
+        &self,
+        what: &str,
+        f: impl FnOnce(
+            &mut indicatif::ProgressBarIter<Box<dyn Read + Send>>,
+            &mut Box<dyn Write + '_>,
+        ) -> Result<u64>,
+    ) -> Result<(u64, Instant)> {
+        let (input, len) = open_input(self.input.as_deref())?;
+        let pb = progress(len, self.quiet, what);
+        let mut input = pb.wrap_read(input);
+        let start = Instant::now();
+        // No BufWriter: the library writes whole 64 KiB chunks.
+        let n = match &self.output {
+            Some(out) => {
+                let mut file = AtomicFile::create(out, false)?;
+                let n = f(&mut input, &mut (Box::new(&mut file) as Box<dyn Write>))?;
+                file.commit()?;
+                n
+            }
+            None => {
+                let mut out: Box<dyn Write> = Box::new(io::stdout().lock());
+                let n = f(&mut input, &mut out)?;
+                out.flush()?;
+                n
+            }
+        };
+        pb.finish_and_clear();
+        Ok((n, start))
+    }
 }
 
 fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
@@ -116,34 +150,17 @@ pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
     if recipients.is_empty() {
         bail!("no recipients: pass -r RECIPIENT, -R FILE or --passphrase-file FILE");
     }
-    if a.output.is_none() && !a.armor && io::stdout().is_terminal() {
+    if a.io.output.is_none() && !a.armor && io::stdout().is_terminal() {
         bail!("refusing to write binary ciphertext to a terminal; use -o FILE or -a");
     }
-    let (input, len) = open_input(a.input.as_deref())?;
-    let pb = progress(len, a.quiet, "encrypting");
-    let mut input = pb.wrap_read(input);
-    let start = Instant::now();
-    let n = match &a.output {
-        Some(out) => {
-            // No BufWriter: the library writes whole 64 KiB chunks.
-            let mut f = AtomicFile::create(out, false)?;
-            let n = citadel_age::encrypt(&recipients, &mut input, &mut f, a.armor)?;
-            f.commit()?;
-            n
-        }
-        None => {
-            let mut out = io::stdout().lock();
-            let n = citadel_age::encrypt(&recipients, &mut input, &mut out, a.armor)?;
-            out.flush()?;
-            n
-        }
-    };
-    pb.finish_and_clear();
-    if a.json {
+    let (n, start) = a.io.run("encrypting", |input, output| {
+        Ok(citadel_age::encrypt(&recipients, input, output, a.armor)?)
+    })?;
+    if a.io.json {
         summary(
             n,
             start,
-            a.output.as_deref(),
+            a.io.output.as_deref(),
             Some(recipients.iter().all(Recipient::is_post_quantum)),
         );
     }
@@ -175,30 +192,13 @@ pub(crate) fn decrypt(a: DecryptArgs) -> Result<()> {
             "no identities: pass -i IDENTITY_FILE (or --passphrase-file for passphrase-encrypted files)"
         );
     }
-    let (input, len) = open_input(a.input.as_deref())?;
-    let pb = progress(len, a.quiet, "decrypting");
-    let mut input = pb.wrap_read(input);
-    let start = Instant::now();
-    let n = match &a.output {
-        Some(out) => {
-            // Plaintext goes to a temporary file that is renamed only after
-            // the last chunk verified; on any error it is deleted.
-            // No BufWriter: the library writes whole 64 KiB chunks.
-            let mut f = AtomicFile::create(out, false)?;
-            let n = citadel_age::decrypt(&ids, &mut input, &mut f)?;
-            f.commit()?;
-            n
-        }
-        None => {
-            let mut out = io::stdout().lock();
-            let n = citadel_age::decrypt(&ids, &mut input, &mut out)?;
-            out.flush()?;
-            n
-        }
-    };
-    pb.finish_and_clear();
-    if a.json {
-        summary(n, start, a.output.as_deref(), None);
+    // Plaintext goes to a temporary file that is renamed only after the
+    // last chunk verified; on any error it is deleted.
+    let (n, start) = a.io.run("decrypting", |input, output| {
+        Ok(citadel_age::decrypt(&ids, input, output)?)
+    })?;
+    if a.io.json {
+        summary(n, start, a.io.output.as_deref(), None);
     }
     Ok(())
 }
