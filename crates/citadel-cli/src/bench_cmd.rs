@@ -18,6 +18,57 @@ pub(crate) enum BenchCommand {
     /// post-quantum (X25519MLKEM768 + ML-DSA) beside classical (X25519 +
     /// ECDSA P-256), measured in the same run.
     Tls(TlsArgs),
+    /// Opens many mutual-TLS connections to a running `citadel recv`, holds
+    /// them all open at once, and reports how many the receiver kept (read
+    /// the receiver's memory meanwhile, e.g. from /proc/PID/status).
+    Connections(ConnectionsArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ConnectionsArgs {
+    /// The receiver, HOST:PORT.
+    #[arg(long)]
+    to: String,
+    #[command(flatten)]
+    tls: crate::transfer_cmd::TlsArgs,
+    /// Connections to hold at once.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// Seconds to hold them after the last one opened.
+    #[arg(long, default_value_t = 5.0)]
+    hold: f64,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_connections(a: ConnectionsArgs) -> Result<()> {
+    let held = crate::transfer_cmd::hold_connections(
+        &a.to,
+        &a.tls,
+        a.count,
+        Duration::from_secs_f64(a.hold.max(0.0)),
+    )?;
+    let rate = held.opened as f64 / held.seconds_to_open.max(1e-9);
+    if a.json {
+        print_json(&json!({
+            "opened": held.opened, "seconds_to_open": held.seconds_to_open,
+            "handshakes_per_s": rate, "still_open_after_hold": held.still_open,
+        }));
+    } else {
+        println!(
+            "{} mutual TLS connections opened in {:.2} s ({rate:.0}/s), {} still open after {:.1} s",
+            held.opened, held.seconds_to_open, held.still_open, a.hold
+        );
+    }
+    if held.still_open < held.opened {
+        anyhow::bail!(
+            "the receiver dropped {} of {} connections",
+            held.opened - held.still_open,
+            held.opened
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -159,6 +210,7 @@ pub(crate) fn run(c: BenchCommand) -> Result<()> {
     let a = match c {
         BenchCommand::Crypto(a) => a,
         BenchCommand::Tls(a) => return run_tls(a),
+        BenchCommand::Connections(a) => return run_connections(a),
     };
     let budget = Duration::from_secs_f64(a.seconds.max(0.01));
     let mut rows = Vec::new();

@@ -18,6 +18,9 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// How long `recv` waits for a silent sender before dropping the connection.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 #[derive(Args)]
 pub(crate) struct TlsArgs {
     /// The CA directory (only its public files are read: ca.crt, crl.pem).
@@ -45,6 +48,10 @@ pub(crate) struct SendArgs {
     to: String,
     #[command(flatten)]
     tls: TlsArgs,
+    /// Parallel TLS connections to spread the chunks over (1-64); helps
+    /// when one connection's encryption is the bottleneck.
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
     /// No progress bar.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -96,7 +103,102 @@ fn server_name(to: &str) -> Result<ServerName<'static>> {
         .map_err(|_| anyhow!("'{host}' is not a valid host name or address"))
 }
 
+/// Opens a TCP connection to `to` and completes a TLS handshake.
+fn connect(
+    to: &str,
+    addr: std::net::SocketAddr,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+) -> Result<(
+    StreamOwned<ClientConnection, TcpStream>,
+    citadel_tls::info::Negotiated,
+)> {
+    let mut tcp = TcpStream::connect(addr).with_context(|| format!("cannot connect to {to}"))?;
+    tcp.set_nodelay(true)?;
+    let mut conn = ClientConnection::new(cfg.clone(), server_name(to)?)?;
+    handshake(&mut conn, &mut tcp)?;
+    let info = negotiated(&conn);
+    Ok((StreamOwned::new(conn, tcp), info))
+}
+
+/// Progress on a terminal: an overall bar, and one bar per file being sent
+/// (several at once with parallel streams); hidden otherwise.
+struct Bars {
+    multi: indicatif::MultiProgress,
+    total: indicatif::ProgressBar,
+    files: std::sync::Mutex<std::collections::HashMap<usize, (indicatif::ProgressBar, u64)>>,
+    sizes: Vec<(String, u64)>,
+}
+
+impl Bars {
+    fn new(show: bool, manifest: &Manifest) -> Self {
+        let multi = if show {
+            indicatif::MultiProgress::new()
+        } else {
+            indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::hidden())
+        };
+        let sizes: Vec<(String, u64)> = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.size))
+            .collect();
+        let total = multi.add(indicatif::ProgressBar::new(sizes.iter().map(|f| f.1).sum()));
+        total.set_style(Self::style(
+            "{msg:24!} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+        ));
+        total.set_message(format!("total ({} files)", sizes.len()));
+        Self {
+            multi,
+            total,
+            files: Default::default(),
+            sizes,
+        }
+    }
+
+    fn style(t: &str) -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template(t)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    }
+
+    fn progress(&self, file: usize, bytes: u64) {
+        self.total.inc(bytes);
+        let Some((name, size)) = self.sizes.get(file) else {
+            return;
+        };
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let (bar, done) = files.entry(file).or_insert_with(|| {
+            let bar = self.multi.add(indicatif::ProgressBar::new(*size));
+            bar.set_style(Self::style(
+                "  {msg:22!} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+            ));
+            bar.set_message(name.clone());
+            (bar, 0)
+        });
+        bar.inc(bytes);
+        *done += bytes;
+        if *done >= *size {
+            bar.finish_and_clear();
+            self.multi.remove(bar);
+            files.remove(&file);
+        }
+    }
+
+    fn finish(&self) {
+        for (bar, _) in self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
+            bar.finish_and_clear();
+        }
+        self.total.finish_and_clear();
+    }
+}
+
 pub(crate) fn send(a: SendArgs) -> Result<()> {
+    if a.streams == 0 || a.streams > 64 {
+        bail!("--streams must be between 1 and 64");
+    }
     let trust = Trust::from_dir(&a.tls.ca)?;
     let opts = TlsOptions {
         allow_classical: a.tls.allow_classical,
@@ -117,45 +219,25 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
             .with_context(|| format!("cannot resolve {}", a.to))?
             .next()
             .ok_or_else(|| anyhow!("{} resolves to no address", a.to))?;
-    let mut tcp =
-        TcpStream::connect(addr).with_context(|| format!("cannot connect to {}", a.to))?;
-    tcp.set_nodelay(true)?;
-    let mut conn = ClientConnection::new(cfg, server_name(&a.to)?)?;
     let start = Instant::now();
-    handshake(&mut conn, &mut tcp)?;
-    let info = negotiated(&conn);
-    let mut tls = StreamOwned::new(conn, tcp);
-    // Progress on a terminal: one bar for the whole transfer, its message
-    // naming the file being sent.
-    let total: u64 = manifest.files.iter().map(|f| f.size).sum();
-    let pb = if crate::files::show_progress(a.quiet) {
-        let pb = indicatif::ProgressBar::new(total);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg:30!} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        pb
-    } else {
-        indicatif::ProgressBar::hidden()
+    let (mut tls, info) = connect(&a.to, addr, &cfg)?;
+    let bars = Bars::new(crate::files::show_progress(a.quiet || a.json), &manifest);
+    let more = |_k: usize| -> std::result::Result<Box<dyn session::Stream>, String> {
+        connect(&a.to, addr, &cfg)
+            .map(|(s, _)| Box::new(s) as Box<dyn session::Stream>)
+            .map_err(|e| format!("{e:#}"))
     };
-    let mut current = usize::MAX;
-    let summary =
-        session::send_with_progress(&mut tls, &manifest, &locals, &signer, &mut |file, bytes| {
-            if file != current {
-                current = file;
-                pb.set_message(
-                    manifest
-                        .files
-                        .get(file)
-                        .map(|f| f.path.clone())
-                        .unwrap_or_default(),
-                );
-            }
-            pb.inc(bytes);
-        })?;
-    pb.finish_and_clear();
+    let result = session::send_parallel(
+        &mut tls,
+        &more,
+        a.streams,
+        &manifest,
+        &locals,
+        &signer,
+        &|file, bytes| bars.progress(file, bytes),
+    );
+    bars.finish();
+    let summary = result?;
     let secs = start.elapsed().as_secs_f64();
     report(a.json, &summary, secs, &info);
     Ok(())
@@ -170,7 +252,7 @@ fn report(json_out: bool, s: &session::Summary, secs: f64, info: &citadel_tls::i
     if json_out {
         print_json(&json!({
             "files": s.files, "bytes": s.bytes, "sent_bytes": s.sent_bytes, "resumed_bytes": s.resumed_bytes,
-            "seconds": secs, "mb_per_s": mbps, "negotiated": info,
+            "streams": s.streams, "seconds": secs, "mb_per_s": mbps, "negotiated": info,
         }));
     } else {
         println!(
@@ -202,32 +284,133 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
         TcpListener::bind(&a.listen).with_context(|| format!("cannot listen on {}", a.listen))?;
     println!("listening on {}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    loop {
-        let (mut tcp, peer) = listener.accept()?;
-        let cfg = cfg.clone();
-        let dir = a.dir.clone();
-        let json_out = a.json;
-        let work = move || -> Result<()> {
-            tcp.set_nodelay(true)?;
-            let mut conn = ServerConnection::new(cfg)?;
-            let start = Instant::now();
-            handshake(&mut conn, &mut tcp)?;
-            let info = negotiated(&conn);
-            let sender = peer_public_key(&conn).ok_or_else(|| {
-                anyhow!("{peer}: the client certificate's key cannot sign manifests")
-            })?;
-            let mut tls = StreamOwned::new(conn, tcp);
-            let summary = session::receive(&mut tls, &dir, &sender)?;
-            report(json_out, &summary, start.elapsed().as_secs_f64(), &info);
-            Ok(())
-        };
-        if a.once {
-            return work();
+    let receiver = std::sync::Arc::new(session::Receiver::new(&a.dir));
+    // Every connection runs on its own thread (the streams of a parallel
+    // transfer must meet); with --once the first transfer to end, or the
+    // first refused connection, ends the process with its outcome.
+    let (ended, outcome) = std::sync::mpsc::channel::<Result<()>>();
+    let json_out = a.json;
+    let once = a.once;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let (mut tcp, peer) = match conn.and_then(|t| t.peer_addr().map(|p| (t, p))) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("citadel: accept failed: {e}");
+                    continue;
+                }
+            };
+            let cfg = cfg.clone();
+            let receiver = receiver.clone();
+            let ended = ended.clone();
+            std::thread::spawn(move || {
+                let work = || -> Result<bool> {
+                    tcp.set_nodelay(true)?;
+                    // A peer that goes silent is dropped (its verified data
+                    // is kept for a resumed run).
+                    tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
+                    let mut conn = ServerConnection::new(cfg)?;
+                    let start = Instant::now();
+                    handshake(&mut conn, &mut tcp)?;
+                    let info = negotiated(&conn);
+                    let sender = peer_public_key(&conn).ok_or_else(|| {
+                        anyhow!("the client certificate's key cannot sign manifests")
+                    })?;
+                    let mut tls = StreamOwned::new(conn, tcp);
+                    // A further stream of a parallel transfer reports nothing
+                    // itself: its transfer's first connection reports the whole.
+                    Ok(match receiver.serve(&mut tls, &sender)? {
+                        Some(summary) => {
+                            report(json_out, &summary, start.elapsed().as_secs_f64(), &info);
+                            true
+                        }
+                        None => false,
+                    })
+                };
+                let result = work().map_err(|e| anyhow!("{peer}: {e:#}"));
+                match (once, result) {
+                    (true, Ok(false)) => {}
+                    (true, r) => {
+                        let _ = ended.send(r.map(|_| ()));
+                    }
+                    (false, Err(e)) => eprintln!("citadel: {e:#}"),
+                    (false, Ok(_)) => {}
+                }
+            });
         }
-        std::thread::spawn(move || {
-            if let Err(e) = work() {
-                eprintln!("citadel: {peer}: {e:#}");
-            }
-        });
+    });
+    outcome
+        .recv()
+        .map_err(|_| anyhow!("the listener stopped"))?
+}
+
+/// What `citadel bench connections` measured.
+pub(crate) struct Held {
+    pub(crate) opened: usize,
+    pub(crate) seconds_to_open: f64,
+    pub(crate) still_open: usize,
+}
+
+/// Opens `count` mutual-TLS connections to `to` (4 at a time), holds them
+/// all for `hold`, then counts how many the receiver kept open.
+pub(crate) fn hold_connections(
+    to: &str,
+    tls: &TlsArgs,
+    count: usize,
+    hold: std::time::Duration,
+) -> Result<Held> {
+    let trust = Trust::from_dir(&tls.ca)?;
+    let opts = TlsOptions {
+        allow_classical: tls.allow_classical,
+    };
+    let cfg = client_config(Identity::load(&tls.cert, &tls.key)?, &trust, opts)?;
+    let addr = to
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {to}"))?
+        .next()
+        .ok_or_else(|| anyhow!("{to} resolves to no address"))?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let open = std::sync::Mutex::new(Vec::with_capacity(count));
+    let start = Instant::now();
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
+                        let (stream, _) = connect(to, addr, &cfg)?;
+                        open.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join()
+                .map_err(|_| anyhow!("a connecting thread panicked"))??;
+        }
+        Ok(())
+    })?;
+    let seconds_to_open = start.elapsed().as_secs_f64();
+    std::thread::sleep(hold);
+    let mut open = open.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut still_open = 0;
+    for s in &mut open {
+        s.sock.set_nonblocking(true)?;
+        // Nothing to read (session tickets aside) and no end of stream:
+        // the receiver still holds the connection.
+        let mut buf = [0u8; 64];
+        if matches!(std::io::Read::read(s, &mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        {
+            still_open += 1;
+        }
     }
+    for s in &mut open {
+        s.conn.send_close_notify();
+        let _ = s.conn.complete_io(&mut s.sock);
+    }
+    Ok(Held {
+        opened: open.len(),
+        seconds_to_open,
+        still_open,
+    })
 }

@@ -5,16 +5,30 @@
 //! Files beside the destination `DIR/NAME`:
 //! `DIR/.NAME.citadel-partial` (the data) and `DIR/.NAME.citadel-state`
 //! (JSON: the file's root and the hex bitmap of verified chunks).
+//!
+//! The state file is a hint, not a promise: when a transfer resumes, every
+//! chunk it claims is read back and hashed again, and only chunks that still
+//! match the manifest count. So the hot path never waits for the disk; data
+//! reaches it through background flushes and one `fsync` before the rename.
+//!
+//! An assembler is shared by the connections of a parallel transfer: chunk
+//! verification and the positioned write need no lock, only the bitmap does.
 
-use crate::manifest::{FileEntry, chunk_count, decode_hashes, root_of, validate_path};
+use crate::manifest::{FileEntry, chunk_count, decode_hashes, validate_path};
 use crate::{CHUNK_SIZE, Error, Result, io};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Chunks written between two saves of the state file.
 const SAVE_EVERY: u64 = 16;
+/// Bytes written between two background flushes of the data to disk, so the
+/// final `fsync` has little left to do.
+const FLUSH_EVERY: u64 = 256 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 struct State {
@@ -40,6 +54,14 @@ fn bitmap_from_hex(s: &str, n: usize) -> Option<Vec<bool>> {
     Some((0..n).map(|i| bytes[i / 8] & (1 << (i % 8)) != 0).collect())
 }
 
+struct Progress {
+    have: Vec<bool>,
+    missing: usize,
+    unsaved: u64,
+    unflushed: u64,
+    finished: bool,
+}
+
 /// One file being received.
 pub struct FileAssembler {
     entry: FileEntry,
@@ -47,14 +69,30 @@ pub struct FileAssembler {
     dest: PathBuf,
     partial: PathBuf,
     state: PathBuf,
-    file: File,
-    have: Vec<bool>,
-    unsaved: u64,
+    /// Opened on first use and closed once the file is published, so a
+    /// transfer of many files holds few descriptors.
+    file: Mutex<Option<Arc<File>>>,
+    /// Whether the partial file holds verified chunks to keep when opened.
+    resumed: bool,
+    progress: Mutex<Progress>,
+    flushing: Arc<AtomicBool>,
+}
+
+/// Maps a write error to the clearest message: a full disk says what to do.
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| {
+        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
+            Error::DiskFull(path.display().to_string())
+        } else {
+            io(path)(e)
+        }
+    }
 }
 
 impl FileAssembler {
     /// Prepares to receive `entry` under `out_dir`, resuming from an earlier
-    /// interrupted run when its state file names the same root; a different
+    /// interrupted run when its state file names the same root (every chunk
+    /// it claims is re-hashed; damaged ones are fetched again); a different
     /// root (the sender's file changed) starts over.
     pub fn open(out_dir: &Path, entry: &FileEntry) -> Result<Self> {
         validate_path(&entry.path)?;
@@ -70,127 +108,176 @@ impl FileAssembler {
         let partial = dir.join(format!(".{name}.citadel-partial"));
         let state = dir.join(format!(".{name}.citadel-state"));
         let n = chunk_count(entry.size) as usize;
-        let resumed = fs::read(&state)
+        let claimed = fs::read(&state)
             .ok()
             .and_then(|b| serde_json::from_slice::<State>(&b).ok())
             .filter(|s| s.root == entry.root)
             .and_then(|s| bitmap_from_hex(&s.have, n))
             .filter(|_| partial.exists());
-        let have = resumed.clone().unwrap_or_else(|| vec![false; n]);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(resumed.is_none())
-            .open(&partial)
-            .map_err(io(&partial))?;
-        file.set_len(entry.size).map_err(io(&partial))?;
+        let mut have = vec![false; n];
+        if let Some(claimed) = claimed {
+            if let Ok(file) = File::open(&partial) {
+                let mut buf = vec![0u8; CHUNK_SIZE as usize];
+                for (i, c) in claimed.iter().enumerate() {
+                    let len = chunk_len(entry.size, i as u64) as usize;
+                    have[i] = *c
+                        && file
+                            .read_exact_at(&mut buf[..len], i as u64 * CHUNK_SIZE)
+                            .is_ok()
+                        && blake3::hash(&buf[..len]).as_bytes() == &hashes[i];
+                }
+            }
+        }
+        let missing = have.iter().filter(|h| !**h).count();
         Ok(Self {
             entry: entry.clone(),
             hashes,
             dest,
             partial,
             state,
-            file,
-            have,
-            unsaved: 0,
+            file: Mutex::new(None),
+            resumed: have.iter().any(|h| *h),
+            progress: Mutex::new(Progress {
+                have,
+                missing,
+                unsaved: 0,
+                unflushed: 0,
+                finished: false,
+            }),
+            flushing: Arc::new(AtomicBool::new(false)),
         })
     }
 
+    /// The partial file, opened (and sized) on first use.
+    fn handle(&self) -> Result<Arc<File>> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = slot.as_ref() {
+            return Ok(Arc::clone(f));
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(!self.resumed)
+            .open(&self.partial)
+            .map_err(write_error(&self.partial))?;
+        f.set_len(self.entry.size)
+            .map_err(write_error(&self.partial))?;
+        let f = Arc::new(f);
+        *slot = Some(Arc::clone(&f));
+        Ok(f)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Progress> {
+        // A panic elsewhere cannot leave the bitmap half-updated: every
+        // update is a single assignment, so a poisoned lock is still sound.
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The manifest entry this assembler receives.
+    pub fn entry(&self) -> &FileEntry {
+        &self.entry
+    }
+
     /// Which chunks are already verified on disk.
-    pub fn have(&self) -> &[bool] {
-        &self.have
+    pub fn have(&self) -> Vec<bool> {
+        self.lock().have.clone()
     }
 
     /// Bytes already verified (for reporting resumed transfers).
     pub fn verified_bytes(&self) -> u64 {
-        self.have
+        self.lock()
+            .have
             .iter()
             .enumerate()
             .filter(|(_, h)| **h)
-            .map(|(i, _)| self.chunk_len(i as u64))
+            .map(|(i, _)| chunk_len(self.entry.size, i as u64))
             .sum()
     }
 
-    fn chunk_len(&self, index: u64) -> u64 {
-        let start = index * CHUNK_SIZE;
-        (self.entry.size - start).min(CHUNK_SIZE)
-    }
-
     /// Verifies chunk `index` against the manifest and writes it. A chunk
-    /// that does not match is refused and nothing is written.
-    pub fn write_chunk(&mut self, index: u64, data: &[u8]) -> Result<()> {
+    /// that does not match is refused and nothing is written. Returns
+    /// `true` when this call supplied the file's last missing chunk (exactly
+    /// one caller sees `true`; it should then call [`finish`](Self::finish)).
+    pub fn write_chunk(&self, index: u64, data: &[u8]) -> Result<bool> {
         let bad = || Error::BadChunk {
             path: self.entry.path.clone(),
             index,
         };
         let expected = self.hashes.get(index as usize).ok_or_else(bad)?;
-        if data.len() as u64 != self.chunk_len(index) || blake3::hash(data).as_bytes() != expected {
+        if data.len() as u64 != chunk_len(self.entry.size, index)
+            || blake3::hash(data).as_bytes() != expected
+        {
             return Err(bad());
         }
-        self.file
-            .seek(SeekFrom::Start(index * CHUNK_SIZE))
-            .map_err(io(&self.partial))?;
-        self.file.write_all(data).map_err(io(&self.partial))?;
-        self.have[index as usize] = true;
-        self.unsaved += 1;
-        if self.unsaved >= SAVE_EVERY {
-            self.save_state()?;
+        let file = self.handle()?;
+        file.write_all_at(data, index * CHUNK_SIZE)
+            .map_err(write_error(&self.partial))?;
+        let mut p = self.lock();
+        if p.finished || p.have[index as usize] {
+            return Ok(false);
         }
-        Ok(())
+        p.have[index as usize] = true;
+        p.missing -= 1;
+        p.unsaved += 1;
+        p.unflushed += data.len() as u64;
+        if p.unflushed >= FLUSH_EVERY {
+            p.unflushed = 0;
+            flush_in_background(file, Arc::clone(&self.flushing));
+        }
+        if p.unsaved >= SAVE_EVERY {
+            self.save_locked(&mut p)?;
+        }
+        Ok(p.missing == 0)
     }
 
-    /// Makes progress durable: data first, then the bitmap that claims it.
-    pub fn save_state(&mut self) -> Result<()> {
-        self.file.sync_data().map_err(io(&self.partial))?;
+    /// Records the verified-chunk bitmap (a hint for the next attempt,
+    /// re-checked then), atomically replacing the previous one.
+    pub fn save_state(&self) -> Result<()> {
+        let mut p = self.lock();
+        if p.finished {
+            return Ok(());
+        }
+        self.save_locked(&mut p)
+    }
+
+    fn save_locked(&self, p: &mut Progress) -> Result<()> {
         let s = State {
             root: self.entry.root.clone(),
-            have: bitmap_to_hex(&self.have),
+            have: bitmap_to_hex(&p.have),
         };
         let json = serde_json::to_vec(&s).map_err(|e| Error::Manifest(e.to_string()))?;
         let tmp = self.state.with_extension("citadel-state-tmp");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&json).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
+        let mut f = File::create(&tmp).map_err(write_error(&tmp))?;
+        f.write_all(&json).map_err(write_error(&tmp))?;
         fs::rename(&tmp, &self.state).map_err(io(&self.state))?;
-        self.unsaved = 0;
+        p.unsaved = 0;
         Ok(())
     }
 
     /// Whether every chunk has been verified.
     pub fn is_complete(&self) -> bool {
-        self.have.iter().all(|h| *h)
+        self.lock().missing == 0
     }
 
-    /// Re-reads and re-hashes the whole file, checks the root, fsyncs, sets
-    /// mode and mtime, renames it into place and removes the state file.
-    pub fn finish(mut self) -> Result<PathBuf> {
-        if !self.is_complete() {
+    /// Publishes the file once every chunk is verified: fsyncs the data,
+    /// sets mode and mtime, renames it into place, fsyncs the directory and
+    /// removes the state file. Every chunk was hashed against the signed
+    /// manifest when it was written (or, for a resumed run, when the
+    /// assembler opened), and the manifest's root covers the chunk hashes.
+    pub fn finish(&self) -> Result<PathBuf> {
+        let mut p = self.lock();
+        if p.finished {
+            return Ok(self.dest.clone());
+        }
+        if p.missing != 0 {
             return Err(Error::BadFile(format!(
-                "{} (chunks missing)",
-                self.entry.path
+                "{} ({} chunks missing)",
+                self.entry.path, p.missing
             )));
         }
-        self.file.sync_all().map_err(io(&self.partial))?;
-        self.file
-            .seek(SeekFrom::Start(0))
-            .map_err(io(&self.partial))?;
-        let mut buf = vec![0u8; CHUNK_SIZE as usize];
-        let mut chunks = Vec::with_capacity(self.hashes.len());
-        for i in 0..self.hashes.len() as u64 {
-            let len = self.chunk_len(i) as usize;
-            self.file
-                .read_exact(&mut buf[..len])
-                .map_err(io(&self.partial))?;
-            chunks.push(*blake3::hash(&buf[..len]).as_bytes());
-        }
-        if hex::encode(root_of(&chunks)) != self.entry.root {
-            // The data on disk changed under us (or a resumed partial file
-            // was damaged): start the next attempt from scratch.
-            let _ = fs::remove_file(&self.state);
-            let _ = fs::remove_file(&self.partial);
-            return Err(Error::BadFile(self.entry.path.clone()));
-        }
+        let file = self.handle()?;
+        file.sync_all().map_err(write_error(&self.partial))?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -202,7 +289,7 @@ impl FileAssembler {
         }
         let mtime =
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.entry.mtime.max(0) as u64);
-        self.file.set_modified(mtime).map_err(io(&self.partial))?;
+        file.set_modified(mtime).map_err(io(&self.partial))?;
         fs::rename(&self.partial, &self.dest).map_err(io(&self.dest))?;
         if let Some(dir) = self.dest.parent() {
             if let Ok(d) = File::open(dir) {
@@ -210,8 +297,34 @@ impl FileAssembler {
             }
         }
         let _ = fs::remove_file(&self.state);
-        Ok(self.dest)
+        p.finished = true;
+        *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(self.dest.clone())
     }
+}
+
+/// Starts writing a file's data to disk without waiting (at most one flush
+/// at a time per file).
+fn flush_in_background(file: Arc<File>, flag: Arc<AtomicBool>) {
+    if flag.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let clear = Arc::clone(&flag);
+    let spawned = std::thread::Builder::new()
+        .name("citadel-flush".into())
+        .spawn(move || {
+            // Only an optimisation: the fsync before the rename is the one
+            // that counts, and it reports errors.
+            let _ = file.sync_data();
+            clear.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        flag.store(false, Ordering::Release);
+    }
+}
+
+fn chunk_len(size: u64, index: u64) -> u64 {
+    size.saturating_sub(index * CHUNK_SIZE).min(CHUNK_SIZE)
 }
 
 #[cfg(test)]
@@ -237,7 +350,7 @@ mod tests {
     fn out_of_order_chunks_assemble_into_the_same_file() {
         let (d, data, entry) = setup(3 * CHUNK_SIZE as usize + 1234);
         let out = d.path().join("out");
-        let mut a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&out, &entry).unwrap();
         for i in [3, 1, 0, 2] {
             a.write_chunk(i, chunk(&data, i)).unwrap();
         }
@@ -258,7 +371,7 @@ mod tests {
     fn a_corrupted_chunk_is_refused_and_the_file_never_appears() {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize);
         let out = d.path().join("out");
-        let mut a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&out, &entry).unwrap();
         let mut bad = chunk(&data, 0).to_vec();
         bad[100] ^= 1;
         assert!(matches!(
@@ -283,14 +396,14 @@ mod tests {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize + 5);
         let out = d.path().join("out");
         {
-            let mut a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&out, &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
             a.write_chunk(2, chunk(&data, 2)).unwrap();
             a.save_state().unwrap();
             // dropped here without finish: the "kill -9"
         }
-        let mut a = FileAssembler::open(&out, &entry).unwrap();
-        assert_eq!(a.have(), &[true, false, true]);
+        let a = FileAssembler::open(&out, &entry).unwrap();
+        assert_eq!(a.have(), vec![true, false, true]);
         assert_eq!(a.verified_bytes(), CHUNK_SIZE + 5);
         a.write_chunk(1, chunk(&data, 1)).unwrap();
         assert_eq!(fs::read(a.finish().unwrap()).unwrap(), data);
@@ -299,34 +412,69 @@ mod tests {
         let mut other = entry.clone();
         other.root = hex::encode([9u8; 32]);
         {
-            let mut a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&out, &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
             a.save_state().unwrap();
         }
         let a = FileAssembler::open(&out, &other).unwrap();
-        assert_eq!(a.have(), &[false, false, false]);
+        assert_eq!(a.have(), vec![false, false, false]);
     }
 
     #[test]
-    fn damage_to_a_resumed_partial_file_is_caught_at_the_end_and_reset() {
+    fn damage_to_a_resumed_partial_file_is_caught_on_resume() {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize);
         let out = d.path().join("out");
         {
-            let mut a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&out, &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
+            a.write_chunk(1, chunk(&data, 1)).unwrap();
             a.save_state().unwrap();
         }
-        // Flip a byte of the verified chunk on disk while "crashed".
+        // Flip a byte of a verified chunk on disk while "crashed".
         let partial = out.join(".src.bin.citadel-partial");
         let mut bytes = fs::read(&partial).unwrap();
-        bytes[5] ^= 1;
+        bytes[CHUNK_SIZE as usize + 5] ^= 1;
         fs::write(&partial, bytes).unwrap();
-        let mut a = FileAssembler::open(&out, &entry).unwrap();
-        a.write_chunk(1, chunk(&data, 1)).unwrap();
+        let a = FileAssembler::open(&out, &entry).unwrap();
+        assert_eq!(
+            a.have(),
+            vec![true, false],
+            "the damaged chunk is fetched again"
+        );
         assert!(matches!(a.finish(), Err(Error::BadFile(_))));
         assert!(!out.join("src.bin").exists());
+        assert!(
+            a.write_chunk(1, chunk(&data, 1)).unwrap(),
+            "last chunk completes the file"
+        );
+        assert_eq!(fs::read(a.finish().unwrap()).unwrap(), data);
+    }
+
+    #[test]
+    fn parallel_writers_complete_the_file_exactly_once() {
+        let (d, data, entry) = setup(8 * CHUNK_SIZE as usize + 3);
+        let out = d.path().join("out");
         let a = FileAssembler::open(&out, &entry).unwrap();
-        assert_eq!(a.have(), &[false, false], "the next attempt starts over");
+        let completions: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..3u64)
+                .map(|k| {
+                    let (a, data) = (&a, &data);
+                    s.spawn(move || {
+                        (0..9u64)
+                            .filter(|i| i % 3 == k)
+                            .filter(|&i| a.write_chunk(i, chunk(data, i)).unwrap())
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(completions, 1);
+        assert!(
+            !a.write_chunk(0, chunk(&data, 0)).unwrap(),
+            "a duplicate is harmless"
+        );
+        assert_eq!(fs::read(a.finish().unwrap()).unwrap(), data);
     }
 
     #[test]

@@ -19,8 +19,15 @@ pub enum Kind {
     FileDone = 4,
     /// A UTF-8 message; the connection closes.
     Error = 5,
-    /// Everything is in place.
+    /// Everything is in place (or, on a joined stream, all of its chunks).
     Done = 6,
+    /// Transfer id (16) ‖ stream index (2) ‖ stream count (2): this
+    /// connection carries part of a transfer opened on another.
+    Join = 7,
+    /// The receiver accepted a `JOIN`.
+    Joined = 8,
+    /// No more chunks on this connection.
+    Sent = 9,
 }
 
 impl Kind {
@@ -32,6 +39,9 @@ impl Kind {
             4 => Kind::FileDone,
             5 => Kind::Error,
             6 => Kind::Done,
+            7 => Kind::Join,
+            8 => Kind::Joined,
+            9 => Kind::Sent,
             other => return Err(Error::Frame(format!("unknown frame type {other}"))),
         })
     }
@@ -97,7 +107,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn frames_round_trip(kind in 1u8..=6, payload in prop::collection::vec(any::<u8>(), 0..2000)) {
+        fn frames_round_trip(kind in 1u8..=9, payload in prop::collection::vec(any::<u8>(), 0..2000)) {
             let k = Kind::from_byte(kind).unwrap();
             let f = encode(k, &payload).unwrap();
             let h: [u8; 5] = f[..5].try_into().unwrap();
@@ -123,7 +133,8 @@ mod tests {
     #[test]
     fn oversized_and_unknown_frames_are_refused() {
         assert!(parse_header(&[3, 0xFF, 0xFF, 0xFF, 0xFF]).is_err());
-        assert!(parse_header(&[9, 0, 0, 0, 0]).is_err());
+        assert!(parse_header(&[10, 0, 0, 0, 0]).is_err());
+        assert!(parse_header(&[0, 0, 0, 0, 0]).is_err());
         assert!(parse_chunk_payload(&[0; 11]).is_err());
     }
 }

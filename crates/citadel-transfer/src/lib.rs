@@ -11,7 +11,8 @@
 //!   of it verified.
 //!
 //! The format is specified in `docs/formats/transfer-protocol.md`. The
-//! network layer (TLS streams, parallel connections, progress) is not here.
+//! network layer (TLS, sockets, progress bars) is not here: the drivers in
+//! [`session`] take any `Read + Write` stream and a function that opens more.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -60,6 +61,22 @@ pub enum Error {
     /// The assembled file does not match its root hash.
     #[error("{0}: the assembled file does not match the signed manifest")]
     BadFile(String),
+    /// The receiver's disk is full.
+    #[error(
+        "{0}: no space left on the device; the verified part is kept: free some space and run the same command again to resume"
+    )]
+    DiskFull(String),
+    /// This stream stopped because another stream of the transfer failed.
+    #[error("stopped: another stream of the transfer failed")]
+    Aborted,
+    /// Opening one of the parallel connections failed.
+    #[error("cannot open stream {index}: {message}")]
+    Connect {
+        /// Which stream (0 is the first).
+        index: usize,
+        /// Why.
+        message: String,
+    },
     /// A signature operation failed.
     #[error(transparent)]
     Crypto(#[from] citadel_crypto::Error),

@@ -1,15 +1,26 @@
 //! Blocking drivers for both ends of a transfer over any byte stream (a TLS
-//! stream in `citadel`, a plain socket or pipe in tests). One connection,
-//! chunks streamed without per-chunk round trips.
+//! stream in `citadel`, a plain socket or pipe in tests): chunks stream
+//! without per-chunk round trips, over one connection or several.
+//!
+//! With several streams the first connection carries the manifest and the
+//! final acknowledgements; each further one sends `JOIN` with the transfer
+//! id and then its share of the chunks (every N-th missing chunk). The
+//! receiver keeps the transfers in progress in a [`Receiver`], so that a
+//! joining connection writes into the same files, and accepts a `JOIN` only
+//! from the key that signed the transfer's manifest.
 
 use crate::assemble::FileAssembler;
 use crate::frame::{self, Kind};
 use crate::manifest::{Manifest, chunk_count, validate_path};
 use crate::{CHUNK_SIZE, Error, Result, io};
 use citadel_crypto::sig::{SigningKey, VerifyingKey};
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What a finished transfer did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -22,9 +33,22 @@ pub struct Summary {
     pub sent_bytes: u64,
     /// Bytes skipped because the receiver had them from an interrupted run.
     pub resumed_bytes: u64,
+    /// Connections that carried chunks.
+    pub streams: usize,
 }
 
-fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Kind> {
+/// A connection the sender can open for a further stream.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// Opens stream number `index` (1, 2, …) of a parallel transfer, or says why not.
+pub type Connector<'a> = &'a (dyn Fn(usize) -> Result<Box<dyn Stream>, String> + Sync);
+
+/// Called with (file index, bytes) as chunks are sent or found on the
+/// receiver already; from several threads when there are several streams.
+pub type Progress<'a> = &'a (dyn Fn(usize, u64) + Sync);
+
+fn read_frame(r: &mut (impl Read + ?Sized), buf: &mut Vec<u8>) -> Result<Kind> {
     let mut h = [0u8; 5];
     r.read_exact(&mut h)
         .map_err(|e| Error::Frame(format!("connection closed: {e}")))?;
@@ -35,9 +59,16 @@ fn read_frame(r: &mut impl Read, buf: &mut Vec<u8>) -> Result<Kind> {
     Ok(kind)
 }
 
-fn write_frame(w: &mut impl Write, kind: Kind, payload: &[u8]) -> Result<()> {
+fn write_frame(w: &mut (impl Write + ?Sized), kind: Kind, payload: &[u8]) -> Result<()> {
     w.write_all(&frame::header(kind, payload.len())?)
         .and_then(|()| w.write_all(payload))
+        .and_then(|()| {
+            if kind == Kind::Chunk {
+                Ok(())
+            } else {
+                w.flush()
+            }
+        })
         .map_err(|e| Error::Frame(format!("connection lost: {e}")))
 }
 
@@ -48,6 +79,15 @@ fn peer_error(payload: &[u8]) -> Error {
     ))
 }
 
+/// Reads the peer's answer, expecting `want`.
+fn expect(stream: &mut (impl Read + ?Sized), want: Kind, buf: &mut Vec<u8>) -> Result<()> {
+    match read_frame(stream, buf)? {
+        k if k == want => Ok(()),
+        Kind::Error => Err(peer_error(buf)),
+        other => Err(Error::Frame(format!("expected {want:?}, got {other:?}"))),
+    }
+}
+
 /// Sends `manifest` (whose files live at `local[i]`) over `stream`, signed
 /// with `key`. Returns once the receiver confirmed every file.
 pub fn send<S: Read + Write>(
@@ -56,57 +96,120 @@ pub fn send<S: Read + Write>(
     local: &[PathBuf],
     key: &SigningKey,
 ) -> Result<Summary> {
-    send_with_progress(stream, manifest, local, key, &mut |_, _| {})
+    send_parallel(
+        stream,
+        &|_| Err("one stream".into()),
+        1,
+        manifest,
+        local,
+        key,
+        &|_, _| {},
+    )
 }
 
-/// Like [`send`], calling `progress(file_index, bytes)` after every chunk
-/// sent or skipped (skipped chunks were verified on the receiver already).
-pub fn send_with_progress<S: Read + Write>(
-    stream: &mut S,
+/// One chunk still to send: (file index, chunk index, length).
+type Work = (usize, u64, usize);
+
+/// Sends like [`send`] over `streams` connections: `primary` plus
+/// `streams - 1` opened with `connect` (fewer when there are fewer chunks).
+/// Connection *k* carries every *k*-th missing chunk. `progress` is called
+/// after each chunk sent or skipped.
+pub fn send_parallel<S: Read + Write>(
+    primary: &mut S,
+    connect: Connector<'_>,
+    streams: usize,
     manifest: &Manifest,
     local: &[PathBuf],
     key: &SigningKey,
-    progress: &mut dyn FnMut(usize, u64),
+    progress: Progress<'_>,
 ) -> Result<Summary> {
     if local.len() != manifest.files.len() {
         return Err(Error::Manifest(
             "one local path per manifest file is needed".into(),
         ));
     }
-    write_frame(stream, Kind::Manifest, &manifest.sign(key)?)?;
-    stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
+    write_frame(primary, Kind::Manifest, &manifest.sign(key)?)?;
     let mut buf = Vec::new();
-    let have = match read_frame(stream, &mut buf)? {
-        Kind::Have => parse_have(&buf, manifest)?,
-        Kind::Error => return Err(peer_error(&buf)),
-        other => return Err(Error::Frame(format!("expected HAVE, got {other:?}"))),
-    };
+    expect(primary, Kind::Have, &mut buf)?;
+    let have = parse_have(&buf, manifest)?;
     let mut summary = Summary {
         files: manifest.files.len(),
         bytes: manifest.files.iter().map(|f| f.size).sum(),
         ..Default::default()
     };
-    let mut chunk = vec![0u8; 12 + CHUNK_SIZE as usize];
-    for (i, (entry, path)) in manifest.files.iter().zip(local).enumerate() {
-        let mut f = File::open(path).map_err(io(path))?;
+    let mut work: Vec<Work> = Vec::new();
+    for (i, entry) in manifest.files.iter().enumerate() {
         for c in 0..chunk_count(entry.size) {
             let len = (entry.size - c * CHUNK_SIZE).min(CHUNK_SIZE) as usize;
             if have[i][c as usize] {
                 summary.resumed_bytes += len as u64;
                 progress(i, len as u64);
-                continue;
+            } else {
+                summary.sent_bytes += len as u64;
+                work.push((i, c, len));
             }
-            chunk[..12].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
-            f.seek(SeekFrom::Start(c * CHUNK_SIZE)).map_err(io(path))?;
-            f.read_exact(&mut chunk[12..12 + len]).map_err(io(path))?;
-            write_frame(stream, Kind::Chunk, &chunk[..12 + len])?;
-            summary.sent_bytes += len as u64;
-            progress(i, len as u64);
         }
     }
-    stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
+    let streams = streams.clamp(1, work.len().max(1));
+    summary.streams = streams;
+    let id = transfer_id_bytes(manifest);
+    let abort = AtomicBool::new(false);
+    let (work, abort) = (&work, &abort);
+    std::thread::scope(|s| -> Result<()> {
+        let helpers: Vec<_> = (1..streams)
+            .map(|k| {
+                s.spawn(move || {
+                    let r = (|| -> Result<()> {
+                        let mut conn =
+                            connect(k).map_err(|message| Error::Connect { index: k, message })?;
+                        let mut join = id.to_vec();
+                        join.extend_from_slice(&(k as u16).to_be_bytes());
+                        join.extend_from_slice(&(streams as u16).to_be_bytes());
+                        write_frame(&mut conn, Kind::Join, &join)?;
+                        let mut buf = Vec::new();
+                        expect(&mut conn, Kind::Joined, &mut buf)?;
+                        let share = work.iter().skip(k).step_by(streams);
+                        send_chunks(&mut conn, share, local, progress, abort)?;
+                        write_frame(&mut conn, Kind::Sent, &[])?;
+                        expect(&mut conn, Kind::Done, &mut buf)
+                    })();
+                    if r.is_err() {
+                        abort.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        let mine = send_chunks(
+            primary,
+            work.iter().step_by(streams),
+            local,
+            progress,
+            abort,
+        );
+        if mine.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        // The first real error wins over "stopped because another failed".
+        let mut errors = vec![mine];
+        for h in helpers {
+            errors.push(
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Frame("a sending thread panicked".into()))),
+            );
+        }
+        let mut first = None;
+        for e in errors.into_iter().filter_map(|r| r.err()) {
+            match (&first, &e) {
+                (None, _) | (Some(Error::Aborted), _) => first = Some(e),
+                _ => {}
+            }
+        }
+        first.map_or(Ok(()), Err)
+    })?;
+    write_frame(primary, Kind::Sent, &[])?;
     loop {
-        match read_frame(stream, &mut buf)? {
+        match read_frame(primary, &mut buf)? {
             Kind::FileDone => {}
             Kind::Done => return Ok(summary),
             Kind::Error => return Err(peer_error(&buf)),
@@ -117,6 +220,59 @@ pub fn send_with_progress<S: Read + Write>(
             }
         }
     }
+}
+
+fn transfer_id_bytes(m: &Manifest) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    if let Ok(b) = hex::decode(m.transfer_id()) {
+        if b.len() == 16 {
+            id.copy_from_slice(&b);
+        }
+    }
+    id
+}
+
+/// Streams chunks without waiting for acknowledgements.
+fn send_chunks<'a>(
+    stream: &mut (impl Read + Write + ?Sized),
+    share: impl Iterator<Item = &'a Work>,
+    local: &[PathBuf],
+    progress: Progress<'_>,
+    abort: &AtomicBool,
+) -> Result<()> {
+    let mut chunk = vec![0u8; 12 + CHUNK_SIZE as usize];
+    let mut open: Option<(usize, File)> = None;
+    for &(i, c, len) in share {
+        if abort.load(Ordering::Relaxed) {
+            return Err(Error::Aborted);
+        }
+        let path = &local[i];
+        let f = match &open {
+            Some((j, f)) if *j == i => f,
+            _ => &open.insert((i, File::open(path).map_err(io(path))?)).1,
+        };
+        chunk[..12].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
+        f.read_exact_at(&mut chunk[12..12 + len], c * CHUNK_SIZE)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => Error::Manifest(format!(
+                    "{} shrank while being sent; run the command again to send its new content",
+                    path.display()
+                )),
+                _ => io(path)(e),
+            })?;
+        if let Err(e) = write_frame(stream, Kind::Chunk, &chunk[..12 + len]) {
+            // The receiver may have said why before closing.
+            let mut buf = Vec::new();
+            return Err(match read_frame(stream, &mut buf) {
+                Ok(Kind::Error) => peer_error(&buf),
+                _ => e,
+            });
+        }
+        progress(i, len as u64);
+    }
+    stream
+        .flush()
+        .map_err(|e| Error::Frame(format!("connection lost: {e}")))
 }
 
 fn parse_have(p: &[u8], m: &Manifest) -> Result<Vec<Vec<bool>>> {
@@ -152,86 +308,49 @@ fn encode_have(assemblers: &[FileAssembler]) -> Vec<u8> {
     out
 }
 
-/// Receives one transfer into `out_dir`, accepting only a manifest signed by
-/// `sender` (the key of the sender's authenticated certificate).
+/// Receives one single-stream transfer into `out_dir`, accepting only a
+/// manifest signed by `sender` (the key of the sender's authenticated
+/// certificate). For parallel streams, use a [`Receiver`].
 pub fn receive<S: Read + Write>(
     stream: &mut S,
     out_dir: &Path,
     sender: &VerifyingKey,
 ) -> Result<Summary> {
-    let result = receive_inner(stream, out_dir, sender);
-    if let Err(e) = &result {
-        // Tell the sender why; the connection closes anyway.
-        let _ = write_frame(stream, Kind::Error, e.to_string().as_bytes());
-        let _ = stream.flush();
-    }
-    result
+    Receiver::new(out_dir)
+        .serve(stream, sender)?
+        .ok_or_else(|| Error::Frame("a JOIN needs the transfer's first connection".into()))
 }
 
-fn receive_inner<S: Read + Write>(
-    stream: &mut S,
-    out_dir: &Path,
-    sender: &VerifyingKey,
-) -> Result<Summary> {
-    let mut buf = Vec::new();
-    let manifest = match read_frame(stream, &mut buf)? {
-        Kind::Manifest => Manifest::open_signed(&buf, sender)?,
-        other => return Err(Error::Frame(format!("expected MANIFEST, got {other:?}"))),
-    };
-    std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
-    for d in &manifest.dirs {
-        validate_path(&d.path)?;
-        let p = out_dir.join(&d.path);
-        std::fs::create_dir_all(&p).map_err(io(&p))?;
-    }
-    let mut assemblers = manifest
-        .files
-        .iter()
-        .map(|f| FileAssembler::open(out_dir, f))
-        .collect::<Result<Vec<_>>>()?;
-    let resumed: u64 = assemblers.iter().map(FileAssembler::verified_bytes).sum();
-    write_frame(stream, Kind::Have, &encode_have(&assemblers))?;
-    stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
-    let mut pending: Vec<Option<FileAssembler>> = assemblers.drain(..).map(Some).collect();
-    // FILE_DONE frames are sent after the last chunk arrived, not while the
-    // sender is still writing: it reads them only then, and a stream of
-    // small frames it does not read could otherwise fill the TCP buffers
-    // in both directions and stall the transfer.
-    let mut done: Vec<u32> = Vec::new();
-    let mut remaining = pending.len();
-    let mut received = 0u64;
-    // Files that were complete already (resumed fully, or empty) finish first.
-    for (i, slot) in pending.iter_mut().enumerate() {
-        if slot.as_ref().is_some_and(FileAssembler::is_complete) {
-            if let Some(a) = slot.take() {
-                a.finish()?;
-                done.push(i as u32);
-                remaining -= 1;
-            }
+/// A transfer in progress on the receiver.
+struct Transfer {
+    sender: Vec<u8>,
+    files: Vec<FileAssembler>,
+    received: AtomicU64,
+    failed: AtomicBool,
+}
+
+impl Transfer {
+    fn write(&self, payload: &[u8]) -> Result<()> {
+        let (file, chunk, data) = frame::parse_chunk_payload(payload)?;
+        let a = self
+            .files
+            .get(file as usize)
+            .ok_or_else(|| Error::Frame(format!("chunk for unknown file {file}")))?;
+        if a.write_chunk(chunk, data)? {
+            a.finish()?;
         }
+        self.received
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(())
     }
-    let streamed = (|| -> Result<()> {
-        while remaining > 0 {
-            match read_frame(stream, &mut buf)? {
-                Kind::Chunk => {
-                    let (file, chunk, data) = frame::parse_chunk_payload(&buf)?;
-                    let slot = pending
-                        .get_mut(file as usize)
-                        .ok_or_else(|| Error::Frame(format!("chunk for unknown file {file}")))?;
-                    let a = slot
-                        .as_mut()
-                        .ok_or_else(|| Error::Frame(format!("chunk for finished file {file}")))?;
-                    a.write_chunk(chunk, data)?;
-                    received += data.len() as u64;
-                    if a.is_complete() {
-                        if let Some(a) = slot.take() {
-                            a.finish()?;
-                            done.push(file);
-                            remaining -= 1;
-                        }
-                    }
-                }
-                Kind::Error => return Err(peer_error(&buf)),
+
+    /// Reads chunks until `SENT`.
+    fn take_chunks(&self, stream: &mut (impl Read + ?Sized), buf: &mut Vec<u8>) -> Result<()> {
+        loop {
+            match read_frame(stream, buf)? {
+                Kind::Chunk => self.write(buf)?,
+                Kind::Sent => return Ok(()),
+                Kind::Error => return Err(peer_error(buf)),
                 other => {
                     return Err(Error::Frame(format!(
                         "unexpected {other:?} from the sender"
@@ -239,38 +358,206 @@ fn receive_inner<S: Read + Write>(
                 }
             }
         }
-        Ok(())
-    })();
-    if let Err(e) = streamed {
-        // Keep every verified chunk for the next attempt.
-        for a in pending.iter_mut().flatten() {
+    }
+
+    /// Keeps every verified chunk for the next attempt.
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        for a in &self.files {
             let _ = a.save_state();
         }
-        return Err(e);
     }
-    for i in &done {
-        write_frame(stream, Kind::FileDone, &i.to_be_bytes())?;
+}
+
+/// The receiving end: one per output directory, shared by all connections
+/// (it is `Sync`), so that the streams of a parallel transfer meet.
+pub struct Receiver {
+    out_dir: PathBuf,
+    active: Mutex<HashMap<[u8; 16], Arc<Transfer>>>,
+}
+
+/// Removes a transfer from the active set when its first connection ends.
+struct Registered<'a> {
+    rx: &'a Receiver,
+    id: [u8; 16],
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.rx.active().remove(&self.id);
     }
-    // Directory times last: creating files inside changed them.
-    for d in manifest.dirs.iter().rev() {
-        let p = out_dir.join(&d.path);
-        #[cfg(unix)]
+}
+
+impl Receiver {
+    /// A receiver writing into `out_dir`.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            out_dir: out_dir.into(),
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn active(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Arc<Transfer>>> {
+        self.active.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves one connection from an authenticated `sender`: a transfer's
+    /// first connection (returns its summary once every file is in place)
+    /// or a further stream of one in progress (returns `None` when its
+    /// share has arrived). On error the peer is told why, and verified data
+    /// is kept for a resumed attempt.
+    pub fn serve<S: Read + Write>(
+        &self,
+        stream: &mut S,
+        sender: &VerifyingKey,
+    ) -> Result<Option<Summary>> {
+        let result = self.serve_inner(stream, sender);
+        if let Err(e) = &result {
+            // Tell the sender why; the connection closes anyway.
+            let _ = write_frame(stream, Kind::Error, e.to_string().as_bytes());
+        }
+        result
+    }
+
+    fn serve_inner<S: Read + Write>(
+        &self,
+        stream: &mut S,
+        sender: &VerifyingKey,
+    ) -> Result<Option<Summary>> {
+        let mut buf = Vec::new();
+        match read_frame(stream, &mut buf)? {
+            Kind::Manifest => {
+                let manifest = Manifest::open_signed(&buf, sender)?;
+                self.primary(stream, sender, &manifest, &mut buf).map(Some)
+            }
+            Kind::Join => self.join(stream, sender, &mut buf).map(|()| None),
+            other => Err(Error::Frame(format!(
+                "expected MANIFEST or JOIN, got {other:?}"
+            ))),
+        }
+    }
+
+    fn join<S: Read + Write>(
+        &self,
+        stream: &mut S,
+        sender: &VerifyingKey,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let id: [u8; 16] = buf
+            .get(..16)
+            .and_then(|b| b.try_into().ok())
+            .filter(|_| buf.len() == 20)
+            .ok_or_else(|| Error::Frame("JOIN payload must be 20 bytes".into()))?;
+        let t = self.active().get(&id).cloned().ok_or_else(|| {
+            Error::Frame(format!(
+                "no transfer {} is in progress here (its first connection ended?)",
+                hex::encode(id)
+            ))
+        })?;
+        if t.sender != sender.as_bytes() {
+            return Err(Error::Frame(
+                "this stream's certificate is not the one that signed the transfer".into(),
+            ));
+        }
+        if t.failed.load(Ordering::Relaxed) {
+            return Err(Error::Frame("the transfer already failed".into()));
+        }
+        write_frame(stream, Kind::Joined, &[])?;
+        if let Err(e) = t.take_chunks(stream, buf) {
+            t.fail();
+            return Err(e);
+        }
+        write_frame(stream, Kind::Done, &[])
+    }
+
+    fn primary<S: Read + Write>(
+        &self,
+        stream: &mut S,
+        sender: &VerifyingKey,
+        manifest: &Manifest,
+        buf: &mut Vec<u8>,
+    ) -> Result<Summary> {
+        let out_dir = &self.out_dir;
+        std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
+        for d in &manifest.dirs {
+            validate_path(&d.path)?;
+            let p = out_dir.join(&d.path);
+            std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let files = manifest
+            .files
+            .iter()
+            .map(|f| FileAssembler::open(out_dir, f))
+            .collect::<Result<Vec<_>>>()?;
+        let resumed: u64 = files.iter().map(FileAssembler::verified_bytes).sum();
+        let have = encode_have(&files);
+        let t = Arc::new(Transfer {
+            sender: sender.as_bytes().to_vec(),
+            files,
+            received: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+        });
+        let id = transfer_id_bytes(manifest);
         {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(d.mode & 0o7777));
+            let mut active = self.active();
+            if active.contains_key(&id) {
+                return Err(Error::Frame(
+                    "the same transfer is already running on another connection; wait for it to end"
+                        .into(),
+                ));
+            }
+            active.insert(id, Arc::clone(&t));
         }
-        if let Ok(f) = File::open(&p) {
-            let _ = f.set_modified(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.mtime.max(0) as u64),
-            );
+        let _registered = Registered { rx: self, id };
+        write_frame(stream, Kind::Have, &have)?;
+        let streamed = (|| -> Result<()> {
+            // Files complete already (resumed fully, or empty) finish first.
+            for a in t.files.iter().filter(|a| a.is_complete()) {
+                a.finish()?;
+            }
+            t.take_chunks(stream, buf)?;
+            if let Some(a) = t.files.iter().find(|a| !a.is_complete()) {
+                return Err(Error::Frame(format!(
+                    "the sender stopped before sending all of {}",
+                    a.entry().path
+                )));
+            }
+            for a in &t.files {
+                a.finish()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = streamed {
+            t.fail();
+            return Err(e);
         }
+        // FILE_DONE frames go out only after the last chunk arrived: the
+        // sender reads them only then, and a stream of small frames it does
+        // not read could otherwise fill the TCP buffers in both directions.
+        for i in 0..t.files.len() as u32 {
+            write_frame(stream, Kind::FileDone, &i.to_be_bytes())?;
+        }
+        // Directory times last: creating files inside changed them.
+        for d in manifest.dirs.iter().rev() {
+            let p = out_dir.join(&d.path);
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ =
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(d.mode & 0o7777));
+            }
+            if let Ok(f) = File::open(&p) {
+                let _ = f.set_modified(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.mtime.max(0) as u64),
+                );
+            }
+        }
+        write_frame(stream, Kind::Done, &[])?;
+        Ok(Summary {
+            files: manifest.files.len(),
+            bytes: manifest.files.iter().map(|f| f.size).sum(),
+            sent_bytes: t.received.load(Ordering::Relaxed),
+            resumed_bytes: resumed,
+            streams: 0,
+        })
     }
-    write_frame(stream, Kind::Done, &[])?;
-    stream.flush().map_err(|e| Error::Frame(e.to_string()))?;
-    Ok(Summary {
-        files: manifest.files.len(),
-        bytes: manifest.files.iter().map(|f| f.size).sum(),
-        sent_bytes: received,
-        resumed_bytes: resumed,
-    })
 }

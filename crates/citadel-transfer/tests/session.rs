@@ -42,15 +42,17 @@ struct Faulty<S> {
     flip: Option<usize>,
 }
 
-impl<S: Read> Read for Faulty<S> {
+impl Read for Faulty<TcpStream> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf)
     }
 }
 
-impl<S: Write> Write for Faulty<S> {
+impl Write for Faulty<TcpStream> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.written >= self.budget {
+            // Like a killed process: the socket closes.
+            let _ = self.inner.shutdown(std::net::Shutdown::Both);
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "killed"));
         }
         let n = buf.len().min(self.budget - self.written);
@@ -186,4 +188,83 @@ fn a_manifest_signed_by_another_key_is_refused() {
     assert!(sent.unwrap_err().to_string().contains("signature"));
     assert!(recv.join().unwrap().is_err());
     assert!(!out.join("data").exists());
+}
+
+/// A receiver serving every connection on its own thread, as `citadel recv` does.
+fn serve_all(
+    rx: std::sync::Arc<citadel_transfer::session::Receiver>,
+    key: citadel_crypto::sig::VerifyingKey,
+) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let (rx, key) = (rx.clone(), key.clone());
+            thread::spawn(move || {
+                let mut s = s.unwrap();
+                let _ = rx.serve(&mut s, &key);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn parallel_streams_deliver_the_same_tree() {
+    use citadel_transfer::session::{Receiver, Stream, send_parallel};
+    let d = tempfile::tempdir().unwrap();
+    tree(d.path());
+    let out = d.path().join("out");
+    let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+    let addr = serve_all(
+        std::sync::Arc::new(Receiver::new(&out)),
+        key.verifying_key(),
+    );
+    let (manifest, locals) =
+        Manifest::build_with_sources(&[d.path().join("data").as_path()]).unwrap();
+    let opened = std::sync::atomic::AtomicUsize::new(0);
+    let connect = |_k: usize| -> Result<Box<dyn Stream>, String> {
+        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        TcpStream::connect(addr)
+            .map(|s| Box::new(s) as Box<dyn Stream>)
+            .map_err(|e| e.to_string())
+    };
+    let progressed = std::sync::atomic::AtomicU64::new(0);
+    let mut primary = TcpStream::connect(addr).unwrap();
+    let s = send_parallel(
+        &mut primary,
+        &connect,
+        3,
+        &manifest,
+        &locals,
+        &key,
+        &|_, n| {
+            progressed.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        },
+    )
+    .unwrap();
+    assert_eq!(s.streams, 3);
+    assert_eq!(opened.into_inner(), 2, "two further connections");
+    assert_eq!(progressed.into_inner(), 3 * CHUNK_SIZE + 777 + 5);
+    same_tree(d.path(), &out);
+}
+
+#[test]
+fn a_join_for_an_unknown_transfer_is_refused() {
+    use citadel_transfer::frame::{Kind, encode};
+    use citadel_transfer::session::Receiver;
+    let d = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+    let addr = serve_all(
+        std::sync::Arc::new(Receiver::new(d.path().join("out"))),
+        key.verifying_key(),
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut join = vec![7u8; 16];
+    join.extend_from_slice(&[0, 1, 0, 2]);
+    s.write_all(&encode(Kind::Join, &join).unwrap()).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert_eq!(reply[0], Kind::Error as u8);
+    assert!(String::from_utf8_lossy(&reply[5..]).contains("no transfer"));
 }
