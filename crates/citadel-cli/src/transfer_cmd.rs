@@ -84,6 +84,16 @@ fn tls_error(e: &std::io::Error) -> Option<String> {
         .map(explain)
 }
 
+/// A transfer error, with a TLS failure underneath explained in plain words.
+fn transfer_error(e: citadel_transfer::Error) -> anyhow::Error {
+    if let citadel_transfer::Error::Connection { context, source } = &e {
+        if let Some(why) = tls_error(source) {
+            return anyhow!("{context}: {why}");
+        }
+    }
+    e.into()
+}
+
 fn handshake<D>(conn: &mut rustls::ConnectionCommon<D>, tcp: &mut TcpStream) -> Result<()> {
     while conn.is_handshaking() {
         conn.complete_io(tcp)
@@ -237,7 +247,7 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
         &|file, bytes| bars.progress(file, bytes),
     );
     bars.finish();
-    let summary = result?;
+    let summary = result.map_err(transfer_error)?;
     let secs = start.elapsed().as_secs_f64();
     report(a.json, &summary, secs, &info);
     Ok(())
@@ -319,13 +329,15 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
                     let mut tls = StreamOwned::new(conn, tcp);
                     // A further stream of a parallel transfer reports nothing
                     // itself: its transfer's first connection reports the whole.
-                    Ok(match receiver.serve(&mut tls, &sender)? {
-                        Some(summary) => {
-                            report(json_out, &summary, start.elapsed().as_secs_f64(), &info);
-                            true
-                        }
-                        None => false,
-                    })
+                    Ok(
+                        match receiver.serve(&mut tls, &sender).map_err(transfer_error)? {
+                            Some(summary) => {
+                                report(json_out, &summary, start.elapsed().as_secs_f64(), &info);
+                                true
+                            }
+                            None => false,
+                        },
+                    )
                 };
                 let result = work().map_err(|e| anyhow!("{peer}: {e:#}"));
                 match (once, result) {

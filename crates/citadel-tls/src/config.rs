@@ -191,6 +191,12 @@ pub fn explain(e: &rustls::Error) -> String {
         E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateRevoked | A::CertificateUnknown) => {
             "the peer refused our certificate (revoked, or from another CA)".into()
         }
-        other => format!("TLS handshake failed: {other}"),
+        E::DecryptError => {
+            "a TLS record failed authentication: the data was modified in transit, so the connection was aborted".into()
+        }
+        E::AlertReceived(A::BadRecordMac) => {
+            "the peer could not authenticate our data (modified in transit), so the connection was aborted".into()
+        }
+        other => format!("TLS failed: {other}"),
     }
 }

@@ -24,8 +24,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// Chunks written between two saves of the state file.
+/// The state file is saved after this many chunks, or after
+/// [`SAVE_INTERVAL`] on a slow link, whichever comes first.
 const SAVE_EVERY: u64 = 16;
+/// See [`SAVE_EVERY`].
+const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes written between two background flushes of the data to disk, so the
 /// final `fsync` has little left to do.
 const FLUSH_EVERY: u64 = 256 * 1024 * 1024;
@@ -59,6 +62,7 @@ struct Progress {
     missing: usize,
     unsaved: u64,
     unflushed: u64,
+    saved_at: std::time::Instant,
     finished: bool,
 }
 
@@ -142,6 +146,7 @@ impl FileAssembler {
                 missing,
                 unsaved: 0,
                 unflushed: 0,
+                saved_at: std::time::Instant::now(),
                 finished: false,
             }),
             flushing: Arc::new(AtomicBool::new(false)),
@@ -225,7 +230,7 @@ impl FileAssembler {
             p.unflushed = 0;
             flush_in_background(file, Arc::clone(&self.flushing));
         }
-        if p.unsaved >= SAVE_EVERY {
+        if p.unsaved >= SAVE_EVERY || p.saved_at.elapsed() >= SAVE_INTERVAL {
             self.save_locked(&mut p)?;
         }
         Ok(p.missing == 0)
@@ -252,6 +257,7 @@ impl FileAssembler {
         f.write_all(&json).map_err(write_error(&tmp))?;
         fs::rename(&tmp, &self.state).map_err(io(&self.state))?;
         p.unsaved = 0;
+        p.saved_at = std::time::Instant::now();
         Ok(())
     }
 

@@ -47,6 +47,14 @@ pub enum Error {
     /// The manifest is malformed or its signature does not verify.
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    /// The connection failed or closed before the transfer ended.
+    #[error("{context}: {source}")]
+    Connection {
+        /// What was being done.
+        context: &'static str,
+        /// The underlying error (for a TLS stream it may wrap the TLS error).
+        source: std::io::Error,
+    },
     /// A frame is malformed.
     #[error("malformed frame: {0}")]
     Frame(String),

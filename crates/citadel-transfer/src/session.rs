@@ -50,12 +50,16 @@ pub type Progress<'a> = &'a (dyn Fn(usize, u64) + Sync);
 
 fn read_frame(r: &mut (impl Read + ?Sized), buf: &mut Vec<u8>) -> Result<Kind> {
     let mut h = [0u8; 5];
-    r.read_exact(&mut h)
-        .map_err(|e| Error::Frame(format!("connection closed: {e}")))?;
+    r.read_exact(&mut h).map_err(|source| Error::Connection {
+        context: "the connection closed before the transfer ended",
+        source,
+    })?;
     let (kind, len) = frame::parse_header(&h)?;
     buf.resize(len, 0);
-    r.read_exact(buf)
-        .map_err(|e| Error::Frame(format!("connection closed mid-frame: {e}")))?;
+    r.read_exact(buf).map_err(|source| Error::Connection {
+        context: "the connection closed in the middle of a frame",
+        source,
+    })?;
     Ok(kind)
 }
 
@@ -270,9 +274,10 @@ fn send_chunks<'a>(
         }
         progress(i, len as u64);
     }
-    stream
-        .flush()
-        .map_err(|e| Error::Frame(format!("connection lost: {e}")))
+    stream.flush().map_err(|source| Error::Connection {
+        context: "the connection was lost",
+        source,
+    })
 }
 
 fn parse_have(p: &[u8], m: &Manifest) -> Result<Vec<Vec<bool>>> {
@@ -331,12 +336,17 @@ struct Transfer {
 
 impl Transfer {
     fn write(&self, payload: &[u8]) -> Result<()> {
+        if self.failed.load(Ordering::Relaxed) {
+            return Err(Error::Frame(
+                "the transfer was taken over by a newer connection from the same sender".into(),
+            ));
+        }
         let (file, chunk, data) = frame::parse_chunk_payload(payload)?;
         let a = self
             .files
             .get(file as usize)
             .ok_or_else(|| Error::Frame(format!("chunk for unknown file {file}")))?;
-        if a.write_chunk(chunk, data)? {
+        if a.write_chunk(chunk, data)? && !self.failed.load(Ordering::Relaxed) {
             a.finish()?;
         }
         self.received
@@ -376,15 +386,23 @@ pub struct Receiver {
     active: Mutex<HashMap<[u8; 16], Arc<Transfer>>>,
 }
 
-/// Removes a transfer from the active set when its first connection ends.
+/// Removes a transfer from the active set when its first connection ends
+/// (unless a newer connection for the same transfer replaced it).
 struct Registered<'a> {
     rx: &'a Receiver,
     id: [u8; 16],
+    transfer: Arc<Transfer>,
 }
 
 impl Drop for Registered<'_> {
     fn drop(&mut self) {
-        self.rx.active().remove(&self.id);
+        let mut active = self.rx.active();
+        if active
+            .get(&self.id)
+            .is_some_and(|t| Arc::ptr_eq(t, &self.transfer))
+        {
+            active.remove(&self.id);
+        }
     }
 }
 
@@ -478,6 +496,22 @@ impl Receiver {
         buf: &mut Vec<u8>,
     ) -> Result<Summary> {
         let out_dir = &self.out_dir;
+        let id = transfer_id_bytes(manifest);
+        // The sender may come back (after a crash, or a kill -9) while this
+        // side still holds the old connection: the newer one takes over.
+        let previous = self.active().get(&id).cloned();
+        if let Some(old) = previous {
+            if old.sender != sender.as_bytes() {
+                return Err(Error::Frame(
+                    "the same transfer is already being received from another sender".into(),
+                ));
+            }
+            old.failed.store(true, Ordering::Relaxed);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while Arc::strong_count(&old) > 1 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
         for d in &manifest.dirs {
             validate_path(&d.path)?;
@@ -497,18 +531,12 @@ impl Receiver {
             received: AtomicU64::new(0),
             failed: AtomicBool::new(false),
         });
-        let id = transfer_id_bytes(manifest);
-        {
-            let mut active = self.active();
-            if active.contains_key(&id) {
-                return Err(Error::Frame(
-                    "the same transfer is already running on another connection; wait for it to end"
-                        .into(),
-                ));
-            }
-            active.insert(id, Arc::clone(&t));
-        }
-        let _registered = Registered { rx: self, id };
+        self.active().insert(id, Arc::clone(&t));
+        let _registered = Registered {
+            rx: self,
+            id,
+            transfer: Arc::clone(&t),
+        };
         write_frame(stream, Kind::Have, &have)?;
         let streamed = (|| -> Result<()> {
             // Files complete already (resumed fully, or empty) finish first.

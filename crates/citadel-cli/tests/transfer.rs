@@ -1,0 +1,422 @@
+//! `citadel send` / `citadel recv` as a user runs them: real binaries over
+//! loopback, post-quantum mutual TLS, a proxy in the middle where a test
+//! needs to slow the link down or damage it.
+
+use assert_cmd::Command;
+use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, crypto_provider};
+use citadel_tls::rustls::{self, ClientConnection, StreamOwned, pki_types::ServerName};
+use std::fs;
+use std::io::{BufRead, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn citadel(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("citadel").unwrap();
+    c.current_dir(dir);
+    c
+}
+
+fn bin() -> std::process::Command {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
+}
+
+/// A CA with a server certificate for 127.0.0.1 and a client `alice`.
+fn setup() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["ca", "init", "--dir", "CA"])
+        .assert()
+        .success();
+    citadel(p)
+        .args([
+            "ca",
+            "issue",
+            "--ca",
+            "CA",
+            "--name",
+            "server",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "alice", "--client"])
+        .assert()
+        .success();
+    d
+}
+
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Starts `citadel recv` (with `extra` flags) and returns it with its address.
+fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (Child, String) {
+    let mut child = bin()
+        .current_dir(p)
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            out,
+            "--ca",
+            "CA",
+        ])
+        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
+fn send_cmd(p: &Path, what: &str, to: &str, client: &str) -> std::process::Command {
+    let mut c = bin();
+    c.current_dir(p)
+        .args(["send", what, "--to", to, "--ca", "CA", "--json"])
+        .args([
+            "--cert",
+            &format!("CA/{client}.crt"),
+            "--key",
+            &format!("CA/{client}.key"),
+        ]);
+    c
+}
+
+fn stderr_of(c: Child) -> (bool, String) {
+    let out = c.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A TCP proxy to `target`: the client-to-server direction is limited to
+/// `rate` bytes/s and has one bit flipped at byte `flip`, if given.
+fn proxy(target: SocketAddr, rate: Option<u64>, flip: Option<usize>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let Ok(server) = TcpStream::connect(target) else {
+                return;
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            thread::spawn(move || pump(client, server, rate, flip));
+            thread::spawn(move || pump(s2, c2, None, None));
+        }
+    });
+    addr
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, rate: Option<u64>, flip: Option<usize>) {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut done = 0usize;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(f) = flip {
+            if f >= done && f < done + n {
+                buf[f - done] ^= 0x10;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        done += n;
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(done as f64 / r as f64);
+            if let Some(wait) = due.checked_sub(start.elapsed()) {
+                thread::sleep(wait);
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+    let _ = from.shutdown(Shutdown::Read);
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn json_of(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_tree_moves_over_parallel_streams_with_modes_and_times() {
+    let d = setup();
+    let p = d.path();
+    fs::create_dir_all(p.join("tree/a/b")).unwrap();
+    let big = pattern(13 * 1024 * 1024 + 7, 1);
+    fs::write(p.join("tree/big.bin"), &big).unwrap();
+    fs::write(p.join("tree/a/b/small.txt"), b"small").unwrap();
+    fs::write(p.join("tree/a/empty"), b"").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(
+            p.join("tree/a/b/small.txt"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+    }
+    let mtime = std::time::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    fs::File::options()
+        .write(true)
+        .open(p.join("tree/big.bin"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let (recv, addr) = start_recv(p, "out", &["--once", "--json"]);
+    let mut send = send_cmd(p, "tree", &addr, "alice");
+    let v = json_of(&send.args(["--streams", "3"]).output().unwrap());
+    assert_eq!(v["files"], 3);
+    assert_eq!(v["streams"], 3);
+    assert_eq!(v["negotiated"]["key_exchange"], "X25519MLKEM768");
+    let (ok, err) = stderr_of(recv);
+    assert!(ok, "{err}");
+    assert_eq!(fs::read(p.join("out/tree/big.bin")).unwrap(), big);
+    assert_eq!(
+        fs::read(p.join("out/tree/a/b/small.txt")).unwrap(),
+        b"small"
+    );
+    assert_eq!(fs::read(p.join("out/tree/a/empty")).unwrap(), b"");
+    assert_eq!(
+        fs::metadata(p.join("out/tree/big.bin"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(p.join("out/tree/a/b/small.txt"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+    }
+    let leftovers: Vec<_> = fs::read_dir(p.join("out/tree"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("citadel"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Sends `big.bin` through a slow proxy until the receiver has saved
+/// progress, then kills `victim` (the sender or the receiver) with SIGKILL.
+fn interrupted(kill_receiver: bool) {
+    let d = setup();
+    let p = d.path();
+    let big = pattern(40 * 1024 * 1024, 2);
+    fs::write(p.join("big.bin"), &big).unwrap();
+    let (mut recv, addr) = start_recv(p, "out", &[]);
+    let slow = proxy(addr.parse().unwrap(), Some(8 * 1024 * 1024), None);
+    let mut send = send_cmd(p, "big.bin", &slow, "alice")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = p.join("out/.big.bin.citadel-state");
+    wait_for("saved progress", || fs::metadata(&state).is_ok());
+    if kill_receiver {
+        recv.kill().unwrap(); // SIGKILL
+        recv.wait().unwrap();
+        assert!(!send.wait().unwrap().success(), "the sender notices");
+    } else {
+        send.kill().unwrap();
+        send.wait().unwrap();
+    }
+    assert!(!p.join("out/big.bin").exists(), "nothing looks complete");
+    // The same commands again (a new receiver if it was the one killed).
+    let (recv, addr) = if kill_receiver {
+        start_recv(p, "out", &[])
+    } else {
+        (recv, addr)
+    };
+    let v = json_of(&send_cmd(p, "big.bin", &addr, "alice").output().unwrap());
+    let mut recv = recv;
+    recv.kill().unwrap();
+    let resumed = v["resumed_bytes"].as_u64().unwrap();
+    assert!(resumed >= 4 * 1024 * 1024, "resumed only {resumed} bytes");
+    assert_eq!(
+        resumed + v["sent_bytes"].as_u64().unwrap(),
+        big.len() as u64
+    );
+    assert_eq!(fs::read(p.join("out/big.bin")).unwrap(), big);
+    assert!(!state.exists());
+}
+
+#[test]
+fn resumes_after_the_sender_is_killed() {
+    interrupted(false);
+}
+
+#[test]
+fn resumes_after_the_receiver_is_killed() {
+    interrupted(true);
+}
+
+#[test]
+fn a_bit_flipped_on_the_wire_aborts_the_transfer() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("big.bin"), pattern(6 * 1024 * 1024, 3)).unwrap();
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    let evil = proxy(addr.parse().unwrap(), None, Some(2 * 1024 * 1024));
+    let out = send_cmd(p, "big.bin", &evil, "alice").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let (ok, err) = stderr_of(recv);
+    assert!(!ok);
+    assert!(err.contains("modified in transit"), "{err}");
+    assert!(!p.join("out/big.bin").exists());
+}
+
+#[test]
+fn a_client_from_another_ca_is_refused() {
+    let d = setup();
+    let p = d.path();
+    citadel(p)
+        .args(["ca", "init", "--dir", "OTHER"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "OTHER", "--name", "eve", "--client"])
+        .assert()
+        .success();
+    fs::write(p.join("f.txt"), b"data").unwrap();
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    let out = bin()
+        .current_dir(p)
+        .args(["send", "f.txt", "--to", &addr, "--ca", "CA"])
+        .args(["--cert", "OTHER/eve.crt", "--key", "OTHER/eve.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let (ok, err) = stderr_of(recv);
+    assert!(!ok);
+    assert!(err.contains("not issued by this CA"), "{err}");
+    assert!(!p.join("out/f.txt").exists());
+}
+
+/// A TLS client built in-process, for what `citadel send` will not do.
+fn raw_client(
+    p: &Path,
+    addr: &str,
+    classical_only: bool,
+) -> Result<StreamOwned<ClientConnection, TcpStream>, String> {
+    let trust = Trust::from_dir(&p.join("CA")).unwrap();
+    let id = Identity::load(&p.join("CA/alice.crt"), &p.join("CA/alice.key")).unwrap();
+    let opts = TlsOptions::default();
+    let cfg = if classical_only {
+        let mut provider = (*crypto_provider(TlsOptions {
+            allow_classical: true,
+        }))
+        .clone();
+        provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        roots
+            .add(CertificateDer::from_pem_file(p.join("CA/ca.crt")).unwrap())
+            .unwrap();
+        std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(provider))
+                .with_protocol_versions(&[&rustls::version::TLS13])
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_client_auth_cert(id.chain, id.key)
+                .unwrap(),
+        )
+    } else {
+        client_config(id, &trust, opts).unwrap()
+    };
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let mut conn = ClientConnection::new(cfg, ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+#[test]
+fn a_classical_only_client_is_refused() {
+    let d = setup();
+    let p = d.path();
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    assert!(raw_client(p, &addr, true).is_err());
+    let (ok, err) = stderr_of(recv);
+    assert!(!ok);
+    assert!(err.contains("no post-quantum key exchange"), "{err}");
+}
+
+#[test]
+fn path_traversal_from_a_malicious_sender_is_refused() {
+    use citadel_crypto::PrivateKey;
+    use citadel_transfer::manifest::Manifest;
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("f.txt"), b"payload").unwrap();
+    let (mut manifest, locals) =
+        Manifest::build_with_sources(&[p.join("f.txt").as_path()]).unwrap();
+    let key = match PrivateKey::from_pem(&fs::read_to_string(p.join("CA/alice.key")).unwrap(), None)
+        .unwrap()
+    {
+        PrivateKey::Signature(k) => k,
+        PrivateKey::Kem(_) => unreachable!(),
+    };
+    for evil in ["../escaped.txt", "/tmp/absolute.txt", "a/../../escaped.txt"] {
+        manifest.files[0].path = evil.into();
+        let (recv, addr) = start_recv(p, "out", &["--once"]);
+        let mut tls = raw_client(p, &addr, false).unwrap();
+        let sent = citadel_transfer::session::send(&mut tls, &manifest, &locals, &key);
+        assert!(sent.is_err(), "{evil}");
+        let (ok, err) = stderr_of(recv);
+        assert!(!ok);
+        assert!(err.contains("unsafe path"), "{evil}: {err}");
+    }
+    assert!(!p.join("escaped.txt").exists());
+    assert!(!PathBuf::from("/tmp/absolute.txt").exists());
+}
