@@ -51,15 +51,23 @@ pub fn prepare(mut entry: Value, sensitive: &[String], hmac_key: &[u8]) -> Resul
     let obj: &Map<String, Value> = entry
         .as_object()
         .ok_or_else(|| Error::InvalidEntry("an entry must be a JSON object".into()))?;
-    for f in ["time", "action"] {
-        match obj.get(f) {
-            Some(Value::String(s)) if !s.is_empty() => {}
-            _ => {
-                return Err(Error::InvalidEntry(format!(
-                    "\"{f}\" must be a non-empty string"
-                )));
-            }
+    match obj.get("action") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => {
+            return Err(Error::InvalidEntry(
+                "\"action\" must be a non-empty string".into(),
+            ));
         }
+    }
+    if obj
+        .get("time")
+        .and_then(Value::as_str)
+        .and_then(parse_time)
+        .is_none()
+    {
+        return Err(Error::InvalidEntry(
+            "\"time\" must be an RFC 3339 timestamp such as 2026-11-26T10:00:00Z".into(),
+        ));
     }
     for f in ["actor", "resource", "outcome", "request_id"] {
         if !matches!(obj.get(f), None | Some(Value::String(_))) {
@@ -77,6 +85,18 @@ pub fn prepare(mut entry: Value, sensitive: &[String], hmac_key: &[u8]) -> Resul
     serde_json::to_vec(&entry).map_err(|e| Error::InvalidEntry(e.to_string()))
 }
 
+/// Parses an RFC 3339 timestamp.
+pub fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// The current time as RFC 3339 UTC, for entries written without one.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
 /// A filter over stored entries (all given conditions must hold).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -88,9 +108,8 @@ pub struct Filter {
     pub resource: Option<String>,
     /// `outcome` equals this.
     pub outcome: Option<String>,
-    /// `time` is at or after this (RFC 3339 UTC strings compare in order
-    /// when written alike, e.g. `2026-11-26T10:00:00Z`).
-    pub since: Option<String>,
+    /// `time` is at or after this.
+    pub since: Option<time::OffsetDateTime>,
     /// (dotted path, expected stored value): for sensitive fields, pass
     /// [`hmac_value`] of the value searched for.
     pub fields: Vec<(String, Value)>,
@@ -107,11 +126,12 @@ impl Filter {
             && eq("action", &self.action)
             && eq("resource", &self.resource)
             && eq("outcome", &self.outcome)
-            && self.since.as_ref().is_none_or(|s| {
+            && self.since.is_none_or(|s| {
                 entry
                     .get("time")
                     .and_then(Value::as_str)
-                    .is_some_and(|t| t >= s.as_str())
+                    .and_then(parse_time)
+                    .is_some_and(|t| t >= s)
             })
             && self.fields.iter().all(|(p, v)| lookup(entry, p) == Some(v))
     }
@@ -160,8 +180,9 @@ mod tests {
         for bad in [
             json!([1]),
             json!({"action": "x"}),
-            json!({"time": "t", "action": ""}),
-            json!({"time": "t", "action": "a", "actor": 5}),
+            json!({"time": "2026-11-26T00:00:00Z", "action": ""}),
+            json!({"time": "yesterday", "action": "a"}),
+            json!({"time": "2026-11-26T00:00:00Z", "action": "a", "actor": 5}),
         ] {
             assert!(prepare(bad.clone(), &[], &[0; 32]).is_err(), "{bad}");
         }

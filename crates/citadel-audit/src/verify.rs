@@ -17,7 +17,7 @@ use std::path::Path;
 pub struct Report {
     /// Entries checked.
     pub entries: u64,
-    /// Checkpoint sizes whose signatures and roots matched.
+    /// Checkpoint sizes (distinct) whose signatures and roots matched.
     pub checkpoints: Vec<u64>,
     /// Bytes of a torn record at the tail (never acknowledged; the next
     /// open removes them).
@@ -129,7 +129,9 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                     ),
                 ));
             }
-            good_cp.push(*size);
+            if good_cp.last() != Some(size) {
+                good_cp.push(*size);
+            }
             last_good = *size;
             *next_cp += 1;
         }

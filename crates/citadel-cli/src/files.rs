@@ -37,6 +37,14 @@ pub(crate) struct AtomicFile {
 }
 
 impl AtomicFile {
+    /// Writes all of `data` to `dest` (mode 0644) atomically.
+    pub(crate) fn write_all(dest: &Path, data: &[u8]) -> Result<()> {
+        let mut f = Self::create(dest, false)?;
+        std::io::Write::write_all(&mut f, data)
+            .with_context(|| format!("cannot write {}", dest.display()))?;
+        f.commit()
+    }
+
     /// Starts writing `dest`. `private` makes the file mode 0600.
     pub(crate) fn create(dest: &Path, private: bool) -> Result<Self> {
         if let Ok(meta) = fs::metadata(dest) {

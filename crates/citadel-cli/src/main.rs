@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod age_cmd;
+mod audit_cmd;
 mod bench_cmd;
 mod ca_cmd;
 mod files;
@@ -59,6 +60,9 @@ enum Command {
     /// A private post-quantum certificate authority for mutual TLS.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
+    /// A tamper-evident audit log: append, checkpoint, prove, verify.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
         Command::Ca(c) => ca_cmd::run(c),
         Command::Send(a) => transfer_cmd::send(a),
         Command::Recv(a) => transfer_cmd::recv(a),
+        Command::Audit(c) => audit_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,555 @@
+//! `citadel audit`: the tamper-evident audit log.
+
+use crate::VerificationFailed;
+use crate::files::print_json;
+use anyhow::{Context, Result, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use citadel_audit::checkpoint::{Checkpoint, SignedCheckpoint, TlogProof};
+use citadel_audit::entry::{Filter, hmac_value, now, parse_time};
+use citadel_audit::log::{AuditLog, Durability, load_verifier, verifier_from_vkeys};
+use citadel_audit::merkle::{Hash, leaf_hash, verify_consistency};
+use citadel_audit::verify::verify;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Create a log: signing keys (Ed25519 + ML-DSA-65), an HMAC key for
+    /// sensitive fields, and the public keys in LOG/log.vkeys.
+    Init(InitArgs),
+    /// Append entries: one JSON object per line on stdin. Prints each
+    /// entry's index once it is durable.
+    Append(AppendArgs),
+    /// Sign a checkpoint of the whole log (stored as LOG/checkpoint) and print it.
+    Checkpoint(DirArgs),
+    /// Recompute everything from the raw files; exit 1 naming the first bad
+    /// entry on any tampering.
+    Verify(VerifyArgs),
+    /// Print an inclusion proof (c2sp.org/tlog-proof) of an entry against
+    /// the latest checkpoint.
+    Prove(ProveArgs),
+    /// Print a consistency proof from an older checkpoint to the latest
+    /// (base64 hashes, one per line).
+    Consistency(ConsistencyArgs),
+    /// Check a proof with only the public keys: an inclusion proof with its
+    /// entry, or a consistency proof between two checkpoints. No log needed.
+    VerifyProof(VerifyProofArgs),
+    /// Show the last entries.
+    Tail(TailArgs),
+    /// Find entries by field.
+    Search(SearchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct DirArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct InitArgs {
+    /// The log directory (created).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The log's name: the checkpoints' origin line and key name.
+    #[arg(long, default_value = "citadel.audit/log")]
+    origin: String,
+    /// A field (dotted path, e.g. details.password) always stored as an HMAC.
+    #[arg(long = "sensitive", value_name = "FIELD")]
+    sensitive: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Fsync {
+    /// fsync after every entry.
+    Every,
+    /// Group commit: one fsync for the entries of a short window.
+    Group,
+}
+
+#[derive(Args)]
+pub(crate) struct AppendArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Also store this field (dotted path) as an HMAC, for these entries.
+    #[arg(long = "sensitive", value_name = "FIELD")]
+    sensitive: Vec<String>,
+    /// When entries become durable (and their index is printed).
+    #[arg(long, value_enum, default_value = "group")]
+    fsync: Fsync,
+    /// Group commit window in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    group_ms: u64,
+    /// Print {"index": N} lines instead of bare numbers.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// A checkpoint published earlier: the log must still contain it.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ProveArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The entry's index.
+    #[arg(long)]
+    index: u64,
+    /// Also write the entry's stored bytes here (what verify-proof needs).
+    #[arg(long)]
+    entry_out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct ConsistencyArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// The older checkpoint.
+    #[arg(long)]
+    old: PathBuf,
+    /// Also write the latest checkpoint here.
+    #[arg(long)]
+    new_out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct VerifyProofArgs {
+    /// The log's public keys (LOG/log.vkeys).
+    #[arg(long)]
+    vkeys: PathBuf,
+    /// An inclusion proof (from `audit prove`), or with --old/--new, a
+    /// consistency proof (from `audit consistency`).
+    #[arg(long)]
+    proof: PathBuf,
+    /// The entry the inclusion proof is for (its stored bytes).
+    #[arg(long, conflicts_with_all = ["old", "new"])]
+    entry: Option<PathBuf>,
+    /// The older checkpoint of a consistency proof.
+    #[arg(long, requires = "new")]
+    old: Option<PathBuf>,
+    /// The newer checkpoint of a consistency proof.
+    #[arg(long, requires = "old")]
+    new: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct TailArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// How many entries.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    lines: u64,
+    /// Print JSON lines with the index.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SearchArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Entries by this actor.
+    #[arg(long)]
+    actor: Option<String>,
+    /// Entries with this action.
+    #[arg(long)]
+    action: Option<String>,
+    /// Entries on this resource.
+    #[arg(long)]
+    resource: Option<String>,
+    /// Entries with this outcome.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// Entries at or after this time (RFC 3339, e.g. 2026-11-26T10:00:00Z).
+    #[arg(long)]
+    since: Option<String>,
+    /// A field (dotted path) with this stored value: PATH=VALUE.
+    #[arg(long = "field", value_name = "PATH=VALUE")]
+    fields: Vec<String>,
+    /// A sensitive field with this value before HMAC (needs the log's HMAC
+    /// key): PATH=VALUE.
+    #[arg(long = "hmac", value_name = "PATH=VALUE")]
+    hmac: Vec<String>,
+    /// Stop after this many matches.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Print JSON lines with the index.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) fn run(c: AuditCommand) -> Result<()> {
+    match c {
+        AuditCommand::Init(a) => init(a),
+        AuditCommand::Append(a) => append(a),
+        AuditCommand::Checkpoint(a) => checkpoint(a),
+        AuditCommand::Verify(a) => verify_cmd(a),
+        AuditCommand::Prove(a) => prove(a),
+        AuditCommand::Consistency(a) => consistency(a),
+        AuditCommand::VerifyProof(a) => verify_proof(a),
+        AuditCommand::Tail(a) => tail(a),
+        AuditCommand::Search(a) => search(a),
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn init(a: InitArgs) -> Result<()> {
+    let v = AuditLog::init(&a.dir, &a.origin)?;
+    if !a.sensitive.is_empty() {
+        let p = a.dir.join("log.json");
+        let mut c: Value = serde_json::from_str(&read(&p)?)?;
+        c["sensitive"] = json!(a.sensitive);
+        crate::files::AtomicFile::write_all(&p, serde_json::to_string_pretty(&c)?.as_bytes())?;
+    }
+    let vkeys: Vec<String> = v.keys().iter().map(|k| k.vkey()).collect();
+    if a.json {
+        print_json(&json!({"dir": a.dir, "origin": a.origin, "vkeys": vkeys}));
+    } else {
+        println!(
+            "created audit log {} (origin {})",
+            a.dir.display(),
+            a.origin
+        );
+        println!(
+            "public keys (also in {}):",
+            a.dir.join("log.vkeys").display()
+        );
+        for k in vkeys {
+            println!("  {k}");
+        }
+    }
+    Ok(())
+}
+
+fn append(a: AppendArgs) -> Result<()> {
+    let durability = match a.fsync {
+        Fsync::Every => Durability::EveryAppend,
+        Fsync::Group => Durability::Group(Duration::from_millis(a.group_ms)),
+    };
+    let mut log = AuditLog::open(&a.dir, durability)?;
+    let key = log.hmac_key()?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut pending: Vec<u64> = Vec::new();
+    let print =
+        |out: &mut std::io::BufWriter<_>, upto: u64, pending: &mut Vec<u64>| -> Result<()> {
+            let cut = pending.partition_point(|i| *i < upto);
+            for i in pending.drain(..cut) {
+                if a.json {
+                    writeln!(out, "{{\"index\":{i}}}")?;
+                } else {
+                    writeln!(out, "{i}")?;
+                }
+            }
+            out.flush()?;
+            Ok(())
+        };
+    let mut result = Ok(());
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line = line.context("cannot read stdin")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                result = Err(anyhow!("line {}: not JSON: {e}", n + 1));
+                break;
+            }
+        };
+        if let Some(o) = v.as_object_mut() {
+            o.entry("time").or_insert_with(|| Value::String(now()));
+        }
+        match log.append_entry(v, &a.sensitive, &key) {
+            Ok(i) => pending.push(i),
+            Err(e) => {
+                result = Err(anyhow!("line {}: {e}", n + 1));
+                break;
+            }
+        }
+        if log.durable_size() > pending.first().copied().unwrap_or(u64::MAX) {
+            print(&mut out, log.durable_size(), &mut pending)?;
+        }
+    }
+    // Entries before a bad line are kept and acknowledged.
+    log.commit()?;
+    print(&mut out, log.durable_size(), &mut pending)?;
+    log.close()?;
+    result
+}
+
+fn checkpoint(a: DirArgs) -> Result<()> {
+    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let cp = log.checkpoint()?;
+    if a.json {
+        let c = cp.checkpoint();
+        print_json(
+            &json!({"origin": c.origin(), "size": c.size(), "root": B64.encode(c.root()), "text": cp.to_text()}),
+        );
+    } else {
+        print!("{}", cp.to_text());
+    }
+    Ok(())
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<()> {
+    let extra = a.checkpoint.as_deref().map(read).transpose()?;
+    let start = std::time::Instant::now();
+    match verify(&a.dir, extra.as_deref()) {
+        Ok(r) => {
+            let secs = start.elapsed().as_secs_f64();
+            if a.json {
+                print_json(
+                    &json!({"ok": true, "entries": r.entries, "checkpoints": r.checkpoints,
+                    "torn_tail_bytes": r.torn_tail_bytes, "root": B64.encode(r.root), "seconds": secs}),
+                );
+            } else {
+                println!(
+                    "ok: {} entries, {} checkpoints match, root {}{}",
+                    r.entries,
+                    r.checkpoints.len(),
+                    B64.encode(r.root),
+                    if r.torn_tail_bytes > 0 {
+                        format!(
+                            "; a torn record of {} bytes at the tail (never acknowledged) is removed on next open",
+                            r.torn_tail_bytes
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(())
+        }
+        Err(citadel_audit::Error::Corrupt { index, why }) => {
+            if a.json {
+                print_json(&json!({"ok": false, "first_bad_index": index, "error": why}));
+            }
+            Err(VerificationFailed(match index {
+                Some(i) => format!("tampering detected: first bad entry {i}: {why}"),
+                None => format!("tampering detected: {why}"),
+            })
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn latest(log: &AuditLog) -> Result<SignedCheckpoint> {
+    log.latest_checkpoint()?.ok_or_else(|| {
+        anyhow!("the log has no checkpoint yet; run `citadel audit checkpoint` first")
+    })
+}
+
+fn prove(a: ProveArgs) -> Result<()> {
+    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let cp = latest(&log)?;
+    let size = cp.checkpoint().size();
+    if a.index >= size {
+        bail!(
+            "entry {} is not covered by the latest checkpoint (size {size}); run `citadel audit checkpoint`",
+            a.index
+        );
+    }
+    let proof = log.inclusion_proof(a.index, size)?;
+    if let Some(p) = &a.entry_out {
+        crate::files::AtomicFile::write_all(p, &log.entry(a.index)?)?;
+    }
+    print!("{}", TlogProof::new(a.index, proof, &cp)?.to_text());
+    Ok(())
+}
+
+fn consistency(a: ConsistencyArgs) -> Result<()> {
+    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let verifier = load_verifier(&a.dir)?;
+    let old = SignedCheckpoint::open(read(&a.old)?.as_bytes(), &verifier)
+        .with_context(|| format!("{}", a.old.display()))?;
+    let new = latest(&log)?;
+    let (o, n) = (old.checkpoint().size(), new.checkpoint().size());
+    if o > n {
+        bail!("the old checkpoint (size {o}) is newer than the latest (size {n})");
+    }
+    let proof = log.consistency_proof(o, n)?;
+    if let Some(p) = &a.new_out {
+        crate::files::AtomicFile::write_all(p, new.to_text().as_bytes())?;
+    }
+    for h in proof {
+        println!("{}", B64.encode(h));
+    }
+    Ok(())
+}
+
+fn origin_of(checkpoint_text: &str) -> Result<String> {
+    checkpoint_text
+        .lines()
+        .next()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow!("not a checkpoint: no origin line"))
+}
+
+fn verify_proof(a: VerifyProofArgs) -> Result<()> {
+    let vkeys = read(&a.vkeys)?;
+    let fail = |e: &dyn std::fmt::Display| -> anyhow::Error {
+        VerificationFailed(format!("the proof does not verify: {e}")).into()
+    };
+    if let (Some(old), Some(new)) = (&a.old, &a.new) {
+        let (old_t, new_t) = (read(old)?, read(new)?);
+        let v = verifier_from_vkeys(&origin_of(&new_t)?, &vkeys)?;
+        let old_c = SignedCheckpoint::open(old_t.as_bytes(), &v).map_err(|e| fail(&e))?;
+        let new_c = SignedCheckpoint::open(new_t.as_bytes(), &v).map_err(|e| fail(&e))?;
+        let proof: Vec<Hash> = read(&a.proof)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                B64.decode(l.trim())
+                    .ok()
+                    .and_then(|b| <Hash>::try_from(b).ok())
+                    .ok_or_else(|| anyhow!("{}: not a list of base64 hashes", a.proof.display()))
+            })
+            .collect::<Result<_>>()?;
+        let (o, n) = (old_c.checkpoint(), new_c.checkpoint());
+        verify_consistency(o.size(), n.size(), o.root(), n.root(), &proof).map_err(|e| fail(&e))?;
+        if a.json {
+            print_json(
+                &json!({"ok": true, "kind": "consistency", "old_size": o.size(), "new_size": n.size()}),
+            );
+        } else {
+            println!(
+                "ok: the log of size {} is an extension of size {}",
+                n.size(),
+                o.size()
+            );
+        }
+        return Ok(());
+    }
+    let entry_path = a.entry.as_ref().ok_or_else(|| {
+        anyhow!(
+            "give --entry FILE for an inclusion proof, or --old and --new for a consistency proof"
+        )
+    })?;
+    let entry = std::fs::read(entry_path)
+        .with_context(|| format!("cannot read {}", entry_path.display()))?;
+    let text = read(&a.proof)?;
+    let proof = TlogProof::parse(text.as_bytes()).map_err(|e| fail(&e))?;
+    let v = verifier_from_vkeys(&origin_of(proof.checkpoint_text())?, &vkeys)?;
+    let cp = proof.verify(&leaf_hash(&entry), &v).map_err(|e| fail(&e))?;
+    let c: &Checkpoint = cp.checkpoint();
+    if a.json {
+        print_json(
+            &json!({"ok": true, "kind": "inclusion", "index": proof.index(), "size": c.size(), "origin": c.origin()}),
+        );
+    } else {
+        println!(
+            "ok: entry {} is in {} at size {} (Ed25519 and ML-DSA-65 signatures verified)",
+            proof.index(),
+            c.origin(),
+            c.size()
+        );
+    }
+    Ok(())
+}
+
+fn show(json_out: bool, index: u64, entry: &[u8]) {
+    if json_out {
+        let v: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
+        println!("{}", json!({"index": index, "entry": v}));
+    } else {
+        println!("{index}\t{}", String::from_utf8_lossy(entry));
+    }
+}
+
+fn tail(a: TailArgs) -> Result<()> {
+    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let from = log.size().saturating_sub(a.lines);
+    log.scan(from, |i, e| {
+        show(a.json, i, e);
+        true
+    })?;
+    Ok(())
+}
+
+fn split_kv(s: &str) -> Result<(String, String)> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| anyhow!("'{s}' is not PATH=VALUE"))
+}
+
+fn search(a: SearchArgs) -> Result<()> {
+    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let mut filter = Filter {
+        actor: a.actor,
+        action: a.action,
+        resource: a.resource,
+        outcome: a.outcome,
+        since: a
+            .since
+            .as_deref()
+            .map(|s| {
+                parse_time(s).ok_or_else(|| {
+                    anyhow!("--since '{s}' is not an RFC 3339 time, e.g. 2026-11-26T10:00:00Z")
+                })
+            })
+            .transpose()?,
+        fields: Vec::new(),
+    };
+    for f in &a.fields {
+        let (k, v) = split_kv(f)?;
+        // A value that parses as JSON (a number, true) matches as such.
+        let v = serde_json::from_str(&v).unwrap_or(Value::String(v));
+        filter.fields.push((k, v));
+    }
+    if !a.hmac.is_empty() {
+        let key = log.hmac_key()?;
+        for f in &a.hmac {
+            let (k, v) = split_kv(f)?;
+            filter
+                .fields
+                .push((k, Value::String(hmac_value(&key, &Value::String(v)))));
+        }
+    }
+    let mut left = a.limit.unwrap_or(usize::MAX);
+    log.scan(0, |i, e| {
+        if let Ok(v) = serde_json::from_slice::<Value>(e) {
+            if filter.matches(&v) {
+                show(a.json, i, e);
+                left -= 1;
+            }
+        }
+        left > 0
+    })?;
+    Ok(())
+}
