@@ -22,6 +22,147 @@ pub(crate) enum BenchCommand {
     /// them all open at once, and reports how many the receiver kept (read
     /// the receiver's memory meanwhile, e.g. from /proc/PID/status).
     Connections(ConnectionsArgs),
+    /// Audit log: appends per second (group commit and per-entry fsync),
+    /// full verification rate, and proof latency, on a log built here.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct AuditArgs {
+    /// Entries in the log.
+    #[arg(long, default_value_t = 1_000_000)]
+    entries: u64,
+    /// Bytes per entry (a JSON object padded to this size).
+    #[arg(long, default_value_t = 200)]
+    entry_bytes: usize,
+    /// Where to build the log (a temporary directory inside it; default:
+    /// the system's temporary directory).
+    #[arg(long)]
+    dir: Option<std::path::PathBuf>,
+    /// Group-commit window in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    group_ms: u64,
+    /// Entries appended with an fsync each.
+    #[arg(long, default_value_t = 2000)]
+    fsync_entries: u64,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_audit(a: AuditArgs) -> Result<()> {
+    use citadel_audit::log::{AuditLog, Durability};
+    use citadel_audit::merkle::{leaf_hash, verify_consistency, verify_inclusion};
+    let base = match &a.dir {
+        Some(d) => tempfile::tempdir_in(d)?,
+        None => tempfile::tempdir()?,
+    };
+    let entry = |i: u64| -> Vec<u8> {
+        let head = format!(
+            "{{\"action\":\"secret.read\",\"actor\":\"user{}\",\"request_id\":\"{i:016x}\",\"resource\":\"kv/app/db\",\"time\":\"2026-11-26T10:00:00Z\",\"details\":\"",
+            i % 97
+        );
+        let pad = a.entry_bytes.saturating_sub(head.len() + 2);
+        format!("{head}{}\"}}", "x".repeat(pad)).into_bytes()
+    };
+    // Group commit.
+    let dir = base.path().join("group");
+    AuditLog::init(&dir, "bench.example/log")?;
+    let mut log = AuditLog::open(&dir, Durability::Group(Duration::from_millis(a.group_ms)))?;
+    let entries: Vec<Vec<u8>> = (0..a.entries.min(100_000)).map(entry).collect();
+    let start = Instant::now();
+    for i in 0..a.entries {
+        log.append(&entries[(i % entries.len() as u64) as usize])?;
+    }
+    log.commit()?;
+    let group_rate = a.entries as f64 / start.elapsed().as_secs_f64();
+    log.close()?;
+    // Per-entry fsync.
+    let fdir = base.path().join("fsync");
+    AuditLog::init(&fdir, "bench.example/log")?;
+    let mut flog = AuditLog::open(&fdir, Durability::EveryAppend)?;
+    let start = Instant::now();
+    for i in 0..a.fsync_entries {
+        flog.append(&entry(i))?;
+    }
+    let fsync_rate = a.fsync_entries as f64 / start.elapsed().as_secs_f64();
+    drop(flog);
+    // Full verification, beside one SHA-256 per entry (the floor of any
+    // verifier) over the same bytes.
+    let start = Instant::now();
+    let report = citadel_audit::verify::verify(&dir, None)?;
+    let verify_rate = report.entries as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for i in 0..a.entries {
+        black_box(leaf_hash(&entries[(i % entries.len() as u64) as usize]));
+    }
+    let sha_rate = a.entries as f64 / start.elapsed().as_secs_f64();
+    // Proofs at full size.
+    let mut log = AuditLog::open(&dir, Durability::Group(Duration::from_millis(a.group_ms)))?;
+    let n = log.size();
+    let root = log.root(n)?;
+    let rounds = 10_000u64;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut pick = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let idx: Vec<u64> = (0..rounds).map(|_| pick()).collect();
+    let start = Instant::now();
+    let proofs: Vec<_> = idx
+        .iter()
+        .map(|&i| log.inclusion_proof(i, n))
+        .collect::<Result<_, _>>()?;
+    let prove_us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let leaves: Vec<_> = idx
+        .iter()
+        .map(|&i| leaf_hash(&entries[(i % entries.len() as u64) as usize]))
+        .collect();
+    let start = Instant::now();
+    for ((&i, p), l) in idx.iter().zip(&proofs).zip(&leaves) {
+        verify_inclusion(l, i, n, p, &root)?;
+    }
+    let check_us = start.elapsed().as_secs_f64() * 1e6 / rounds as f64;
+    let old = n / 3 + 1;
+    let old_root = log.root(old)?;
+    let start = Instant::now();
+    let mut cproof = Vec::new();
+    for _ in 0..1000 {
+        cproof = log.consistency_proof(old, n)?;
+    }
+    let cprove_us = start.elapsed().as_secs_f64() * 1e6 / 1000.0;
+    let start = Instant::now();
+    for _ in 0..1000 {
+        verify_consistency(old, n, &old_root, &root, &cproof)?;
+    }
+    let ccheck_us = start.elapsed().as_secs_f64() * 1e6 / 1000.0;
+    if a.json {
+        print_json(&json!({
+            "entries": n, "entry_bytes": entries[0].len(),
+            "append_group_commit_per_s": group_rate, "group_ms": a.group_ms,
+            "append_fsync_each_per_s": fsync_rate,
+            "verify_entries_per_s": verify_rate, "sha256_entries_per_s": sha_rate,
+            "inclusion_prove_us": prove_us, "inclusion_check_us": check_us,
+            "consistency_prove_us": cprove_us, "consistency_check_us": ccheck_us,
+            "inclusion_proof_hashes": proofs.first().map(Vec::len),
+        }));
+    } else {
+        println!("audit log of {n} entries of {} bytes", entries[0].len());
+        println!(
+            "append, group commit ({} ms)   {group_rate:>12.0} entries/s",
+            a.group_ms
+        );
+        println!("append, fsync every entry     {fsync_rate:>12.0} entries/s");
+        println!(
+            "verify from raw files         {verify_rate:>12.0} entries/s  (one SHA-256 per entry alone: {sha_rate:.0}/s, ratio {:.2})",
+            verify_rate / sha_rate
+        );
+        println!("inclusion proof: prove {prove_us:.1} us, check {check_us:.1} us");
+        println!("consistency proof: prove {cprove_us:.1} us, check {ccheck_us:.1} us");
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -211,6 +352,7 @@ pub(crate) fn run(c: BenchCommand) -> Result<()> {
         BenchCommand::Crypto(a) => a,
         BenchCommand::Tls(a) => return run_tls(a),
         BenchCommand::Connections(a) => return run_connections(a),
+        BenchCommand::Audit(a) => return run_audit(a),
     };
     let budget = Duration::from_secs_f64(a.seconds.max(0.01));
     let mut rows = Vec::new();

@@ -63,3 +63,180 @@ fn typage_age_interop() {
     }
     run_peer_script("node", "typage_interop.mjs");
 }
+
+/// A log made by the binary; returns (dir, ed25519 vkey file, ml-dsa vkey
+/// file): checkpoints at 10 (`old.cp`) and 15 entries (`LOG/checkpoint`),
+/// an inclusion proof of entry 3 (`p3`, entry bytes `e3`) and a consistency
+/// proof from 10 to 15 (`c.proof`).
+fn audit_fixture() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citadel");
+    let run = |args: &[&str], stdin: &str| -> String {
+        use std::io::Write;
+        let mut c = Command::new(bin)
+            .current_dir(d.path())
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines = |from: u32, n: u32| -> String {
+        (from..from + n)
+            .map(|i| format!("{{\"action\":\"a{i}\",\"actor\":\"x\"}}\n"))
+            .collect()
+    };
+    run(
+        &[
+            "audit",
+            "init",
+            "--dir",
+            "log",
+            "--origin",
+            "interop.example/log",
+        ],
+        "",
+    );
+    run(&["audit", "append", "--dir", "log"], &lines(0, 10));
+    std::fs::write(
+        d.path().join("old.cp"),
+        run(&["audit", "checkpoint", "--dir", "log"], ""),
+    )
+    .unwrap();
+    run(&["audit", "append", "--dir", "log"], &lines(10, 5));
+    run(&["audit", "checkpoint", "--dir", "log"], "");
+    let p3 = run(
+        &[
+            "audit",
+            "prove",
+            "--dir",
+            "log",
+            "--index",
+            "3",
+            "--entry-out",
+            "e3",
+        ],
+        "",
+    );
+    std::fs::write(d.path().join("p3"), p3).unwrap();
+    let c = run(
+        &["audit", "consistency", "--dir", "log", "--old", "old.cp"],
+        "",
+    );
+    std::fs::write(d.path().join("c.proof"), c).unwrap();
+    let vkeys = std::fs::read_to_string(d.path().join("log/log.vkeys")).unwrap();
+    let mut it = vkeys.lines();
+    std::fs::write(d.path().join("ed.vkey"), it.next().unwrap()).unwrap();
+    std::fs::write(d.path().join("ml.vkey"), it.next().unwrap()).unwrap();
+    d
+}
+
+/// Exit code of a peer command run in `dir`.
+fn peer(dir: &std::path::Path, program: &str, args: &[&str]) -> i32 {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    eprintln!(
+        "{program} {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn audit_checkpoints_and_proofs_verify_with_an_independent_python_verifier() {
+    let probe = Command::new("python3")
+        .args(["-c", "import cryptography, sys; sys.exit(0 if int(cryptography.__version__.split('.')[0]) >= 50 else 1)"])
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        return skip("Python cryptography >= 50");
+    }
+    let d = audit_fixture();
+    let p = d.path();
+    let script = scripts().join("audit_checkpoint.py");
+    let script = script.to_str().unwrap();
+    let keys = ["--vkey-ed", "@ed.vkey", "--vkey-mldsa", "@ml.vkey"];
+    let with = |cmd: &str, rest: &[&str]| -> Vec<String> {
+        [script, cmd]
+            .iter()
+            .chain(keys.iter())
+            .chain(rest.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let call = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        peer(p, "python3", &refs)
+    };
+    assert_eq!(call(with("checkpoint", &["log/checkpoint"])), 0);
+    assert_eq!(call(with("proof", &["--entry", "e3", "p3"])), 0);
+    assert_eq!(
+        call(with(
+            "consistency",
+            &["--old", "old.cp", "--new", "log/checkpoint", "c.proof"]
+        )),
+        0
+    );
+    // Damage is refused by the peer too.
+    let mut cp = std::fs::read(p.join("log/checkpoint")).unwrap();
+    cp[30] ^= 1;
+    std::fs::write(p.join("bad.cp"), cp).unwrap();
+    assert_eq!(call(with("checkpoint", &["bad.cp"])), 1);
+    std::fs::write(p.join("e4"), b"{\"action\":\"a4\",\"actor\":\"x\"}").unwrap();
+    assert_eq!(call(with("proof", &["--entry", "e4", "p3"])), 1);
+}
+
+#[test]
+fn audit_checkpoints_verify_with_go_x_mod_sumdb_note_and_tlog() {
+    let have_go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && std::path::Path::new("/usr/share/gocode/src/golang.org/x/mod/sumdb/note").exists();
+    if !have_go {
+        return skip("Go with golang.org/x/mod (Debian golang-go golang-golang-x-mod-dev)");
+    }
+    let d = audit_fixture();
+    let p = d.path();
+    let run = scripts().join("go-note/run.sh");
+    let run = run.to_str().unwrap();
+    assert_eq!(peer(p, "sh", &[run, "log/checkpoint", "@ed.vkey"]), 0);
+    assert_eq!(
+        peer(
+            p,
+            "sh",
+            &[run, "log/checkpoint", "@ed.vkey", "e3", "3", "p3"]
+        ),
+        0
+    );
+    assert_eq!(
+        peer(
+            p,
+            "sh",
+            &[
+                run,
+                "consistency",
+                "old.cp",
+                "log/checkpoint",
+                "@ed.vkey",
+                "c.proof"
+            ]
+        ),
+        0
+    );
+    assert_ne!(
+        peer(
+            p,
+            "sh",
+            &[run, "log/checkpoint", "@ed.vkey", "e3", "4", "p3"]
+        ),
+        0
+    );
+}
