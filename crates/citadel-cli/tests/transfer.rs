@@ -420,3 +420,21 @@ fn path_traversal_from_a_malicious_sender_is_refused() {
     assert!(!p.join("escaped.txt").exists());
     assert!(!PathBuf::from("/tmp/absolute.txt").exists());
 }
+
+#[test]
+fn a_revocation_takes_effect_without_restarting_the_receiver() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("f.txt"), b"data").unwrap();
+    let (mut recv, addr) = start_recv(p, "out", &[]);
+    json_of(&send_cmd(p, "f.txt", &addr, "alice").output().unwrap());
+    citadel(p)
+        .args(["ca", "revoke", "--ca", "CA", "--name", "alice"])
+        .assert()
+        .success();
+    let out = send_cmd(p, "f.txt", &addr, "alice").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    recv.kill().unwrap();
+    let (_, err) = stderr_of(recv);
+    assert!(err.contains("revoked"), "{err}");
+}

@@ -62,6 +62,15 @@ pub struct Identity {
     pub key: PrivateKeyDer<'static>,
 }
 
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
 impl Identity {
     /// Loads `CERT` (PEM chain) and `KEY` (PKCS#8 PEM).
     pub fn load(cert: &Path, key: &Path) -> Result<Self> {
