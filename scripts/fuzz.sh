@@ -20,7 +20,7 @@ for n in os.listdir(src):
     if len(body) < 200_000:
         open(f'corpus/age_decrypt/{n}', 'wb').write(body)
 PY
-for t in key_files age_decrypt age_strings manifest; do
+for t in key_files age_decrypt age_strings manifest audit_text transfer_receiver; do
   echo "== $t"
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" -- -max_total_time="$SECS" -max_len=100000
 done
