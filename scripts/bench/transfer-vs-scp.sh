@@ -92,7 +92,7 @@ for size in $SIZES; do
   bytes=$(stat -c %s "$f")
   reps=5; [ "$bytes" -ge $((1024*1024*1024)) ] && reps=1
   s=$(best "$reps" "$OUT/scp/f-$size" scp -q "${SSHOPTS[@]}" "$f" "$(id -un)@127.0.0.1:$OUT/scp/")
-  c1=$(best "$reps" "$OUT/citadel/f-$size" "$C" send -q "$f" --to "$ADDR" "${TLS[@]}")
+  c1=$(best "$reps" "$OUT/citadel/f-$size" "$C" send -q --streams 1 "$f" --to "$ADDR" "${TLS[@]}")
   cn=$(best "$reps" "$OUT/citadel/f-$size" "$C" send -q --streams "$STREAMS" "$f" --to "$ADDR" "${TLS[@]}")
   cmp -s "$f" "$OUT/scp/f-$size" || { echo "scp copy of $size differs" >&2; exit 1; }
   cmp -s "$f" "$OUT/citadel/f-$size" || { echo "citadel copy of $size differs" >&2; exit 1; }

@@ -48,9 +48,10 @@ pub(crate) struct SendArgs {
     to: String,
     #[command(flatten)]
     tls: TlsArgs,
-    /// Parallel TLS connections to spread the chunks over (1-64); helps
-    /// when one connection's encryption is the bottleneck.
-    #[arg(long, default_value_t = 1)]
+    /// Parallel TLS connections to spread the chunks over (1-64; never more
+    /// than there are 4 MiB chunks to send). Two use both cores of a small
+    /// machine; more help where one connection's encryption is the limit.
+    #[arg(long, default_value_t = 2)]
     streams: usize,
     /// No progress bar.
     #[arg(short = 'q', long)]
