@@ -277,16 +277,39 @@ fn append(a: AppendArgs) -> Result<()> {
             out.flush()?;
             Ok(())
         };
+    // Lines arrive through a channel so that, when the input pauses, the
+    // pending entries are committed and acknowledged within the window
+    // instead of waiting for the next line.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(4096);
+    std::thread::spawn(move || {
+        for line in stdin.lock().lines() {
+            let stop = line.is_err();
+            if tx.send(line).is_err() || stop {
+                break;
+            }
+        }
+    });
+    let window = Duration::from_millis(a.group_ms.max(1));
     let mut result = Ok(());
-    for (n, line) in stdin.lock().lines().enumerate() {
-        let line = line.context("cannot read stdin")?;
+    let mut n = 0usize;
+    loop {
+        let line = match rx.recv_timeout(window) {
+            Ok(line) => line.context("cannot read stdin")?,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                log.commit()?;
+                print(&mut out, log.durable_size(), &mut pending)?;
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        n += 1;
         if line.trim().is_empty() {
             continue;
         }
         let mut v: Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                result = Err(anyhow!("line {}: not JSON: {e}", n + 1));
+                result = Err(anyhow!("line {n}: not JSON: {e}"));
                 break;
             }
         };
@@ -296,7 +319,7 @@ fn append(a: AppendArgs) -> Result<()> {
         match log.append_entry(v, &a.sensitive, &key) {
             Ok(i) => pending.push(i),
             Err(e) => {
-                result = Err(anyhow!("line {}: {e}", n + 1));
+                result = Err(anyhow!("line {n}: {e}"));
                 break;
             }
         }

@@ -313,3 +313,30 @@ fn kill_9_during_appends_loses_nothing_acknowledged() {
         );
     }
 }
+
+#[test]
+fn a_pause_in_the_input_still_acknowledges_within_the_window() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args(["audit", "init", "--dir", "log"])
+        .assert()
+        .success();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "log", "--group-ms", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(lines(1, 0).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The input stays open: the index must come anyway.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line, "0\n");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}
