@@ -362,9 +362,19 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
                         },
                     )
                 };
-                let result = work().map_err(|e| anyhow!("{peer}: {e:#}"));
+                let result = work();
+                // With --once, a failed further stream is only reported: the
+                // transfer's first connection decides the outcome.
+                let joined = result.as_ref().is_err_and(|e| {
+                    matches!(
+                        e.downcast_ref::<citadel_transfer::Error>(),
+                        Some(citadel_transfer::Error::Stream(_))
+                    )
+                });
+                let result = result.map_err(|e| anyhow!("{peer}: {e:#}"));
                 match (once, result) {
                     (true, Ok(false)) => {}
+                    (true, Err(e)) if joined => eprintln!("citadel: {e:#}"),
                     (true, r) => {
                         let _ = ended.send(r.map(|_| ()));
                     }

@@ -74,6 +74,10 @@ pub enum Error {
         "{0}: no space left on the device; the verified part is kept: free some space and run the same command again to resume"
     )]
     DiskFull(String),
+    /// A further stream of a parallel transfer failed (the transfer's first
+    /// connection reports the transfer's own outcome).
+    #[error("a parallel stream failed: {0}")]
+    Stream(Box<Error>),
     /// This stream stopped because another stream of the transfer failed.
     #[error("stopped: another stream of the transfer failed")]
     Aborted,

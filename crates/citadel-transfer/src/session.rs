@@ -448,7 +448,10 @@ impl Receiver {
                 let manifest = Manifest::open_signed(&buf, sender)?;
                 self.primary(stream, sender, &manifest, &mut buf).map(Some)
             }
-            Kind::Join => self.join(stream, sender, &mut buf).map(|()| None),
+            Kind::Join => self
+                .join(stream, sender, &mut buf)
+                .map(|()| None)
+                .map_err(|e| Error::Stream(Box::new(e))),
             other => Err(Error::Frame(format!(
                 "expected MANIFEST or JOIN, got {other:?}"
             ))),
