@@ -14,6 +14,7 @@ mod kem_cmd;
 mod key_cmd;
 mod sign_cmd;
 mod transfer_cmd;
+mod vault_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -63,6 +64,9 @@ enum Command {
     /// A tamper-evident audit log: append, checkpoint, prove, verify.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// A Vault-compatible secrets server (first part: sealing and `sys/`).
+    #[command(subcommand)]
+    Vault(vault_cmd::VaultCommand),
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
         Command::Send(a) => transfer_cmd::send(a),
         Command::Recv(a) => transfer_cmd::recv(a),
         Command::Audit(c) => audit_cmd::run(c),
+        Command::Vault(c) => vault_cmd::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

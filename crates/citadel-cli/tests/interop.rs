@@ -240,3 +240,60 @@ fn audit_checkpoints_verify_with_go_x_mod_sumdb_note_and_tlog() {
         0
     );
 }
+
+/// Starts `citadel vault serve` with a SQLite file in `dir`; returns the
+/// child and its base URL.
+fn start_vault(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    std::fs::write(dir.join("citadel.toml"), "[storage]\npath = \"vault.db\"\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_citadel"))
+        .current_dir(dir)
+        .args([
+            "vault",
+            "serve",
+            "--config",
+            "citadel.toml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("Api Address: ")
+        .unwrap()
+        .to_string();
+    (child, addr)
+}
+
+#[test]
+fn vault_sys_endpoints_with_hvac() {
+    let probe = Command::new("python3").args(["-c", "import hvac"]).status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        return skip("Python hvac");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let script = scripts().join("hvac_vault.py");
+    let keys = d.path().join("keys.json");
+    for mode in ["init", "reopen"] {
+        let (mut child, addr) = start_vault(d.path());
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([addr.as_str(), mode, keys.to_str().unwrap()])
+            .output()
+            .unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("interoperability checks passed"),
+            "{mode}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

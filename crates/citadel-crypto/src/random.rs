@@ -22,8 +22,15 @@ pub fn array<const N: usize>() -> Result<[u8; N]> {
     Ok(out)
 }
 
+/// The backend's DRBG as an infallible `rand_core` generator, for libraries
+/// that take one (it would panic only if the operating system's entropy
+/// source failed, which the backend treats as fatal too).
+pub fn rng() -> rand_core::UnwrapErr<BackendRng> {
+    rand_core::UnwrapErr(BackendRng)
+}
+
 /// The backend's DRBG as a `rand_core` generator, for backends that take one.
-pub(crate) struct BackendRng;
+pub struct BackendRng;
 
 impl rand_core::TryRng for BackendRng {
     type Error = Error;

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Drives `citadel vault serve` with hvac, the Python client for HashiCorp
+Vault, unchanged: the sys/ endpoints of issue 5's first part.
+
+    hvac_vault.py ADDR init KEYS.json     # init 5/3, unseal, token, seal
+    hvac_vault.py ADDR reopen KEYS.json   # after a restart: sealed, unseal again
+
+Prints "interoperability checks passed" on success; exits 1 on a failed check.
+"""
+import json
+import sys
+
+import hvac
+import hvac.exceptions
+
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        print(f"FAIL: {what}")
+        sys.exit(1)
+    checks += 1
+
+
+def unseal_all(client, keys):
+    # hvac stops once "sealed" is false; with 3 of 5 it takes three.
+    status = client.sys.submit_unseal_keys(keys[1:4])
+    check(status["sealed"] is False, "unsealed after the threshold of keys")
+    check(status["t"] == 3 and status["n"] == 5, "threshold and shares reported")
+
+
+def main():
+    addr, mode, keyfile = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = hvac.Client(url=addr)
+    if mode == "init":
+        check(client.sys.is_initialized() is False, "fresh server is not initialised")
+        health = client.sys.read_health_status(method="GET")
+        check(health.status_code == 501, "health says 501 before init")
+        result = client.sys.initialize(secret_shares=5, secret_threshold=3)
+        keys, token = result["keys"], result["root_token"]
+        check(len(keys) == 5 and len(result["keys_base64"]) == 5, "five unseal keys, hex and base64")
+        check(client.sys.is_initialized() is True, "initialised")
+        check(client.sys.is_sealed() is True, "sealed after init")
+        try:
+            client.sys.initialize(secret_shares=5, secret_threshold=3)
+            check(False, "a second init is refused")
+        except hvac.exceptions.InvalidRequest:
+            check(True, "")
+        try:
+            client.sys.initialize(secret_shares=3, secret_threshold=5)
+        except hvac.exceptions.InvalidRequest as e:
+            check("threshold" in str(e), "threshold > shares refused with a reason")
+        # Data paths answer 503 while sealed (hvac raises VaultDown).
+        client.token = token
+        try:
+            client.secrets.kv.v2.read_secret_version(path="x", raise_on_deleted_version=True)
+            check(False, "sealed vault refuses data requests")
+        except hvac.exceptions.VaultDown as e:
+            check("sealed" in str(e), "503 says the vault is sealed")
+        status = client.sys.submit_unseal_key(keys[0])
+        check(status["sealed"] is True and status["progress"] == 1, "progress 1 of 3")
+        client.sys.submit_unseal_key(reset=True)
+        check(client.sys.read_seal_status()["progress"] == 0, "reset clears progress")
+        unseal_all(client, keys)
+        health = client.sys.read_health_status(method="GET")
+        check(isinstance(health, dict) and health["sealed"] is False, "health 200 with its body when unsealed")
+        check(client.is_authenticated() is True, "root token accepted (lookup-self)")
+        other = hvac.Client(url=addr, token="hvs.not-a-token")
+        check(other.is_authenticated() is False, "unknown token refused")
+        try:
+            other.sys.seal()
+            check(False, "seal needs the root token")
+        except hvac.exceptions.Forbidden:
+            check(True, "")
+        try:
+            client.secrets.kv.v2.read_secret_version(path="x", raise_on_deleted_version=True)
+            check(False, "unknown path")
+        except hvac.exceptions.InvalidPath:
+            check(True, "")
+        client.sys.seal()
+        check(client.sys.is_sealed() is True, "sealed again by the root token")
+        json.dump({"keys": keys, "token": token}, open(keyfile, "w"))
+    else:
+        saved = json.load(open(keyfile))
+        check(client.sys.is_initialized() is True, "still initialised after a restart")
+        check(client.sys.is_sealed() is True, "a restarted server starts sealed")
+        # Base64 forms work as well as hex.
+        import base64, binascii
+        b64 = [base64.b64encode(binascii.unhexlify(k)).decode() for k in saved["keys"]]
+        unseal_all(client, b64)
+        client.token = saved["token"]
+        check(client.is_authenticated() is True, "the root token survived the restart")
+    print(f"{checks} interoperability checks passed")
+
+
+if __name__ == "__main__":
+    main()
