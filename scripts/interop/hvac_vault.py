@@ -79,6 +79,36 @@ def main():
             check(False, "unknown path")
         except hvac.exceptions.InvalidPath:
             check(True, "")
+        # KV v2, as hvac users write it.
+        client.sys.enable_secrets_engine(backend_type="kv", path="secret", options={"version": "2"})
+        kv = client.secrets.kv.v2
+        w = kv.create_or_update_secret(path="app/db", secret={"password": "one"})
+        check(w["data"]["version"] == 1, "first version")
+        kv.create_or_update_secret(path="app/db", secret={"password": "two"}, cas=1)
+        try:
+            kv.create_or_update_secret(path="app/db", secret={"password": "x"}, cas=1)
+            check(False, "a stale cas is refused")
+        except hvac.exceptions.InvalidRequest as e:
+            check("check-and-set" in str(e), "cas conflict says why")
+        r = kv.read_secret_version(path="app/db", raise_on_deleted_version=True)
+        check(r["data"]["data"] == {"password": "two"} and r["data"]["metadata"]["version"] == 2, "latest version")
+        r = kv.read_secret_version(path="app/db", version=1, raise_on_deleted_version=True)
+        check(r["data"]["data"]["password"] == "one", "older version")
+        kv.create_or_update_secret(path="app/cache", secret={"k": "v"})
+        check(kv.list_secrets(path="app")["data"]["keys"] == ["cache", "db"], "list")
+        kv.delete_latest_version_of_secret(path="app/cache")
+        try:
+            kv.read_secret_version(path="app/cache", raise_on_deleted_version=True)
+            check(False, "a deleted version is gone")
+        except hvac.exceptions.InvalidPath:
+            check(True, "")
+        kv.undelete_secret_versions(path="app/cache", versions=[1])
+        check(kv.read_secret_version(path="app/cache", raise_on_deleted_version=True)["data"]["data"] == {"k": "v"}, "undeleted")
+        kv.destroy_secret_versions(path="app/db", versions=[1])
+        meta = kv.read_secret_metadata(path="app/db")["data"]
+        check(meta["versions"]["1"]["destroyed"] is True and meta["current_version"] == 2, "destroyed version in metadata")
+        kv.update_metadata(path="app/db", max_versions=5)
+        check(kv.read_secret_metadata(path="app/db")["data"]["max_versions"] == 5, "metadata updated")
         client.sys.seal()
         check(client.sys.is_sealed() is True, "sealed again by the root token")
         json.dump({"keys": keys, "token": token}, open(keyfile, "w"))
@@ -92,6 +122,8 @@ def main():
         unseal_all(client, b64)
         client.token = saved["token"]
         check(client.is_authenticated() is True, "the root token survived the restart")
+        r = client.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)
+        check(r["data"]["data"] == {"password": "two"}, "secrets survived the restart")
     print(f"{checks} interoperability checks passed")
 
 

@@ -105,6 +105,13 @@ fn serve(a: ServeArgs) -> Result<()> {
             let init = vault.init(1, 1)?;
             let key = hex::encode(&init.keys[0][..]);
             vault.unseal(Some(&key), false)?;
+            // As `vault server -dev`: KV v2 at secret/.
+            citadel_vault::mounts::mount(
+                &vault,
+                "secret",
+                citadel_vault::mounts::Engine::KvV2,
+                "key/value secret storage",
+            )?;
             writeln!(
                 out,
                 "WARNING: dev mode: in-memory storage, unsealed, root token printed below."

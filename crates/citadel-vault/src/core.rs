@@ -316,6 +316,29 @@ impl Vault {
         self.with_keyring(|k| self.storage.put(path, &k.seal(path, value)?))
     }
 
+    /// Deletes a stored value.
+    pub fn delete(&self, path: &str) -> Result<(), Error> {
+        self.with_keyring(|_| self.storage.delete(path))
+    }
+
+    /// Lists the children of a storage prefix (names; folders end in `/`).
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.with_keyring(|_| self.storage.list(prefix))
+    }
+
+    /// Deletes everything under a prefix.
+    pub fn delete_prefix(&self, prefix: &str) -> Result<(), Error> {
+        for child in self.list(prefix)? {
+            let full = format!("{prefix}{child}");
+            if child.ends_with('/') {
+                self.delete_prefix(&full)?;
+            } else {
+                self.delete(&full)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Looks a token up; `None` if unknown.
     pub fn lookup_token(&self, token: &str) -> Result<Option<TokenEntry>, Error> {
         if token.is_empty() {

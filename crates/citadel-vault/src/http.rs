@@ -27,6 +27,8 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/seal", any(seal))
         .route("/v1/sys/rotate", any(rotate))
         .route("/v1/auth/token/lookup-self", any(lookup_self))
+        .route("/v1/sys/mounts", get(list_mounts))
+        .route("/v1/sys/mounts/{*path}", any(mount_path))
         .fallback(fallback)
         .with_state(vault)
 }
@@ -278,15 +280,144 @@ async fn lookup_self(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Respons
     }
 }
 
-async fn fallback(State(v): State<Arc<Vault>>, uri: Uri) -> Response {
+/// Vault's response envelope around `data`.
+fn envelope(data: Value, mount_type: &str) -> Value {
+    json!({
+        "request_id": request_id(), "lease_id": "", "renewable": false, "lease_duration": 0,
+        "data": data, "wrap_info": null, "warnings": null, "auth": null, "mount_type": mount_type,
+    })
+}
+
+fn request_id() -> String {
+    let b = citadel_crypto::random::array::<16>().unwrap_or_default();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
+    let r = require_root(&v, &headers).and_then(|()| crate::mounts::table(&v));
+    match r {
+        Ok(t) => {
+            let mut data = serde_json::Map::new();
+            for (path, m) in t {
+                let (kind, options) = match m.engine {
+                    crate::mounts::Engine::KvV2 => ("kv", json!({"version": "2"})),
+                };
+                data.insert(
+                    path,
+                    json!({"type": kind, "options": options, "description": m.description,
+                           "accessor": format!("{kind}_{}", &m.uuid[..8]), "uuid": m.uuid,
+                           "config": {"default_lease_ttl": 0, "max_lease_ttl": 0}, "local": false, "seal_wrap": false}),
+                );
+            }
+            let mut body = Value::Object(data.clone());
+            body["data"] = Value::Object(data);
+            json_response(200, &body)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct MountRequest {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    options: Option<HashMap<String, Value>>,
+}
+
+async fn mount_path(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let r = require_root(&v, &headers).and_then(|()| match method {
+        Method::POST | Method::PUT => {
+            let req: MountRequest = body(&raw)?;
+            let version = req
+                .options
+                .as_ref()
+                .and_then(|o| o.get("version"))
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| v.to_string())
+                });
+            let engine = crate::mounts::engine_from(&req.kind, version.as_deref())?;
+            crate::mounts::mount(&v, &path, engine, req.description.as_deref().unwrap_or(""))
+        }
+        Method::DELETE => crate::mounts::unmount(&v, &path),
+        _ => Err(Error::BadRequest("unsupported operation".into())),
+    });
+    match r {
+        Ok(()) => no_content(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn fallback(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
     if v.is_sealed() {
         return Error::Sealed.into_response();
     }
-    let path = uri.path().trim_start_matches("/v1/");
-    Error::NotFound(format!(
-        "no handler for route \"{path}\". route entry not found."
-    ))
-    .into_response()
+    let path = uri.path().trim_start_matches("/v1/").to_string();
+    let r = (|| -> Result<Response, Error> {
+        let no_route = || {
+            Error::NotFound(format!(
+                "no handler for route \"{path}\". route entry not found."
+            ))
+        };
+        let Some((_, mount, rest)) = crate::mounts::resolve(&v, &path)? else {
+            return Err(no_route());
+        };
+        // Deny by default: until policies exist, only the root token.
+        require_root(&v, &headers)?;
+        let op = match method.as_str() {
+            "GET" if q.get("list").is_some_and(|l| l == "true") => crate::kv::Op::List,
+            "GET" => crate::kv::Op::Read,
+            "LIST" => crate::kv::Op::List,
+            "PUT" | "POST" => crate::kv::Op::Write,
+            "DELETE" => crate::kv::Op::Delete,
+            _ => return Ok(method_not_allowed()),
+        };
+        let body_json: Value = if op == crate::kv::Op::Write {
+            body(&raw)?
+        } else {
+            Value::Null
+        };
+        let base = format!("logical/{}/", mount.uuid);
+        let reply = match mount.engine {
+            crate::mounts::Engine::KvV2 => crate::kv::handle(&v, &base, op, &rest, &q, &body_json)?,
+        };
+        Ok(match reply {
+            crate::kv::Reply::Data(d) => json_response(200, &envelope(d, "kv")),
+            crate::kv::Reply::NoContent => no_content(),
+            crate::kv::Reply::NotFound(None) => json_response(404, &json!({"errors": []})),
+            crate::kv::Reply::NotFound(Some(d)) => {
+                let mut e = envelope(d, "kv");
+                e["errors"] = json!([]);
+                json_response(404, &e)
+            }
+        })
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

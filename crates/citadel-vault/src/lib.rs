@@ -7,16 +7,20 @@
 //! - [`shamir`]: unseal keys in Vault's share layout (by `vsss-rs`);
 //! - [`barrier`]: AES-256-GCM keyring encryption of everything stored;
 //! - [`core`]: the seal state machine, root token;
+//! - [`mounts`]: the mount table; [`kv`]: the KV v2 engine;
 //! - [`http`]: the axum router speaking Vault's paths and JSON shapes.
 //!
-//! Not yet: secrets engines (KV v2, transit), auth methods beyond the root
-//! token, policies, audit devices.
+//! Not yet: the transit engine, auth methods beyond the root token,
+//! policies (until they exist, only the root token may use an engine),
+//! audit devices, TLS listeners.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod barrier;
 pub mod core;
 pub mod http;
+pub mod kv;
+pub mod mounts;
 pub mod shamir;
 pub mod storage;
 

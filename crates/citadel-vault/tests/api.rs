@@ -238,3 +238,164 @@ async fn a_sealed_restart_holds_no_keys_and_storage_holds_no_plaintext() {
     assert!(!vault.is_sealed());
     assert!(vault.lookup_token(&token).unwrap().is_some());
 }
+
+async fn unsealed() -> (Api, String) {
+    let vault = Arc::new(Vault::new(Arc::new(Memory::default()), "inmem"));
+    let init = vault.init(1, 1).unwrap();
+    vault
+        .unseal(Some(&hex::encode(&init.keys[0][..])), false)
+        .unwrap();
+    (Api::new(vault), init.root_token.to_string())
+}
+
+#[tokio::test]
+async fn kv_v2_versions_cas_delete_undelete_destroy_list() {
+    let (api, t) = unsealed().await;
+    let t = Some(t.as_str());
+    // No mount yet: 404; mounting needs a known engine.
+    let (s, _, _) = api.call("GET", "/v1/kv/data/a", t, "").await;
+    assert_eq!(s.as_u16(), 404);
+    let (s, _, v) = api
+        .call("POST", "/v1/sys/mounts/kv", t, r#"{"type":"nosuch"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/sys/mounts/kv",
+            t,
+            r#"{"type":"kv","options":{"version":"2"}}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, _) = api
+        .call("POST", "/v1/sys/mounts/kv/inner", t, r#"{"type":"kv-v2"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 400, "nested mounts are refused");
+    let (_, _, m) = api.call("GET", "/v1/sys/mounts", t, "").await;
+    assert_eq!(m["data"]["kv/"]["type"], "kv");
+
+    // Versions and check-and-set.
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/kv/data/app/db",
+            t,
+            r#"{"options":{},"data":{"password":"one"}}"#,
+        )
+        .await;
+    assert_eq!((s.as_u16(), v["data"]["version"].clone()), (200, json!(1)));
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/kv/data/app/db",
+            t,
+            r#"{"options":{"cas":0},"data":{"password":"x"}}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    assert_eq!(
+        first_error(&v),
+        "check-and-set parameter did not match the current version"
+    );
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/kv/data/app/db",
+            t,
+            r#"{"options":{"cas":1},"data":{"password":"two"}}"#,
+        )
+        .await;
+    assert_eq!(v["data"]["version"], 2);
+    let (_, _, v) = api.call("GET", "/v1/kv/data/app/db", t, "").await;
+    assert_eq!(v["data"]["data"]["password"], "two");
+    assert_eq!(v["data"]["metadata"]["version"], 2);
+    let (_, _, v) = api.call("GET", "/v1/kv/data/app/db?version=1", t, "").await;
+    assert_eq!(v["data"]["data"]["password"], "one");
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/kv/data/app/db",
+            t,
+            r#"{"data":"not an object"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    let (s, _, _) = api
+        .call("POST", "/v1/kv/data/app/db", t, r#"{"data":"#)
+        .await;
+    assert_eq!(s.as_u16(), 400, "malformed JSON");
+
+    // Soft delete, undelete, destroy.
+    let (s, _, _) = api.call("DELETE", "/v1/kv/data/app/db", t, "").await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, v) = api.call("GET", "/v1/kv/data/app/db", t, "").await;
+    assert_eq!(s.as_u16(), 404);
+    assert_ne!(v["data"]["metadata"]["deletion_time"], "", "{v}");
+    api.call("POST", "/v1/kv/undelete/app/db", t, r#"{"versions":[2]}"#)
+        .await;
+    let (s, _, _) = api.call("GET", "/v1/kv/data/app/db", t, "").await;
+    assert_eq!(s.as_u16(), 200);
+    api.call("POST", "/v1/kv/destroy/app/db", t, r#"{"versions":[1]}"#)
+        .await;
+    let (s, _, v) = api.call("GET", "/v1/kv/data/app/db?version=1", t, "").await;
+    assert_eq!(
+        (s.as_u16(), v["data"]["metadata"]["destroyed"].clone()),
+        (404, json!(true))
+    );
+    api.call("POST", "/v1/kv/undelete/app/db", t, r#"{"versions":[1]}"#)
+        .await;
+    let (s, _, _) = api.call("GET", "/v1/kv/data/app/db?version=1", t, "").await;
+    assert_eq!(s.as_u16(), 404, "destroyed stays destroyed");
+
+    // max_versions keeps the newest; cas_required is enforced.
+    api.call(
+        "POST",
+        "/v1/kv/metadata/app/db",
+        t,
+        r#"{"max_versions":2,"cas_required":true}"#,
+    )
+    .await;
+    let (s, _, v) = api
+        .call("POST", "/v1/kv/data/app/db", t, r#"{"data":{"p":"3"}}"#)
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    assert!(first_error(&v).contains("check-and-set parameter required"));
+    api.call(
+        "POST",
+        "/v1/kv/data/app/db",
+        t,
+        r#"{"options":{"cas":2},"data":{"p":"3"}}"#,
+    )
+    .await;
+    let (_, _, v) = api.call("GET", "/v1/kv/metadata/app/db", t, "").await;
+    assert_eq!(v["data"]["current_version"], 3);
+    assert_eq!(v["data"]["oldest_version"], 2);
+    assert_eq!(v["data"]["versions"].as_object().unwrap().len(), 2);
+
+    // Listing, with LIST and ?list=true.
+    api.call("POST", "/v1/kv/data/app/cache", t, r#"{"data":{"k":"v"}}"#)
+        .await;
+    api.call("POST", "/v1/kv/data/top", t, r#"{"data":{"k":"v"}}"#)
+        .await;
+    let (_, _, v) = api.call("LIST", "/v1/kv/metadata/app", t, "").await;
+    assert_eq!(v["data"]["keys"], json!(["cache", "db"]));
+    let (_, _, v) = api.call("GET", "/v1/kv/metadata/?list=true", t, "").await;
+    assert_eq!(v["data"]["keys"], json!(["app/", "top"]));
+    let (s, _, _) = api.call("LIST", "/v1/kv/metadata/none", t, "").await;
+    assert_eq!(s.as_u16(), 404);
+
+    // Metadata delete removes every version; unmount removes the data.
+    api.call("DELETE", "/v1/kv/metadata/app/cache", t, "").await;
+    let (s, _, _) = api.call("GET", "/v1/kv/data/app/cache", t, "").await;
+    assert_eq!(s.as_u16(), 404);
+    // Without the root token: denied by default.
+    let (s, _, _) = api
+        .call("GET", "/v1/kv/data/top", Some("hvs.nope"), "")
+        .await;
+    assert_eq!(s.as_u16(), 403);
+    let (s, _, _) = api.call("DELETE", "/v1/sys/mounts/kv", t, "").await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, _) = api.call("GET", "/v1/kv/data/top", t, "").await;
+    assert_eq!(s.as_u16(), 404);
+}
