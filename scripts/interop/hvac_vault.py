@@ -109,6 +109,32 @@ def main():
         check(meta["versions"]["1"]["destroyed"] is True and meta["current_version"] == 2, "destroyed version in metadata")
         kv.update_metadata(path="app/db", max_versions=5)
         check(kv.read_secret_metadata(path="app/db")["data"]["max_versions"] == 5, "metadata updated")
+        # Policies and tokens.
+        client.sys.create_or_update_policy(
+            name="app-read",
+            policy='path "secret/data/app/*" { capabilities = ["read"] }\npath "secret/data/app/cache" { capabilities = ["deny"] }',
+        )
+        check("app-read" in client.sys.list_policies()["data"]["policies"], "policy listed")
+        check("secret/data/app" in client.sys.read_policy(name="app-read")["data"]["rules"], "policy read back")
+        tok = client.auth.token.create(policies=["app-read"], ttl="1h")["auth"]
+        check(tok["policies"] == ["app-read", "default"], "token carries its policies")
+        app = hvac.Client(url=addr, token=tok["client_token"])
+        check(app.is_authenticated() is True, "new token authenticates")
+        check(app.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"]["password"] == "two", "policy allows read")
+        for what, call in [
+            ("write outside the policy", lambda: app.secrets.kv.v2.create_or_update_secret(path="app/db", secret={"x": "y"})),
+            ("deny over a matching allow", lambda: app.secrets.kv.v2.read_secret_version(path="app/cache", raise_on_deleted_version=True)),
+            ("sys needs a grant", lambda: app.sys.list_mounted_secrets_engines()),
+        ]:
+            try:
+                call()
+                check(False, what)
+            except hvac.exceptions.Forbidden:
+                check(True, what)
+        looked = client.auth.token.lookup(token=tok["client_token"])["data"]
+        check(looked["accessor"] == tok["accessor"], "lookup by the root token")
+        client.auth.token.revoke(token=tok["client_token"])
+        check(app.is_authenticated() is False, "revoked token refused")
         client.sys.seal()
         check(client.sys.is_sealed() is True, "sealed again by the root token")
         json.dump({"keys": keys, "token": token}, open(keyfile, "w"))

@@ -68,7 +68,7 @@ pub struct SealStatus {
 }
 
 /// A token's stored entry.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TokenEntry {
     /// Policies attached.
     pub policies: Vec<String>,
@@ -76,6 +76,27 @@ pub struct TokenEntry {
     pub accessor: String,
     /// Creation time, seconds since the epoch.
     pub creation_time: u64,
+    /// The hash of the token (its storage id); filled in on lookup.
+    #[serde(default)]
+    pub id_hash: String,
+    /// The parent's hash; `None` for an orphan.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Lifetime in seconds (0: none).
+    #[serde(default)]
+    pub ttl: u64,
+    /// When it expires, seconds since the epoch (0: never).
+    #[serde(default)]
+    pub expire_time: u64,
+    /// Uses left (0: unlimited).
+    #[serde(default)]
+    pub num_uses: u64,
+    /// A name for humans.
+    #[serde(default)]
+    pub display_name: String,
+    /// Free metadata.
+    #[serde(default)]
+    pub meta: std::collections::BTreeMap<String, String>,
 }
 
 struct Unsealed {
@@ -187,7 +208,7 @@ impl Vault {
             shamir::split(&root[..], shares, threshold)?
         };
         let keyring = Keyring::new()?;
-        let root_token = Zeroizing::new(format!("hvs.{}", random_b64url(24)?));
+        let root_token = new_token()?;
         // The keyring first, the seal config last: a crash in between leaves
         // an uninitialised vault, never one whose keys were lost.
         self.storage.put(
@@ -198,10 +219,22 @@ impl Vault {
             policies: vec!["root".into()],
             accessor: random_b64url(18)?,
             creation_time: now(),
+            display_name: "root".into(),
+            ..Default::default()
         };
-        let path = token_path(&root_token);
-        let json = serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?;
-        self.storage.put(&path, &keyring.seal(&path, &json)?)?;
+        let hash = token_hash(&root_token);
+        for (path, value) in [
+            (
+                format!("{TOKENS}{hash}"),
+                serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?,
+            ),
+            (
+                format!("sys/token/accessor/{}", entry.accessor),
+                hash.into_bytes(),
+            ),
+        ] {
+            self.storage.put(&path, &keyring.seal(&path, &value)?)?;
+        }
         let config = SealConfig {
             kind: "shamir".into(),
             secret_shares: shares,
@@ -339,16 +372,28 @@ impl Vault {
         Ok(())
     }
 
-    /// Looks a token up; `None` if unknown.
+    /// Looks a token up; `None` if unknown or expired.
     pub fn lookup_token(&self, token: &str) -> Result<Option<TokenEntry>, Error> {
         if token.is_empty() {
             return Ok(None);
         }
-        match self.get(&token_path(token))? {
+        self.lookup_hash(&token_hash(token))
+    }
+
+    /// Looks a token up by its hash; `None` if unknown or expired.
+    pub fn lookup_hash(&self, hash: &str) -> Result<Option<TokenEntry>, Error> {
+        match self.get(&format!("{TOKENS}{hash}"))? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(format!("token entry: {e}"))),
+            Some(b) => {
+                let mut e: TokenEntry = serde_json::from_slice(&b)
+                    .map_err(|e| Error::Corrupt(format!("token entry: {e}")))?;
+                e.id_hash = hash.to_string();
+                if e.expire_time != 0 && e.expire_time <= now() {
+                    crate::tokens::revoke(self, hash)?;
+                    return Ok(None);
+                }
+                Ok(Some(e))
+            }
         }
     }
 
@@ -372,11 +417,25 @@ impl Vault {
     }
 }
 
-fn token_path(token: &str) -> String {
-    format!(
-        "{TOKENS}{}",
-        hex::encode(citadel_crypto::hash::sha256(token.as_bytes()))
-    )
+/// The storage id of a token: SHA-256 of it, hex. Tokens themselves are
+/// never stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(citadel_crypto::hash::sha256(token.as_bytes()))
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    now()
+}
+
+/// A new random token string (192 bits).
+pub fn new_token() -> Result<Zeroizing<String>, Error> {
+    Ok(Zeroizing::new(format!("hvs.{}", random_b64url(24)?)))
+}
+
+/// A new random accessor.
+pub fn new_accessor() -> Result<String, Error> {
+    random_b64url(18)
 }
 
 fn uuid_like() -> Result<String, Error> {

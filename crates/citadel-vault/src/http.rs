@@ -3,7 +3,9 @@
 //! exactly, which hvac needs to read them).
 
 use crate::Error;
-use crate::core::Vault;
+use crate::core::{TokenEntry, Vault};
+use crate::policy::Acl;
+use crate::tokens;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -26,7 +28,11 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/unseal", any(unseal))
         .route("/v1/sys/seal", any(seal))
         .route("/v1/sys/rotate", any(rotate))
-        .route("/v1/auth/token/lookup-self", any(lookup_self))
+        .route("/v1/auth/token/{op}", any(token_op))
+        .route("/v1/sys/policy", get(list_policies_legacy))
+        .route("/v1/sys/policy/{name}", any(policy_legacy))
+        .route("/v1/sys/policies/acl", any(list_policies_acl))
+        .route("/v1/sys/policies/acl/{name}", any(policy_acl))
         .route("/v1/sys/mounts", get(list_mounts))
         .route("/v1/sys/mounts/{*path}", any(mount_path))
         .fallback(fallback)
@@ -88,12 +94,25 @@ fn token(headers: &HeaderMap) -> String {
         .to_string()
 }
 
-/// Requires a token carrying the root policy.
-fn require_root(vault: &Vault, headers: &HeaderMap) -> Result<(), Error> {
-    match vault.lookup_token(&token(headers))? {
-        Some(t) if t.policies.iter().any(|p| p == "root") => Ok(()),
-        _ => Err(Error::PermissionDenied),
+/// Checks the request's token against its policies for `capability` on
+/// `path` (deny by default), counts a use, and returns the token's entry.
+fn authorize(
+    vault: &Vault,
+    headers: &HeaderMap,
+    path: &str,
+    capability: &str,
+) -> Result<TokenEntry, Error> {
+    let entry = vault
+        .lookup_token(&token(headers))?
+        .ok_or(Error::PermissionDenied)?;
+    let acl = Acl::new(entry.policies.iter().map(String::as_str), |n| {
+        crate::policy::load(vault, n)
+    });
+    if !acl.allows(path, capability) {
+        return Err(Error::PermissionDenied);
     }
+    tokens::spend(vault, &entry)?;
+    Ok(entry)
 }
 
 async fn health(
@@ -242,8 +261,8 @@ async fn seal(State(v): State<Arc<Vault>>, method: Method, headers: HeaderMap) -
     if method != Method::PUT && method != Method::POST {
         return method_not_allowed();
     }
-    match require_root(&v, &headers) {
-        Ok(()) => {
+    match authorize(&v, &headers, "sys/seal", "sudo") {
+        Ok(_) => {
             v.seal();
             no_content()
         }
@@ -255,29 +274,241 @@ async fn rotate(State(v): State<Arc<Vault>>, method: Method, headers: HeaderMap)
     if method != Method::PUT && method != Method::POST {
         return method_not_allowed();
     }
-    match require_root(&v, &headers).and_then(|()| v.rotate()) {
+    match authorize(&v, &headers, "sys/rotate", "sudo").and_then(|_| v.rotate()) {
         Ok(_) => no_content(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn lookup_self(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
-    match v.lookup_token(&token(&headers)) {
-        Ok(Some(t)) => json_response(
+fn str_field<'a>(b: &'a Value, k: &str) -> &'a str {
+    b.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+async fn token_op(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(op): axum::extract::Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let r = (|| -> Result<Response, Error> {
+        let b: Value = if method == Method::GET {
+            json!(q)
+        } else {
+            body(&raw)?
+        };
+        let path = format!("auth/token/{op}");
+        let bad_token = || json_response(403, &json!({"errors": ["bad token"]}));
+        match op.as_str() {
+            "lookup-self" => {
+                // Vault answers an unknown token with both messages.
+                let Some(e) = v.lookup_token(&token(&headers))? else {
+                    return Ok(json_response(
+                        403,
+                        &json!({"errors": ["permission denied", "invalid token"]}),
+                    ));
+                };
+                authorize(&v, &headers, &path, "read")?;
+                Ok(json_response(
+                    200,
+                    &envelope(tokens::lookup_json(&e), "token"),
+                ))
+            }
+            "create" | "create-orphan" => {
+                let parent = authorize(&v, &headers, &path, "update")?;
+                let mut meta = std::collections::BTreeMap::new();
+                if let Some(m) = b.get("meta").and_then(Value::as_object) {
+                    for (k, val) in m {
+                        meta.insert(k.clone(), val.as_str().unwrap_or_default().to_string());
+                    }
+                }
+                let req = tokens::Request {
+                    policies: tokens::parse_policies(b.get("policies").unwrap_or(&Value::Null))?,
+                    ttl: tokens::parse_duration(b.get("ttl").unwrap_or(&Value::Null))?,
+                    num_uses: b.get("num_uses").and_then(Value::as_u64).unwrap_or(0),
+                    no_parent: op == "create-orphan"
+                        || b.get("no_parent").and_then(Value::as_bool).unwrap_or(false),
+                    no_default_policy: b
+                        .get("no_default_policy")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false),
+                    display_name: str_field(&b, "display_name").to_string(),
+                    meta,
+                };
+                let (tok, e) = tokens::create(&v, &parent, req)?;
+                let mut env = envelope(Value::Null, "token");
+                env["auth"] = tokens::auth_json(&tok, &e);
+                Ok(json_response(200, &env))
+            }
+            "lookup" => {
+                authorize(&v, &headers, &path, "update")?;
+                match v.lookup_token(str_field(&b, "token"))? {
+                    Some(e) => Ok(json_response(
+                        200,
+                        &envelope(tokens::lookup_json(&e), "token"),
+                    )),
+                    None => Ok(bad_token()),
+                }
+            }
+            "lookup-accessor" => {
+                authorize(&v, &headers, &path, "update")?;
+                let hash = tokens::by_accessor(&v, str_field(&b, "accessor"))?;
+                match hash.map(|h| v.lookup_hash(&h)).transpose()?.flatten() {
+                    Some(e) => Ok(json_response(
+                        200,
+                        &envelope(tokens::lookup_json(&e), "token"),
+                    )),
+                    None => Ok(bad_token()),
+                }
+            }
+            "revoke" | "revoke-self" | "revoke-accessor" => {
+                let me = authorize(&v, &headers, &path, "update")?;
+                let target = match op.as_str() {
+                    "revoke-self" => Some(me.id_hash),
+                    "revoke" => v.lookup_token(str_field(&b, "token"))?.map(|e| e.id_hash),
+                    _ => tokens::by_accessor(&v, str_field(&b, "accessor"))?,
+                };
+                if let Some(h) = target {
+                    tokens::revoke(&v, &h)?;
+                }
+                Ok(no_content())
+            }
+            "renew-self" | "renew" => {
+                let me = authorize(&v, &headers, &path, "update")?;
+                let (tok, target) = if op == "renew" {
+                    let t = str_field(&b, "token").to_string();
+                    let e = v.lookup_token(&t)?;
+                    (t, e)
+                } else {
+                    (token(&headers), Some(me))
+                };
+                let Some(e) = target else {
+                    return Ok(bad_token());
+                };
+                let inc = tokens::parse_duration(b.get("increment").unwrap_or(&Value::Null))?;
+                let e = tokens::renew(&v, &e, inc)?;
+                let mut env = envelope(Value::Null, "token");
+                env["auth"] = tokens::auth_json(&tok, &e);
+                Ok(json_response(200, &env))
+            }
+            _ => Err(Error::NotFound(format!(
+                "no handler for route \"{path}\". route entry not found."
+            ))),
+        }
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn list_policies_legacy(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
+    match authorize(&v, &headers, "sys/policy", "read").and_then(|_| crate::policy::list(&v)) {
+        Ok(names) => json_response(
             200,
-            &json!({
-                "request_id": "", "lease_id": "", "renewable": false, "lease_duration": 0,
-                "data": {"policies": t.policies, "accessor": t.accessor, "creation_time": t.creation_time,
-                          "ttl": 0, "renewable": false, "type": "service", "orphan": true},
-                "wrap_info": null, "warnings": null, "auth": null,
-            }),
-        ),
-        Ok(None) => json_response(
-            403,
-            &json!({"errors": ["permission denied", "invalid token"]}),
+            &json!({"policies": names, "keys": names, "data": {"policies": names, "keys": names}}),
         ),
         Err(e) => e.into_response(),
     }
+}
+
+async fn list_policies_acl(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    if method.as_str() != "LIST" && method != Method::GET {
+        return method_not_allowed();
+    }
+    match authorize(&v, &headers, "sys/policies/acl", "list").and_then(|_| crate::policy::list(&v))
+    {
+        Ok(names) => json_response(
+            200,
+            &envelope(json!({"keys": names, "policies": names}), "system"),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Read, write or delete a policy at `sys/policy/NAME` (legacy shape) or
+/// `sys/policies/acl/NAME`.
+fn policy_op(
+    v: &Vault,
+    method: &Method,
+    headers: &HeaderMap,
+    prefix: &str,
+    name: &str,
+    raw: &Bytes,
+    legacy: bool,
+) -> Result<Response, Error> {
+    let path = format!("{prefix}/{name}");
+    let name = crate::policy::check_name(name)?;
+    match *method {
+        Method::GET => {
+            authorize(v, headers, &path, "read")?;
+            let Some(text) = crate::policy::read_text(v, &name)? else {
+                return Ok(json_response(404, &json!({"errors": []})));
+            };
+            Ok(if legacy {
+                json_response(
+                    200,
+                    &json!({"name": name, "rules": text, "data": {"name": name, "rules": text}}),
+                )
+            } else {
+                json_response(
+                    200,
+                    &envelope(json!({"name": name, "policy": text}), "system"),
+                )
+            })
+        }
+        Method::PUT | Method::POST => {
+            authorize(v, headers, &path, "update")?;
+            let b: Value = body(raw)?;
+            let text = b
+                .get("policy")
+                .or_else(|| b.get("rules"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    Error::BadRequest("'policy' parameter not supplied or empty".into())
+                })?;
+            crate::policy::write(v, &name, text)?;
+            Ok(no_content())
+        }
+        Method::DELETE => {
+            authorize(v, headers, &path, "delete")?;
+            crate::policy::delete(v, &name)?;
+            Ok(no_content())
+        }
+        _ => Ok(method_not_allowed()),
+    }
+}
+
+async fn policy_legacy(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    policy_op(&v, &method, &headers, "sys/policy", &name, &raw, true)
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn policy_acl(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    policy_op(
+        &v,
+        &method,
+        &headers,
+        "sys/policies/acl",
+        &name,
+        &raw,
+        false,
+    )
+    .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Vault's response envelope around `data`.
@@ -302,7 +533,7 @@ fn request_id() -> String {
 }
 
 async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
-    let r = require_root(&v, &headers).and_then(|()| crate::mounts::table(&v));
+    let r = authorize(&v, &headers, "sys/mounts", "read").and_then(|_| crate::mounts::table(&v));
     match r {
         Ok(t) => {
             let mut data = serde_json::Map::new();
@@ -342,24 +573,29 @@ async fn mount_path(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
-    let r = require_root(&v, &headers).and_then(|()| match method {
-        Method::POST | Method::PUT => {
-            let req: MountRequest = body(&raw)?;
-            let version = req
-                .options
-                .as_ref()
-                .and_then(|o| o.get("version"))
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                });
-            let engine = crate::mounts::engine_from(&req.kind, version.as_deref())?;
-            crate::mounts::mount(&v, &path, engine, req.description.as_deref().unwrap_or(""))
-        }
-        Method::DELETE => crate::mounts::unmount(&v, &path),
-        _ => Err(Error::BadRequest("unsupported operation".into())),
-    });
+    let cap = match method {
+        Method::DELETE => "delete",
+        _ => "update",
+    };
+    let r =
+        authorize(&v, &headers, &format!("sys/mounts/{path}"), cap).and_then(|_| match method {
+            Method::POST | Method::PUT => {
+                let req: MountRequest = body(&raw)?;
+                let version = req
+                    .options
+                    .as_ref()
+                    .and_then(|o| o.get("version"))
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string())
+                    });
+                let engine = crate::mounts::engine_from(&req.kind, version.as_deref())?;
+                crate::mounts::mount(&v, &path, engine, req.description.as_deref().unwrap_or(""))
+            }
+            Method::DELETE => crate::mounts::unmount(&v, &path),
+            _ => Err(Error::BadRequest("unsupported operation".into())),
+        });
     match r {
         Ok(()) => no_content(),
         Err(e) => e.into_response(),
@@ -387,8 +623,6 @@ async fn fallback(
         let Some((_, mount, rest)) = crate::mounts::resolve(&v, &path)? else {
             return Err(no_route());
         };
-        // Deny by default: until policies exist, only the root token.
-        require_root(&v, &headers)?;
         let op = match method.as_str() {
             "GET" if q.get("list").is_some_and(|l| l == "true") => crate::kv::Op::List,
             "GET" => crate::kv::Op::Read,
@@ -403,6 +637,15 @@ async fn fallback(
             Value::Null
         };
         let base = format!("logical/{}/", mount.uuid);
+        // Deny by default: the token's policies must grant the capability.
+        let cap = match op {
+            crate::kv::Op::Read => "read",
+            crate::kv::Op::List => "list",
+            crate::kv::Op::Delete => "delete",
+            crate::kv::Op::Write if crate::kv::exists(&v, &base, &rest)? => "update",
+            crate::kv::Op::Write => "create",
+        };
+        authorize(&v, &headers, path.trim_end_matches('/'), cap)?;
         let reply = match mount.engine {
             crate::mounts::Engine::KvV2 => crate::kv::handle(&v, &base, op, &rest, &q, &body_json)?,
         };

@@ -380,3 +380,18 @@ pub fn handle(
         ))),
     }
 }
+
+/// Whether a write to `path` (inside a KV v2 mount) updates something that
+/// exists (the `update` capability) or creates it (`create`).
+pub fn exists(v: &Vault, base: &str, path: &str) -> Result<bool, Error> {
+    let (head, rest) = path.split_once('/').unwrap_or((path, ""));
+    match head {
+        "data" | "metadata" | "delete" | "undelete" | "destroy" if !rest.is_empty() => {
+            let kv = Kv { v, base };
+            Ok(kv
+                .load::<Record>(&format!("meta/{}", rest.trim_start_matches('/')))?
+                .is_some())
+        }
+        _ => Ok(true),
+    }
+}

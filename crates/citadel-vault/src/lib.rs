@@ -21,8 +21,10 @@ pub mod core;
 pub mod http;
 pub mod kv;
 pub mod mounts;
+pub mod policy;
 pub mod shamir;
 pub mod storage;
+pub mod tokens;
 
 /// What can go wrong, each mapped to Vault's status code by [`Error::status`].
 #[derive(Debug, thiserror::Error)]

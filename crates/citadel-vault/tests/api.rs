@@ -399,3 +399,214 @@ async fn kv_v2_versions_cas_delete_undelete_destroy_list() {
     let (s, _, _) = api.call("GET", "/v1/kv/data/top", t, "").await;
     assert_eq!(s.as_u16(), 404);
 }
+
+#[tokio::test]
+async fn policies_and_tokens_deny_by_default_and_deny_wins() {
+    let (api, root) = unsealed().await;
+    let r = Some(root.as_str());
+    api.call("POST", "/v1/sys/mounts/secret", r, r#"{"type":"kv-v2"}"#)
+        .await;
+    api.call("POST", "/v1/secret/data/app/db", r, r#"{"data":{"p":"1"}}"#)
+        .await;
+    api.call(
+        "POST",
+        "/v1/secret/data/app/locked",
+        r,
+        r#"{"data":{"p":"2"}}"#,
+    )
+    .await;
+    let policy = r#"
+        path "secret/data/app/*" { capabilities = ["read", "update"] }
+        path "secret/data/app/locked" { capabilities = ["deny"] }
+        path "secret/metadata/app" { capabilities = ["list"] }
+    "#;
+    let (s, _, v) = api
+        .call(
+            "PUT",
+            "/v1/sys/policy/App",
+            r,
+            &json!({"policy": policy}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204, "{v}");
+    let (s, _, v) = api
+        .call(
+            "PUT",
+            "/v1/sys/policies/acl/broken",
+            r,
+            r#"{"policy":"path {"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+    let (s, _, _) = api
+        .call(
+            "PUT",
+            "/v1/sys/policy/root",
+            r,
+            r#"{"policy":"path \"x\" {}"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    let (_, _, v) = api.call("GET", "/v1/sys/policy/app", r, "").await;
+    assert!(v["rules"].as_str().unwrap().contains("locked"));
+    let (_, _, v) = api.call("LIST", "/v1/sys/policies/acl", r, "").await;
+    assert_eq!(v["data"]["keys"], json!(["app", "default", "root"]));
+
+    // A token with the app policy (policies as a comma string, as hvac sends).
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":"app","ttl":"1h"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    let app = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let accessor = v["auth"]["accessor"].as_str().unwrap().to_string();
+    assert_eq!(v["auth"]["policies"], json!(["app", "default"]));
+    assert!(v["auth"]["lease_duration"].as_u64().unwrap() > 3500);
+    let a = Some(app.as_str());
+    let (s, _, v) = api.call("GET", "/v1/secret/data/app/db", a, "").await;
+    assert_eq!(
+        (s.as_u16(), v["data"]["data"]["p"].clone()),
+        (200, json!("1"))
+    );
+    let (s, _, _) = api.call("GET", "/v1/secret/data/app/locked", a, "").await;
+    assert_eq!(s.as_u16(), 403, "deny over a matching allow");
+    let (s, _, _) = api
+        .call("POST", "/v1/secret/data/app/db", a, r#"{"data":{"p":"3"}}"#)
+        .await;
+    assert_eq!(s.as_u16(), 200, "update granted");
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/secret/data/app/new",
+            a,
+            r#"{"data":{"p":"4"}}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 403, "create not granted");
+    let (s, _, _) = api.call("LIST", "/v1/secret/metadata/app", a, "").await;
+    assert_eq!(s.as_u16(), 200);
+    let (s, _, _) = api.call("GET", "/v1/sys/mounts", a, "").await;
+    assert_eq!(s.as_u16(), 403, "deny by default");
+    let (s, _, _) = api.call("PUT", "/v1/sys/seal", a, "").await;
+    assert_eq!(s.as_u16(), 403);
+    let (s, _, v) = api.call("GET", "/v1/auth/token/lookup-self", a, "").await;
+    assert_eq!(
+        (s.as_u16(), v["data"]["accessor"].clone()),
+        (200, json!(accessor)),
+        "the default policy"
+    );
+
+    // Children: subset of the parent's policies, revoked with it.
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            a,
+            r#"{"policies":["admin"]}"#,
+        )
+        .await;
+    assert_eq!(
+        s.as_u16(),
+        403,
+        "the app policy does not grant token creation: {v}"
+    );
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":["app"],"num_uses":2}"#,
+        )
+        .await;
+    let limited = v["auth"]["client_token"].as_str().unwrap().to_string();
+    for expect in [200, 200, 403] {
+        let (s, _, _) = api
+            .call("GET", "/v1/secret/data/app/db", Some(&limited), "")
+            .await;
+        assert_eq!(s.as_u16(), expect, "num_uses");
+    }
+    let (_, _, v) = api.call("POST", "/v1/sys/policy/tokens", r, &json!({"policy": "path \"auth/token/create\" { capabilities = [\"update\"] }\npath \"secret/data/app/*\" { capabilities = [\"read\"] }"}).to_string()).await;
+    assert!(v.is_null(), "{v}");
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":["tokens"]}"#,
+        )
+        .await;
+    let parent = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&parent),
+            r#"{"policies":["app"]}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400, "not a subset: {v}");
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            Some(&parent),
+            r#"{"policies":["tokens"]}"#,
+        )
+        .await;
+    let child = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _, _) = api
+        .call("GET", "/v1/secret/data/app/db", Some(&child), "")
+        .await;
+    assert_eq!(s.as_u16(), 200);
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/auth/token/revoke",
+            r,
+            &json!({"token": parent}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, _) = api
+        .call("GET", "/v1/secret/data/app/db", Some(&child), "")
+        .await;
+    assert_eq!(s.as_u16(), 403, "the child went with its parent");
+
+    // Accessors, and revoke-self.
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/lookup-accessor",
+            r,
+            &json!({"accessor": accessor}).to_string(),
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["data"]["policies"].clone()),
+        (200, json!(["app", "default"]))
+    );
+    let (s, _, _) = api.call("POST", "/v1/auth/token/revoke-self", a, "").await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, _) = api.call("GET", "/v1/secret/data/app/db", a, "").await;
+    assert_eq!(s.as_u16(), 403);
+
+    // A TTL runs out.
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":["app"],"ttl":"1s"}"#,
+        )
+        .await;
+    let short = v["auth"]["client_token"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (s, _, _) = api
+        .call("GET", "/v1/secret/data/app/db", Some(&short), "")
+        .await;
+    assert_eq!(s.as_u16(), 403, "expired");
+}
