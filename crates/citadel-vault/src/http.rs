@@ -540,6 +540,7 @@ async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Respons
             for (path, m) in t {
                 let (kind, options) = match m.engine {
                     crate::mounts::Engine::KvV2 => ("kv", json!({"version": "2"})),
+                    crate::mounts::Engine::Transit => ("transit", Value::Null),
                 };
                 data.insert(
                     path,
@@ -642,19 +643,33 @@ async fn fallback(
             crate::kv::Op::Read => "read",
             crate::kv::Op::List => "list",
             crate::kv::Op::Delete => "delete",
-            crate::kv::Op::Write if crate::kv::exists(&v, &base, &rest)? => "update",
+            crate::kv::Op::Write
+                if match mount.engine {
+                    crate::mounts::Engine::KvV2 => crate::kv::exists(&v, &base, &rest)?,
+                    crate::mounts::Engine::Transit => crate::transit::exists(&v, &base, &rest)?,
+                } =>
+            {
+                "update"
+            }
             crate::kv::Op::Write => "create",
         };
         authorize(&v, &headers, path.trim_end_matches('/'), cap)?;
         let reply = match mount.engine {
             crate::mounts::Engine::KvV2 => crate::kv::handle(&v, &base, op, &rest, &q, &body_json)?,
+            crate::mounts::Engine::Transit => {
+                crate::transit::handle(&v, &base, op, &rest, &body_json, true)?
+            }
+        };
+        let mount_type = match mount.engine {
+            crate::mounts::Engine::KvV2 => "kv",
+            crate::mounts::Engine::Transit => "transit",
         };
         Ok(match reply {
-            crate::kv::Reply::Data(d) => json_response(200, &envelope(d, "kv")),
+            crate::kv::Reply::Data(d) => json_response(200, &envelope(d, mount_type)),
             crate::kv::Reply::NoContent => no_content(),
             crate::kv::Reply::NotFound(None) => json_response(404, &json!({"errors": []})),
             crate::kv::Reply::NotFound(Some(d)) => {
-                let mut e = envelope(d, "kv");
+                let mut e = envelope(d, mount_type);
                 e["errors"] = json!([]);
                 json_response(404, &e)
             }

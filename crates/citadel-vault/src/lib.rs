@@ -10,9 +10,11 @@
 //! - [`mounts`]: the mount table; [`kv`]: the KV v2 engine;
 //! - [`http`]: the axum router speaking Vault's paths and JSON shapes.
 //!
-//! Not yet: the transit engine, auth methods beyond the root token,
-//! policies (until they exist, only the root token may use an engine),
-//! audit devices, TLS listeners.
+//! - [`transit`]: encryption and signing as a service (incl. ML-DSA, SLH-DSA);
+//! - [`tokens`], [`policy`]: the token store and ACL policies.
+//!
+//! Not yet: transit's datakey/hmac/random/hash and ML-KEM hybrid keys,
+//! AppRole and userpass, audit devices, TLS listeners.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -25,6 +27,7 @@ pub mod policy;
 pub mod shamir;
 pub mod storage;
 pub mod tokens;
+pub mod transit;
 
 /// What can go wrong, each mapped to Vault's status code by [`Error::status`].
 #[derive(Debug, thiserror::Error)]

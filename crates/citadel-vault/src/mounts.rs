@@ -15,6 +15,8 @@ const TABLE: &str = "core/mounts";
 pub enum Engine {
     /// Key/value, version 2.
     KvV2,
+    /// Encryption as a service.
+    Transit,
 }
 
 /// One mount.
@@ -47,6 +49,7 @@ pub fn normalize(path: &str) -> Result<String, Error> {
 pub fn engine_from(kind: &str, version: Option<&str>) -> Result<Engine, Error> {
     match (kind, version) {
         ("kv-v2", _) | ("kv", Some("2")) => Ok(Engine::KvV2),
+        ("transit", _) => Ok(Engine::Transit),
         ("kv", _) => Err(Error::BadRequest(
             "only version 2 of the kv engine is available: use type kv-v2, or options {\"version\": \"2\"}".into(),
         )),

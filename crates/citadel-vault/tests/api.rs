@@ -610,3 +610,183 @@ async fn policies_and_tokens_deny_by_default_and_deny_wins() {
         .await;
     assert_eq!(s.as_u16(), 403, "expired");
 }
+
+#[tokio::test]
+async fn transit_encrypt_rotate_rewrap_min_version_and_pq_signatures() {
+    use base64::Engine;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let (api, root) = unsealed().await;
+    let r = Some(root.as_str());
+    let (s, _, _) = api
+        .call("POST", "/v1/sys/mounts/transit", r, r#"{"type":"transit"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/keys/orders",
+            r,
+            r#"{"type":"aes256-gcm96"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    let pt = b64(b"card 4111");
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/encrypt/orders",
+            r,
+            &json!({"plaintext": pt}).to_string(),
+        )
+        .await;
+    let c1 = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert!(c1.starts_with("vault:v1:"), "{c1}");
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/decrypt/orders",
+            r,
+            &json!({"ciphertext": c1}).to_string(),
+        )
+        .await;
+    assert_eq!(v["data"]["plaintext"], json!(pt));
+    // Rotate; new ciphertexts use v2, old ones still decrypt; rewrap moves them.
+    api.call("POST", "/v1/transit/keys/orders/rotate", r, "")
+        .await;
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/encrypt/orders",
+            r,
+            &json!({"plaintext": pt}).to_string(),
+        )
+        .await;
+    assert!(
+        v["data"]["ciphertext"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:v2:")
+    );
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/rewrap/orders",
+            r,
+            &json!({"ciphertext": c1}).to_string(),
+        )
+        .await;
+    let c2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert!(c2.starts_with("vault:v2:"));
+    // Below min_decryption_version: refused.
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/transit/keys/orders/config",
+            r,
+            r#"{"min_decryption_version":2}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/decrypt/orders",
+            r,
+            &json!({"ciphertext": c1}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    assert!(first_error(&v).contains("disallowed by policy"), "{v}");
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/decrypt/orders",
+            r,
+            &json!({"ciphertext": c2}).to_string(),
+        )
+        .await;
+    assert_eq!(v["data"]["plaintext"], json!(pt));
+    // A tampered ciphertext fails; batches report per item.
+    let mut bad = c2.clone();
+    bad.replace_range(12..13, if &c2[12..13] == "A" { "B" } else { "A" });
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/transit/decrypt/orders",
+            r,
+            &json!({"batch_input": [{"ciphertext": c2}, {"ciphertext": bad}]}).to_string(),
+        )
+        .await;
+    assert_eq!(v["data"]["batch_results"][0]["plaintext"], json!(pt));
+    assert!(v["data"]["batch_results"][1]["error"].is_string(), "{v}");
+    // Deletion needs deletion_allowed.
+    let (s, _, _) = api.call("DELETE", "/v1/transit/keys/orders", r, "").await;
+    assert_eq!(s.as_u16(), 400);
+    api.call(
+        "POST",
+        "/v1/transit/keys/orders/config",
+        r,
+        r#"{"deletion_allowed":true}"#,
+    )
+    .await;
+    let (s, _, _) = api.call("DELETE", "/v1/transit/keys/orders", r, "").await;
+    assert_eq!(s.as_u16(), 204);
+
+    // Post-quantum signatures, which Vault lacks.
+    for kind in ["ml-dsa-65", "ed25519", "slh-dsa-sha2-128f"] {
+        let (s, _, v) = api
+            .call(
+                "POST",
+                &format!("/v1/transit/keys/s-{kind}"),
+                r,
+                &json!({"type": kind}).to_string(),
+            )
+            .await;
+        assert_eq!(s.as_u16(), 200, "{kind}: {v}");
+        assert!(v["data"]["keys"]["1"]["public_key"].is_string());
+        let input = b64(b"release v1.2.3");
+        let (_, _, v) = api
+            .call(
+                "POST",
+                &format!("/v1/transit/sign/s-{kind}"),
+                r,
+                &json!({"input": input}).to_string(),
+            )
+            .await;
+        let sig = v["data"]["signature"].as_str().unwrap().to_string();
+        assert!(sig.starts_with("vault:v1:"), "{kind}");
+        let (_, _, v) = api
+            .call(
+                "POST",
+                &format!("/v1/transit/verify/s-{kind}"),
+                r,
+                &json!({"input": input, "signature": sig}).to_string(),
+            )
+            .await;
+        assert_eq!(v["data"]["valid"], json!(true), "{kind}");
+        let (_, _, v) = api
+            .call(
+                "POST",
+                &format!("/v1/transit/verify/s-{kind}"),
+                r,
+                &json!({"input": b64(b"release v6.6.6"), "signature": sig}).to_string(),
+            )
+            .await;
+        assert_eq!(v["data"]["valid"], json!(false), "{kind}");
+    }
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/transit/encrypt/s-ml-dsa-65",
+            r,
+            &json!({"plaintext": pt}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400, "a signing key does not encrypt");
+    let (s, _, _) = api
+        .call("POST", "/v1/transit/keys/x", r, r#"{"type":"rsa-4096"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    let (_, _, v) = api.call("LIST", "/v1/transit/keys", r, "").await;
+    assert_eq!(v["data"]["keys"].as_array().unwrap().len(), 3);
+}
