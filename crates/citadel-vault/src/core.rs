@@ -116,6 +116,8 @@ pub struct Vault {
     storage_type: String,
     state: RwLock<Option<Unsealed>>,
     progress: std::sync::Mutex<Progress>,
+    /// The audit devices (open while unsealed).
+    pub audit: crate::audit::Devices,
 }
 
 fn random_b64url(n: usize) -> Result<String, Error> {
@@ -154,6 +156,7 @@ impl Vault {
             storage_type: storage_type.to_string(),
             state: RwLock::new(None),
             progress: Default::default(),
+            audit: Default::default(),
         }
     }
 
@@ -316,11 +319,36 @@ impl Vault {
             .state
             .write()
             .map_err(|_| Error::Internal("lock".into()))? = Some(Unsealed { root, keyring });
+        // Audit devices reopen with the vault; one that cannot is kept as
+        // failed, so audited requests fail closed until it is fixed.
+        self.audit.load(&self.audit_table()?);
         self.seal_status()
+    }
+
+    /// The configured audit devices.
+    pub fn audit_table(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::audit::Device>, Error> {
+        match self.get(crate::audit::TABLE)? {
+            None => Ok(Default::default()),
+            Some(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::Corrupt(format!("audit table: {e}")))
+            }
+        }
+    }
+
+    /// Stores the audit device table.
+    pub fn set_audit_table(
+        &self,
+        t: &std::collections::BTreeMap<String, crate::audit::Device>,
+    ) -> Result<(), Error> {
+        let b = serde_json::to_vec(t).map_err(|e| Error::Internal(e.to_string()))?;
+        self.put(crate::audit::TABLE, &b)
     }
 
     /// Seals: forgets the keyring (the keys are zeroized on drop).
     pub fn seal(&self) {
+        self.audit.close_all();
         if let Ok(mut s) = self.state.write() {
             *s = None;
         }

@@ -35,8 +35,120 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/policies/acl/{name}", any(policy_acl))
         .route("/v1/sys/mounts", get(list_mounts))
         .route("/v1/sys/mounts/{*path}", any(mount_path))
+        .route("/v1/sys/audit", get(list_audit))
+        .route("/v1/sys/audit/{*path}", any(audit_path))
         .fallback(fallback)
+        .layer(axum::middleware::from_fn_with_state(
+            vault.clone(),
+            audit_layer,
+        ))
         .with_state(vault)
+}
+
+/// Records every request before it runs and its response after, when an
+/// audit device is enabled; a device that cannot be written fails the
+/// request (fail closed).
+async fn audit_layer(
+    State(v): State<Arc<Vault>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path().trim_start_matches("/v1/").to_string();
+    if v.is_sealed() || !v.audit.any() || path == "sys/health" {
+        return next.run(req).await;
+    }
+    let method = req.method().to_string();
+    let tok = token(req.headers());
+    let id = request_id();
+    if let Err(e) = v.audit.record("request", &method, &path, &tok, &id, None) {
+        return e.into_response();
+    }
+    let resp = next.run(req).await;
+    let recorded = v
+        .audit
+        .record(
+            "response",
+            &method,
+            &path,
+            &tok,
+            &id,
+            Some(resp.status().as_u16()),
+        )
+        .and_then(|()| v.audit.commit());
+    match recorded {
+        Ok(()) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_audit(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
+    let r = authorize(&v, &headers, "sys/audit", "sudo").and_then(|_| v.audit_table());
+    match r {
+        Ok(t) => {
+            let mut data = serde_json::Map::new();
+            for (path, d) in t {
+                data.insert(
+                    path.clone(),
+                    json!({"type": d.kind, "description": d.description, "path": path,
+                           "options": {"file_path": d.file_path}, "local": false}),
+                );
+            }
+            let mut body = Value::Object(data.clone());
+            body["data"] = Value::Object(data);
+            json_response(200, &body)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn audit_path(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = format!("{}/", path.trim_matches('/'));
+    let r = authorize(&v, &headers, &format!("sys/audit/{}", path.trim_end_matches('/')), "sudo").and_then(|_| {
+        let mut table = v.audit_table()?;
+        match method {
+            Method::PUT | Method::POST => {
+                let b: Value = body(&raw)?;
+                let kind = b.get("type").and_then(Value::as_str).unwrap_or_default();
+                if kind != "file" {
+                    return Err(Error::BadRequest(format!("unknown audit backend type {kind:?}: use \"file\" (a citadel-audit log directory)")));
+                }
+                let file_path = b
+                    .get("options")
+                    .and_then(|o| o.get("file_path"))
+                    .and_then(Value::as_str)
+                    .filter(|p| !p.is_empty() && *p != "stdout" && *p != "discard")
+                    .ok_or_else(|| Error::BadRequest("options.file_path must name the audit log directory".into()))?;
+                if table.contains_key(&path) {
+                    return Err(Error::BadRequest(format!("path already in use at {path}")));
+                }
+                let d = crate::audit::Device {
+                    kind: kind.into(),
+                    description: b.get("description").and_then(Value::as_str).unwrap_or_default().into(),
+                    file_path: file_path.into(),
+                };
+                v.audit.enable(&path, &d)?;
+                table.insert(path.clone(), d);
+                v.set_audit_table(&table)
+            }
+            Method::DELETE => {
+                table.remove(&path);
+                v.set_audit_table(&table)?;
+                v.audit.disable(&path);
+                Ok(())
+            }
+            _ => Err(Error::BadRequest("unsupported operation".into())),
+        }
+    });
+    match r {
+        Ok(()) => no_content(),
+        Err(e) => e.into_response(),
+    }
 }
 
 fn json_response(status: u16, body: &Value) -> Response {

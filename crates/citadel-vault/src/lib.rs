@@ -13,11 +13,14 @@
 //! - [`transit`]: encryption and signing as a service (incl. ML-DSA, SLH-DSA);
 //! - [`tokens`], [`policy`]: the token store and ACL policies.
 //!
+//! - [`audit`]: audit devices writing to `citadel-audit` logs, fail closed.
+//!
 //! Not yet: transit's datakey/hmac/random/hash and ML-KEM hybrid keys,
-//! AppRole and userpass, audit devices, TLS listeners.
+//! AppRole and userpass, TLS listeners.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod barrier;
 pub mod core;
 pub mod http;

@@ -790,3 +790,88 @@ async fn transit_encrypt_rotate_rewrap_min_version_and_pq_signatures() {
     let (_, _, v) = api.call("LIST", "/v1/transit/keys", r, "").await;
     assert_eq!(v["data"]["keys"].as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn every_request_is_audited_without_secrets_and_a_broken_device_fails_closed() {
+    let d = tempfile::tempdir().unwrap();
+    let vault = Arc::new(Vault::new(Arc::new(Memory::default()), "inmem"));
+    let init = vault.init(1, 1).unwrap();
+    let key = hex::encode(&init.keys[0][..]);
+    vault.unseal(Some(&key), false).unwrap();
+    let root = init.root_token.to_string();
+    let r = Some(root.as_str());
+    let api = Api::new(vault.clone());
+    let log = d.path().join("audit");
+    let (s, _, v) = api
+        .call(
+            "PUT",
+            "/v1/sys/audit/file",
+            r,
+            &json!({"type": "file", "options": {"file_path": log}}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204, "{v}");
+    let (_, _, v) = api.call("GET", "/v1/sys/audit", r, "").await;
+    assert_eq!(v["data"]["file/"]["type"], "file");
+    api.call("POST", "/v1/sys/mounts/secret", r, r#"{"type":"kv-v2"}"#)
+        .await;
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/secret/data/db",
+            r,
+            r#"{"data":{"password":"hunter2-plaintext"}}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 200);
+    api.call("GET", "/v1/secret/data/db", Some("hvs.intruder-token"), "")
+        .await;
+
+    // The log verifies, holds request and response entries, and neither
+    // the token nor the secret in clear.
+    let report = citadel_audit::verify::verify(&log, None).unwrap();
+    assert!(report.entries >= 6, "{report:?}");
+    let mut raw = Vec::new();
+    for e in std::fs::read_dir(log.join("segments")).unwrap() {
+        raw.extend(std::fs::read(e.unwrap().path()).unwrap());
+    }
+    let text = String::from_utf8_lossy(&raw);
+    assert!(!text.contains(&root[4..]), "token in clear");
+    assert!(!text.contains("hunter2"), "secret in clear");
+    assert!(!text.contains("intruder-token"));
+    assert!(text.contains("\"resource\":\"secret/data/db\""));
+    assert!(text.contains("error 403"), "the denied read is recorded");
+    // The operator can find a token's requests with the log's HMAC key.
+    let mut l =
+        citadel_audit::AuditLog::open(&log, citadel_audit::Durability::EveryAppend).unwrap();
+    let k = l.hmac_key().unwrap();
+    let want = citadel_audit::entry::hmac_value(&k, &json!(root));
+    let mut found = 0;
+    l.scan(0, |_, e| {
+        let v: Value = serde_json::from_slice(e).unwrap();
+        if v["actor"] == json!(want) {
+            found += 1;
+        }
+        true
+    })
+    .unwrap();
+    assert!(found >= 4, "{found}");
+    drop(l);
+
+    // Seal, break the device, unseal: requests fail closed.
+    vault.seal();
+    std::fs::remove_dir_all(&log).unwrap();
+    std::fs::write(&log, b"not a directory").unwrap();
+    vault.unseal(Some(&key), false).unwrap();
+    let (s, _, v) = api.call("GET", "/v1/secret/data/db", r, "").await;
+    assert_eq!(s.as_u16(), 500, "{v}");
+    assert!(first_error(&v).contains("audit device"), "{v}");
+    // Fail closed means even disabling the device is refused: the operator
+    // repairs it (here: the directory) and the vault serves again.
+    let (s, _, _) = api.call("DELETE", "/v1/sys/audit/file", r, "").await;
+    assert_eq!(
+        s.as_u16(),
+        500,
+        "even this is refused while the device is broken"
+    );
+}
