@@ -155,6 +155,30 @@ def main():
                 check(False, what)
             except hvac.exceptions.Forbidden:
                 check(True, what)
+        # AppRole and userpass logins.
+        client.sys.enable_auth_method(method_type="approle")
+        client.auth.approle.create_or_update_approle(role_name="ci", token_policies=["app-read"], token_ttl="1h")
+        role_id = client.auth.approle.read_role_id(role_name="ci")["data"]["role_id"]
+        secret_id = client.auth.approle.generate_secret_id(role_name="ci")["data"]["secret_id"]
+        ci = hvac.Client(url=addr)
+        ci.auth.approle.login(role_id=role_id, secret_id=secret_id)
+        check(ci.is_authenticated() is True, "AppRole login gives a working token")
+        check(ci.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"]["password"] == "two", "AppRole token reads by policy")
+        try:
+            hvac.Client(url=addr).auth.approle.login(role_id=role_id, secret_id="wrong")
+            check(False, "a wrong secret id is refused")
+        except hvac.exceptions.InvalidRequest:
+            check(True, "")
+        client.sys.enable_auth_method(method_type="userpass")
+        client.auth.userpass.create_or_update_user(username="alice", password="correct horse", policies=["app-read"])
+        u = hvac.Client(url=addr)
+        u.auth.userpass.login(username="alice", password="correct horse")
+        check(u.is_authenticated() is True, "userpass login gives a working token")
+        try:
+            hvac.Client(url=addr).auth.userpass.login(username="alice", password="wrong")
+            check(False, "a wrong password is refused")
+        except hvac.exceptions.InvalidRequest:
+            check(True, "")
         looked = client.auth.token.lookup(token=tok["client_token"])["data"]
         check(looked["accessor"] == tok["accessor"], "lookup by the root token")
         client.auth.token.revoke(token=tok["client_token"])

@@ -35,6 +35,8 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/policies/acl/{name}", any(policy_acl))
         .route("/v1/sys/mounts", get(list_mounts))
         .route("/v1/sys/mounts/{*path}", any(mount_path))
+        .route("/v1/sys/auth", get(list_auth))
+        .route("/v1/sys/auth/{*path}", any(auth_path))
         .route("/v1/sys/audit", get(list_audit))
         .route("/v1/sys/audit/{*path}", any(audit_path))
         .fallback(fallback)
@@ -732,6 +734,9 @@ async fn fallback(
                 "no handler for route \"{path}\". route entry not found."
             ))
         };
+        if let Some(inner) = path.strip_prefix("auth/") {
+            return auth_request(&v, &method, &q, &headers, &raw, inner, &path);
+        }
         let Some((_, mount, rest)) = crate::mounts::resolve(&v, &path)? else {
             return Err(no_route());
         };
@@ -813,4 +818,108 @@ pub async fn serve(
     flusher.abort();
     let _ = vault.audit.commit();
     r
+}
+
+/// A request to an auth method mounted under `auth/`.
+fn auth_request(
+    v: &Vault,
+    method: &Method,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    raw: &Bytes,
+    inner: &str,
+    full: &str,
+) -> Result<Response, Error> {
+    let table = crate::auth::table(v)?;
+    let Some((mpath, m)) = table
+        .iter()
+        .find(|(p, _)| inner.starts_with(p.as_str()) || inner == p.trim_end_matches('/'))
+    else {
+        return Err(Error::NotFound(format!(
+            "no handler for route \"{full}\". route entry not found."
+        )));
+    };
+    let rest = inner.strip_prefix(mpath.as_str()).unwrap_or_default();
+    let op = match method.as_str() {
+        "GET" if q.get("list").is_some_and(|l| l == "true") => "list",
+        "GET" => "read",
+        "LIST" => "list",
+        "PUT" | "POST" => "write",
+        "DELETE" => "delete",
+        _ => return Ok(method_not_allowed()),
+    };
+    if !crate::auth::is_login(rest) {
+        let cap = match op {
+            "write" => "update",
+            other => other,
+        };
+        authorize(v, headers, full.trim_end_matches('/'), cap)?;
+    }
+    let b: Value = if op == "write" {
+        body(raw)?
+    } else {
+        Value::Null
+    };
+    Ok(match crate::auth::handle(v, m, op, rest, &b)? {
+        crate::auth::Outcome::Data(d) => json_response(200, &envelope(d, "auth")),
+        crate::auth::Outcome::NoContent => no_content(),
+        crate::auth::Outcome::NotFound => json_response(404, &json!({"errors": []})),
+        crate::auth::Outcome::Login((tok, e)) => {
+            let mut env = envelope(Value::Null, "auth");
+            env["auth"] = tokens::auth_json(&tok, &e);
+            json_response(200, &env)
+        }
+    })
+}
+
+async fn list_auth(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
+    let r = authorize(&v, &headers, "sys/auth", "read").and_then(|_| crate::auth::table(&v));
+    match r {
+        Ok(t) => {
+            let mut data = serde_json::Map::new();
+            data.insert(
+                "token/".into(),
+                json!({"type": "token", "description": "token based credentials"}),
+            );
+            for (path, m) in t {
+                let kind = match m.method {
+                    crate::auth::Method::AppRole => "approle",
+                    crate::auth::Method::Userpass => "userpass",
+                };
+                data.insert(path, json!({"type": kind, "accessor": format!("auth_{kind}_{}", &m.uuid[..8]), "description": ""}));
+            }
+            let mut body = Value::Object(data.clone());
+            body["data"] = Value::Object(data);
+            json_response(200, &body)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn auth_path(
+    State(v): State<Arc<Vault>>,
+    method: Method,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let r = authorize(
+        &v,
+        &headers,
+        &format!("sys/auth/{}", path.trim_matches('/')),
+        "sudo",
+    )
+    .and_then(|_| match method {
+        Method::POST | Method::PUT => {
+            let b: Value = body(&raw)?;
+            let kind = b.get("type").and_then(Value::as_str).unwrap_or_default();
+            crate::auth::enable(&v, &path, kind)
+        }
+        Method::DELETE => crate::auth::disable(&v, &path),
+        _ => Err(Error::BadRequest("unsupported operation".into())),
+    });
+    match r {
+        Ok(()) => no_content(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -15,12 +15,15 @@
 //!
 //! - [`audit`]: audit devices writing to `citadel-audit` logs, fail closed.
 //!
-//! Not yet: transit's datakey/hmac/random/hash and ML-KEM hybrid keys,
-//! AppRole and userpass, TLS listeners.
+//! - [`auth`]: AppRole and userpass logins.
+//!
+//! Not yet: transit's datakey/hmac/random/hash and ML-KEM hybrid keys, TLS
+//! listeners.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod audit;
+pub mod auth;
 pub mod barrier;
 pub mod core;
 pub mod http;

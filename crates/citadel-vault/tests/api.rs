@@ -877,3 +877,129 @@ async fn every_request_is_audited_without_secrets_and_a_broken_device_fails_clos
         "even this is refused while the device is broken"
     );
 }
+
+#[tokio::test]
+async fn approle_and_userpass_logins_with_lockout() {
+    let (api, root) = unsealed().await;
+    let r = Some(root.as_str());
+    api.call(
+        "PUT",
+        "/v1/sys/policy/reader",
+        r,
+        r#"{"policy":"path \"secret/*\" { capabilities = [\"read\"] }"}"#,
+    )
+    .await;
+    let (s, _, _) = api
+        .call("POST", "/v1/sys/auth/approle", r, r#"{"type":"approle"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, _) = api
+        .call("POST", "/v1/sys/auth/nope", r, r#"{"type":"ldap"}"#)
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/approle/role/ci",
+            r,
+            r#"{"token_policies":"reader","secret_id_num_uses":1,"token_ttl":"1h"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204, "{v}");
+    let (_, _, v) = api
+        .call("GET", "/v1/auth/approle/role/ci/role-id", r, "")
+        .await;
+    let role_id = v["data"]["role_id"].as_str().unwrap().to_string();
+    let (_, _, v) = api
+        .call("POST", "/v1/auth/approle/role/ci/secret-id", r, "{}")
+        .await;
+    let secret_id = v["data"]["secret_id"].as_str().unwrap().to_string();
+    let login = json!({"role_id": role_id, "secret_id": secret_id}).to_string();
+    let (s, _, v) = api
+        .call("POST", "/v1/auth/approle/login", None, &login)
+        .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(v["auth"]["policies"], json!(["default", "reader"]));
+    let tok = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _, _) = api.call("GET", "/v1/sys/mounts", Some(&tok), "").await;
+    assert_eq!(s.as_u16(), 403);
+    let (s, _, v) = api
+        .call("POST", "/v1/auth/approle/login", None, &login)
+        .await;
+    assert_eq!(s.as_u16(), 400, "a one-use secret id is spent: {v}");
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/auth/approle/login",
+            None,
+            &json!({"role_id": role_id, "secret_id": "guess"}).to_string(),
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400);
+    let (s, _, _) = api
+        .call("GET", "/v1/auth/approle/role/ci/role-id", Some(&tok), "")
+        .await;
+    assert_eq!(s.as_u16(), 403, "role admin needs a grant");
+
+    // userpass with argon2id and lockout.
+    api.call("POST", "/v1/sys/auth/userpass", r, r#"{"type":"userpass"}"#)
+        .await;
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/auth/userpass/users/alice",
+            r,
+            r#"{"password":"correct horse","token_policies":["reader"]}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 204);
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/alice",
+            None,
+            r#"{"password":"correct horse"}"#,
+        )
+        .await;
+    assert_eq!(
+        (s.as_u16(), v["auth"]["metadata"]["username"].clone()),
+        (200, json!("alice"))
+    );
+    let (_, _, v) = api
+        .call("GET", "/v1/auth/userpass/users/alice", r, "")
+        .await;
+    assert!(v["data"].get("password").is_none() && !v.to_string().contains("horse"));
+    for _ in 0..5 {
+        let (s, _, _) = api
+            .call(
+                "POST",
+                "/v1/auth/userpass/login/alice",
+                None,
+                r#"{"password":"wrong"}"#,
+            )
+            .await;
+        assert_eq!(s.as_u16(), 400);
+    }
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/alice",
+            None,
+            r#"{"password":"correct horse"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 403, "locked out after five failures");
+    let (s, _, _) = api
+        .call(
+            "POST",
+            "/v1/auth/userpass/login/bob",
+            None,
+            r#"{"password":"x"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 400, "unknown users fail like wrong passwords");
+    let (_, _, v) = api.call("LIST", "/v1/auth/userpass/users", r, "").await;
+    assert_eq!(v["data"]["keys"], json!(["alice"]));
+    let (_, _, v) = api.call("GET", "/v1/sys/auth", r, "").await;
+    assert_eq!(v["data"]["approle/"]["type"], "approle");
+}
