@@ -152,19 +152,6 @@ fn name_ok(n: &str) -> Result<&str, Error> {
     Ok(n)
 }
 
-fn random_id() -> Result<String, Error> {
-    let b = citadel_crypto::random::array::<16>().map_err(|e| Error::Internal(e.to_string()))?;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
-}
-
 struct Store<'a> {
     v: &'a Vault,
     base: String,
@@ -273,7 +260,7 @@ pub fn handle(
                 ..Default::default()
             });
             if r.role_id.is_empty() {
-                r.role_id = random_id()?;
+                r.role_id = crate::core::uuid()?;
                 s.put(&format!("role_id/{}", r.role_id), &name)?;
             }
             if body.get("token_policies").is_some() || body.get("policies").is_some() {
@@ -339,7 +326,7 @@ pub fn handle(
             let r: Role = s
                 .get(&format!("role/{name}"))?
                 .ok_or_else(|| bad(format!("role {name:?} does not exist")))?;
-            let secret = tokens_secret()?;
+            let secret = zeroize::Zeroizing::new(crate::core::uuid()?);
             let mut metadata = BTreeMap::new();
             if let Some(Value::String(m)) = body.get("metadata") {
                 if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(m) {
@@ -350,7 +337,7 @@ pub fn handle(
             }
             let now = now_secs();
             let entry = SecretId {
-                accessor: random_id()?,
+                accessor: crate::core::uuid()?,
                 created: now,
                 expire: if r.secret_id_ttl > 0 {
                     now + r.secret_id_ttl
@@ -497,20 +484,6 @@ pub fn handle(
             "unsupported path or operation: {path}"
         ))),
     }
-}
-
-fn tokens_secret() -> Result<zeroize::Zeroizing<String>, Error> {
-    let b =
-        citadel_crypto::random::secret_array::<16>().map_err(|e| Error::Internal(e.to_string()))?;
-    let h = hex::encode(&b[..]);
-    Ok(zeroize::Zeroizing::new(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )))
 }
 
 fn hash_password(p: &str) -> Result<String, Error> {

@@ -294,7 +294,7 @@ impl Vault {
                 return self.seal_status();
             }
             if p.keys.is_empty() {
-                p.nonce = uuid_like()?;
+                p.nonce = uuid()?;
             }
             p.keys.push(key);
             if p.keys.len() < usize::from(config.secret_threshold) {
@@ -466,7 +466,8 @@ pub fn new_accessor() -> Result<String, Error> {
     random_b64url(18)
 }
 
-fn uuid_like() -> Result<String, Error> {
+/// A random identifier in UUID form (request ids, role ids, nonces).
+pub fn uuid() -> Result<String, Error> {
     let b = citadel_crypto::random::array::<16>().map_err(|e| Error::Internal(e.to_string()))?;
     let h = hex::encode(b);
     Ok(format!(

@@ -94,9 +94,7 @@ async fn list_audit(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response
                            "options": {"file_path": d.file_path}, "local": false}),
                 );
             }
-            let mut body = Value::Object(data.clone());
-            body["data"] = Value::Object(data);
-            json_response(200, &body)
+            sys_listing(data)
         }
         Err(e) => e.into_response(),
     }
@@ -624,6 +622,14 @@ async fn policy_acl(
     .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// A `sys/` listing: Vault puts the entries at the top level and again
+/// under `data`.
+fn sys_listing(data: serde_json::Map<String, Value>) -> Response {
+    let mut body = Value::Object(data.clone());
+    body["data"] = Value::Object(data);
+    json_response(200, &body)
+}
+
 /// Vault's response envelope around `data`.
 fn envelope(data: Value, mount_type: &str) -> Value {
     json!({
@@ -633,16 +639,7 @@ fn envelope(data: Value, mount_type: &str) -> Value {
 }
 
 fn request_id() -> String {
-    let b = citadel_crypto::random::array::<16>().unwrap_or_default();
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    crate::core::uuid().unwrap_or_default()
 }
 
 async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response {
@@ -662,9 +659,7 @@ async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Respons
                            "config": {"default_lease_ttl": 0, "max_lease_ttl": 0}, "local": false, "seal_wrap": false}),
                 );
             }
-            let mut body = Value::Object(data.clone());
-            body["data"] = Value::Object(data);
-            json_response(200, &body)
+            sys_listing(data)
         }
         Err(e) => e.into_response(),
     }
@@ -888,9 +883,7 @@ async fn list_auth(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Response 
                 };
                 data.insert(path, json!({"type": kind, "accessor": format!("auth_{kind}_{}", &m.uuid[..8]), "description": ""}));
             }
-            let mut body = Value::Object(data.clone());
-            body["data"] = Value::Object(data);
-            json_response(200, &body)
+            sys_listing(data)
         }
         Err(e) => e.into_response(),
     }
