@@ -216,6 +216,19 @@ fn parse_prefixed(k: &Key, s: &str) -> Result<(u32, Vec<u8>), Error> {
     Ok((n, bytes))
 }
 
+/// Version `n` of a key and its decoded secret.
+fn secret_of(k: &Key, n: u32) -> Result<(&Version, Zeroizing<Vec<u8>>), Error> {
+    let v = k
+        .versions
+        .get(&n)
+        .ok_or_else(|| bad("key version not found"))?;
+    let raw = Zeroizing::new(
+        B64.decode(&v.key)
+            .map_err(|_| Error::Corrupt("transit key".into()))?,
+    );
+    Ok((v, raw))
+}
+
 fn aead_key(k: &Key, n: u32) -> Result<AeadKey, Error> {
     let Kind::Aead(alg) = kind_from(&k.kind)? else {
         return Err(bad(format!(
@@ -223,14 +236,7 @@ fn aead_key(k: &Key, n: u32) -> Result<AeadKey, Error> {
             k.kind
         )));
     };
-    let v = k
-        .versions
-        .get(&n)
-        .ok_or_else(|| bad("key version not found"))?;
-    let raw = Zeroizing::new(
-        B64.decode(&v.key)
-            .map_err(|_| Error::Corrupt("transit key".into()))?,
-    );
+    let (_, raw) = secret_of(k, n)?;
     AeadKey::new(alg, &raw).map_err(|e| Error::Internal(e.to_string()))
 }
 
@@ -238,14 +244,7 @@ fn signing_key(k: &Key, n: u32) -> Result<SigningKey, Error> {
     let Kind::Sign(alg) = kind_from(&k.kind)? else {
         return Err(bad(format!("key type {} does not support signing", k.kind)));
     };
-    let v = k
-        .versions
-        .get(&n)
-        .ok_or_else(|| bad("key version not found"))?;
-    let raw = Zeroizing::new(
-        B64.decode(&v.key)
-            .map_err(|_| Error::Corrupt("transit key".into()))?,
-    );
+    let (v, raw) = secret_of(k, n)?;
     let r = if v.seed {
         SigningKey::from_seed(alg, &raw)
     } else {
