@@ -7,14 +7,20 @@ use sha3::Digest as _;
 /// A hash function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HashAlgorithm {
+    /// SHA-224.
+    Sha224,
     /// SHA-256.
     Sha256,
     /// SHA-384.
     Sha384,
     /// SHA-512.
     Sha512,
+    /// SHA3-224.
+    Sha3_224,
     /// SHA3-256.
     Sha3_256,
+    /// SHA3-384.
+    Sha3_384,
     /// SHA3-512.
     Sha3_512,
     /// BLAKE3 (32-byte output).
@@ -23,11 +29,14 @@ pub enum HashAlgorithm {
 
 impl HashAlgorithm {
     /// Every hash, in display order.
-    pub const ALL: [HashAlgorithm; 6] = [
+    pub const ALL: [HashAlgorithm; 9] = [
+        HashAlgorithm::Sha224,
         HashAlgorithm::Sha256,
         HashAlgorithm::Sha384,
         HashAlgorithm::Sha512,
+        HashAlgorithm::Sha3_224,
         HashAlgorithm::Sha3_256,
+        HashAlgorithm::Sha3_384,
         HashAlgorithm::Sha3_512,
         HashAlgorithm::Blake3,
     ];
@@ -35,10 +44,13 @@ impl HashAlgorithm {
     /// Display name.
     pub fn name(self) -> &'static str {
         match self {
+            HashAlgorithm::Sha224 => "sha224",
             HashAlgorithm::Sha256 => "sha256",
             HashAlgorithm::Sha384 => "sha384",
             HashAlgorithm::Sha512 => "sha512",
+            HashAlgorithm::Sha3_224 => "sha3-224",
             HashAlgorithm::Sha3_256 => "sha3-256",
+            HashAlgorithm::Sha3_384 => "sha3-384",
             HashAlgorithm::Sha3_512 => "sha3-512",
             HashAlgorithm::Blake3 => "blake3",
         }
@@ -65,7 +77,9 @@ impl FromStr for HashAlgorithm {
 
 enum State {
     Sha2(aws_lc_rs::digest::Context),
+    Sha3_224(sha3::Sha3_224),
     Sha3_256(sha3::Sha3_256),
+    Sha3_384(sha3::Sha3_384),
     Sha3_512(sha3::Sha3_512),
     Blake3(Box<blake3::Hasher>),
 }
@@ -78,10 +92,13 @@ impl Hasher {
     pub fn new(alg: HashAlgorithm) -> Self {
         use aws_lc_rs::digest;
         Hasher(match alg {
+            HashAlgorithm::Sha224 => State::Sha2(digest::Context::new(&digest::SHA224)),
             HashAlgorithm::Sha256 => State::Sha2(digest::Context::new(&digest::SHA256)),
             HashAlgorithm::Sha384 => State::Sha2(digest::Context::new(&digest::SHA384)),
             HashAlgorithm::Sha512 => State::Sha2(digest::Context::new(&digest::SHA512)),
+            HashAlgorithm::Sha3_224 => State::Sha3_224(sha3::Sha3_224::new()),
             HashAlgorithm::Sha3_256 => State::Sha3_256(sha3::Sha3_256::new()),
+            HashAlgorithm::Sha3_384 => State::Sha3_384(sha3::Sha3_384::new()),
             HashAlgorithm::Sha3_512 => State::Sha3_512(sha3::Sha3_512::new()),
             HashAlgorithm::Blake3 => State::Blake3(Box::new(blake3::Hasher::new())),
         })
@@ -91,7 +108,9 @@ impl Hasher {
     pub fn update(&mut self, data: &[u8]) {
         match &mut self.0 {
             State::Sha2(c) => c.update(data),
+            State::Sha3_224(h) => h.update(data),
             State::Sha3_256(h) => h.update(data),
+            State::Sha3_384(h) => h.update(data),
             State::Sha3_512(h) => h.update(data),
             State::Blake3(h) => {
                 h.update(data);
@@ -103,7 +122,9 @@ impl Hasher {
     pub fn finish(self) -> Vec<u8> {
         match self.0 {
             State::Sha2(c) => c.finish().as_ref().to_vec(),
+            State::Sha3_224(h) => h.finalize().to_vec(),
             State::Sha3_256(h) => h.finalize().to_vec(),
+            State::Sha3_384(h) => h.finalize().to_vec(),
             State::Sha3_512(h) => h.finalize().to_vec(),
             State::Blake3(h) => h.finalize().as_bytes().to_vec(),
         }
@@ -155,6 +176,18 @@ mod tests {
             (
                 HashAlgorithm::Sha3_256,
                 "3a985da74fe225b2045c172d6bd390bd855f086e3e9d525b46bfe24511431532",
+            ),
+            (
+                HashAlgorithm::Sha224,
+                "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7",
+            ),
+            (
+                HashAlgorithm::Sha3_224,
+                "e642824c3f8cf24ad09234ee7d3c766fc9a3a5168d0c94ad73b46fdf",
+            ),
+            (
+                HashAlgorithm::Sha3_384,
+                "ec01498288516fc926459f58e2c6ad8df9b473cb0fc08c2596da7cf0e49be4b298d88cea927ac7f539f1edf228376d25",
             ),
             (
                 HashAlgorithm::Blake3,

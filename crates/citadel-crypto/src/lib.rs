@@ -4,6 +4,7 @@
 
 pub mod aead;
 pub mod alg;
+pub mod ecdsa;
 mod error;
 pub mod hash;
 pub mod kdf;

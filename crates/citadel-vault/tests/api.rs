@@ -1003,3 +1003,246 @@ async fn approle_and_userpass_logins_with_lockout() {
     let (_, _, v) = api.call("GET", "/v1/sys/auth", r, "").await;
     assert_eq!(v["data"]["approle/"]["type"], "approle");
 }
+
+#[tokio::test]
+async fn transit_datakey_hmac_hash_random_ecdsa_and_hybrid() {
+    use base64::Engine;
+    let std64 = base64::engine::general_purpose::STANDARD;
+    let b64 = |s: &[u8]| std64.encode(s);
+    let (api, root) = unsealed().await;
+    let r = Some(root.as_str());
+    api.call("POST", "/v1/sys/mounts/transit", r, r#"{"type":"transit"}"#)
+        .await;
+    let post = |path: &'static str, body: Value| {
+        let api = &api;
+        async move { api.call("POST", path, r, &body.to_string()).await }
+    };
+
+    // hash: Vault's algorithm names, hex by default, base64 on request.
+    let (s, _, v) = post("/v1/transit/hash", json!({"input": b64(b"abc")})).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(
+        v["data"]["sum"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let (_, _, v) = post(
+        "/v1/transit/hash/sha3-224",
+        json!({"input": b64(b"abc"), "format": "base64"}),
+    )
+    .await;
+    let want = hex::decode("e642824c3f8cf24ad09234ee7d3c766fc9a3a5168d0c94ad73b46fdf").unwrap();
+    assert_eq!(v["data"]["sum"], b64(&want));
+    let (s, _, v) = post("/v1/transit/hash/md5", json!({"input": ""})).await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+
+    // random: length from the path or body, hex or base64, bounded.
+    let (_, _, v) = post("/v1/transit/random/24", json!({"format": "hex"})).await;
+    assert_eq!(v["data"]["random_bytes"].as_str().unwrap().len(), 48);
+    let (_, _, v) = post("/v1/transit/random/platform", json!({"bytes": 16})).await;
+    let bytes = std64
+        .decode(v["data"]["random_bytes"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(bytes.len(), 16);
+    let (s, _, _) = post("/v1/transit/random", json!({"bytes": 200_000})).await;
+    assert_eq!(s.as_u16(), 400);
+
+    // datakey: plaintext and wrapped; the wrapped key decrypts to the plaintext.
+    post("/v1/transit/keys/dk", json!({})).await;
+    let (s, _, v) = post("/v1/transit/datakey/plaintext/dk", json!({"bits": 512})).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    let plain = v["data"]["plaintext"].as_str().unwrap().to_string();
+    assert_eq!(std64.decode(&plain).unwrap().len(), 64);
+    let (_, _, d) = post(
+        "/v1/transit/decrypt/dk",
+        json!({"ciphertext": v["data"]["ciphertext"]}),
+    )
+    .await;
+    assert_eq!(d["data"]["plaintext"], plain);
+    let (_, _, v) = post("/v1/transit/datakey/wrapped/dk", json!({})).await;
+    assert!(v["data"].get("plaintext").is_none(), "{v}");
+    assert!(
+        v["data"]["ciphertext"]
+            .as_str()
+            .unwrap()
+            .starts_with("vault:v1:")
+    );
+    let (s, _, _) = post("/v1/transit/datakey/plaintext/dk", json!({"bits": 100})).await;
+    assert_eq!(s.as_u16(), 400);
+    let (s, _, _) = post("/v1/transit/datakey/secret/dk", json!({})).await;
+    assert_eq!(s.as_u16(), 400);
+
+    // hmac: per-version keys; verify accepts it and rejects other input,
+    // rotation keeps old tags valid, min_decryption_version retires them.
+    let (_, _, v) = post("/v1/transit/hmac/dk", json!({"input": b64(b"msg")})).await;
+    let tag = v["data"]["hmac"].as_str().unwrap().to_string();
+    assert!(tag.starts_with("vault:v1:"), "{tag}");
+    let (_, _, v) = post(
+        "/v1/transit/hmac/dk/sha2-512",
+        json!({"input": b64(b"msg")}),
+    )
+    .await;
+    let tag512 = v["data"]["hmac"].as_str().unwrap().to_string();
+    assert_eq!(std64.decode(&tag512[9..]).unwrap().len(), 64);
+    for (input, t, alg, want) in [
+        (b"msg".as_slice(), &tag, "sha2-256", true),
+        (b"msh", &tag, "sha2-256", false),
+        (b"msg", &tag512, "sha2-512", true),
+        (b"msg", &tag512, "sha2-256", false),
+    ] {
+        let (s, _, v) = post(
+            "/v1/transit/verify/dk",
+            json!({"input": b64(input), "hmac": t, "algorithm": alg}),
+        )
+        .await;
+        assert_eq!(
+            (s.as_u16(), v["data"]["valid"].clone()),
+            (200, json!(want)),
+            "{v}"
+        );
+    }
+    post("/v1/transit/keys/dk/rotate", json!({})).await;
+    let (_, _, v) = post(
+        "/v1/transit/verify/dk",
+        json!({"input": b64(b"msg"), "hmac": tag}),
+    )
+    .await;
+    assert_eq!(v["data"]["valid"], true);
+    post(
+        "/v1/transit/keys/dk/config",
+        json!({"min_decryption_version": 2}),
+    )
+    .await;
+    let (s, _, v) = post(
+        "/v1/transit/verify/dk",
+        json!({"input": b64(b"msg"), "hmac": tag}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+    let (s, _, _) = post(
+        "/v1/transit/hmac/dk/sha3-256",
+        json!({"input": b64(b"msg")}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 400);
+
+    // ecdsa-p256: PEM public key, ASN.1 and JWS signatures, as Vault.
+    let (s, _, v) = post("/v1/transit/keys/ec", json!({"type": "ecdsa-p256"})).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(v["data"]["keys"]["1"]["name"], "P-256");
+    assert!(
+        v["data"]["keys"]["1"]["public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("-----BEGIN PUBLIC KEY-----")
+    );
+    assert_eq!(v["data"]["supports_signing"], true);
+    for marshaling in ["asn1", "jws"] {
+        let (s, _, v) = post(
+            "/v1/transit/sign/ec/sha2-256",
+            json!({"input": b64(b"release"), "marshaling_algorithm": marshaling}),
+        )
+        .await;
+        assert_eq!(s.as_u16(), 200, "{v}");
+        let sig = v["data"]["signature"].as_str().unwrap().to_string();
+        for (input, want) in [(b"release".as_slice(), true), (b"relaese", false)] {
+            let (_, _, v) = post(
+                "/v1/transit/verify/ec",
+                json!({"input": b64(input), "signature": sig, "marshaling_algorithm": marshaling}),
+            )
+            .await;
+            assert_eq!(v["data"]["valid"], json!(want), "{marshaling} {v}");
+        }
+    }
+    let (s, _, v) = post("/v1/transit/sign/ec/sha2-512", json!({"input": b64(b"x")})).await;
+    assert_eq!(s.as_u16(), 400);
+    assert!(first_error(&v).contains("sha2-256"), "{v}");
+    let (s, _, _) = post("/v1/transit/encrypt/ec", json!({"plaintext": b64(b"x")})).await;
+    assert_eq!(s.as_u16(), 400);
+
+    // mlkem768-x25519: encrypt/decrypt with associated data, rotate, rewrap,
+    // datakey; and a ciphertext made offline from the published public key
+    // (the documented format) decrypts.
+    let (s, _, v) = post("/v1/transit/keys/pq", json!({"type": "mlkem768-x25519"})).await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(v["data"]["supports_encryption"], true);
+    let pk = std64
+        .decode(v["data"]["keys"]["1"]["public_key"].as_str().unwrap())
+        .unwrap();
+    let aad = b64(b"tenant-7");
+    let (_, _, v) = post(
+        "/v1/transit/encrypt/pq",
+        json!({"plaintext": b64(b"quantum-safe"), "associated_data": aad}),
+    )
+    .await;
+    let ct = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert!(ct.starts_with("vault:v1:"));
+    let (_, _, v) = post(
+        "/v1/transit/decrypt/pq",
+        json!({"ciphertext": ct, "associated_data": aad}),
+    )
+    .await;
+    assert_eq!(v["data"]["plaintext"], b64(b"quantum-safe"));
+    let (s, _, v) = post(
+        "/v1/transit/decrypt/pq",
+        json!({"ciphertext": ct, "associated_data": b64(b"tenant-8")}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+    post("/v1/transit/keys/pq/rotate", json!({})).await;
+    let (_, _, v) = post(
+        "/v1/transit/rewrap/pq",
+        json!({"ciphertext": ct, "associated_data": aad}),
+    )
+    .await;
+    let ct2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
+    assert!(ct2.starts_with("vault:v2:"), "{v}");
+    let (_, _, v) = post(
+        "/v1/transit/decrypt/pq",
+        json!({"ciphertext": ct2, "associated_data": aad}),
+    )
+    .await;
+    assert_eq!(v["data"]["plaintext"], b64(b"quantum-safe"));
+    let (_, _, v) = post("/v1/transit/datakey/plaintext/pq", json!({})).await;
+    let (_, _, d) = post(
+        "/v1/transit/decrypt/pq",
+        json!({"ciphertext": v["data"]["ciphertext"]}),
+    )
+    .await;
+    assert_eq!(d["data"]["plaintext"], v["data"]["plaintext"]);
+
+    let ek = citadel_crypto::xwing::EncapsulationKey::from_bytes(&pk).unwrap();
+    let (kem_ct, shared) = ek.encapsulate().unwrap();
+    let key = citadel_crypto::kdf::hkdf(
+        citadel_crypto::kdf::HkdfHash::Sha256,
+        b"",
+        shared.expose(),
+        b"citadel transit mlkem768-x25519 v1",
+        32,
+    )
+    .unwrap();
+    let aead = citadel_crypto::aead::AeadKey::new(
+        citadel_crypto::aead::AeadAlgorithm::Aes256Gcm,
+        key.expose(),
+    )
+    .unwrap();
+    let mut blob = kem_ct;
+    blob.extend(aead.seal(&[0u8; 12], b"", b"made offline").unwrap());
+    let (s, _, v) = post(
+        "/v1/transit/decrypt/pq",
+        json!({"ciphertext": format!("vault:v1:{}", b64(&blob))}),
+    )
+    .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert_eq!(v["data"]["plaintext"], b64(b"made offline"));
+
+    // Options citadel does not support are refused, not ignored.
+    let (s, _, v) = post("/v1/transit/keys/drv", json!({"derived": true})).await;
+    assert_eq!(s.as_u16(), 400);
+    assert!(first_error(&v).contains("derived"), "{v}");
+    // Symmetric key versions read as Unix times, as in Vault.
+    let (_, _, v) = api.call("GET", "/v1/transit/keys/dk", r, "").await;
+    assert!(
+        v["data"]["keys"]["1"].as_i64().unwrap() > 1_700_000_000,
+        "{v}"
+    );
+}
