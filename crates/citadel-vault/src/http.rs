@@ -795,24 +795,75 @@ pub async fn serve(
     vault: Arc<Vault>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let flusher = {
-        let vault = vault.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
-            loop {
-                tick.tick().await;
-                let v = vault.clone();
-                // A failure here resurfaces on the next append (fail closed).
-                let _ = tokio::task::spawn_blocking(move || v.audit.commit()).await;
-            }
-        })
-    };
+    let flusher = audit_flusher(vault.clone());
     let r = axum::serve(listener, router(vault.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     flusher.abort();
     let _ = vault.audit.commit();
     r
+}
+
+/// Commits the audit devices' group every 5 ms, off the request path.
+fn audit_flusher(vault: Arc<Vault>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(5));
+        loop {
+            tick.tick().await;
+            let v = vault.clone();
+            // A failure here resurfaces on the next append (fail closed).
+            let _ = tokio::task::spawn_blocking(move || v.audit.commit()).await;
+        }
+    })
+}
+
+/// How long a client has to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the API over TLS on `listener` until `shutdown` completes. The
+/// `tls` config decides who may connect: built by `citadel-tls`, it is
+/// either mutual post-quantum TLS or server-authenticated TLS with
+/// X25519MLKEM768 key exchange. A failed handshake closes that connection
+/// only.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    vault: Arc<Vault>,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let flusher = audit_flusher(vault.clone());
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(vault.clone());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            () = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((tcp, _)) => tcp,
+                Err(_) => {
+                    // Out of descriptors and the like: back off, keep serving.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+    flusher.abort();
+    let _ = vault.audit.commit();
+    Ok(())
 }
 
 /// A request to an auth method mounted under `auth/`.

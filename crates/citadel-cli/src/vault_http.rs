@@ -1,0 +1,276 @@
+//! A small HTTP client for the vault verbs: one request per connection,
+//! plaintext on loopback or TLS 1.3 (X25519MLKEM768, optionally with a
+//! client certificate for mutual post-quantum TLS). hyper over tokio.
+
+use anyhow::{Context, Result, bail};
+use citadel_tls::config::{Identity, client_config_server_auth, load_certificates};
+use clap::Args;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+/// Where the server is and how to reach it.
+#[derive(Args, Clone)]
+pub(crate) struct Conn {
+    /// The server's address.
+    #[arg(
+        long,
+        env = "CITADEL_ADDR",
+        default_value = "http://127.0.0.1:8200",
+        global = true
+    )]
+    address: String,
+    /// CA certificate(s) (PEM) that the server's certificate chains to, for
+    /// https:// addresses.
+    #[arg(long, env = "CITADEL_CACERT", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires mutual TLS.
+    #[arg(
+        long,
+        env = "CITADEL_CLIENT_CERT",
+        requires = "client_key",
+        global = true
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PKCS#8 PEM).
+    #[arg(
+        long,
+        env = "CITADEL_CLIENT_KEY",
+        requires = "client_cert",
+        global = true
+    )]
+    client_key: Option<PathBuf>,
+    /// File holding the token when CITADEL_TOKEN is not set; `login` writes
+    /// it [default: ~/.citadel-token].
+    #[arg(long, env = "CITADEL_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Print the server's JSON response instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// An error status from the server, with its `errors` list.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub(crate) status: u16,
+    pub(crate) errors: Vec<String>,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hint = match self.status {
+            403 => " (check the token: CITADEL_TOKEN, the token file, or `citadel vault login`)",
+            503 => " (the vault is sealed: `citadel vault unseal`)",
+            _ => "",
+        };
+        if self.errors.is_empty() {
+            write!(f, "the server answered {}{hint}", self.status)
+        } else {
+            write!(
+                f,
+                "the server answered {}: {}{hint}",
+                self.status,
+                self.errors.join("; ")
+            )
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// A connection plan to one server.
+pub(crate) struct Client {
+    host: String,
+    port: u16,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    token: Option<Zeroizing<String>>,
+    token_file: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Conn {
+    /// Resolves the address, TLS settings and token.
+    pub(crate) fn client(&self) -> Result<Client> {
+        let uri: hyper::Uri = self
+            .address
+            .parse()
+            .with_context(|| format!("CITADEL_ADDR {:?} is not a URL", self.address))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => bail!(
+                "CITADEL_ADDR must start with http:// or https:// (got {:?})",
+                self.address
+            ),
+        };
+        let host = uri
+            .host()
+            .context("CITADEL_ADDR has no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let roots = match &self.ca_cert {
+                Some(p) => load_certificates(p)?,
+                None => bail!(
+                    "an https:// address needs the CA certificate that signed the server's: pass --ca-cert FILE or set CITADEL_CACERT"
+                ),
+            };
+            let identity = match (&self.client_cert, &self.client_key) {
+                (Some(c), Some(k)) => Some(Identity::load(c, k)?),
+                _ => None,
+            };
+            Some(client_config_server_auth(roots, identity, false)?)
+        } else {
+            None
+        };
+        let token_file = match &self.token_file {
+            Some(p) => p.clone(),
+            None => std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".citadel-token"),
+        };
+        let token = match std::env::var("CITADEL_TOKEN") {
+            Ok(t) if !t.is_empty() => Some(Zeroizing::new(t)),
+            _ => match std::fs::read_to_string(&token_file) {
+                Ok(t) => Some(Zeroizing::new(t.trim().to_string())),
+                Err(_) => None,
+            },
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Client {
+            host,
+            port,
+            tls,
+            token,
+            token_file,
+            rt,
+        })
+    }
+}
+
+impl Client {
+    /// Where `login` stores the token.
+    pub(crate) fn token_file(&self) -> &std::path::Path {
+        &self.token_file
+    }
+
+    /// Replaces the token for the following requests.
+    pub(crate) fn set_token(&mut self, token: Zeroizing<String>) {
+        self.token = Some(token);
+    }
+
+    /// Sends one request to `/v1/{path}` and returns the status and JSON
+    /// body (`null` for an empty body). Error statuses are returned, not
+    /// raised: see [`Client::call`].
+    pub(crate) fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value)> {
+        let body = match body {
+            Some(b) => Bytes::from(serde_json::to_vec(b)?),
+            None => Bytes::new(),
+        };
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("/v1/{}", path.trim_start_matches('/')))
+            .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
+            .header(hyper::header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            req = req.header("X-Vault-Token", t.as_str());
+        }
+        let req = req
+            .body(Full::new(body))
+            .context("cannot build the request")?;
+        let (host, port) = (self.host.clone(), self.port);
+        let tls = self.tls.clone();
+        let (status, bytes) = self.rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .with_context(|| format!("cannot connect to {host}:{port}: is the server running (citadel vault serve)?"))?;
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                None => send(tcp, req).await,
+                Some(cfg) => {
+                    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
+                        .with_context(|| format!("{host:?} is not a valid server name"))?;
+                    let stream = tokio_rustls::TlsConnector::from(cfg)
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>()) {
+                            Some(t) => anyhow::anyhow!("TLS handshake with {host}:{port} failed: {}", citadel_tls::config::explain(t)),
+                            None => anyhow::anyhow!("TLS handshake with {host}:{port} failed: {e}"),
+                        })?;
+                    send(stream, req).await
+                }
+            }
+        })?;
+        let v = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).with_context(|| {
+                format!("the server answered {status} with a body that is not JSON")
+            })?
+        };
+        Ok((status, v))
+    }
+
+    /// [`Client::raw`], turning an error status into an [`ApiError`].
+    pub(crate) fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, v) = self.raw(method, path, body)?;
+        check(status, v)
+    }
+}
+
+/// An error status as an [`ApiError`]; any other as its body.
+pub(crate) fn check(status: u16, v: Value) -> Result<Value> {
+    {
+        if status >= 400 {
+            let errors = v
+                .get("errors")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Err(ApiError { status, errors }.into());
+        }
+        Ok(v)
+    }
+}
+
+async fn send<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<(u16, Bytes)>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+            .await
+            .context("HTTP handshake failed")?;
+    let driver = tokio::spawn(conn);
+    let resp = sender
+        .send_request(req)
+        .await
+        .context("the server closed the connection")?;
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .context("cannot read the response")?
+        .to_bytes();
+    driver.abort();
+    Ok((status, bytes))
+}

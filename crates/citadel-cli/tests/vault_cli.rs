@@ -1,0 +1,591 @@
+//! The `citadel vault` client verbs against a real server on loopback: the
+//! README's walkthrough (sealed SQLite server, init 5/3, unseal, KV, policy,
+//! transit with ML-DSA and ML-KEM), the TLS listeners (X25519MLKEM768 with a
+//! classical certificate; mutual post-quantum TLS), and a grep of every log
+//! and the audit log for the secrets that went through.
+
+use citadel_tls::rustls::{self, ClientConnection, pki_types::ServerName};
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+
+const BIN: &str = env!("CARGO_BIN_EXE_citadel");
+
+/// A running `citadel vault serve`, killed when dropped (also when a test
+/// fails), with its output copied to `log`.
+struct Server {
+    child: Child,
+    addr: String,
+    root_token: Option<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Server {
+        let log = dir.join(format!("server-{}.log", std::process::id()));
+        let mut child = Command::new(BIN)
+            .current_dir(dir)
+            .args(["vault", "serve"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("server.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut copy = std::fs::File::create(&log).unwrap();
+        let (mut addr, mut root_token) = (String::new(), None);
+        let dev = args.contains(&"--dev");
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            writeln!(copy, "{line}").unwrap();
+            if let Some(a) = line.strip_prefix("Api Address: ") {
+                addr = a.to_string();
+                if !dev {
+                    break;
+                }
+            }
+            if let Some(t) = line.strip_prefix("Root Token: ") {
+                root_token = Some(t.to_string());
+                break;
+            }
+        }
+        assert!(!addr.is_empty(), "the server printed no address");
+        // Keep copying what the server prints, for the log grep.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(copy, "{line}");
+            }
+        });
+        Server {
+            child,
+            addr,
+            root_token,
+        }
+    }
+
+    fn port(&self) -> &str {
+        self.addr.rsplit(':').next().unwrap()
+    }
+}
+
+/// Runs `citadel vault ARGS` against `addr` with `env`, feeding `stdin`.
+fn vault(addr: &str, env: &[(&str, &str)], args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("vault")
+        .args(args)
+        .env("CITADEL_ADDR", addr)
+        .env_remove("CITADEL_TOKEN")
+        .env_remove("CITADEL_CACERT")
+        .env("HOME", "/nonexistent")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+#[test]
+fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    std::fs::write(
+        p.join("citadel.toml"),
+        "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n",
+    )
+    .unwrap();
+    let server = Server::start(p, &["--config", "citadel.toml"]);
+    let a = server.addr.as_str();
+    let tf = p.join("token").display().to_string();
+    let env_tf = [("CITADEL_TOKEN_FILE", tf.as_str())];
+
+    // Not initialised yet: status says so and exits 3 (sealed).
+    let o = vault(a, &[], &["status", "--json"], "");
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(st["initialized"], false);
+
+    let init: serde_json::Value = serde_json::from_str(&ok(vault(
+        a,
+        &[],
+        &[
+            "init",
+            "--key-shares",
+            "5",
+            "--key-threshold",
+            "3",
+            "--json",
+        ],
+        "",
+    )))
+    .unwrap();
+    let keys: Vec<String> = init["keys_base64"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let keys_hex: Vec<String> = init["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    let root = init["root_token"].as_str().unwrap().to_string();
+    assert_eq!(keys.len(), 5);
+
+    // Unseal with three shares: two from standard input, one as an argument.
+    let o = ok(vault(a, &[], &["unseal"], &format!("{}\n", keys[0])));
+    assert!(o.contains("Unseal Progress    1"), "{o}");
+    ok(vault(a, &[], &["unseal", "-"], &format!("{}\n", keys[2])));
+    let o = vault(a, &[], &["unseal", "not-a-key"], "");
+    assert_eq!(o.status.code(), Some(2));
+    let o = ok(vault(a, &[], &["unseal", &keys_hex[4]], ""));
+    assert!(o.contains("Sealed             false"), "{o}");
+    ok(vault(a, &[], &["status"], ""));
+
+    // Log in with the root token (from standard input): stored, 0600.
+    let o = ok(vault(a, &env_tf, &["login"], &format!("{root}\n")));
+    assert!(o.contains("root"), "{o}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&tf).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "token file is private: {mode:o}");
+    }
+    let o = vault(a, &env_tf, &["login"], "hvs.wrong\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+
+    // An audit device, so the grep below covers the audit log too.
+    let audit = p.join("audit").display().to_string();
+    ok(vault(
+        a,
+        &env_tf,
+        &[
+            "write",
+            "sys/audit/file",
+            "type=file",
+            &format!("options={{\"file_path\":\"{audit}\"}}"),
+        ],
+        "",
+    ));
+
+    // KV v2 at secret/.
+    ok(vault(
+        a,
+        &env_tf,
+        &[
+            "write",
+            "sys/mounts/secret",
+            "type=kv",
+            "options={\"version\":\"2\"}",
+        ],
+        "",
+    ));
+    let password = "pw-7f3a9c1e5b2d";
+    let o = ok(vault(
+        a,
+        &env_tf,
+        &["kv", "put", "secret/app/db", "user=app", "password=-"],
+        password,
+    ));
+    assert!(o.contains("version 1"), "{o}");
+    ok(vault(
+        a,
+        &env_tf,
+        &["kv", "put", "secret/app/db", "user=app2", "--cas", "1"],
+        "",
+    ));
+    let o = vault(
+        a,
+        &env_tf,
+        &["kv", "put", "secret/app/db", "user=x", "--cas", "1"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "a stale cas is refused");
+    assert!(stderr(&o).contains("check-and-set"), "{}", stderr(&o));
+    let o = ok(vault(
+        a,
+        &env_tf,
+        &[
+            "kv",
+            "get",
+            "secret/app/db",
+            "--version",
+            "1",
+            "--field",
+            "password",
+        ],
+        "",
+    ));
+    assert_eq!(o.trim(), password);
+    let o = ok(vault(a, &env_tf, &["kv", "get", "secret/app/db"], ""));
+    assert!(o.contains("version 2") && o.contains("app2"), "{o}");
+    assert_eq!(
+        ok(vault(a, &env_tf, &["kv", "list", "secret"], "")).trim(),
+        "app/"
+    );
+    ok(vault(a, &env_tf, &["kv", "delete", "secret/app/db"], ""));
+    let o = vault(a, &env_tf, &["kv", "get", "secret/app/db"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("deleted"), "{}", stderr(&o));
+    ok(vault(
+        a,
+        &env_tf,
+        &["kv", "undelete", "secret/app/db", "--versions", "2"],
+        "",
+    ));
+
+    // A policy, and a token limited by it: reads allowed, writes denied.
+    std::fs::write(
+        p.join("app.hcl"),
+        "path \"secret/data/app/*\" { capabilities = [\"read\"] }\n",
+    )
+    .unwrap();
+    ok(vault(
+        a,
+        &env_tf,
+        &[
+            "policy",
+            "write",
+            "app-read",
+            &p.join("app.hcl").display().to_string(),
+        ],
+        "",
+    ));
+    assert!(ok(vault(a, &env_tf, &["policy", "list"], "")).contains("app-read"));
+    assert!(
+        ok(vault(a, &env_tf, &["policy", "read", "app-read"], "")).contains("secret/data/app/*")
+    );
+    let limited = ok(vault(
+        a,
+        &env_tf,
+        &[
+            "write",
+            "auth/token/create",
+            "policies=[\"app-read\"]",
+            "ttl=1h",
+            "--json",
+        ],
+        "",
+    ));
+    let limited: serde_json::Value = serde_json::from_str(&limited).unwrap();
+    let limited = limited["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let env_limited = [("CITADEL_TOKEN", limited.as_str())];
+    let o = ok(vault(
+        a,
+        &env_limited,
+        &["kv", "get", "secret/app/db", "--field", "user"],
+        "",
+    ));
+    assert_eq!(o.trim(), "app2");
+    let o = vault(
+        a,
+        &env_limited,
+        &["kv", "put", "secret/app/db", "user=evil"],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+
+    // Transit: ML-DSA-65 signatures and ML-KEM hybrid encryption.
+    ok(vault(
+        a,
+        &env_tf,
+        &["write", "sys/mounts/transit", "type=transit"],
+        "",
+    ));
+    ok(vault(
+        a,
+        &env_tf,
+        &["transit", "create", "release", "--type", "ml-dsa-65"],
+        "",
+    ));
+    let artifact = p.join("artifact.bin");
+    std::fs::write(&artifact, b"release 1.0").unwrap();
+    let art = artifact.display().to_string();
+    let sig = ok(vault(a, &env_tf, &["transit", "sign", "release", &art], ""));
+    let sig = sig.trim();
+    assert!(sig.starts_with("vault:v1:"), "{sig}");
+    ok(vault(
+        a,
+        &env_tf,
+        &["transit", "verify", "release", sig, &art],
+        "",
+    ));
+    std::fs::write(&artifact, b"release 1.1").unwrap();
+    let o = vault(a, &env_tf, &["transit", "verify", "release", sig, &art], "");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a changed file fails verification"
+    );
+
+    ok(vault(
+        a,
+        &env_tf,
+        &["transit", "create", "pq", "--type", "mlkem768-x25519"],
+        "",
+    ));
+    let card = "card-4111111111111111";
+    let ct = ok(vault(a, &env_tf, &["transit", "encrypt", "pq"], card));
+    let ct = ct.trim().to_string();
+    assert!(ct.starts_with("vault:v1:") && !ct.contains(card));
+    ok(vault(a, &env_tf, &["transit", "rotate", "pq"], ""));
+    let ct2 = ok(vault(a, &env_tf, &["transit", "rewrap", "pq", &ct], ""));
+    assert!(ct2.starts_with("vault:v2:"), "{ct2}");
+    let pt = ok(vault(
+        a,
+        &env_tf,
+        &["transit", "decrypt", "pq", ct2.trim()],
+        "",
+    ));
+    assert_eq!(pt, card);
+
+    // Seal: the server answers 503 and status exits 3.
+    ok(vault(a, &env_tf, &["seal"], ""));
+    let o = vault(a, &env_tf, &["kv", "get", "secret/app/db"], "");
+    assert!(
+        stderr(&o).contains("503") && stderr(&o).contains("sealed"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(vault(a, &[], &["status"], "").status.code(), Some(3));
+
+    // Nothing secret in the server's output or the audit log: not the
+    // unseal keys, the tokens, the KV password or the transit plaintext (raw
+    // or base64).
+    drop(server);
+    let mut haystack = std::fs::read(p.join("server.stderr")).unwrap();
+    for entry in std::fs::read_dir(p).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "log") {
+            haystack.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    let mut audit_files = 0;
+    let mut dirs = vec![p.join("audit")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                haystack.extend(std::fs::read(&path).unwrap());
+                audit_files += 1;
+            }
+        }
+    }
+    assert!(
+        audit_files > 0 && haystack.len() > 10_000,
+        "the audit log was written"
+    );
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut secrets = vec![root.clone(), limited.clone(), password.into(), card.into()];
+    secrets.push(b64(password));
+    secrets.push(b64(card));
+    secrets.extend(keys.iter().cloned());
+    secrets.extend(keys_hex.iter().cloned());
+    for s in &secrets {
+        let found = haystack.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(!found, "a secret ({}…) appears in a log", &s[..6]);
+    }
+}
+
+/// A TLS client with only classical X25519 key exchange.
+fn classical_only_handshake(addr: &str, ca: &Path) -> Result<(), String> {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
+    let mut roots = rustls::RootCertStore::empty();
+    for c in citadel_tls::config::load_certificates(ca).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let mut conn =
+        ClientConnection::new(Arc::new(cfg), ServerName::try_from("127.0.0.1").unwrap()).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn citadel(args: &[&str]) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let ca = p.join("ca").display().to_string();
+    citadel(&["ca", "init", "--dir", &ca, "--classical"]);
+    citadel(&[
+        "ca",
+        "issue",
+        "--ca",
+        &ca,
+        "--name",
+        "vault",
+        "--ip",
+        "127.0.0.1",
+        "--server",
+    ]);
+    let server = Server::start(
+        p,
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &format!("{ca}/vault.crt"),
+            "--tls-key",
+            &format!("{ca}/vault.key"),
+        ],
+    );
+    assert!(server.addr.starts_with("https://"), "{}", server.addr);
+    let token = server.root_token.clone().unwrap();
+    let cacert = format!("{ca}/ca.crt");
+    let env = [
+        ("CITADEL_TOKEN", token.as_str()),
+        ("CITADEL_CACERT", cacert.as_str()),
+    ];
+    ok(vault(&server.addr, &env, &["status"], ""));
+    ok(vault(
+        &server.addr,
+        &env,
+        &["kv", "put", "secret/x", "a=1"],
+        "",
+    ));
+    assert_eq!(
+        ok(vault(
+            &server.addr,
+            &env,
+            &["kv", "get", "secret/x", "--field", "a"],
+            ""
+        ))
+        .trim(),
+        "1"
+    );
+    // Without the CA certificate the client says what is missing.
+    let o = vault(&server.addr, &[("CITADEL_TOKEN", &token)], &["status"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--ca-cert"), "{}", stderr(&o));
+    // Plain HTTP to the TLS port gets no answer that parses.
+    let plain = format!("http://127.0.0.1:{}", server.port());
+    assert_eq!(vault(&plain, &env, &["status"], "").status.code(), Some(2));
+    // A client offering only classical key exchange is refused.
+    let tcp_addr = format!("127.0.0.1:{}", server.port());
+    let err = classical_only_handshake(&tcp_addr, Path::new(&cacert)).unwrap_err();
+    assert!(
+        err.to_lowercase().contains("handshake") || err.contains("alert"),
+        "{err}"
+    );
+}
+
+#[test]
+fn mutual_post_quantum_tls_requires_a_client_certificate_from_the_ca() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let ca = p.join("ca").display().to_string();
+    citadel(&["ca", "init", "--dir", &ca]);
+    citadel(&[
+        "ca",
+        "issue",
+        "--ca",
+        &ca,
+        "--name",
+        "vault",
+        "--ip",
+        "127.0.0.1",
+        "--server",
+    ]);
+    citadel(&["ca", "issue", "--ca", &ca, "--name", "ops", "--client"]);
+    let other = p.join("other").display().to_string();
+    citadel(&["ca", "init", "--dir", &other]);
+    citadel(&[
+        "ca", "issue", "--ca", &other, "--name", "mallory", "--client",
+    ]);
+    let server = Server::start(
+        p,
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &format!("{ca}/vault.crt"),
+            "--tls-key",
+            &format!("{ca}/vault.key"),
+            "--tls-client-ca",
+            &ca,
+        ],
+    );
+    let token = server.root_token.clone().unwrap();
+    let cacert = format!("{ca}/ca.crt");
+    let base = [
+        ("CITADEL_TOKEN", token.as_str()),
+        ("CITADEL_CACERT", cacert.as_str()),
+    ];
+    let with = |name: &str, dir: &str| -> Vec<(String, String)> {
+        vec![
+            ("CITADEL_CLIENT_CERT".into(), format!("{dir}/{name}.crt")),
+            ("CITADEL_CLIENT_KEY".into(), format!("{dir}/{name}.key")),
+        ]
+    };
+    let run = |extra: Vec<(String, String)>| {
+        let mut env: Vec<(&str, &str)> = base.to_vec();
+        env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        vault(&server.addr, &env, &["status"], "")
+    };
+    ok(run(with("ops", &ca)));
+    let o = run(vec![]);
+    assert_eq!(o.status.code(), Some(2), "no client certificate");
+    let o = run(with("mallory", &other));
+    assert_eq!(o.status.code(), Some(2), "a certificate from another CA");
+}
