@@ -128,11 +128,34 @@ def main():
         check(meta["versions"]["1"]["destroyed"] is True and meta["current_version"] == 2, "destroyed version in metadata")
         kv.update_metadata(path="app/db", max_versions=5)
         check(kv.read_secret_metadata(path="app/db")["data"]["max_versions"] == 5, "metadata updated")
+        # JSON merge patch (HTTP PATCH), as the Vault/OpenBao CLI sends it.
+        kv.create_or_update_secret(path="app/patch", secret={"a": "1", "b": "2"})
+        r = client.adapter.request(
+            "patch", "/v1/secret/data/app/patch", json={"data": {"b": None, "c": "3"}},
+            headers={"Content-Type": "application/merge-patch+json"})
+        check(r["data"]["version"] == 2, "PATCH writes a new version")
+        got = kv.read_secret_version(path="app/patch", raise_on_deleted_version=True)["data"]["data"]
+        check(got == {"a": "1", "c": "3"}, "PATCH merges (null removes a key)")
+        r = client.adapter.request("patch", "/v1/secret/data/app/patch", json={"data": {"x": "y"}},
+                                   raise_exception=False)
+        check(r.status_code == 415, "PATCH without the merge-patch content type is refused")
+        # What the Vault/OpenBao CLI asks before a kv command, and mount tuning.
+        ui = client.adapter.get("/v1/sys/internal/ui/mounts/secret/app/db")["data"]
+        check(ui["type"] == "kv" and ui["options"]["version"] == "2" and ui["path"] == "secret/",
+              "internal/ui/mounts finds the KV v2 mount")
+        tune = client.sys.read_mount_configuration(path="secret")
+        check(tune["data"]["default_lease_ttl"] == 768 * 3600 and tune["data"]["options"]["version"] == "2",
+              "mount tune read")
         # Transit, as hvac users call it.
         import base64
         b64 = lambda b: base64.b64encode(b).decode()
         client.sys.enable_secrets_engine(backend_type="transit", path="transit")
         tr = client.secrets.transit
+        tr.create_key(name="batch")
+        res = tr.encrypt_data(name="batch", batch_input=[{"plaintext": b64(b"a"), "reference": "r1"},
+                                                         {"plaintext": b64(b"b")}])
+        refs = [x.get("reference") for x in res["data"]["batch_results"]]
+        check(refs == ["r1", ""], "batch results echo the reference")
         tr.create_key(name="orders")
         c1 = tr.encrypt_data(name="orders", plaintext=b64(b"card 4111"))["data"]["ciphertext"]
         check(c1.startswith("vault:v1:"), "ciphertext carries the key version")
@@ -164,6 +187,25 @@ def main():
         check("secret/data/app" in client.sys.read_policy(name="app-read")["data"]["rules"], "policy read back")
         tok = client.auth.token.create(policies=["app-read"], ttl="1h")["auth"]
         check(tok["policies"] == ["app-read", "default"], "token carries its policies")
+        me = client.auth.token.lookup_self()["data"]
+        check(me["id"] == token and me["expire_time"] is None and me["path"] == "auth/token/root",
+              "root lookup-self")
+        try:
+            client.auth.token.renew_self(increment="1h")
+            check(False, "the root token is not renewable")
+        except hvac.exceptions.InvalidRequest:
+            # OpenBao says "invalid lease ID" or "lease is not renewable".
+            check(True, "root renew refused")
+        child = client.auth.token.lookup(token=tok["client_token"])["data"]
+        check(child["id"] == tok["client_token"], "lookup shows the token's id")
+        check(isinstance(child["expire_time"], str) and child["expire_time"].endswith("Z"),
+              "expire_time in RFC 3339")
+        check(isinstance(child["issue_time"], str) and child["renewable"] is True, "issue_time and renewable")
+        plain = client.auth.token.create(policies=["app-read"])["auth"]
+        check(plain["lease_duration"] == 768 * 3600 and plain["renewable"] is True,
+              "a token without a TTL gets the 768h default")
+        r = client.adapter.request("delete", "/v1/sys/health", raise_exception=False)
+        check(r.status_code == 405 and r.json() == {"errors": []}, "405 with a JSON body")
         app = hvac.Client(url=addr, token=tok["client_token"])
         check(app.is_authenticated() is True, "new token authenticates")
         check(app.secrets.kv.v2.read_secret_version(path="app/db", raise_on_deleted_version=True)["data"]["data"]["password"] == "two", "policy allows read")

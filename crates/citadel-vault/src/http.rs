@@ -39,7 +39,9 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/auth/{*path}", any(auth_path))
         .route("/v1/sys/audit", get(list_audit))
         .route("/v1/sys/audit/{*path}", any(audit_path))
+        .route("/v1/sys/internal/ui/mounts/{*path}", get(ui_mount))
         .fallback(fallback)
+        .method_not_allowed_fallback(|| async { json_response(405, &json!({"errors": []})) })
         .layer(axum::middleware::from_fn_with_state(
             vault.clone(),
             audit_layer,
@@ -413,17 +415,14 @@ async fn token_op(
         let bad_token = || json_response(403, &json!({"errors": ["bad token"]}));
         match op.as_str() {
             "lookup-self" => {
-                // Vault answers an unknown token with both messages.
-                let Some(e) = v.lookup_token(&token(&headers))? else {
-                    return Ok(json_response(
-                        403,
-                        &json!({"errors": ["permission denied", "invalid token"]}),
-                    ));
+                let tok = token(&headers);
+                let Some(e) = v.lookup_token(&tok)? else {
+                    return Err(Error::PermissionDenied);
                 };
                 authorize(&v, &headers, &path, "read")?;
                 Ok(json_response(
                     200,
-                    &envelope(tokens::lookup_json(&e), "token"),
+                    &envelope(tokens::lookup_json(&e, &tok), "token"),
                 ))
             }
             "create" | "create-orphan" => {
@@ -457,7 +456,7 @@ async fn token_op(
                 match v.lookup_token(str_field(&b, "token"))? {
                     Some(e) => Ok(json_response(
                         200,
-                        &envelope(tokens::lookup_json(&e), "token"),
+                        &envelope(tokens::lookup_json(&e, str_field(&b, "token")), "token"),
                     )),
                     None => Ok(bad_token()),
                 }
@@ -468,7 +467,7 @@ async fn token_op(
                 match hash.map(|h| v.lookup_hash(&h)).transpose()?.flatten() {
                     Some(e) => Ok(json_response(
                         200,
-                        &envelope(tokens::lookup_json(&e), "token"),
+                        &envelope(tokens::lookup_json(&e, ""), "token"),
                     )),
                     None => Ok(bad_token()),
                 }
@@ -648,21 +647,77 @@ async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Respons
         Ok(t) => {
             let mut data = serde_json::Map::new();
             for (path, m) in t {
-                let (kind, options) = match m.engine {
-                    crate::mounts::Engine::KvV2 => ("kv", json!({"version": "2"})),
-                    crate::mounts::Engine::Transit => ("transit", Value::Null),
-                };
-                data.insert(
-                    path,
-                    json!({"type": kind, "options": options, "description": m.description,
-                           "accessor": format!("{kind}_{}", &m.uuid[..8]), "uuid": m.uuid,
-                           "config": {"default_lease_ttl": 0, "max_lease_ttl": 0}, "local": false, "seal_wrap": false}),
-                );
+                let j = mount_json(&m);
+                data.insert(path, j);
             }
             sys_listing(data)
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Vault's (and OpenBao's) default and maximum lease TTL: 768 hours.
+pub(crate) const DEFAULT_LEASE_TTL: u64 = 768 * 3600;
+
+fn mount_kind(m: &crate::mounts::Mount) -> (&'static str, Value) {
+    match m.engine {
+        crate::mounts::Engine::KvV2 => ("kv", json!({"version": "2"})),
+        crate::mounts::Engine::Transit => ("transit", json!({})),
+    }
+}
+
+/// A mount as `sys/mounts` shows it.
+fn mount_json(m: &crate::mounts::Mount) -> Value {
+    let (kind, options) = mount_kind(m);
+    json!({"type": kind, "options": options, "description": m.description,
+           "accessor": format!("{kind}_{}", &m.uuid[..8]), "uuid": m.uuid,
+           "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+           "local": false, "seal_wrap": false, "external_entropy_access": false,
+           "plugin_version": "", "running_plugin_version": "", "running_sha256": ""})
+}
+
+/// `sys/internal/ui/mounts/:path`: the mount serving a path, which Vault's
+/// CLI asks to learn a KV mount's version. Any valid token may ask.
+async fn ui_mount(
+    State(v): State<Arc<Vault>>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let r = (|| -> Result<Response, Error> {
+        if v.is_sealed() {
+            return Err(Error::Sealed);
+        }
+        if v.lookup_token(&token(&headers))?.is_none() {
+            return Err(Error::PermissionDenied);
+        }
+        let Some((mpath, m, _)) = crate::mounts::resolve(&v, path.trim_matches('/'))? else {
+            return Err(Error::BadRequest(format!(
+                "preflight capability check returned 403, please ensure client's policies grant access to path \"{path}/\""
+            )));
+        };
+        let mut data = mount_json(&m);
+        data["path"] = json!(mpath);
+        Ok(json_response(200, &envelope(data, "system")))
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET sys/mounts/:path/tune`.
+fn mount_tune(v: &Vault, headers: &HeaderMap, path: &str) -> Result<Response, Error> {
+    authorize(v, headers, &format!("sys/mounts/{path}/tune"), "read")?;
+    let t = crate::mounts::table(v)?;
+    let key = format!("{}/", path.trim_matches('/'));
+    let m = t
+        .get(&key)
+        .ok_or_else(|| Error::BadRequest(format!("cannot fetch sysview for path \"{key}\"")))?;
+    let (_, options) = mount_kind(m);
+    let data = json!({"default_lease_ttl": DEFAULT_LEASE_TTL, "max_lease_ttl": DEFAULT_LEASE_TTL,
+                      "description": m.description, "force_no_cache": false, "options": options});
+    let mut env = envelope(data.clone(), "system");
+    if let (Value::Object(e), Value::Object(d)) = (&mut env, data) {
+        e.extend(d);
+    }
+    Ok(json_response(200, &env))
 }
 
 #[derive(Deserialize)]
@@ -682,6 +737,15 @@ async fn mount_path(
     headers: HeaderMap,
     raw: Bytes,
 ) -> Response {
+    if let Some(mount) = path.strip_suffix("/tune") {
+        return match method {
+            Method::GET => mount_tune(&v, &headers, mount).unwrap_or_else(IntoResponse::into_response),
+            _ => Error::BadRequest(
+                "tuning mounts is not supported by citadel: disable and enable the mount with the options you need".into(),
+            )
+            .into_response(),
+        };
+    }
     let cap = match method {
         Method::DELETE => "delete",
         _ => "update",
@@ -741,9 +805,22 @@ async fn fallback(
             "LIST" => crate::kv::Op::List,
             "PUT" | "POST" => crate::kv::Op::Write,
             "DELETE" => crate::kv::Op::Delete,
+            "PATCH" => {
+                let ctype = headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|c| c.to_str().ok())
+                    .unwrap_or_default();
+                if !ctype.starts_with("application/merge-patch+json") {
+                    return Ok(json_response(
+                        415,
+                        &json!({"errors": [format!("PATCH requires Content-Type of application/merge-patch+json, provided {ctype}")]}),
+                    ));
+                }
+                crate::kv::Op::Patch
+            }
             _ => return Ok(method_not_allowed()),
         };
-        let body_json: Value = if op == crate::kv::Op::Write {
+        let body_json: Value = if matches!(op, crate::kv::Op::Write | crate::kv::Op::Patch) {
             body(&raw)?
         } else {
             Value::Null
@@ -754,6 +831,7 @@ async fn fallback(
             crate::kv::Op::Read => "read",
             crate::kv::Op::List => "list",
             crate::kv::Op::Delete => "delete",
+            crate::kv::Op::Patch => "patch",
             crate::kv::Op::Write
                 if match mount.engine {
                     crate::mounts::Engine::KvV2 => crate::kv::exists(&v, &base, &rest)?,
@@ -779,11 +857,7 @@ async fn fallback(
             crate::kv::Reply::Data(d) => json_response(200, &envelope(d, mount_type)),
             crate::kv::Reply::NoContent => no_content(),
             crate::kv::Reply::NotFound(None) => json_response(404, &json!({"errors": []})),
-            crate::kv::Reply::NotFound(Some(d)) => {
-                let mut e = envelope(d, mount_type);
-                e["errors"] = json!([]);
-                json_response(404, &e)
-            }
+            crate::kv::Reply::NotFound(Some(d)) => json_response(404, &envelope(d, mount_type)),
         })
     })();
     r.unwrap_or_else(IntoResponse::into_response)

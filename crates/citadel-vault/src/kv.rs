@@ -26,6 +26,8 @@ pub enum Op {
     Delete,
     /// LIST, or GET with `?list=true`.
     List,
+    /// PATCH (JSON merge patch, RFC 7386).
+    Patch,
 }
 
 /// An engine's answer.
@@ -212,9 +214,39 @@ impl Kv<'_> {
                 self.remove(&format!("data/{p}/{old}"))?;
             }
         }
-        r.oldest_version = r.versions.keys().next().copied().unwrap_or(0);
+        // As Vault: 0 until versions are trimmed, then the oldest kept.
+        if r.versions.keys().next().copied().unwrap_or(0) > 1 {
+            r.oldest_version = r.versions.keys().next().copied().unwrap_or(0);
+        }
         self.save(&format!("meta/{p}"), &r)?;
         Ok(Reply::Data(self.version_json(&r, n, &m)))
+    }
+
+    /// PATCH `data/<p>`: merges `body.data` into the current version (RFC
+    /// 7386: `null` removes a key) and writes the result as a new version,
+    /// honouring `options.cas`. The current version must be readable.
+    fn patch_data(&self, p: &str, body: &Value) -> Result<Reply, Error> {
+        let patch = body
+            .get("data")
+            .filter(|d| d.is_object())
+            .ok_or_else(|| bad("no data provided"))?;
+        let Some(r) = self.load::<Record>(&format!("meta/{p}"))? else {
+            return Ok(Reply::NotFound(None));
+        };
+        let n = r.current_version;
+        match r.versions.get(&n) {
+            Some(m) if !m.destroyed && m.deletion_time.is_empty() => {}
+            _ => return Ok(Reply::NotFound(None)),
+        }
+        let mut data: Value = self
+            .load(&format!("data/{p}/{n}"))?
+            .ok_or_else(|| Error::Corrupt(format!("kv {p} version {n} is missing")))?;
+        merge_patch(&mut data, patch);
+        let mut next = json!({"data": data});
+        if let Some(o) = body.get("options") {
+            next["options"] = o.clone();
+        }
+        self.write_data(p, &next)
     }
 
     fn versions_arg(body: &Value) -> Result<Vec<u64>, Error> {
@@ -308,6 +340,9 @@ impl Kv<'_> {
                 }
                 Ok(Reply::NoContent)
             }
+            Op::Patch => Err(bad(
+                "patching metadata is not supported by citadel: write metadata/<path> with the fields to change",
+            )),
         }
     }
 
@@ -323,6 +358,26 @@ impl Kv<'_> {
             return Ok(Reply::NotFound(None));
         }
         Ok(Reply::Data(json!({"keys": keys})))
+    }
+}
+
+/// Applies a JSON merge patch (RFC 7386) to `target`.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in p {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
     }
 }
 
@@ -361,6 +416,7 @@ pub fn handle(
         }
         ("data", Op::Read) => kv.read_data(check_path(rest)?, query),
         ("data", Op::Write) => kv.write_data(check_path(rest)?, body),
+        ("data", Op::Patch) => kv.patch_data(check_path(rest)?, body),
         ("data", Op::Delete) => {
             let p = check_path(rest)?;
             let current = kv
@@ -393,5 +449,54 @@ pub fn exists(v: &Vault, base: &str, path: &str) -> Result<bool, Error> {
                 .is_some())
         }
         _ => Ok(true),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::merge_patch;
+    use serde_json::json;
+
+    #[test]
+    fn rfc7386_examples() {
+        // RFC 7386 appendix A, a selection.
+        for (target, patch, want) in [
+            (json!({"a": "b"}), json!({"a": "c"}), json!({"a": "c"})),
+            (
+                json!({"a": "b"}),
+                json!({"b": "c"}),
+                json!({"a": "b", "b": "c"}),
+            ),
+            (json!({"a": "b"}), json!({"a": null}), json!({})),
+            (
+                json!({"a": {"b": "c"}}),
+                json!({"a": {"b": "d", "c": null}}),
+                json!({"a": {"b": "d"}}),
+            ),
+            (
+                json!({"a": [{"b": "c"}]}),
+                json!({"a": [1]}),
+                json!({"a": [1]}),
+            ),
+            (
+                json!({"e": null}),
+                json!({"a": 1}),
+                json!({"e": null, "a": 1}),
+            ),
+            (
+                json!([1, 2]),
+                json!({"a": "b", "c": null}),
+                json!({"a": "b"}),
+            ),
+            (
+                json!({}),
+                json!({"a": {"bb": {"ccc": null}}}),
+                json!({"a": {"bb": {}}}),
+            ),
+        ] {
+            let mut t = target.clone();
+            merge_patch(&mut t, &patch);
+            assert_eq!(t, want, "{target} + {patch}");
+        }
     }
 }

@@ -130,7 +130,14 @@ pub fn create(
         policies.sort();
     }
     let now = now_secs();
-    let mut expire = if req.ttl > 0 { now + req.ttl } else { 0 };
+    // As Vault: only a root-policy token may live forever; others get the
+    // default lease TTL when they ask for none.
+    let ttl = if req.ttl == 0 && !policies.iter().any(|p| p == "root") {
+        crate::http::DEFAULT_LEASE_TTL
+    } else {
+        req.ttl
+    };
+    let mut expire = if ttl > 0 { now + ttl } else { 0 };
     // A child never outlives its parent.
     if parent.expire_time != 0 && !req.no_parent && (expire == 0 || expire > parent.expire_time) {
         expire = parent.expire_time;
@@ -146,7 +153,7 @@ pub fn create(
         } else {
             Some(parent.id_hash.clone())
         },
-        ttl: req.ttl,
+        ttl,
         expire_time: expire,
         num_uses: req.num_uses,
         display_name: if req.display_name.is_empty() {
@@ -217,7 +224,7 @@ pub fn by_accessor(v: &Vault, accessor: &str) -> Result<Option<String>, Error> {
 /// parent); returns the new entry.
 pub fn renew(v: &Vault, e: &TokenEntry, increment: u64) -> Result<TokenEntry, Error> {
     if e.expire_time == 0 {
-        return Ok(e.clone());
+        return Err(Error::BadRequest("lease is not renewable".into()));
     }
     let mut e = e.clone();
     let inc = if increment > 0 { increment } else { e.ttl };
@@ -234,21 +241,49 @@ pub fn renew(v: &Vault, e: &TokenEntry, increment: u64) -> Result<TokenEntry, Er
     Ok(e)
 }
 
-/// `auth/token/lookup*` data.
-pub fn lookup_json(e: &TokenEntry) -> Value {
+fn rfc3339(unix: u64) -> Value {
+    i64::try_from(unix)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .map_or(Value::Null, Value::String)
+}
+
+fn meta_json(meta: &std::collections::BTreeMap<String, String>) -> Value {
+    if meta.is_empty() {
+        Value::Null
+    } else {
+        json!(meta)
+    }
+}
+
+/// `auth/token/lookup*` data; `id` is the token itself when the caller
+/// presented it (empty for a lookup by accessor).
+pub fn lookup_json(e: &TokenEntry, id: &str) -> Value {
     let now = now_secs();
     let ttl = if e.expire_time == 0 {
         0
     } else {
         e.expire_time.saturating_sub(now)
     };
-    json!({
+    let root = e.policies.iter().any(|p| p == "root") && e.expire_time == 0;
+    let mut j = json!({
         "accessor": e.accessor, "creation_time": e.creation_time, "creation_ttl": e.ttl,
-        "display_name": e.display_name, "entity_id": "", "expire_time": if e.expire_time == 0 { Value::Null } else { json!(e.expire_time) },
-        "explicit_max_ttl": 0, "id": "", "meta": e.meta, "num_uses": e.num_uses,
-        "orphan": e.parent.is_none(), "path": "auth/token/create", "policies": e.policies,
-        "renewable": e.expire_time != 0, "ttl": ttl, "type": "service",
-    })
+        "display_name": e.display_name, "entity_id": "",
+        "expire_time": if e.expire_time == 0 { Value::Null } else { rfc3339(e.expire_time) },
+        "explicit_max_ttl": 0, "id": id, "meta": meta_json(&e.meta), "num_uses": e.num_uses,
+        "orphan": e.parent.is_none(),
+        "path": if root { "auth/token/root" } else { "auth/token/create" },
+        "policies": e.policies, "ttl": ttl, "type": "service",
+    });
+    if e.expire_time != 0 {
+        j["renewable"] = json!(true);
+        j["issue_time"] = rfc3339(e.creation_time);
+    }
+    j
 }
 
 /// The `auth` block of a login or token creation.
@@ -260,7 +295,7 @@ pub fn auth_json(token: &str, e: &TokenEntry) -> Value {
     };
     json!({
         "client_token": token, "accessor": e.accessor, "policies": e.policies,
-        "token_policies": e.policies, "metadata": e.meta, "lease_duration": lease,
+        "token_policies": e.policies, "metadata": meta_json(&e.meta), "lease_duration": lease,
         "renewable": e.expire_time != 0, "entity_id": "", "token_type": "service",
         "orphan": e.parent.is_none(), "mfa_requirement": null, "num_uses": e.num_uses,
     })

@@ -189,7 +189,7 @@ impl Transit<'_> {
 
     fn must(&self, name: &str) -> Result<Key, Error> {
         self.load(name)?
-            .ok_or_else(|| bad(format!("encryption key not found: {name}")))
+            .ok_or_else(|| bad("encryption key not found"))
     }
 
     fn create(&self, name: &str, body: &Value) -> Result<Key, Error> {
@@ -219,9 +219,11 @@ impl Transit<'_> {
 
     fn read_json(&self, name: &str, k: &Key) -> Result<Value, Error> {
         let kind = kind_from(&k.kind)?;
+        // As Vault: versions below min_decryption_version are not shown.
         let keys: serde_json::Map<String, Value> = k
             .versions
             .iter()
+            .filter(|(n, _)| **n >= k.min_decryption_version)
             .map(|(n, v)| {
                 // Vault shows symmetric versions as their Unix creation time.
                 let val = match kind {
@@ -239,6 +241,7 @@ impl Transit<'_> {
             "derived": false, "exportable": false, "allow_plaintext_backup": false,
             "supports_encryption": kind.encrypts(), "supports_decryption": kind.encrypts(),
             "supports_derivation": false, "supports_signing": kind.signs(), "auto_rotate_period": 0,
+            "imported_key": false, "soft_deleted": false,
         }))
     }
 }
@@ -426,9 +429,14 @@ fn decrypt_one(k: &Key, item: &Value) -> Result<Zeroizing<Vec<u8>>, Error> {
 fn batch(body: &Value, mut f: impl FnMut(&Value) -> Result<Value, Error>) -> Result<Value, Error> {
     match body.get("batch_input").and_then(Value::as_array) {
         Some(items) => {
+            // Each result echoes the item's `reference`, as Vault.
             let results: Vec<Value> = items
                 .iter()
-                .map(|it| f(it).unwrap_or_else(|e| json!({"error": e.to_string()})))
+                .map(|it| {
+                    let mut r = f(it).unwrap_or_else(|e| json!({"error": e.to_string()}));
+                    r["reference"] = it.get("reference").cloned().unwrap_or_else(|| json!(""));
+                    r
+                })
                 .collect();
             Ok(json!({"batch_results": results}))
         }
@@ -710,8 +718,8 @@ pub fn handle(
         }
         (["keys", name], Op::Write) => {
             name_ok(name)?;
-            if t.load(name)?.is_some() {
-                return Ok(Reply::NoContent);
+            if let Some(k) = t.load(name)? {
+                return Ok(Reply::Data(t.read_json(name, &k)?));
             }
             let k = t.create(name, body)?;
             Ok(Reply::Data(t.read_json(name, &k)?))
@@ -723,7 +731,9 @@ pub fn handle(
         (["keys", name], Op::Delete) => {
             let k = t.must(name)?;
             if !k.deletion_allowed {
-                return Err(bad("deletion is not allowed for this key"));
+                return Err(bad(format!(
+                    "error deleting policy {name}: deletion is not allowed for this key"
+                )));
             }
             v.delete(&t.path(name))?;
             Ok(Reply::NoContent)
@@ -754,7 +764,7 @@ pub fn handle(
                 k.min_encryption_version = m;
             }
             t.save(name, &k)?;
-            Ok(Reply::NoContent)
+            Ok(Reply::Data(t.read_json(name, &k)?))
         }
         (["keys", name, "rotate"], Op::Write) => {
             let mut k = t.must(name)?;
@@ -769,7 +779,7 @@ pub fn handle(
             let k = match t.load(name)? {
                 Some(k) => k,
                 None if may_create => t.create(name, body)?,
-                None => return Err(bad(format!("encryption key not found: {name}"))),
+                None => return Err(bad("encryption key not found")),
             };
             Ok(Reply::Data(batch(body, |it| encrypt_one(&k, it))?))
         }

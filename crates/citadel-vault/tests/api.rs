@@ -678,7 +678,7 @@ async fn transit_encrypt_rotate_rewrap_min_version_and_pq_signatures() {
     let c2 = v["data"]["ciphertext"].as_str().unwrap().to_string();
     assert!(c2.starts_with("vault:v2:"));
     // Below min_decryption_version: refused.
-    let (s, _, _) = api
+    let (s, _, cfg) = api
         .call(
             "POST",
             "/v1/transit/keys/orders/config",
@@ -686,7 +686,10 @@ async fn transit_encrypt_rotate_rewrap_min_version_and_pq_signatures() {
             r#"{"min_decryption_version":2}"#,
         )
         .await;
-    assert_eq!(s.as_u16(), 204);
+    // As OpenBao: 200 with the key, whose listing hides retired versions.
+    assert_eq!(s.as_u16(), 200);
+    let shown: Vec<&String> = cfg["data"]["keys"].as_object().unwrap().keys().collect();
+    assert_eq!(shown, ["2"], "{cfg}");
     let (s, _, v) = api
         .call(
             "POST",
@@ -1242,7 +1245,7 @@ async fn transit_datakey_hmac_hash_random_ecdsa_and_hybrid() {
     // Symmetric key versions read as Unix times, as in Vault.
     let (_, _, v) = api.call("GET", "/v1/transit/keys/dk", r, "").await;
     assert!(
-        v["data"]["keys"]["1"].as_i64().unwrap() > 1_700_000_000,
+        v["data"]["keys"]["2"].as_i64().unwrap() > 1_700_000_000,
         "{v}"
     );
 }
