@@ -102,6 +102,18 @@ pub struct TokenEntry {
 struct Unsealed {
     root: Zeroizing<Vec<u8>>,
     keyring: Keyring,
+    /// Parsed forms of hot configuration (mount table, policies), dropped
+    /// with the keyring on seal.
+    cache: std::sync::RwLock<Cache>,
+}
+
+/// Decrypted-and-parsed values by storage path. Every write or delete
+/// through [`Vault`] evicts its path and bumps `generation`, so a value
+/// parsed while a write raced it is never stored.
+#[derive(Default)]
+struct Cache {
+    generation: u64,
+    values: std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 #[derive(Default)]
@@ -318,7 +330,11 @@ impl Vault {
         *self
             .state
             .write()
-            .map_err(|_| Error::Internal("lock".into()))? = Some(Unsealed { root, keyring });
+            .map_err(|_| Error::Internal("lock".into()))? = Some(Unsealed {
+            root,
+            keyring,
+            cache: Default::default(),
+        });
         // Audit devices reopen with the vault; one that cannot is kept as
         // failed, so audited requests fail closed until it is fixed.
         self.audit.load(&self.audit_table()?);
@@ -372,14 +388,74 @@ impl Vault {
         })
     }
 
+    /// Reads a stored value through the cache of parsed values: `parse`
+    /// runs on a miss (with the decrypted bytes, or `None` when absent) and
+    /// its result is shared until the path is written or deleted. For
+    /// small, hot, rarely written values only (mount table, policies).
+    pub fn get_parsed<T: std::any::Any + Send + Sync>(
+        &self,
+        path: &str,
+        parse: impl FnOnce(Option<&[u8]>) -> Result<T, Error>,
+    ) -> Result<Arc<T>, Error> {
+        let s = self
+            .state
+            .read()
+            .map_err(|_| Error::Internal("lock".into()))?;
+        let u = s.as_ref().ok_or(Error::Sealed)?;
+        let generation = {
+            let c = u.cache.read().map_err(|_| Error::Internal("lock".into()))?;
+            if let Some(hit) = c.values.get(path) {
+                if let Ok(t) = hit.clone().downcast::<T>() {
+                    return Ok(t);
+                }
+            }
+            c.generation
+        };
+        let raw = match self.storage.get(path)? {
+            None => None,
+            Some(b) => Some(u.keyring.open(path, &b)?),
+        };
+        let value = Arc::new(parse(raw.as_deref().map(|v| &v[..]))?);
+        let mut c = u
+            .cache
+            .write()
+            .map_err(|_| Error::Internal("lock".into()))?;
+        if c.generation == generation {
+            c.values.insert(path.to_string(), value.clone());
+        }
+        Ok(value)
+    }
+
+    /// Evicts `path` from the parsed-value cache.
+    fn evict(&self, u: &Unsealed, path: &str) {
+        if let Ok(mut c) = u.cache.write() {
+            c.generation += 1;
+            c.values.remove(path);
+        }
+    }
+
     /// Encrypts and stores a value (durable on return).
     pub fn put(&self, path: &str, value: &[u8]) -> Result<(), Error> {
-        self.with_keyring(|k| self.storage.put(path, &k.seal(path, value)?))
+        let s = self
+            .state
+            .read()
+            .map_err(|_| Error::Internal("lock".into()))?;
+        let u = s.as_ref().ok_or(Error::Sealed)?;
+        let r = self.storage.put(path, &u.keyring.seal(path, value)?);
+        self.evict(u, path);
+        r
     }
 
     /// Deletes a stored value.
     pub fn delete(&self, path: &str) -> Result<(), Error> {
-        self.with_keyring(|_| self.storage.delete(path))
+        let s = self
+            .state
+            .read()
+            .map_err(|_| Error::Internal("lock".into()))?;
+        let u = s.as_ref().ok_or(Error::Sealed)?;
+        let r = self.storage.delete(path);
+        self.evict(u, path);
+        r
     }
 
     /// Lists the children of a storage prefix (names; folders end in `/`).
@@ -484,6 +560,39 @@ pub fn uuid() -> Result<String, Error> {
 mod tests {
     use super::*;
     use crate::storage::Memory;
+
+    #[test]
+    fn parsed_values_are_cached_until_written_and_forgotten_on_seal() {
+        let v = Vault::new(Arc::new(Memory::default()), "inmem");
+        let r = v.init(1, 1).unwrap();
+        v.unseal(Some(&hex::encode(&r.keys[0][..])), false).unwrap();
+        let parses = std::sync::atomic::AtomicUsize::new(0);
+        let read = || {
+            v.get_parsed("sys/x", |b| {
+                parses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(b.map(<[u8]>::to_vec))
+            })
+            .unwrap()
+        };
+        assert_eq!(*read(), None);
+        v.put("sys/x", b"one").unwrap();
+        assert_eq!(read().as_deref(), Some(&b"one"[..]));
+        assert_eq!(read().as_deref(), Some(&b"one"[..]));
+        assert_eq!(
+            parses.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "the second read hit the cache"
+        );
+        v.put("sys/x", b"two").unwrap();
+        assert_eq!(read().as_deref(), Some(&b"two"[..]));
+        v.delete("sys/x").unwrap();
+        assert_eq!(*read(), None);
+        v.seal();
+        assert!(matches!(
+            v.get_parsed("sys/x", |_| Ok(())),
+            Err(Error::Sealed)
+        ));
+    }
 
     #[test]
     fn init_unseal_seal_cycle() {

@@ -646,9 +646,8 @@ async fn list_mounts(State(v): State<Arc<Vault>>, headers: HeaderMap) -> Respons
     match r {
         Ok(t) => {
             let mut data = serde_json::Map::new();
-            for (path, m) in t {
-                let j = mount_json(&m);
-                data.insert(path, j);
+            for (path, m) in t.iter() {
+                data.insert(path.clone(), mount_json(m));
             }
             sys_listing(data)
         }

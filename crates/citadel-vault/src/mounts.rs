@@ -6,6 +6,7 @@ use crate::Error;
 use crate::core::Vault;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 const TABLE: &str = "core/mounts";
 
@@ -59,14 +60,14 @@ pub fn engine_from(kind: &str, version: Option<&str>) -> Result<Engine, Error> {
     }
 }
 
-/// Reads the table.
-pub fn table(v: &Vault) -> Result<BTreeMap<String, Mount>, Error> {
-    match v.get(TABLE)? {
+/// Reads the table (parsed once, shared until it changes).
+pub fn table(v: &Vault) -> Result<Arc<BTreeMap<String, Mount>>, Error> {
+    v.get_parsed(TABLE, |b| match b {
         None => Ok(BTreeMap::new()),
         Some(b) => {
-            serde_json::from_slice(&b).map_err(|e| Error::Corrupt(format!("mount table: {e}")))
+            serde_json::from_slice(b).map_err(|e| Error::Corrupt(format!("mount table: {e}")))
         }
-    }
+    })
 }
 
 fn store(v: &Vault, t: &BTreeMap<String, Mount>) -> Result<(), Error> {
@@ -77,7 +78,7 @@ fn store(v: &Vault, t: &BTreeMap<String, Mount>) -> Result<(), Error> {
 /// Mounts `engine` at `path`.
 pub fn mount(v: &Vault, path: &str, engine: Engine, description: &str) -> Result<(), Error> {
     let path = normalize(path)?;
-    let mut t = table(v)?;
+    let mut t = (*table(v)?).clone();
     if t.keys()
         .any(|p| p.starts_with(&path) || path.starts_with(p.as_str()))
     {
@@ -100,7 +101,7 @@ pub fn mount(v: &Vault, path: &str, engine: Engine, description: &str) -> Result
 /// Unmounts `path` and deletes its data.
 pub fn unmount(v: &Vault, path: &str) -> Result<(), Error> {
     let path = normalize(path)?;
-    let mut t = table(v)?;
+    let mut t = (*table(v)?).clone();
     let Some(m) = t.remove(&path) else {
         return Ok(());
     };
@@ -112,7 +113,7 @@ pub fn unmount(v: &Vault, path: &str) -> Result<(), Error> {
 pub fn resolve(v: &Vault, path: &str) -> Result<Option<(String, Mount, String)>, Error> {
     let t = table(v)?;
     let mut best: Option<(String, Mount, String)> = None;
-    for (p, m) in t {
+    for (p, m) in t.iter() {
         let bare = p.trim_end_matches('/');
         let rest = if path == bare {
             Some("")
@@ -121,7 +122,7 @@ pub fn resolve(v: &Vault, path: &str) -> Result<Option<(String, Mount, String)>,
         };
         if let Some(rest) = rest {
             if best.as_ref().is_none_or(|b| b.0.len() < p.len()) {
-                best = Some((p.clone(), m, rest.to_string()));
+                best = Some((p.clone(), m.clone(), rest.to_string()));
             }
         }
     }

@@ -149,7 +149,7 @@ impl Acl {
     /// Merges `policies` (`root` means everything).
     pub fn new<'a>(
         names: impl IntoIterator<Item = &'a str>,
-        load: impl Fn(&str) -> Option<Policy>,
+        load: impl Fn(&str) -> Option<std::sync::Arc<Policy>>,
     ) -> Self {
         let mut acl = Acl::default();
         for n in names {
@@ -158,8 +158,11 @@ impl Acl {
                 continue;
             }
             if let Some(p) = load(n) {
-                for (path, caps) in p.rules {
-                    acl.rules.entry(path).or_default().extend(caps);
+                for (path, caps) in &p.rules {
+                    acl.rules
+                        .entry(path.clone())
+                        .or_default()
+                        .extend(caps.iter().cloned());
                 }
             }
         }
@@ -221,12 +224,22 @@ pub fn read_text(v: &crate::core::Vault, name: &str) -> Result<Option<String>, E
     }
 }
 
-/// A stored policy, parsed.
-pub fn load(v: &crate::core::Vault, name: &str) -> Option<Policy> {
-    read_text(v, name)
-        .ok()
-        .flatten()
-        .and_then(|t| Policy::parse(&t).ok())
+/// A stored policy, parsed (once, shared until it is rewritten).
+pub fn load(v: &crate::core::Vault, name: &str) -> Option<std::sync::Arc<Policy>> {
+    if name == "root" {
+        return None;
+    }
+    let parsed = v
+        .get_parsed(&key(name), |b| {
+            Ok(match b {
+                Some(b) => Policy::parse(&String::from_utf8_lossy(b)).ok(),
+                None if name == "default" => Policy::parse(DEFAULT_POLICY).ok(),
+                None => None,
+            }
+            .map(std::sync::Arc::new))
+        })
+        .ok()?;
+    parsed.as_ref().clone()
 }
 
 /// Stores a policy after checking that it parses.
@@ -296,7 +309,7 @@ mod tests {
         "#,
         )
         .unwrap();
-        let acl = Acl::new(["app"], |_| Some(p.clone()));
+        let acl = Acl::new(["app"], |_| Some(p.clone().into()));
         assert!(acl.allows("secret/data/app/db", "update"));
         assert!(acl.allows("secret/other", "read"));
         assert!(!acl.allows("secret/other", "update"));
@@ -310,7 +323,7 @@ mod tests {
         // Two policies on the same path unite.
         let q = Policy::parse(r#"path "secret/*" { capabilities = ["list"] }"#).unwrap();
         let acl = Acl::new(["app", "q"], |n| {
-            Some(if n == "app" { p.clone() } else { q.clone() })
+            Some(if n == "app" { p.clone() } else { q.clone() }.into())
         });
         assert!(acl.allows("secret/other", "list") && acl.allows("secret/other", "read"));
     }
