@@ -1,31 +1,60 @@
 #!/usr/bin/env bash
-# Reproduces the vault load figures in BENCHMARKS.md: `citadel vault serve
-# --dev` on loopback with an audit device on (group commit), driven by wrk
-# (Debian package, installed when missing) with 64 connections:
-# sys/health (the trivial endpoint, for the ratio), KV v2 reads, and
-# transit encrypt of 1 KiB.
+# Reproduces the vault load figures in BENCHMARKS.md: `citadel vault serve`
+# on loopback with an audit device on (group commit), driven by wrk (Debian
+# package, installed when missing) with 64 connections: sys/health (the
+# trivial endpoint, for the ratio), KV v2 reads with the root token and with
+# a policy-limited token, and transit encrypt of 1 KiB.
 #
-#   scripts/bench/vault-load.sh            # DURATION=10 CONNECTIONS=64 THREADS=2
+#   scripts/bench/vault-load.sh                  # in-memory storage (--dev)
+#   STORAGE=sqlite scripts/bench/vault-load.sh   # SQLite (WAL, synchronous=FULL), init + unseal
+#   PEER=openbao scripts/bench/vault-load.sh     # then the same runs against OpenBao
+#                                                # (scripts/bench/openbao-load.sh)
+#   DURATION=10 CONNECTIONS=64 THREADS=2
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+STORAGE=${STORAGE:-inmem}
 cargo build --release -q -p citadel-cli
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
+C=./target/release/citadel
 W=$(mktemp -d /tmp/citadel-vault-bench.XXXXXX)
-trap 'kill $PID 2>/dev/null || true; rm -rf "$W"' EXIT
-./target/release/citadel vault serve --dev --listen 127.0.0.1:0 > "$W/out" &
-PID=$!
-for _ in $(seq 100); do grep -q "Root Token" "$W/out" 2>/dev/null && break; sleep 0.05; done
-ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")
-TOKEN=$(sed -n 's|^Root Token: ||p' "$W/out")
+PID=
+trap '[[ -n "$PID" ]] && kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
+case "$STORAGE" in
+  inmem)
+    $C vault serve --dev --listen 127.0.0.1:0 > "$W/out" &
+    PID=$!
+    for _ in $(seq 100); do grep -q "Root Token" "$W/out" 2>/dev/null && break; sleep 0.05; done
+    ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")
+    TOKEN=$(sed -n 's|^Root Token: ||p' "$W/out")
+    ;;
+  sqlite)
+    printf 'listen = "127.0.0.1:0"\n[storage]\npath = "%s/vault.db"\n' "$W" > "$W/citadel.toml"
+    $C vault serve --config "$W/citadel.toml" > "$W/out" &
+    PID=$!
+    for _ in $(seq 100); do grep -q "Api Address" "$W/out" 2>/dev/null && break; sleep 0.05; done
+    ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")
+    export CITADEL_ADDR=$ADDR
+    $C vault init --key-shares 1 --key-threshold 1 --json > "$W/init.json"
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["keys_base64"][0])' "$W/init.json" \
+      | $C vault unseal > /dev/null
+    TOKEN=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["root_token"])' "$W/init.json")
+    curl -sf -H "X-Vault-Token: $TOKEN" -X POST -d '{"type":"kv","options":{"version":"2"}}' "$ADDR/v1/sys/mounts/secret"
+    ;;
+  *) echo "STORAGE must be inmem or sqlite" >&2; exit 2 ;;
+esac
 H=(-H "X-Vault-Token: $TOKEN")
 curl -sf "${H[@]}" -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$W/audit\"}}" "$ADDR/v1/sys/audit/file"
 curl -sf "${H[@]}" -X POST -d '{"type":"transit"}' "$ADDR/v1/sys/mounts/transit"
 curl -sf "${H[@]}" -X POST -d '{"type":"aes256-gcm96"}' "$ADDR/v1/transit/keys/bench" >/dev/null
 curl -sf "${H[@]}" -X POST -d '{"data":{"user":"app","password":"0123456789abcdef"}}' "$ADDR/v1/secret/data/bench" >/dev/null
+# A token limited by an HCL policy, so the policy check is measured too.
+curl -sf "${H[@]}" -X PUT -d '{"policy":"path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"transit/encrypt/bench\" { capabilities = [\"update\"] }"}' "$ADDR/v1/sys/policies/acl/bench"
+APP=$(curl -sf "${H[@]}" -X POST -d '{"policies":["bench"],"ttl":"1h"}' "$ADDR/v1/auth/token/create" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth"]["client_token"])')
 PLAIN=$(head -c 1024 /dev/urandom | base64 -w0)
 cat > "$W/encrypt.lua" <<LUA
 wrk.method = "POST"
@@ -43,14 +72,20 @@ run() { # id, label, wrk args…
   printf '| %s | %s | %s | %s |\n' "$label" "$rps" "$p99" "$errors"
   echo "$rps" > "$W/$id.rps"
 }
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against citadel vault serve --dev (audit device on), $(nproc) cores shared by server and wrk"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against citadel vault serve ($STORAGE storage, audit device on), $(nproc) cores shared by server and wrk"
 echo
 echo "| endpoint | requests/s | p99 latency | non-2xx |"
 echo "| --- | ---: | ---: | ---: |"
 run health "GET sys/health" "$ADDR/v1/sys/health"
-run kv "GET secret/data/bench (KV v2 read)" "${H[@]}" "$ADDR/v1/secret/data/bench"
+run kv "GET secret/data/bench (KV v2 read, root token)" "${H[@]}" "$ADDR/v1/secret/data/bench"
+run kvp "GET secret/data/bench (KV v2 read, policy-limited token)" -H "X-Vault-Token: $APP" "$ADDR/v1/secret/data/bench"
 run transit "POST transit/encrypt/bench (1 KiB)" -s "$W/encrypt.lua" "$ADDR/v1/transit/encrypt/bench"
 echo
-awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v t="$(cat "$W/transit.rps")" \
-  'BEGIN{printf "ratio to sys/health: KV read %.2f, transit encrypt %.2f\n", k/h, t/h}'
-echo "audit log after the run: $(./target/release/citadel audit verify --dir "$W/audit" 2>&1)"
+awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v p="$(cat "$W/kvp.rps")" -v t="$(cat "$W/transit.rps")" \
+  'BEGIN{printf "ratio to sys/health: KV read %.2f (policy-limited %.2f), transit encrypt %.2f\n", k/h, p/h, t/h}'
+kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
+echo "audit log after the run: $($C audit verify --dir "$W/audit" 2>&1)"
+if [[ "${PEER:-}" == openbao ]]; then
+  echo
+  scripts/bench/openbao-load.sh
+fi

@@ -4,7 +4,7 @@
 use crate::vault_verbs;
 use anyhow::{Context, Result, bail};
 use citadel_vault::core::Vault;
-use citadel_vault::storage::{Memory, Physical, Sqlite};
+use citadel_vault::storage::{Cached, Memory, Physical, Sqlite};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use std::io::Write;
@@ -193,7 +193,13 @@ fn serve(a: ServeArgs) -> Result<()> {
         let path = config.storage.and_then(|s| s.path).context(
             "the configuration needs [storage] path = \"…/vault.db\" (or CITADEL_STORAGE_PATH)",
         )?;
-        (Arc::new(Sqlite::open(&path)?), "sqlite")
+        (
+            Arc::new(Cached::new(
+                Sqlite::open(&path)?,
+                citadel_vault::storage::DEFAULT_CACHE_ENTRIES,
+            )),
+            "sqlite",
+        )
     };
     let vault = Arc::new(Vault::new(storage, kind));
     let rt = tokio::runtime::Builder::new_multi_thread()

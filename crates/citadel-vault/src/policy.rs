@@ -101,31 +101,24 @@ fn matches(pattern: &str, path: &str) -> bool {
         Some(p) => (p, true),
         None => (pattern, false),
     };
-    let pat_segs: Vec<&str> = pat.split('/').collect();
-    let path_segs: Vec<&str> = path.split('/').collect();
-    if !glob {
-        return pat_segs.len() == path_segs.len()
-            && pat_segs
-                .iter()
-                .zip(&path_segs)
-                .all(|(p, s)| *p == "+" || p == s);
-    }
-    // With a trailing '*', the last pattern segment is a prefix of the
-    // corresponding path segment and anything may follow.
-    if path_segs.len() < pat_segs.len() {
-        return false;
-    }
-    let last = pat_segs.len() - 1;
-    pat_segs.iter().enumerate().all(|(i, p)| {
-        if i == last {
-            path_segs[i].starts_with(p) || *p == "+"
-        } else {
-            *p == "+" || *p == path_segs[i]
+    let mut pats = pat.split('/').peekable();
+    let mut segs = path.split('/');
+    while let Some(p) = pats.next() {
+        let Some(s) = segs.next() else {
+            return false;
+        };
+        // With a trailing '*', the last pattern segment is a prefix of the
+        // corresponding path segment and anything may follow.
+        if glob && pats.peek().is_none() {
+            return p == "+" || s.starts_with(p);
         }
-    })
+        if p != "+" && p != s {
+            return false;
+        }
+    }
+    segs.next().is_none()
 }
 
-/// Specificity: higher wins.
 fn rank(pattern: &str) -> (bool, usize, std::cmp::Reverse<usize>, bool) {
     let exact = !pattern.contains('*') && !pattern.contains('+');
     let literal = pattern.find(['*', '+']).unwrap_or(pattern.len());
@@ -138,15 +131,17 @@ fn rank(pattern: &str) -> (bool, usize, std::cmp::Reverse<usize>, bool) {
     )
 }
 
-/// The merged rules of a token's policies.
+/// A token's policies, checked together: the most specific matching path
+/// pattern across all of them decides, with the capabilities every policy
+/// grants on that pattern united.
 #[derive(Debug, Default)]
 pub struct Acl {
     root: bool,
-    rules: BTreeMap<String, BTreeSet<String>>,
+    policies: Vec<std::sync::Arc<Policy>>,
 }
 
 impl Acl {
-    /// Merges `policies` (`root` means everything).
+    /// The ACL of `policies` (`root` means everything).
     pub fn new<'a>(
         names: impl IntoIterator<Item = &'a str>,
         load: impl Fn(&str) -> Option<std::sync::Arc<Policy>>,
@@ -158,12 +153,7 @@ impl Acl {
                 continue;
             }
             if let Some(p) = load(n) {
-                for (path, caps) in &p.rules {
-                    acl.rules
-                        .entry(path.clone())
-                        .or_default()
-                        .extend(caps.iter().cloned());
-                }
+                acl.policies.push(p);
             }
         }
         acl
@@ -174,15 +164,30 @@ impl Acl {
         if self.root {
             return true;
         }
-        let best = self
-            .rules
-            .iter()
-            .filter(|(p, _)| matches(p, path))
-            .max_by_key(|(p, _)| rank(p));
-        match best {
-            Some((_, caps)) => !caps.contains("deny") && caps.contains(capability),
-            None => false,
+        let mut best: Option<(_, &str)> = None;
+        for p in &self.policies {
+            for pat in p.rules.keys() {
+                if matches(pat, path) {
+                    let key = (rank(pat), pat.as_str());
+                    if best.is_none_or(|b| key > b) {
+                        best = Some(key);
+                    }
+                }
+            }
         }
+        let Some((_, pat)) = best else {
+            return false;
+        };
+        let mut granted = false;
+        for p in &self.policies {
+            if let Some(caps) = p.rules.get(pat) {
+                if caps.contains("deny") {
+                    return false;
+                }
+                granted |= caps.contains(capability);
+            }
+        }
+        granted
     }
 }
 
@@ -296,6 +301,30 @@ mod tests {
         assert!(Policy::parse(r#"path "x" { capabilities = ["fly"] }"#).is_err());
         assert!(Policy::parse(r#"path "a*/b" { capabilities = ["read"] }"#).is_err());
         assert!(Policy::parse("path {").is_err());
+    }
+
+    #[test]
+    fn globs_and_plus_segments_match_as_in_vault() {
+        for (pattern, path, want) in [
+            ("secret/data/app", "secret/data/app", true),
+            ("secret/data/app", "secret/data/app/x", false),
+            ("secret/data/app", "secret/data", false),
+            ("secret/*", "secret/", true),
+            ("secret/*", "secret/a/b/c", true),
+            ("secret/*", "secret", false),
+            ("secret/a*", "secret/abc/d", true),
+            ("secret/a*", "secret/b", false),
+            ("secret/+", "secret/a", true),
+            ("secret/+", "secret/a/b", false),
+            ("secret/+/x", "secret/a/x", true),
+            ("secret/+/x", "secret/a/y", false),
+            ("secret/+/x*", "secret/a/xyz/1", true),
+            ("secret/+/*", "secret/a/b", true),
+            ("+/data/*", "kv/data/a", true),
+            ("*", "anything/at/all", true),
+        ] {
+            assert_eq!(matches(pattern, path), want, "{pattern} vs {path}");
+        }
     }
 
     #[test]

@@ -73,8 +73,17 @@ impl Physical for Memory {
 }
 
 /// SQLite storage: one table, WAL journal, `synchronous=FULL` (a put is on
-/// disk when it returns).
-pub struct Sqlite(Mutex<rusqlite::Connection>);
+/// disk when it returns). One connection writes; reads take a connection
+/// from a pool, so they run in parallel with each other and with the
+/// writer (WAL readers see every committed write).
+pub struct Sqlite {
+    path: std::path::PathBuf,
+    writer: Mutex<rusqlite::Connection>,
+    readers: Mutex<Vec<rusqlite::Connection>>,
+}
+
+/// Readers kept open for reuse; more may be open for a moment under load.
+const IDLE_READERS: usize = 8;
 
 fn db(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
@@ -92,21 +101,48 @@ impl Sqlite {
             [],
         )
         .map_err(db)?;
-        Ok(Self(Mutex::new(c)))
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: Mutex::new(c),
+            readers: Mutex::new(Vec::new()),
+        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, rusqlite::Connection> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on a pooled read connection.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, Error> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let c = match pooled {
+            Some(c) => c,
+            None => rusqlite::Connection::open_with_flags(
+                &self.path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))?,
+        };
+        let r = f(&c).map_err(db);
+        let mut pool = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < IDLE_READERS {
+            pool.push(c);
+        }
+        r
     }
 }
 
 impl Physical for Sqlite {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         use rusqlite::OptionalExtension;
-        self.conn()
-            .prepare_cached("SELECT value FROM kv WHERE key = ?1")
-            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
-            .map_err(db)
+        self.read(|c| {
+            c.prepare_cached("SELECT value FROM kv WHERE key = ?1")
+                .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        })
     }
     fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         self.conn()
@@ -123,22 +159,103 @@ impl Physical for Sqlite {
             .map_err(db)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        let c = self.conn();
-        let mut s = c
-            .prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key")
-            .map_err(db)?;
-        let rows = s
-            .query_map([prefix], |r| r.get::<_, String>(0))
-            .map_err(db)?;
-        let mut keys = Vec::new();
-        for k in rows {
-            let k = k.map_err(db)?;
-            if !k.starts_with(prefix) {
-                break;
+        let keys = self.read(|c| {
+            let mut s = c.prepare_cached("SELECT key FROM kv WHERE key >= ?1 ORDER BY key")?;
+            let rows = s.query_map([prefix], |r| r.get::<_, String>(0))?;
+            let mut keys = Vec::new();
+            for k in rows {
+                let k = k?;
+                if !k.starts_with(prefix) {
+                    break;
+                }
+                keys.push(k);
             }
-            keys.push(k);
-        }
+            Ok(keys)
+        })?;
         Ok(children(prefix, keys.into_iter()))
+    }
+}
+
+/// A read cache in front of a slow backend, as Vault's physical cache:
+/// at most `capacity` stored (still encrypted) values, written through, an
+/// arbitrary entry evicted when full. Lists always go to the backend.
+pub struct Cached<P> {
+    inner: P,
+    capacity: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Default)]
+struct CacheState {
+    /// Bumped by every write, so a read that raced a write never caches
+    /// the value it read before the write.
+    generation: u64,
+    values: std::collections::HashMap<String, Vec<u8>>,
+}
+
+/// Vault's default physical cache size, in entries.
+pub const DEFAULT_CACHE_ENTRIES: usize = 131_072;
+
+impl<P: Physical> Cached<P> {
+    /// Caches up to `capacity` values of `inner`.
+    pub fn new(inner: P, capacity: usize) -> Self {
+        Self {
+            inner,
+            capacity,
+            state: Mutex::new(CacheState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn invalidate(&self, key: &str) {
+        let mut st = self.state();
+        st.generation += 1;
+        st.values.remove(key);
+    }
+}
+
+impl<P: Physical> Physical for Cached<P> {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        let generation = {
+            let st = self.state();
+            if let Some(v) = st.values.get(key) {
+                return Ok(Some(v.clone()));
+            }
+            st.generation
+        };
+        let v = self.inner.get(key)?;
+        if let Some(v) = &v {
+            let mut st = self.state();
+            if st.generation == generation && self.capacity > 0 {
+                if st.values.len() >= self.capacity {
+                    if let Some(k) = st.values.keys().next().cloned() {
+                        st.values.remove(&k);
+                    }
+                }
+                st.values.insert(key.to_string(), v.clone());
+            }
+        }
+        Ok(v)
+    }
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        // Invalidate on both sides of the write: a failed write leaves no
+        // stale entry, and no read in between caches the old value.
+        self.invalidate(key);
+        let r = self.inner.put(key, value);
+        self.invalidate(key);
+        r
+    }
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        self.invalidate(key);
+        let r = self.inner.delete(key);
+        self.invalidate(key);
+        r
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.inner.list(prefix)
     }
 }
 
@@ -164,10 +281,38 @@ mod tests {
     #[test]
     fn memory_and_sqlite_behave_alike() {
         exercise(&Memory::default());
+        exercise(&Cached::new(Memory::default(), 2));
+        exercise(&Cached::new(Memory::default(), 0));
         let d = tempfile::tempdir().unwrap();
         exercise(&Sqlite::open(&d.path().join("v.db")).unwrap());
         // Durable across reopening.
         let s = Sqlite::open(&d.path().join("v.db")).unwrap();
         assert_eq!(s.get("b").unwrap().as_deref(), Some(&b"4"[..]));
+        exercise(&Cached::new(s, 16));
+    }
+}
+
+#[cfg(test)]
+mod cache_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any sequence of operations reads the same through a small cache
+        /// as from the backend alone.
+        #[test]
+        fn a_cache_never_changes_what_is_read(ops in proptest::collection::vec((0u8..3, 0u8..6, any::<u8>()), 1..80)) {
+            let plain = Memory::default();
+            let cached = Cached::new(Memory::default(), 3);
+            for (op, k, v) in ops {
+                let key = format!("k/{k}");
+                match op {
+                    0 => { plain.put(&key, &[v]).unwrap(); cached.put(&key, &[v]).unwrap(); }
+                    1 => { plain.delete(&key).unwrap(); cached.delete(&key).unwrap(); }
+                    _ => prop_assert_eq!(plain.get(&key).unwrap(), cached.get(&key).unwrap()),
+                }
+            }
+            prop_assert_eq!(plain.list("k/").unwrap(), cached.list("k/").unwrap());
+        }
     }
 }
