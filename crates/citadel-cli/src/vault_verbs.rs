@@ -347,17 +347,20 @@ fn print_field(data: &Value, field: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads one line (a key, token or password) from standard input.
+/// Reads one line (a key, token or password) from standard input; on a
+/// terminal, prompts with echo off.
 fn read_secret_line(what: &str) -> Result<Zeroizing<String>> {
     let stdin = std::io::stdin();
-    if std::io::IsTerminal::is_terminal(&stdin) {
-        eprint!("{what}: ");
-    }
     let mut line = Zeroizing::new(String::new());
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .with_context(|| format!("cannot read the {what} from standard input"))?;
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        *line = rpassword::prompt_password(format!("{what} (input hidden): "))
+            .with_context(|| format!("cannot read the {what} from the terminal"))?;
+    } else {
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read the {what} from standard input"))?;
+    }
     let t = Zeroizing::new(line.trim().to_string());
     if t.is_empty() {
         bail!("no {what} given on standard input");

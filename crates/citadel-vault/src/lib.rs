@@ -1,24 +1,21 @@
-//! Citadel's vault (issue 5, first part): the storage barrier, sealing with
-//! a Shamir-split root key, and the `sys/` endpoints of HashiCorp Vault's
-//! HTTP API (health, init, unseal, seal, seal-status) so that existing
-//! clients (hvac, the Vault CLI) can drive it.
+//! Citadel's vault: HashiCorp Vault's HTTP API shape (so hvac, the Vault
+//! CLI and other existing clients work) over an encrypted, sealable storage
+//! barrier, with post-quantum transit keys and a tamper-evident audit log.
 //!
-//! - [`storage`]: the physical backend trait, SQLite and in-memory;
+//! - [`storage`]: the physical backend trait; SQLite (reader pool, one
+//!   writer), in-memory, and Vault's read cache in front of either;
 //! - [`shamir`]: unseal keys in Vault's share layout (by `vsss-rs`);
 //! - [`barrier`]: AES-256-GCM keyring encryption of everything stored;
-//! - [`core`]: the seal state machine, root token;
+//! - [`core`]: the seal state machine, the root token, the parsed-value
+//!   cache (dropped on seal);
+//! - [`tokens`], [`policy`]: the token store and ACL policies (HCL/JSON);
+//! - [`auth`]: AppRole and userpass logins;
 //! - [`mounts`]: the mount table; [`kv`]: the KV v2 engine;
-//! - [`http`]: the axum router speaking Vault's paths and JSON shapes.
-//!
-//! - [`transit`]: encryption and signing as a service (incl. ML-DSA, SLH-DSA);
-//! - [`tokens`], [`policy`]: the token store and ACL policies.
-//!
-//! - [`audit`]: audit devices writing to `citadel-audit` logs, fail closed.
-//!
-//! - [`auth`]: AppRole and userpass logins.
-//!
-//! Not yet: transit's datakey/hmac/random/hash and ML-KEM hybrid keys, TLS
-//! listeners.
+//! - [`transit`]: encryption, data keys, HMAC and signing as a service
+//!   (incl. ML-DSA, SLH-DSA and the ML-KEM-768 + X25519 hybrid);
+//! - [`audit`]: audit devices writing to `citadel-audit` logs, fail closed;
+//! - [`http`]: the axum router speaking Vault's paths and JSON shapes, on
+//!   plain TCP or TLS (the `rustls` config comes from the caller).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
