@@ -1,21 +1,31 @@
-//! The HTTP API in process (axum router, no socket): Vault's status codes
+//! The HTTP API served on a loopback port: Vault's status codes
 //! and error bodies for every `sys/` endpoint, including the error paths.
 
-use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use citadel_vault::core::Vault;
-use citadel_vault::http::router;
 use citadel_vault::storage::{Memory, Sqlite};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use tower::ServiceExt;
 
-struct Api(axum::Router);
+/// The real server (`citadel_vault::http::serve`) on a loopback port, and a
+/// client sending one HTTP/1.1 request per connection.
+struct Api {
+    addr: std::net::SocketAddr,
+}
 
 impl Api {
     fn new(vault: Arc<Vault>) -> Self {
-        Api(router(vault))
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+        tokio::spawn(citadel_vault::http::serve(
+            listener,
+            vault,
+            std::future::pending(),
+        ));
+        Api { addr }
     }
 
     async fn call(
@@ -25,16 +35,25 @@ impl Api {
         token: Option<&str>,
         body: &str,
     ) -> (StatusCode, String, Value) {
-        let mut req = Request::builder().method(method).uri(path);
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Host", self.addr.to_string());
         if let Some(t) = token {
             req = req.header("X-Vault-Token", t);
         }
-        let resp = self
-            .0
-            .clone()
-            .oneshot(req.body(Body::from(body.to_string())).unwrap())
-            .await
+        let req = req
+            .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                body.to_string(),
+            )))
             .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
         let status = resp.status();
         let ctype = resp
             .headers()
