@@ -268,7 +268,7 @@ fn tls_server_config(t: &TlsConfig) -> Result<(Arc<tokio_rustls::rustls::ServerC
     };
     let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
         bail!(
-            "TLS needs both a certificate and its key: set [tls] cert and key (or --tls-cert and --tls-key)"
+            "TLS settings were given without a certificate and its key: set [tls] cert and key (or --tls-cert and --tls-key, or CITADEL_TLS_CERT and CITADEL_TLS_KEY)"
         );
     };
     let identity = Identity::load(cert, key)?;
@@ -283,7 +283,8 @@ fn tls_server_config(t: &TlsConfig) -> Result<(Arc<tokio_rustls::rustls::ServerC
                 .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
             (
                 server_config(identity, &trust, TlsOptions::default())?,
-                "mutual post-quantum TLS (X25519MLKEM768, ML-DSA certificates)".to_string(),
+                "mutual TLS 1.3 (X25519MLKEM768; clients need ML-DSA certificates from the CA)"
+                    .to_string(),
             )
         }
         None => (

@@ -85,6 +85,8 @@ impl std::error::Error for ApiError {}
 pub(crate) struct Client {
     host: String,
     port: u16,
+    /// `host:port` as the Host header carries it.
+    authority: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     token: Option<Zeroizing<String>>,
     token_file: PathBuf,
@@ -113,6 +115,20 @@ impl Conn {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !https && !loopback {
+            bail!(
+                "refusing to send a token in clear text to {host}: use an https:// address (the server refuses plain HTTP beyond loopback too)"
+            );
+        }
+        let authority = match uri.authority() {
+            Some(a) if a.port().is_some() => a.as_str().to_string(),
+            _ if host.contains(':') => format!("[{host}]:{port}"),
+            _ => format!("{host}:{port}"),
+        };
         let tls = if https {
             let roots = match &self.ca_cert {
                 Some(p) => load_certificates(p)?,
@@ -149,6 +165,7 @@ impl Conn {
         Ok(Client {
             host,
             port,
+            authority,
             tls,
             token,
             token_file,
@@ -184,10 +201,13 @@ impl Client {
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("/v1/{}", path.trim_start_matches('/')))
-            .header(hyper::header::HOST, format!("{}:{}", self.host, self.port))
+            .header(hyper::header::HOST, self.authority.as_str())
             .header(hyper::header::CONTENT_TYPE, "application/json");
         if let Some(t) = &self.token {
-            req = req.header("X-Vault-Token", t.as_str());
+            let mut v = hyper::header::HeaderValue::from_str(t.as_str())
+                .context("the token holds characters a header cannot carry")?;
+            v.set_sensitive(true);
+            req = req.header("X-Vault-Token", v);
         }
         let req = req
             .body(Full::new(body))

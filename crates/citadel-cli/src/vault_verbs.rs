@@ -691,10 +691,16 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
             let (m, p) = kv_split(mount, &path, false)?;
             let q = version.map(|n| format!("?version={n}")).unwrap_or_default();
             let (status, v) = c.raw("GET", &format!("{m}/data/{p}{q}"), None)?;
-            if status == 404 && v["data"].is_null() {
+            // A KV 404 has no error messages; anything else (no such mount)
+            // is the server's error.
+            let kv_404 = status == 404
+                && v.get("errors")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+            if kv_404 && v["data"].is_null() {
                 bail!("no secret at {m}/{p}");
             }
-            if status == 404 {
+            if kv_404 {
                 bail!(
                     "version {} of {m}/{p} is deleted or destroyed",
                     v["data"]["metadata"]["version"]

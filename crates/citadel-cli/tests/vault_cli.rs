@@ -513,6 +513,10 @@ fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
         .trim(),
         "1"
     );
+    // The client never sends a token in clear text beyond loopback.
+    let o = vault("http://192.0.2.1:8200", &env, &["status"], "");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("clear text"), "{}", stderr(&o));
     // Without the CA certificate the client says what is missing.
     let o = vault(&server.addr, &[("CITADEL_TOKEN", &token)], &["status"], "");
     assert_eq!(o.status.code(), Some(2));

@@ -130,7 +130,12 @@ pub struct Vault {
     progress: std::sync::Mutex<Progress>,
     /// The audit devices (open while unsealed).
     pub audit: crate::audit::Devices,
+    /// Striped locks serialising read-modify-write cycles on one path.
+    locks: Vec<std::sync::Mutex<()>>,
 }
+
+/// Number of lock stripes.
+const LOCK_STRIPES: usize = 64;
 
 fn random_b64url(n: usize) -> Result<String, Error> {
     let mut b = Zeroizing::new(vec![0u8; n]);
@@ -169,6 +174,9 @@ impl Vault {
             state: RwLock::new(None),
             progress: Default::default(),
             audit: Default::default(),
+            locks: (0..LOCK_STRIPES)
+                .map(|_| std::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -386,6 +394,19 @@ impl Vault {
             None => Ok(None),
             Some(b) => k.open(path, &b).map(Some),
         })
+    }
+
+    /// Holds the lock for `path` while the guard lives: a read-modify-write
+    /// of one stored value (a KV secret's metadata, a transit key, a token's
+    /// use count, the mount table) runs under it so concurrent writers do
+    /// not lose each other's changes. Never take two at once.
+    pub fn lock_path(&self, path: &str) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let h = KEYS.get_or_init(Default::default).hash_one(path);
+        let i = (h % LOCK_STRIPES as u64) as usize;
+        self.locks[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads a stored value through the cache of parsed values: `parse`

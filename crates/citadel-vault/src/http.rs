@@ -686,14 +686,26 @@ async fn ui_mount(
         if v.is_sealed() {
             return Err(Error::Sealed);
         }
-        if v.lookup_token(&token(&headers))?.is_none() {
+        let Some(entry) = v.lookup_token(&token(&headers))? else {
             return Err(Error::PermissionDenied);
-        }
-        let Some((mpath, m, _)) = crate::mounts::resolve(&v, path.trim_matches('/'))? else {
-            return Err(Error::BadRequest(format!(
-                "preflight capability check returned 403, please ensure client's policies grant access to path \"{path}/\""
-            )));
         };
+        // As Vault: the same 403 whether the mount is missing or the
+        // token's policies reach nothing under it.
+        let denied = || {
+            json_response(
+                403,
+                &json!({"errors": [format!("preflight capability check returned 403, please ensure client's policies grant access to path \"{}/\"", path.trim_matches('/'))]}),
+            )
+        };
+        let Some((mpath, m, _)) = crate::mounts::resolve(&v, path.trim_matches('/'))? else {
+            return Ok(denied());
+        };
+        let acl = Acl::new(entry.policies.iter().map(String::as_str), |n| {
+            crate::policy::load(&v, n)
+        });
+        if !acl.reaches_under(&mpath) {
+            return Ok(denied());
+        }
         let mut data = mount_json(&m);
         data["path"] = json!(mpath);
         Ok(json_response(200, &envelope(data, "system")))
@@ -857,6 +869,7 @@ async fn fallback(
             crate::kv::Reply::NoContent => no_content(),
             crate::kv::Reply::NotFound(None) => json_response(404, &json!({"errors": []})),
             crate::kv::Reply::NotFound(Some(d)) => json_response(404, &envelope(d, mount_type)),
+            crate::kv::Reply::Status(code, d) => json_response(code, &envelope(d, mount_type)),
         })
     })();
     r.unwrap_or_else(IntoResponse::into_response)
@@ -892,6 +905,11 @@ fn audit_flusher(vault: Arc<Vault>) -> tokio::task::JoinHandle<()> {
 
 /// How long a client has to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a connection may take to send a request's headers (and, idle
+/// between requests, to start the next one).
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves the API over TLS on `listener` until `shutdown` completes. The
 /// `tls` config decides who may connect: built by `citadel-tls`, it is
@@ -908,6 +926,7 @@ pub async fn serve_tls(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let app = router(vault.clone());
     let mut shutdown = std::pin::pin!(shutdown);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let tcp = tokio::select! {
             () = &mut shutdown => break,
@@ -923,17 +942,23 @@ pub async fn serve_tls(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
                 return;
             };
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn).await;
         });
     }
+    // Stop accepting; let requests in flight finish (bounded).
+    drop(listener);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
     flusher.abort();
     let _ = vault.audit.commit();
     Ok(())

@@ -40,6 +40,8 @@ pub enum Reply {
     /// 404, with this `data` when there is something to say (a deleted
     /// version's metadata), as Vault does.
     NotFound(Option<Value>),
+    /// This status with this `data` (a batch in which some items failed).
+    Status(u16, Value),
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -168,6 +170,12 @@ impl Kv<'_> {
     }
 
     fn write_data(&self, p: &str, body: &Value) -> Result<Reply, Error> {
+        let _g = self.v.lock_path(&format!("{}meta/{p}", self.base));
+        self.write_data_locked(p, body)
+    }
+
+    /// [`Kv::write_data`] with the secret's lock held.
+    fn write_data_locked(&self, p: &str, body: &Value) -> Result<Reply, Error> {
         let data = body
             .get("data")
             .filter(|d| d.is_object())
@@ -230,6 +238,7 @@ impl Kv<'_> {
             .get("data")
             .filter(|d| d.is_object())
             .ok_or_else(|| bad("no data provided"))?;
+        let _g = self.v.lock_path(&format!("{}meta/{p}", self.base));
         let Some(r) = self.load::<Record>(&format!("meta/{p}"))? else {
             return Ok(Reply::NotFound(None));
         };
@@ -246,7 +255,7 @@ impl Kv<'_> {
         if let Some(o) = body.get("options") {
             next["options"] = o.clone();
         }
-        self.write_data(p, &next)
+        self.write_data_locked(p, &next)
     }
 
     fn versions_arg(body: &Value) -> Result<Vec<u64>, Error> {
@@ -265,6 +274,7 @@ impl Kv<'_> {
     }
 
     fn change_versions(&self, p: &str, versions: &[u64], op: &str) -> Result<Reply, Error> {
+        let _g = self.v.lock_path(&format!("{}meta/{p}", self.base));
         let Some(mut r) = self.load::<Record>(&format!("meta/{p}"))? else {
             return Ok(Reply::NoContent);
         };
@@ -302,6 +312,7 @@ impl Kv<'_> {
             }
             Op::Write => {
                 let p = check_path(p)?;
+                let _g = self.v.lock_path(&format!("{}meta/{p}", self.base));
                 let mut r = self
                     .load::<Record>(&format!("meta/{p}"))?
                     .unwrap_or_default();
@@ -332,6 +343,7 @@ impl Kv<'_> {
             }
             Op::Delete => {
                 let p = check_path(p)?;
+                let _g = self.v.lock_path(&format!("{}meta/{p}", self.base));
                 if let Some(r) = self.load::<Record>(&format!("meta/{p}"))? {
                     for n in r.versions.keys() {
                         self.remove(&format!("data/{p}/{n}"))?;

@@ -78,6 +78,7 @@ fn store(v: &Vault, t: &BTreeMap<String, Mount>) -> Result<(), Error> {
 /// Mounts `engine` at `path`.
 pub fn mount(v: &Vault, path: &str, engine: Engine, description: &str) -> Result<(), Error> {
     let path = normalize(path)?;
+    let _g = v.lock_path(TABLE);
     let mut t = (*table(v)?).clone();
     if t.keys()
         .any(|p| p.starts_with(&path) || path.starts_with(p.as_str()))
@@ -101,6 +102,7 @@ pub fn mount(v: &Vault, path: &str, engine: Engine, description: &str) -> Result
 /// Unmounts `path` and deletes its data.
 pub fn unmount(v: &Vault, path: &str) -> Result<(), Error> {
     let path = normalize(path)?;
+    let _g = v.lock_path(TABLE);
     let mut t = (*table(v)?).clone();
     let Some(m) = t.remove(&path) else {
         return Ok(());

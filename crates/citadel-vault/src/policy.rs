@@ -159,6 +159,23 @@ impl Acl {
         acl
     }
 
+    /// Whether any rule grants something (not `deny`) on a path under
+    /// `prefix` (a mount path ending in `/`): Vault's preflight check for
+    /// `sys/internal/ui/mounts`.
+    pub fn reaches_under(&self, prefix: &str) -> bool {
+        if self.root {
+            return true;
+        }
+        self.policies.iter().any(|p| {
+            p.rules.iter().any(|(pat, caps)| {
+                let literal = &pat[..pat.find(['*', '+']).unwrap_or(pat.len())];
+                let overlaps = literal.starts_with(prefix)
+                    || (literal.len() < pat.len() && prefix.starts_with(literal));
+                overlaps && !caps.contains("deny") && !caps.is_empty()
+            })
+        })
+    }
+
     /// Whether `capability` is allowed on `path`.
     pub fn allows(&self, path: &str, capability: &str) -> bool {
         if self.root {

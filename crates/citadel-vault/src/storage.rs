@@ -82,6 +82,9 @@ pub struct Sqlite {
     readers: Mutex<Vec<rusqlite::Connection>>,
 }
 
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Readers kept open for reuse; more may be open for a moment under load.
 const IDLE_READERS: usize = 8;
 
@@ -96,6 +99,7 @@ impl Sqlite {
             .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         c.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
         c.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        c.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
         c.execute(
             "CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID",
             [],
@@ -125,6 +129,7 @@ impl Sqlite {
                 rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )
+            .and_then(|c| c.busy_timeout(BUSY_TIMEOUT).map(|()| c))
             .map_err(|e| Error::Storage(format!("{}: {e}", self.path.display())))?,
         };
         let r = f(&c).map_err(db);

@@ -132,12 +132,13 @@ pub fn create(
     let now = now_secs();
     // As Vault: only a root-policy token may live forever; others get the
     // default lease TTL when they ask for none.
+    // A TTL above the system maximum is capped to it, as in Vault.
     let ttl = if req.ttl == 0 && !policies.iter().any(|p| p == "root") {
         crate::http::DEFAULT_LEASE_TTL
     } else {
-        req.ttl
+        req.ttl.min(crate::http::DEFAULT_LEASE_TTL)
     };
-    let mut expire = if ttl > 0 { now + ttl } else { 0 };
+    let mut expire = if ttl > 0 { now.saturating_add(ttl) } else { 0 };
     // A child never outlives its parent.
     if parent.expire_time != 0 && !req.no_parent && (expire == 0 || expire > parent.expire_time) {
         expire = parent.expire_time;
@@ -185,10 +186,15 @@ pub fn spend(v: &Vault, e: &TokenEntry) -> Result<(), Error> {
     if e.num_uses == 0 {
         return Ok(());
     }
-    if e.num_uses == 1 {
+    // Re-read under the token's lock: concurrent requests each spend one use.
+    let _g = v.lock_path(&format!("sys/token/id/{}", e.id_hash));
+    let Some(mut e) = v.lookup_hash(&e.id_hash)? else {
+        return Err(Error::PermissionDenied);
+    };
+    if e.num_uses <= 1 {
+        drop(_g);
         return revoke(v, &e.id_hash);
     }
-    let mut e = e.clone();
     e.num_uses -= 1;
     save(v, &e)
 }
@@ -220,15 +226,19 @@ pub fn by_accessor(v: &Vault, accessor: &str) -> Result<Option<String>, Error> {
         .map(|b| String::from_utf8_lossy(&b).into_owned()))
 }
 
-/// Extends a token's life by `increment` seconds from now (never past its
-/// parent); returns the new entry.
+/// Extends a token's life by `increment` seconds from now, never past its
+/// parent nor past the system maximum TTL counted from its creation (as
+/// Vault's max TTL); returns the new entry.
 pub fn renew(v: &Vault, e: &TokenEntry, increment: u64) -> Result<TokenEntry, Error> {
     if e.expire_time == 0 {
         return Err(Error::BadRequest("lease is not renewable".into()));
     }
     let mut e = e.clone();
     let inc = if increment > 0 { increment } else { e.ttl };
-    let mut expire = now_secs() + inc;
+    let limit = e
+        .creation_time
+        .saturating_add(crate::http::DEFAULT_LEASE_TTL);
+    let mut expire = now_secs().saturating_add(inc).min(limit);
     if let Some(p) = &e.parent {
         if let Some(pe) = v.lookup_hash(p)? {
             if pe.expire_time != 0 {

@@ -424,24 +424,45 @@ fn decrypt_one(k: &Key, item: &Value) -> Result<Zeroizing<Vec<u8>>, Error> {
     open(k, n, &aad, &blob)
 }
 
-/// Runs `f` over `batch_input` when given (per-item errors, as Vault), else
-/// over the body itself.
-fn batch(body: &Value, mut f: impl FnMut(&Value) -> Result<Value, Error>) -> Result<Value, Error> {
-    match body.get("batch_input").and_then(Value::as_array) {
-        Some(items) => {
-            // Each result echoes the item's `reference`, as Vault.
-            let results: Vec<Value> = items
-                .iter()
-                .map(|it| {
-                    let mut r = f(it).unwrap_or_else(|e| json!({"error": e.to_string()}));
-                    r["reference"] = it.get("reference").cloned().unwrap_or_else(|| json!(""));
+/// Runs `f` over `batch_input` when given, else over the body itself. As
+/// Vault: each result echoes its item's `reference`; a failed item carries
+/// its `error`, and any failure makes the answer 400 (or the request's
+/// `partial_failure_response_code` when some items succeeded).
+fn batch(body: &Value, mut f: impl FnMut(&Value) -> Result<Value, Error>) -> Result<Reply, Error> {
+    let Some(items) = body.get("batch_input").and_then(Value::as_array) else {
+        return f(body).map(Reply::Data);
+    };
+    let (mut ok, mut failed) = (0usize, 0usize);
+    let results: Vec<Value> = items
+        .iter()
+        .map(|it| {
+            let mut r = match f(it) {
+                Ok(r) => {
+                    ok += 1;
                     r
-                })
-                .collect();
-            Ok(json!({"batch_results": results}))
-        }
-        None => f(body),
+                }
+                Err(e) => {
+                    failed += 1;
+                    json!({"error": e.to_string()})
+                }
+            };
+            r["reference"] = it.get("reference").cloned().unwrap_or_else(|| json!(""));
+            r
+        })
+        .collect();
+    let data = json!({"batch_results": results});
+    if failed == 0 {
+        return Ok(Reply::Data(data));
     }
+    let partial = body
+        .get("partial_failure_response_code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (200..600).contains(c));
+    Ok(match partial {
+        Some(code) if ok > 0 => Reply::Status(code, data),
+        _ => Reply::Status(400, data),
+    })
 }
 
 /// The hash named by Vault (`sha2-256`, `sha3-512`, …).
@@ -718,6 +739,7 @@ pub fn handle(
         }
         (["keys", name], Op::Write) => {
             name_ok(name)?;
+            let _g = v.lock_path(&t.path(name));
             if let Some(k) = t.load(name)? {
                 return Ok(Reply::Data(t.read_json(name, &k)?));
             }
@@ -729,6 +751,7 @@ pub fn handle(
             None => Ok(Reply::NotFound(None)),
         },
         (["keys", name], Op::Delete) => {
+            let _g = v.lock_path(&t.path(name));
             let k = t.must(name)?;
             if !k.deletion_allowed {
                 return Err(bad(format!(
@@ -739,6 +762,7 @@ pub fn handle(
             Ok(Reply::NoContent)
         }
         (["keys", name, "config"], Op::Write) => {
+            let _g = v.lock_path(&t.path(name));
             let mut k = t.must(name)?;
             if let Some(d) = body.get("deletion_allowed") {
                 k.deletion_allowed = d
@@ -767,6 +791,7 @@ pub fn handle(
             Ok(Reply::Data(t.read_json(name, &k)?))
         }
         (["keys", name, "rotate"], Op::Write) => {
+            let _g = v.lock_path(&t.path(name));
             let mut k = t.must(name)?;
             let n = k.latest_version + 1;
             k.versions.insert(n, new_version(kind_from(&k.kind)?)?);
@@ -778,20 +803,26 @@ pub fn handle(
             name_ok(name)?;
             let k = match t.load(name)? {
                 Some(k) => k,
-                None if may_create => t.create(name, body)?,
+                None if may_create => {
+                    let _g = v.lock_path(&t.path(name));
+                    match t.load(name)? {
+                        Some(k) => k,
+                        None => t.create(name, body)?,
+                    }
+                }
                 None => return Err(bad("encryption key not found")),
             };
-            Ok(Reply::Data(batch(body, |it| encrypt_one(&k, it))?))
+            batch(body, |it| encrypt_one(&k, it))
         }
         (["decrypt", name], Op::Write) => {
             let k = t.must(name)?;
-            Ok(Reply::Data(batch(body, |it| {
+            batch(body, |it| {
                 decrypt_one(&k, it).map(|pt| json!({"plaintext": B64.encode(&pt[..])}))
-            })?))
+            })
         }
         (["rewrap", name], Op::Write) => {
             let k = t.must(name)?;
-            Ok(Reply::Data(batch(body, |it| {
+            batch(body, |it| {
                 let pt = decrypt_one(&k, it)?;
                 let mut item = json!({"plaintext": B64.encode(&pt[..])});
                 for carried in ["key_version", "associated_data"] {
@@ -800,7 +831,7 @@ pub fn handle(
                     }
                 }
                 encrypt_one(&k, &item)
-            })?))
+            })
         }
         (["datakey", kind, name], Op::Write) => {
             let k = t.must(name)?;
@@ -808,21 +839,15 @@ pub fn handle(
         }
         (["sign", name, rest @ ..], Op::Write) if rest.len() <= 1 => {
             let k = t.must(name)?;
-            Ok(Reply::Data(batch(body, |it| {
-                sign_one(&k, rest.first().copied(), it)
-            })?))
+            batch(body, |it| sign_one(&k, rest.first().copied(), it))
         }
         (["verify", name, rest @ ..], Op::Write) if rest.len() <= 1 => {
             let k = t.must(name)?;
-            Ok(Reply::Data(batch(body, |it| {
-                verify_one(&k, rest.first().copied(), it)
-            })?))
+            batch(body, |it| verify_one(&k, rest.first().copied(), it))
         }
         (["hmac", name, rest @ ..], Op::Write) if rest.len() <= 1 => {
             let k = t.must(name)?;
-            Ok(Reply::Data(batch(body, |it| {
-                hmac_one(&k, rest.first().copied(), it)
-            })?))
+            batch(body, |it| hmac_one(&k, rest.first().copied(), it))
         }
         (["random", rest @ ..], Op::Write) if rest.len() <= 2 => {
             Ok(Reply::Data(random(rest, body)?))

@@ -1268,3 +1268,147 @@ async fn transit_datakey_hmac_hash_random_ecdsa_and_hybrid() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn review_fixes_batch_errors_ttl_caps_preflight_and_concurrent_cas() {
+    use base64::Engine;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let (api, root) = unsealed().await;
+    let r = Some(root.as_str());
+    api.call("POST", "/v1/sys/mounts/transit", r, r#"{"type":"transit"}"#)
+        .await;
+    api.call(
+        "POST",
+        "/v1/sys/mounts/secret",
+        r,
+        r#"{"type":"kv","options":{"version":"2"}}"#,
+    )
+    .await;
+    api.call("POST", "/v1/transit/keys/k", r, "{}").await;
+
+    // A batch with a failed item answers 400 (hvac raises), or the
+    // requested partial-failure code when some items succeeded.
+    let body = json!({"batch_input": [{"plaintext": b64(b"a")}, {"plaintext": "!!"}]});
+    let (s, _, v) = api
+        .call("POST", "/v1/transit/encrypt/k", r, &body.to_string())
+        .await;
+    assert_eq!(s.as_u16(), 400, "{v}");
+    let results = v["data"]["batch_results"].as_array().unwrap();
+    assert!(results[0]["ciphertext"].is_string() && results[1]["error"].is_string());
+    let mut body = body;
+    body["partial_failure_response_code"] = json!(207);
+    let (s, _, _) = api
+        .call("POST", "/v1/transit/encrypt/k", r, &body.to_string())
+        .await;
+    assert_eq!(s.as_u16(), 207);
+
+    // TTLs are capped at 768h, also on renewal; huge numbers do not overflow.
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":["default"],"ttl":18446744073709551615}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert!(
+        v["auth"]["lease_duration"].as_u64().unwrap() <= 768 * 3600,
+        "{v}"
+    );
+    let t = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            Some(&t),
+            r#"{"increment":"87600h"}"#,
+        )
+        .await;
+    assert_eq!(s.as_u16(), 200, "{v}");
+    assert!(
+        v["auth"]["lease_duration"].as_u64().unwrap() <= 768 * 3600,
+        "{v}"
+    );
+
+    // sys/internal/ui/mounts: 403 alike for a missing mount and for one the
+    // token's policies do not reach; 200 when they do.
+    let preflight = |path: &'static str, tok: String| {
+        let api = &api;
+        async move {
+            api.call(
+                "GET",
+                &format!("/v1/sys/internal/ui/mounts/{path}"),
+                Some(&tok),
+                "",
+            )
+            .await
+        }
+    };
+    assert_eq!(preflight("nothing/x", t.clone()).await.0.as_u16(), 403);
+    assert_eq!(preflight("secret/app", t.clone()).await.0.as_u16(), 403);
+    api.call(
+        "PUT",
+        "/v1/sys/policies/acl/app",
+        r,
+        r#"{"policy":"path \"secret/data/app/*\" { capabilities = [\"read\"] }"}"#,
+    )
+    .await;
+    let (_, _, v) = api
+        .call(
+            "POST",
+            "/v1/auth/token/create",
+            r,
+            r#"{"policies":["app"]}"#,
+        )
+        .await;
+    let app = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, _, v) = preflight("secret/app", app.clone()).await;
+    assert_eq!(
+        (s.as_u16(), v["data"]["path"].clone()),
+        (200, json!("secret/"))
+    );
+    assert_eq!(preflight("transit/x", app).await.0.as_u16(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_check_and_set_writes_let_exactly_one_win() {
+    let (api, root) = unsealed().await;
+    let api = Arc::new(api);
+    let r = Some(root.as_str());
+    api.call(
+        "POST",
+        "/v1/sys/mounts/secret",
+        r,
+        r#"{"type":"kv","options":{"version":"2"}}"#,
+    )
+    .await;
+    for round in 0..20u64 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let api = api.clone();
+            let root = root.clone();
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"data": {"writer": i}, "options": {"cas": round}});
+                api.call(
+                    "POST",
+                    "/v1/secret/data/race",
+                    Some(&root),
+                    &body.to_string(),
+                )
+                .await
+                .0
+                .as_u16()
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            if t.await.unwrap() == 200 {
+                won += 1;
+            }
+        }
+        assert_eq!(won, 1, "round {round}: {won} writers passed the same cas");
+    }
+    let (_, _, v) = api.call("GET", "/v1/secret/metadata/race", r, "").await;
+    assert_eq!(v["data"]["current_version"], 20);
+}
