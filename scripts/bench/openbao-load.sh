@@ -55,23 +55,8 @@ curl -sf "${H[@]}" "$ADDR/v1/sys/audit" | grep -q '"file/"' || { echo "no audit 
 curl -sf "${H[@]}" -X POST -d '{"type":"transit"}' "$ADDR/v1/sys/mounts/transit"
 curl -sf "${H[@]}" -X POST -d '{"type":"aes256-gcm96"}' "$ADDR/v1/transit/keys/bench" >/dev/null
 curl -sf "${H[@]}" -X POST -d '{"data":{"user":"app","password":"0123456789abcdef"}}' "$ADDR/v1/secret/data/bench" >/dev/null
-PLAIN=$(head -c 1024 /dev/urandom | base64 -w0)
-cat > "$W/encrypt.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"plaintext":"$PLAIN"}'
-wrk.headers["X-Vault-Token"] = "$TOKEN"
-wrk.headers["Content-Type"] = "application/json"
-LUA
-run() { # id, label, wrk args…
-  local id=$1 label=$2; shift 2
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" > "$W/$id.txt"
-  local rps p99 errors
-  rps=$(awk '/^Requests\/sec:/{print $2}' "$W/$id.txt")
-  p99=$(awk '$1=="99%"{print $2}' "$W/$id.txt")
-  errors=$(awk '/Non-2xx/{print $NF}' "$W/$id.txt"); errors=${errors:-0}
-  printf '| %s | %s | %s | %s |\n' "$label" "$rps" "$p99" "$errors"
-  echo "$rps" > "$W/$id.rps"
-}
+source scripts/bench/wrk-lib.sh
+write_encrypt_lua
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against $("$BAO" version | cut -d' ' -f1,2) server -dev (file audit device on), $(nproc) cores shared by server and wrk"
 echo
 echo "| endpoint | requests/s | p99 latency | non-2xx |"

@@ -74,15 +74,7 @@ impl Clone for Identity {
 impl Identity {
     /// Loads `CERT` (PEM chain) and `KEY` (PKCS#8 PEM).
     pub fn load(cert: &Path, key: &Path) -> Result<Self> {
-        let chain = CertificateDer::pem_file_iter(cert)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| Error::Ca(format!("{}: {e}", cert.display())))?;
-        if chain.is_empty() {
-            return Err(Error::Ca(format!(
-                "{} holds no certificate",
-                cert.display()
-            )));
-        }
+        let chain = load_certificates(cert)?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| Error::Ca(format!("{}: {e}", key.display())))?;
         Ok(Self { chain, key })
