@@ -1,6 +1,8 @@
 //! End-to-end tests of the `citadel` binary: every verb, its exit codes and
 //! its error paths.
 
+mod support;
+
 use assert_cmd::Command;
 use std::fs;
 use std::path::Path;
@@ -575,7 +577,7 @@ fn bench_tls_reports_both_configurations() {
 }
 
 /// Starts `citadel recv --once` and returns the child and its address.
-fn start_recv(p: &Path, cert: &str) -> (std::process::Child, String) {
+fn start_recv(p: &Path, cert: &str) -> (support::KillOnDrop, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
         .current_dir(p)
@@ -609,7 +611,7 @@ fn start_recv(p: &Path, cert: &str) -> (std::process::Child, String) {
         .strip_prefix("listening on ")
         .unwrap()
         .to_string();
-    (child, addr)
+    (support::KillOnDrop::new(child), addr)
 }
 
 #[test]
@@ -668,7 +670,13 @@ fn send_and_recv_a_tree_over_pq_mutual_tls() {
     assert_eq!(v["files"], 2);
     assert_eq!(v["negotiated"]["key_exchange"], "X25519MLKEM768");
     assert_eq!(v["negotiated"]["peer_signature_algorithm"], "ML-DSA-65");
-    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(
+        std::process::Child::from(child)
+            .wait_with_output()
+            .unwrap()
+            .status
+            .success()
+    );
     assert_eq!(fs::read(p.join("out/tree/big.bin")).unwrap(), big);
     assert_eq!(
         fs::read(p.join("out/tree/sub/small.txt")).unwrap(),
@@ -697,7 +705,7 @@ fn send_and_recv_a_tree_over_pq_mutual_tls() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let recv = child.wait_with_output().unwrap();
+    let recv = std::process::Child::from(child).wait_with_output().unwrap();
     assert!(!recv.status.success());
     assert!(
         String::from_utf8_lossy(&recv.stderr).contains("revoked"),

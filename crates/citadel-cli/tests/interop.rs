@@ -6,6 +6,8 @@
 //! turns a missing peer into a failure; elsewhere a missing peer is reported
 //! and the check is skipped.
 
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -243,7 +245,7 @@ fn audit_checkpoints_verify_with_go_x_mod_sumdb_note_and_tlog() {
 
 /// Starts `citadel vault serve` with a SQLite file in `dir`; returns the
 /// child and its base URL.
-fn start_vault(dir: &std::path::Path) -> (std::process::Child, String) {
+fn start_vault(dir: &std::path::Path) -> (support::KillOnDrop, String) {
     use std::io::BufRead;
     std::fs::write(dir.join("citadel.toml"), "[storage]\npath = \"vault.db\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_citadel"))
@@ -268,7 +270,7 @@ fn start_vault(dir: &std::path::Path) -> (std::process::Child, String) {
         .strip_prefix("Api Address: ")
         .unwrap()
         .to_string();
-    (child, addr)
+    (support::KillOnDrop::new(child), addr)
 }
 
 #[test]

@@ -2,6 +2,8 @@
 //! loopback, post-quantum mutual TLS, a proxy in the middle where a test
 //! needs to slow the link down or damage it.
 
+mod support;
+
 use assert_cmd::Command;
 use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, crypto_provider};
 use citadel_tls::rustls::{self, ClientConnection, StreamOwned, pki_types::ServerName};
@@ -64,7 +66,7 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 }
 
 /// Starts `citadel recv` (with `extra` flags) and returns it with its address.
-fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (Child, String) {
+fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (support::KillOnDrop, String) {
     let mut child = bin()
         .current_dir(p)
         .args([
@@ -91,7 +93,7 @@ fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (Child, String) {
         .strip_prefix("listening on ")
         .unwrap()
         .to_string();
-    (child, addr)
+    (support::KillOnDrop::new(child), addr)
 }
 
 fn send_cmd(p: &Path, what: &str, to: &str, client: &str) -> std::process::Command {
@@ -107,8 +109,8 @@ fn send_cmd(p: &Path, what: &str, to: &str, client: &str) -> std::process::Comma
     c
 }
 
-fn stderr_of(c: Child) -> (bool, String) {
-    let out = c.wait_with_output().unwrap();
+fn stderr_of(c: impl Into<Child>) -> (bool, String) {
+    let out = c.into().wait_with_output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -255,11 +257,13 @@ fn interrupted(kill_receiver: bool) {
     fs::write(p.join("big.bin"), &big).unwrap();
     let (mut recv, addr) = start_recv(p, "out", &[]);
     let slow = proxy(addr.parse().unwrap(), Some(8 * 1024 * 1024), None);
-    let mut send = send_cmd(p, "big.bin", &slow, "alice")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut send = support::KillOnDrop::new(
+        send_cmd(p, "big.bin", &slow, "alice")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let state = p.join("out/.big.bin.citadel-state");
     wait_for("saved progress", || fs::metadata(&state).is_ok());
     if kill_receiver {

@@ -1,5 +1,7 @@
 //! `citadel vault serve` as a user starts it.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Command, Stdio};
 
@@ -17,11 +19,13 @@ fn get(addr: &str, path: &str) -> String {
 
 #[test]
 fn dev_server_prints_its_root_token_and_is_unsealed() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_citadel"))
-        .args(["vault", "serve", "--dev", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = support::KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_citadel"))
+            .args(["vault", "serve", "--dev", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = String::new();
     let mut token = String::new();
@@ -92,7 +96,7 @@ fn req(addr: &str, method: &str, path: &str, token: &str, body: &str) -> (u16, S
     (status, body)
 }
 
-fn start(dir: &std::path::Path) -> (std::process::Child, String) {
+fn start(dir: &std::path::Path) -> (support::KillOnDrop, String) {
     std::fs::write(dir.join("c.toml"), "[storage]\npath = \"vault.db\"\n").unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_citadel"))
         .current_dir(dir)
@@ -112,7 +116,7 @@ fn start(dir: &std::path::Path) -> (std::process::Child, String) {
         .read_line(&mut line)
         .unwrap();
     (
-        child,
+        support::KillOnDrop::new(child),
         line.trim()
             .strip_prefix("Api Address: http://")
             .unwrap()
