@@ -593,3 +593,52 @@ fn mutual_post_quantum_tls_requires_a_client_certificate_from_the_ca() {
     let o = run(with("mallory", &other));
     assert_eq!(o.status.code(), Some(2), "a certificate from another CA");
 }
+
+/// Today's OpenSSL 3.0 clients (curl here) have no ML-KEM: refused by
+/// default, served when the operator allows classical key exchange.
+#[test]
+fn openssl_clients_without_ml_kem_connect_only_when_classical_kx_is_allowed() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let ca = p.join("ca").display().to_string();
+    citadel(&["ca", "init", "--dir", &ca, "--classical"]);
+    citadel(&[
+        "ca",
+        "issue",
+        "--ca",
+        &ca,
+        "--name",
+        "vault",
+        "--ip",
+        "127.0.0.1",
+        "--server",
+    ]);
+    let cacert = format!("{ca}/ca.crt");
+    for allow in [false, true] {
+        let toml = format!(
+            "listen = \"127.0.0.1:0\"\n[storage]\npath = \"v{allow}.db\"\n[tls]\ncert = \"{ca}/vault.crt\"\nkey = \"{ca}/vault.key\"\nallow_classical_kx = {allow}\n"
+        );
+        std::fs::write(p.join("c.toml"), toml).unwrap();
+        let server = Server::start(p, &["--config", "c.toml"]);
+        let out = Command::new("curl")
+            .args(["-s", "--cacert", &cacert])
+            .arg(format!("{}/v1/sys/health", server.addr))
+            .output()
+            .unwrap();
+        if allow {
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(
+                stdout(&out).contains("\"initialized\":false"),
+                "{}",
+                stdout(&out)
+            );
+        } else {
+            // 35: curl's "SSL connect error" (the handshake was refused).
+            assert_eq!(out.status.code(), Some(35), "curl without ML-KEM was served");
+        }
+    }
+}
