@@ -134,6 +134,9 @@ pub struct Vault {
     locks: Vec<std::sync::Mutex<()>>,
 }
 
+/// At most this many parsed values are cached.
+const PARSED_CACHE_ENTRIES: usize = 65_536;
+
 /// Number of lock stripes.
 const LOCK_STRIPES: usize = 64;
 
@@ -442,6 +445,12 @@ impl Vault {
             .write()
             .map_err(|_| Error::Internal("lock".into()))?;
         if c.generation == generation {
+            // Bounded: past the limit an arbitrary entry makes room.
+            if c.values.len() >= PARSED_CACHE_ENTRIES {
+                if let Some(k) = c.values.keys().next().cloned() {
+                    c.values.remove(&k);
+                }
+            }
             c.values.insert(path.to_string(), value.clone());
         }
         Ok(value)
@@ -507,19 +516,25 @@ impl Vault {
 
     /// Looks a token up by its hash; `None` if unknown or expired.
     pub fn lookup_hash(&self, hash: &str) -> Result<Option<TokenEntry>, Error> {
-        match self.get(&format!("{TOKENS}{hash}"))? {
+        // Token entries hold hashes and policies, no secret: they go through
+        // the parsed-value cache (every change to one is a write, which
+        // evicts it; expiry is checked on every lookup).
+        let cached = self.get_parsed(&format!("{TOKENS}{hash}"), |b| match b {
             None => Ok(None),
-            Some(b) => {
-                let mut e: TokenEntry = serde_json::from_slice(&b)
-                    .map_err(|e| Error::Corrupt(format!("token entry: {e}")))?;
-                e.id_hash = hash.to_string();
-                if e.expire_time != 0 && e.expire_time <= now() {
-                    crate::tokens::revoke(self, hash)?;
-                    return Ok(None);
-                }
-                Ok(Some(e))
-            }
+            Some(b) => serde_json::from_slice::<TokenEntry>(b)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("token entry: {e}"))),
+        })?;
+        let Some(e) = cached.as_ref() else {
+            return Ok(None);
+        };
+        let mut e = e.clone();
+        e.id_hash = hash.to_string();
+        if e.expire_time != 0 && e.expire_time <= now() {
+            crate::tokens::revoke(self, hash)?;
+            return Ok(None);
         }
+        Ok(Some(e))
     }
 
     /// Rotates the barrier keyring (`sys/rotate`): a new term encrypts new
