@@ -638,7 +638,11 @@ fn openssl_clients_without_ml_kem_connect_only_when_classical_kx_is_allowed() {
             );
         } else {
             // 35: curl's "SSL connect error" (the handshake was refused).
-            assert_eq!(out.status.code(), Some(35), "curl without ML-KEM was served");
+            assert_eq!(
+                out.status.code(),
+                Some(35),
+                "curl without ML-KEM was served"
+            );
         }
     }
 }
