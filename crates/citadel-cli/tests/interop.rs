@@ -243,11 +243,15 @@ fn audit_checkpoints_verify_with_go_x_mod_sumdb_note_and_tlog() {
     );
 }
 
-/// Starts `citadel vault serve` with a SQLite file in `dir`; returns the
-/// child and its base URL.
-fn start_vault(dir: &std::path::Path) -> (support::KillOnDrop, String) {
+/// Starts `citadel vault serve` with a SQLite file in `dir` (and `extra`
+/// configuration); returns the child and its base URL.
+fn start_vault(dir: &std::path::Path, extra: &str) -> (support::KillOnDrop, String) {
     use std::io::BufRead;
-    std::fs::write(dir.join("citadel.toml"), "[storage]\npath = \"vault.db\"\n").unwrap();
+    std::fs::write(
+        dir.join("citadel.toml"),
+        format!("[storage]\npath = \"vault.db\"\n{extra}"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_citadel"))
         .current_dir(dir)
         .args([
@@ -280,13 +284,64 @@ fn vault_sys_endpoints_with_hvac() {
         return skip("Python hvac");
     }
     let d = tempfile::tempdir().unwrap();
+    run_hvac_script(d.path(), "", &[]);
+}
+
+/// hvac over HTTPS: Python's `ssl` is OpenSSL 3.0 here, without ML-KEM, so
+/// the listener allows classical key exchange; the certificate is an ECDSA
+/// one from `citadel ca`, trusted through `REQUESTS_CA_BUNDLE`.
+#[test]
+fn vault_with_hvac_over_https() {
+    let probe = Command::new("python3").args(["-c", "import hvac"]).status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        return skip("Python hvac");
+    }
+    let d = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_citadel");
+    for args in [
+        vec!["ca", "init", "--dir", "ca", "--classical"],
+        vec![
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--name",
+            "vault",
+            "--ip",
+            "127.0.0.1",
+            "--server",
+        ],
+    ] {
+        let st = Command::new(bin)
+            .current_dir(d.path())
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{args:?}");
+    }
+    let tls = "[tls]\ncert = \"ca/vault.crt\"\nkey = \"ca/vault.key\"\nallow_classical_kx = true\n";
+    let bundle = d.path().join("ca/ca.crt");
+    let addr = run_hvac_script(
+        d.path(),
+        tls,
+        &[("REQUESTS_CA_BUNDLE", bundle.to_str().unwrap())],
+    );
+    assert!(addr.starts_with("https://"), "{addr}");
+}
+
+/// Runs `hvac_vault.py` init, restarts the server, runs reopen; returns the
+/// address it used.
+fn run_hvac_script(dir: &std::path::Path, extra: &str, env: &[(&str, &str)]) -> String {
     let script = scripts().join("hvac_vault.py");
-    let keys = d.path().join("keys.json");
+    let keys = dir.join("keys.json");
+    let mut used = String::new();
     for mode in ["init", "reopen"] {
-        let (mut child, addr) = start_vault(d.path());
+        let (mut child, addr) = start_vault(dir, extra);
+        used = addr.clone();
         let out = Command::new("python3")
             .arg(&script)
             .args([addr.as_str(), mode, keys.to_str().unwrap()])
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         child.kill().unwrap();
@@ -298,6 +353,7 @@ fn vault_sys_endpoints_with_hvac() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    used
 }
 
 /// The same hvac checks against OpenBao, the reference implementation: if
