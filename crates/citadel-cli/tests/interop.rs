@@ -74,7 +74,6 @@ fn audit_fixture() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_citadel");
     let run = |args: &[&str], stdin: &str| -> String {
-        use std::io::Write;
         let mut c = Command::new(bin)
             .current_dir(d.path())
             .args(args)
