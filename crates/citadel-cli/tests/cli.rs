@@ -578,7 +578,6 @@ fn bench_tls_reports_both_configurations() {
 
 /// Starts `citadel recv --once` and returns the child and its address.
 fn start_recv(p: &Path, cert: &str) -> (support::KillOnDrop, String) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
         .current_dir(p)
         .args([
@@ -602,15 +601,7 @@ fn start_recv(p: &Path, cert: &str) -> (support::KillOnDrop, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = support::announced(&mut child, "listening on ");
     (support::KillOnDrop::new(child), addr)
 }
 

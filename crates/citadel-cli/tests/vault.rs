@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 
 fn get(addr: &str, path: &str) -> String {
@@ -19,26 +19,9 @@ fn get(addr: &str, path: &str) -> String {
 
 #[test]
 fn dev_server_prints_its_root_token_and_is_unsealed() {
-    let mut child = support::KillOnDrop::new(
-        Command::new(env!("CARGO_BIN_EXE_citadel"))
-            .args(["vault", "serve", "--dev", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addr = String::new();
-    let mut token = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(a) = line.strip_prefix("Api Address: http://") {
-            addr = a.to_string();
-        }
-        if let Some(t) = line.strip_prefix("Root Token: ") {
-            token = t.to_string();
-            break;
-        }
-    }
+    let d = tempfile::tempdir().unwrap();
+    let (mut child, addr, token) = support::dev_vault(env!("CARGO_BIN_EXE_citadel"), d.path());
+    let addr = addr.strip_prefix("http://").unwrap().to_string();
     assert!(token.starts_with("hvs.") && token.len() > 20, "{token}");
     let health = get(&addr, "/v1/sys/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
@@ -111,17 +94,8 @@ fn start(dir: &std::path::Path) -> (support::KillOnDrop, String) {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    (
-        support::KillOnDrop::new(child),
-        line.trim()
-            .strip_prefix("Api Address: http://")
-            .unwrap()
-            .to_string(),
-    )
+    let addr = support::announced(&mut child, "Api Address: http://");
+    (support::KillOnDrop::new(child), addr)
 }
 
 #[test]

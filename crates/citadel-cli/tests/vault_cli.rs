@@ -460,12 +460,15 @@ fn citadel(args: &[&str]) {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
-#[test]
-fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
-    let d = tempfile::tempdir().unwrap();
-    let p = d.path();
-    let ca = p.join("ca").display().to_string();
-    citadel(&["ca", "init", "--dir", &ca, "--classical"]);
+/// A CA in `dir/ca` (ECDSA with `classical`, else ML-DSA-65) with a server
+/// certificate `vault` for 127.0.0.1; returns the CA directory.
+fn ca_with_server(dir: &Path, classical: bool) -> String {
+    let ca = dir.join("ca").display().to_string();
+    let mut init = vec!["ca", "init", "--dir", &ca];
+    if classical {
+        init.push("--classical");
+    }
+    citadel(&init);
     citadel(&[
         "ca",
         "issue",
@@ -477,6 +480,14 @@ fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
         "127.0.0.1",
         "--server",
     ]);
+    ca
+}
+
+#[test]
+fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let ca = ca_with_server(p, true);
     let server = Server::start(
         p,
         &[
@@ -537,19 +548,7 @@ fn https_with_a_classical_certificate_needs_post_quantum_key_exchange() {
 fn mutual_post_quantum_tls_requires_a_client_certificate_from_the_ca() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    let ca = p.join("ca").display().to_string();
-    citadel(&["ca", "init", "--dir", &ca]);
-    citadel(&[
-        "ca",
-        "issue",
-        "--ca",
-        &ca,
-        "--name",
-        "vault",
-        "--ip",
-        "127.0.0.1",
-        "--server",
-    ]);
+    let ca = ca_with_server(p, false);
     citadel(&["ca", "issue", "--ca", &ca, "--name", "ops", "--client"]);
     let other = p.join("other").display().to_string();
     citadel(&["ca", "init", "--dir", &other]);
@@ -604,19 +603,7 @@ fn openssl_clients_without_ml_kem_connect_only_when_classical_kx_is_allowed() {
     }
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
-    let ca = p.join("ca").display().to_string();
-    citadel(&["ca", "init", "--dir", &ca, "--classical"]);
-    citadel(&[
-        "ca",
-        "issue",
-        "--ca",
-        &ca,
-        "--name",
-        "vault",
-        "--ip",
-        "127.0.0.1",
-        "--server",
-    ]);
+    let ca = ca_with_server(p, true);
     let cacert = format!("{ca}/ca.crt");
     for allow in [false, true] {
         let toml = format!(
