@@ -281,17 +281,15 @@ fn report(json_out: bool, s: &session::Summary, secs: f64, info: &citadel_tls::i
 }
 
 pub(crate) fn recv(a: RecvArgs) -> Result<()> {
-    let trust = Trust::from_dir(&a.tls.ca)?;
     let opts = TlsOptions {
         allow_classical: a.tls.allow_classical,
     };
     let identity = Identity::load(&a.tls.cert, &a.tls.key)?;
-    let mut cfg = server_config(identity.clone(), &trust, opts)?;
     // The CA's revocation list is re-read when it changes, so `citadel ca
     // revoke` takes effect for new connections without a restart.
-    let crl_path = a.tls.ca.join("crl.pem");
-    let crl_time = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut crl_seen = crl_time(&crl_path);
+    let configs = citadel_tls::reload::ReloadingServerConfig::new(&a.tls.ca, move |t| {
+        server_config(identity.clone(), t, opts)
+    })?;
     let ca_dir = a.tls.ca.clone();
     std::fs::create_dir_all(&a.dir)
         .with_context(|| format!("cannot create {}", a.dir.display()))?;
@@ -318,22 +316,13 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
                     continue;
                 }
             };
-            let now = crl_time(&crl_path);
-            if now != crl_seen {
-                match Trust::from_dir(&ca_dir)
-                    .and_then(|t| server_config(identity.clone(), &t, opts))
-                {
-                    Ok(c) => {
-                        cfg = c;
-                        crl_seen = now;
-                    }
-                    Err(e) => eprintln!(
-                        "citadel: cannot reload {}: {e:#}; keeping the previous list",
-                        crl_path.display()
-                    ),
-                }
+            let (cfg, reload_error) = configs.current();
+            if let Some(e) = reload_error {
+                eprintln!(
+                    "citadel: cannot reload the CA's files in {}: {e:#}; keeping the previous revocation list",
+                    ca_dir.display()
+                );
             }
-            let cfg = cfg.clone();
             let receiver = receiver.clone();
             let ended = ended.clone();
             std::thread::spawn(move || {

@@ -3,7 +3,8 @@
 
 use crate::vault_verbs;
 use anyhow::{Context, Result, bail};
-use citadel_vault::core::Vault;
+use citadel_vault::core::{Config as CoreConfig, Core};
+use citadel_vault::http::{ServeOptions, TlsSource};
 use citadel_vault::storage::{Cached, Memory, Physical, Sqlite};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -70,9 +71,35 @@ pub(crate) struct ServeArgs {
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Require client certificates from this citadel CA directory (`ca.crt`,
-    /// `crl.pem`): mutual post-quantum TLS, ML-DSA certificates only.
+    /// `crl.pem`): mutual post-quantum TLS, ML-DSA certificates only. The
+    /// CRL is re-read when it changes: a revocation applies to the next
+    /// connection.
     #[arg(long, requires = "tls_cert")]
     tls_client_ca: Option<PathBuf>,
+    /// Log format on standard error: one line per event, as text or JSON
+    /// (or [log] format; CITADEL_LOG_FORMAT).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Least severe events logged: error, warn, info (one line per request),
+    /// debug or trace (or [log] level; CITADEL_LOG_LEVEL).
+    #[arg(long)]
+    log_level: Option<String>,
+    /// DANGEROUS: unseal even when the storage fails its integrity check or
+    /// is older than the newest storage epoch anchored in the audit log
+    /// (rows changed outside the vault, or a backup restored on purpose).
+    /// Revoked tokens and old secrets in that storage come back.
+    #[arg(long)]
+    accept_storage_changes: bool,
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// `2026-12-03T10:00:00Z INFO request method=GET path=... status=200`.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// `citadel.toml`.
@@ -85,6 +112,36 @@ struct Config {
     storage: Option<StorageConfig>,
     /// TLS for the listener.
     tls: Option<TlsConfig>,
+    /// Logging.
+    log: Option<LogConfig>,
+    /// Audit devices.
+    audit: Option<AuditConfig>,
+    /// Metrics.
+    telemetry: Option<TelemetryConfig>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LogConfig {
+    format: Option<LogFormat>,
+    level: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct AuditConfig {
+    /// How often a device signs a checkpoint while entries arrive, in
+    /// seconds (default 1).
+    checkpoint_interval_seconds: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TelemetryConfig {
+    /// Serve `sys/metrics` without a token (as Vault's option of the
+    /// same name).
+    #[serde(default)]
+    unauthenticated_metrics_access: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -164,6 +221,27 @@ fn serve(a: ServeArgs) -> Result<()> {
             .get_or_insert_with(Default::default)
             .allow_classical_kx = matches!(v.as_str(), "1" | "true" | "yes");
     }
+    let log = config.log.take().unwrap_or_default();
+    let log_format = match (
+        a.log_format,
+        std::env::var("CITADEL_LOG_FORMAT").ok(),
+        log.format,
+    ) {
+        (Some(f), _, _) => f,
+        (None, Some(v), _) => match v.as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => bail!("CITADEL_LOG_FORMAT must be text or json, not {other:?}"),
+        },
+        (None, None, f) => f.unwrap_or(LogFormat::Text),
+    };
+    let log_level = a
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("CITADEL_LOG_LEVEL").ok())
+        .or(log.level)
+        .unwrap_or_else(|| "info".into());
+    init_logging(log_format, &log_level)?;
     // Flags win over the file and the environment.
     if a.tls_cert.is_some() {
         let tls = config.tls.get_or_insert_with(Default::default);
@@ -201,7 +279,20 @@ fn serve(a: ServeArgs) -> Result<()> {
             "sqlite",
         )
     };
-    let vault = Arc::new(Vault::new(storage, kind));
+    let mut core_config = CoreConfig::default();
+    if a.accept_storage_changes {
+        core_config.on_tamper = citadel_vault::barrier::OnTamper::Accept;
+    }
+    if let Some(s) = config.audit.and_then(|a| a.checkpoint_interval_seconds) {
+        if !(0.01..=3600.0).contains(&s) {
+            bail!("[audit] checkpoint_interval_seconds must be between 0.01 and 3600");
+        }
+        core_config.checkpoint_every = std::time::Duration::from_secs_f64(s);
+    }
+    core_config.unauthenticated_metrics = config
+        .telemetry
+        .is_some_and(|t| t.unauthenticated_metrics_access);
+    let core = Arc::new(Core::new(storage, kind, core_config));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -213,16 +304,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         let local = listener.local_addr()?;
         let mut out = std::io::stdout().lock();
         if a.dev {
-            let init = vault.init(1, 1)?;
-            let key = hex::encode(&init.keys[0][..]);
-            vault.unseal(Some(&key), false)?;
-            // As `vault server -dev`: KV v2 at secret/.
-            citadel_vault::mounts::mount(
-                &vault,
-                "secret",
-                citadel_vault::mounts::Engine::KvV2,
-                "key/value secret storage",
-            )?;
+            let (key, root) = core.init_dev()?;
             writeln!(
                 out,
                 "WARNING: dev mode: in-memory storage, unsealed, root token printed below."
@@ -231,8 +313,8 @@ fn serve(a: ServeArgs) -> Result<()> {
             if let Some((_, d)) = &tls {
                 writeln!(out, "Listener: {d}")?;
             }
-            writeln!(out, "Unseal Key: {}", citadel_vault_b64(&init.keys[0]))?;
-            writeln!(out, "Root Token: {}", init.root_token.as_str())?;
+            writeln!(out, "Unseal Key: {}", citadel_vault_b64(&key))?;
+            writeln!(out, "Root Token: {}", root.as_str())?;
         } else {
             writeln!(out, "Api Address: {scheme}://{local}")?;
             if let Some((_, d)) = &tls {
@@ -241,7 +323,7 @@ fn serve(a: ServeArgs) -> Result<()> {
             writeln!(
                 out,
                 "storage: sqlite; {}",
-                if vault.is_initialized()? {
+                if core.is_initialized()? {
                     "sealed: unseal with `sys/unseal`"
                 } else {
                     "not initialised: run `sys/init`"
@@ -250,22 +332,50 @@ fn serve(a: ServeArgs) -> Result<()> {
         }
         out.flush()?;
         drop(out);
+        tracing::info!(
+            target: "citadel_vault::server",
+            address = %format!("{scheme}://{local}"),
+            storage = kind,
+            tls = tls.as_ref().map_or("none", |(_, d)| d.as_str()),
+            sealed = core.is_sealed(),
+            "vault started"
+        );
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
+            tracing::info!(target: "citadel_vault::server", "shutting down: finishing requests in flight");
         };
-        match tls {
-            Some((cfg, _)) => citadel_vault::http::serve_tls(listener, vault, cfg, stop).await,
-            None => citadel_vault::http::serve(listener, vault, stop).await,
+        let r = match tls {
+            Some((source, _)) => {
+                citadel_vault::http::serve_tls(listener, core, source, ServeOptions::default(), stop)
+                    .await
+            }
+            None => citadel_vault::http::serve(listener, core, ServeOptions::default(), stop).await,
         }
-        .context("the server failed")
+        .context("the server failed");
+        tracing::info!(target: "citadel_vault::server", "vault stopped");
+        r
     })
 }
 
-/// The rustls config for the `[tls]` section, and a description of it.
-fn tls_server_config(t: &TlsConfig) -> Result<(Arc<tokio_rustls::rustls::ServerConfig>, String)> {
-    use citadel_tls::config::{
-        Identity, TlsOptions, Trust, server_config, server_config_server_auth,
+/// Logs to standard error, as text or JSON lines, from `level` up.
+fn init_logging(format: LogFormat, level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("--log-level {level:?}: use error, warn, info, debug or trace"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let r = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
     };
+    r.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+}
+
+/// Where TLS connections get their config for the `[tls]` section, and a
+/// description of it. With a client CA, the config follows the CA's CRL.
+fn tls_server_config(t: &TlsConfig) -> Result<(TlsSource, String)> {
+    use citadel_tls::config::{Identity, TlsOptions, server_config, server_config_server_auth};
     let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
         bail!(
             "TLS settings were given without a certificate and its key: set [tls] cert and key (or --tls-cert and --tls-key, or CITADEL_TLS_CERT and CITADEL_TLS_KEY)"
@@ -279,22 +389,41 @@ fn tls_server_config(t: &TlsConfig) -> Result<(Arc<tokio_rustls::rustls::ServerC
                     "allow_classical_kx applies to server-authenticated TLS only; mutual TLS is post-quantum only"
                 );
             }
-            let trust = Trust::from_dir(dir)
-                .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
+            let configs = citadel_tls::reload::ReloadingServerConfig::new(dir, move |trust| {
+                server_config(identity.clone(), trust, TlsOptions::default())
+            })
+            .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
+            let dir = dir.clone();
+            let source: TlsSource = Arc::new(move || {
+                let (cfg, err) = configs.current();
+                if let Some(e) = err {
+                    tracing::warn!(
+                        target: "citadel_vault::server",
+                        ca = %dir.display(),
+                        error = %e,
+                        "cannot reload the client CA's files; the previous revocation list stays in force"
+                    );
+                }
+                cfg
+            });
             (
-                server_config(identity, &trust, TlsOptions::default())?,
+                source,
                 "mutual TLS 1.3 (X25519MLKEM768; clients need ML-DSA certificates from the CA)"
                     .to_string(),
             )
         }
-        None => (
-            server_config_server_auth(identity, t.allow_classical_kx)?,
-            if t.allow_classical_kx {
-                "TLS 1.3, X25519MLKEM768 preferred, X25519 accepted".to_string()
-            } else {
-                "TLS 1.3, X25519MLKEM768 key exchange only".to_string()
-            },
-        ),
+        None => {
+            let cfg = server_config_server_auth(identity, t.allow_classical_kx)?;
+            let source: TlsSource = Arc::new(move || cfg.clone());
+            (
+                source,
+                if t.allow_classical_kx {
+                    "TLS 1.3, X25519MLKEM768 preferred, X25519 accepted".to_string()
+                } else {
+                    "TLS 1.3, X25519MLKEM768 key exchange only".to_string()
+                },
+            )
+        }
     })
 }
 

@@ -85,6 +85,9 @@ impl std::error::Error for ApiError {}
 pub(crate) struct Client {
     host: String,
     port: u16,
+    /// For plain HTTP: the loopback addresses the host resolved to, checked
+    /// once and connected to, so a name cannot point elsewhere later.
+    plain_addrs: Vec<std::net::SocketAddr>,
     /// `host:port` as the Host header carries it.
     authority: String,
     tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
@@ -115,15 +118,11 @@ impl Conn {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !https && !loopback {
-            bail!(
-                "refusing to send a token in clear text to {host}: use an https:// address (the server refuses plain HTTP beyond loopback too)"
-            );
-        }
+        let plain_addrs = if https {
+            Vec::new()
+        } else {
+            plain_loopback(&host, port)?
+        };
         let authority = match uri.authority() {
             Some(a) if a.port().is_some() => a.as_str().to_string(),
             _ if host.contains(':') => format!("[{host}]:{port}"),
@@ -165,6 +164,7 @@ impl Conn {
         Ok(Client {
             host,
             port,
+            plain_addrs,
             authority,
             tls,
             token,
@@ -214,10 +214,18 @@ impl Client {
             .context("cannot build the request")?;
         let (host, port) = (self.host.clone(), self.port);
         let tls = self.tls.clone();
+        let plain_addrs = self.plain_addrs.clone();
         let (status, bytes) = self.rt.block_on(async move {
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-                .await
-                .with_context(|| format!("cannot connect to {host}:{port}: is the server running (citadel vault serve)?"))?;
+            let tcp = if tls.is_none() {
+                tokio::net::TcpStream::connect(&plain_addrs[..]).await
+            } else {
+                tokio::net::TcpStream::connect((host.as_str(), port)).await
+            };
+            let tcp = tcp.with_context(|| {
+                format!(
+                    "cannot connect to {host}:{port}: is the server running (citadel vault serve)?"
+                )
+            })?;
             let _ = tcp.set_nodelay(true);
             match tls {
                 None => send(tcp, req).await,
@@ -227,9 +235,19 @@ impl Client {
                     let stream = tokio_rustls::TlsConnector::from(cfg)
                         .connect(name, tcp)
                         .await
-                        .map_err(|e| match e.get_ref().and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>()) {
-                            Some(t) => anyhow::anyhow!("TLS handshake with {host}:{port} failed: {}", citadel_tls::config::explain(t)),
-                            None => anyhow::anyhow!("TLS handshake with {host}:{port} failed: {e}"),
+                        .map_err(|e| {
+                            match e
+                                .get_ref()
+                                .and_then(|i| i.downcast_ref::<tokio_rustls::rustls::Error>())
+                            {
+                                Some(t) => anyhow::anyhow!(
+                                    "TLS handshake with {host}:{port} failed: {}",
+                                    citadel_tls::config::explain(t)
+                                ),
+                                None => {
+                                    anyhow::anyhow!("TLS handshake with {host}:{port} failed: {e}")
+                                }
+                            }
                         })?;
                     send(stream, req).await
                 }
@@ -252,6 +270,29 @@ impl Client {
     }
 }
 
+/// The addresses `host` resolves to, if every one is loopback: a token is
+/// sent in clear text only to this machine. The check is on the addresses,
+/// not the name (a hosts entry may point `localhost` anywhere), and the
+/// client then connects to exactly these addresses.
+fn plain_loopback(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<std::net::SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve {host}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().is_loopback()) {
+        bail!(
+            "refusing to send a token in clear text to {host} ({}): it does not resolve to loopback addresses only; use an https:// address (the server refuses plain HTTP beyond loopback too)",
+            addrs
+                .iter()
+                .map(|a| a.ip().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(addrs)
+}
+
 /// An error status as an [`ApiError`]; any other as its body.
 pub(crate) fn check(status: u16, v: Value) -> Result<Value> {
     {
@@ -268,6 +309,19 @@ pub(crate) fn check(status: u16, v: Value) -> Result<Value> {
             return Err(ApiError { status, errors }.into());
         }
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_loopback;
+
+    #[test]
+    fn clear_text_goes_only_to_loopback_addresses() {
+        assert!(plain_loopback("127.0.0.1", 8200).is_ok());
+        assert!(plain_loopback("::1", 8200).is_ok());
+        assert!(plain_loopback("10.1.2.3", 8200).is_err());
+        assert!(plain_loopback("192.0.2.1", 8200).is_err());
     }
 }
 

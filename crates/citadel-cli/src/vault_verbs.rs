@@ -389,10 +389,15 @@ fn read_input(file: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>> {
 /// Parses `key=value`, `key=@file` and `key=-` arguments into a JSON object.
 fn parse_fields(fields: &[String], json_values: bool) -> Result<Map<String, Value>> {
     let mut m = Map::new();
-    for f in fields {
-        let (k, v) = f
-            .split_once('=')
-            .with_context(|| format!("{f:?} is not key=value"))?;
+    for (i, f) in fields.iter().enumerate() {
+        // The argument is not echoed: `password s3cr3t` (a typo for
+        // `password=s3cr3t`) must not print the secret.
+        let (k, v) = f.split_once('=').with_context(|| {
+            format!(
+                "field {} is not key=value (its text is not shown, in case it holds a secret)",
+                i + 1
+            )
+        })?;
         let raw = if v == "-" {
             let mut s = String::new();
             std::io::stdin()

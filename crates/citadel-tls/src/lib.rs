@@ -7,6 +7,7 @@
 //!   Citadel service: TLS 1.3 only, key exchange X25519MLKEM768 only, ML-DSA
 //!   signatures only, mutual authentication against the CA with its CRL.
 //! - [`info`]: what a connection negotiated.
+//! - [`reload`]: a server config rebuilt when the CA's CRL changes.
 //!
 //! Non-features: no TLS 1.2, no classical-only key exchange and no classical
 //! certificate signatures unless the caller sets
@@ -18,6 +19,7 @@
 pub mod ca;
 pub mod config;
 pub mod info;
+pub mod reload;
 mod signer;
 
 pub use rustls;

@@ -1,690 +1,637 @@
-//! The vault's core: initialisation, the seal state machine and tokens.
+//! The request core: [`Core::handle`] takes a [`Request`] and returns a
+//! [`Response`], with no HTTP, no sockets and no async runtime below it.
 //!
-//! Storage layout: `core/seal-config` (plain JSON: shares, threshold),
-//! `core/keyring` (the keyring, encrypted under the root key), and
-//! everything else encrypted by the keyring. While sealed the process holds
-//! no key material: no root key, no keyring.
+//! One request, in order:
+//!
+//! 1. the path is canonicalised, once ([`crate::path`]), and the query and
+//!    body decoded (the body within a bound on its number of values);
+//! 2. the vault must be unsealed, except for the few `sys/` routes that
+//!    serve a sealed vault;
+//! 3. the path is routed: `sys/`, `auth/token/`, an auth method or a
+//!    secrets engine (longest mount prefix), then one of the backend's
+//!    routes, which folds the names the backend folds; the canonical path
+//!    *built from the matched values* is what the ACL checks, and those
+//!    same values are all the handler gets;
+//! 4. the token is looked up (unless the route needs none), the request
+//!    recorded by the audit devices (fail closed), `update` turned into
+//!    `create` when the route's object does not exist, and the ACL checked
+//!    (with `sudo` where the route needs it);
+//! 5. a use is spent from a use-limited token (its last use revokes it when
+//!    the request ends), the fields are decoded against the route's schema,
+//!    the backend runs;
+//! 6. a login's result becomes a token here and nowhere else (never with
+//!    `root`), the response is recorded, and the metrics counted.
+//!
+//! The invariant this order keeps: **the path the ACL evaluated is the
+//! path the backend serves**, so no spelling of a path reaches data its
+//! canonical spelling is denied.
 
-use crate::Error;
-use crate::barrier::{Keyring, open_blob, seal_blob};
-use crate::shamir;
+use crate::audit::{Devices, Record};
+use crate::backend::{
+    self, Access, Backend, Ctx, Limits, Login, Matched, Reply, Services, match_route,
+};
+use crate::barrier::{Barrier, OnTamper, Unsealing};
+use crate::error::Error;
+use crate::fields::{Fields, parse_body};
+use crate::metrics::Metrics;
+use crate::mounts::{Kind, Mounts, Table};
+use crate::path::{Canon, canonicalize, parse_query};
+use crate::policy::PolicyStore;
+use crate::request::{Body, Operation, Request, Response};
 use crate::storage::Physical;
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
-use serde::{Deserialize, Serialize};
-use std::sync::{Arc, RwLock};
+use crate::token_store::{NewToken, Spend, TokenEntry, TokenStore};
+use crate::view::View;
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
-const SEAL_CONFIG: &str = "core/seal-config";
-const KEYRING: &str = "core/keyring";
-const TOKENS: &str = "sys/token/id/";
+/// Most JSON values (objects, lists, scalars) one request body may hold.
+pub const MAX_BODY_VALUES: usize = 200_000;
 
-/// How the root key is split (`core/seal-config`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SealConfig {
-    /// Always `shamir`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Unseal keys handed out.
-    pub secret_shares: u8,
-    /// Unseal keys needed.
-    pub secret_threshold: u8,
+/// How a core is set up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Whether unseal accepts storage that fails its integrity or rollback
+    /// checks (the operator restored it on purpose).
+    pub on_tamper: OnTamper,
+    /// How often audit devices sign a checkpoint while entries arrive.
+    pub checkpoint_every: Duration,
+    /// Work limits per request.
+    pub limits: Limits,
+    /// Whether `sys/metrics` answers without a token (and while sealed),
+    /// as Vault's `unauthenticated_metrics_access`.
+    pub unauthenticated_metrics: bool,
 }
 
-/// What `sys/init` returns: shown once, never stored.
-pub struct InitResult {
-    /// The unseal keys.
-    pub keys: Vec<Zeroizing<Vec<u8>>>,
-    /// The initial root token.
-    pub root_token: Zeroizing<String>,
-}
-
-/// `sys/seal-status`.
-#[derive(Clone, Debug, Serialize)]
-pub struct SealStatus {
-    /// `shamir`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Whether `sys/init` ran.
-    pub initialized: bool,
-    /// Whether the vault is sealed.
-    pub sealed: bool,
-    /// Threshold.
-    pub t: u8,
-    /// Shares.
-    pub n: u8,
-    /// Unseal keys submitted so far.
-    pub progress: u8,
-    /// Identifies the current unseal attempt (empty when none).
-    pub nonce: String,
-    /// Server version.
-    pub version: String,
-    /// Always false (no seal migration).
-    pub migration: bool,
-    /// Always false (no recovery seal).
-    pub recovery_seal: bool,
-    /// The storage backend's name.
-    pub storage_type: String,
-}
-
-/// A token's stored entry.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct TokenEntry {
-    /// Policies attached.
-    pub policies: Vec<String>,
-    /// The token's accessor (safe to log).
-    pub accessor: String,
-    /// Creation time, seconds since the epoch.
-    pub creation_time: u64,
-    /// The hash of the token (its storage id); filled in on lookup.
-    #[serde(default)]
-    pub id_hash: String,
-    /// The parent's hash; `None` for an orphan.
-    #[serde(default)]
-    pub parent: Option<String>,
-    /// Lifetime in seconds (0: none).
-    #[serde(default)]
-    pub ttl: u64,
-    /// When it expires, seconds since the epoch (0: never).
-    #[serde(default)]
-    pub expire_time: u64,
-    /// Uses left (0: unlimited).
-    #[serde(default)]
-    pub num_uses: u64,
-    /// A name for humans.
-    #[serde(default)]
-    pub display_name: String,
-    /// Free metadata.
-    #[serde(default)]
-    pub meta: std::collections::BTreeMap<String, String>,
-}
-
-struct Unsealed {
-    root: Zeroizing<Vec<u8>>,
-    keyring: Keyring,
-    /// Parsed forms of hot configuration (mount table, policies), dropped
-    /// with the keyring on seal.
-    cache: std::sync::RwLock<Cache>,
-}
-
-/// Decrypted-and-parsed values by storage path. Every write or delete
-/// through [`Vault`] evicts its path and bumps `generation`, so a value
-/// parsed while a write raced it is never stored.
-#[derive(Default)]
-struct Cache {
-    generation: u64,
-    values: std::collections::HashMap<String, Arc<dyn std::any::Any + Send + Sync>>,
-}
-
-#[derive(Default)]
-struct Progress {
-    keys: Vec<Zeroizing<Vec<u8>>>,
-    nonce: String,
-}
-
-/// The vault core over a physical backend.
-pub struct Vault {
-    storage: Arc<dyn Physical>,
-    storage_type: String,
-    state: RwLock<Option<Unsealed>>,
-    progress: std::sync::Mutex<Progress>,
-    /// The audit devices (open while unsealed).
-    pub audit: crate::audit::Devices,
-    /// Striped locks serialising read-modify-write cycles on one path.
-    locks: Vec<std::sync::Mutex<()>>,
-}
-
-/// At most this many parsed values are cached.
-const PARSED_CACHE_ENTRIES: usize = 65_536;
-
-/// Number of lock stripes.
-const LOCK_STRIPES: usize = 64;
-
-fn random_b64url(n: usize) -> Result<String, Error> {
-    let mut b = Zeroizing::new(vec![0u8; n]);
-    citadel_crypto::random::fill(&mut b).map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(URL_SAFE_NO_PAD.encode(&b[..]))
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Parses an unseal key given as hex or base64 (as Vault accepts both).
-pub fn parse_key(s: &str) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let s = s.trim();
-    if let Ok(b) = hex::decode(s) {
-        if !b.is_empty() {
-            return Ok(Zeroizing::new(b));
-        }
-    }
-    B64.decode(s)
-        .ok()
-        .filter(|b| !b.is_empty())
-        .map(Zeroizing::new)
-        .ok_or_else(|| Error::BadRequest("'key' must be a valid hex or base64 string".into()))
-}
-
-impl Vault {
-    /// A vault over `storage` (named `storage_type` in status output).
-    pub fn new(storage: Arc<dyn Physical>, storage_type: &str) -> Self {
+impl Default for Config {
+    fn default() -> Self {
         Self {
-            storage,
-            storage_type: storage_type.to_string(),
-            state: RwLock::new(None),
-            progress: Default::default(),
-            audit: Default::default(),
-            locks: (0..LOCK_STRIPES)
-                .map(|_| std::sync::Mutex::new(()))
-                .collect(),
+            on_tamper: OnTamper::Refuse,
+            checkpoint_every: Duration::from_secs(1),
+            limits: Limits::default(),
+            unauthenticated_metrics: false,
+        }
+    }
+}
+
+/// A request after the work that happens once: the path canonicalised, the
+/// body and query decoded, and whether it is heavy.
+pub struct Prepared {
+    operation: Operation,
+    canon: Result<Canon, Error>,
+    data: Result<Map<String, Value>, Error>,
+    token: Option<Zeroizing<String>>,
+    client: Option<std::net::IpAddr>,
+    raw_path: String,
+    request_id: String,
+    heavy: bool,
+    started: Instant,
+}
+
+impl Prepared {
+    /// Whether it does CPU-heavy work (to run off the async workers).
+    pub fn is_heavy(&self) -> bool {
+        self.heavy
+    }
+}
+
+/// Where a path goes.
+struct Target<'a> {
+    backend: &'a dyn Backend,
+    mount_path: String,
+    view: View,
+    rel: String,
+}
+
+/// What a request leaves for the log line, the audit and the metrics.
+#[derive(Default)]
+struct Trail {
+    path: String,
+    route: String,
+    accessor: Option<String>,
+    audited: bool,
+}
+
+/// The vault.
+pub struct Core {
+    services: Services,
+    config: Config,
+    sys: backend::sys::Sys,
+    token: backend::token::TokenBackend,
+    kv: backend::kv::Kv,
+    transit: backend::transit::Transit,
+    userpass: backend::userpass::Userpass,
+    approle: backend::approle::Approle,
+}
+
+impl Core {
+    /// A vault over `storage` (named `storage_type` in status output).
+    pub fn new(storage: Arc<dyn Physical>, storage_type: &str, config: Config) -> Self {
+        let barrier = Arc::new(Barrier::new(storage, storage_type, config.on_tamper));
+        let metrics = Arc::new(Metrics::default());
+        let services = Services {
+            tokens: TokenStore::new(barrier.clone()),
+            policies: PolicyStore::new(View::new(barrier.clone(), "sys/policy/")),
+            mounts: Mounts::new(barrier.clone()),
+            audit: Devices::new(
+                barrier.epoch_counter(),
+                config.checkpoint_every,
+                metrics.clone(),
+            ),
+            metrics,
+            limits: config.limits,
+            barrier,
+        };
+        Self {
+            services,
+            config,
+            sys: backend::sys::Sys,
+            token: backend::token::TokenBackend,
+            kv: backend::kv::Kv,
+            transit: backend::transit::Transit,
+            userpass: backend::userpass::Userpass,
+            approle: backend::approle::Approle,
         }
     }
 
-    fn seal_config(&self) -> Result<Option<SealConfig>, Error> {
-        match self.storage.get(SEAL_CONFIG)? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(format!("seal config: {e}"))),
-        }
-    }
-
-    /// Whether `sys/init` ran.
-    pub fn is_initialized(&self) -> Result<bool, Error> {
-        Ok(self.seal_config()?.is_some())
+    /// The metrics (the HTTP layer adds its pool's figures).
+    pub fn metrics(&self) -> &Metrics {
+        &self.services.metrics
     }
 
     /// Whether the vault is sealed.
     pub fn is_sealed(&self) -> bool {
-        self.state.read().map(|s| s.is_none()).unwrap_or(true)
+        self.services.barrier.is_sealed()
     }
 
-    /// Initialises: a new root key split into `shares` unseal keys
-    /// (`threshold` needed), a keyring, and a root token. The vault stays
-    /// sealed.
-    pub fn init(&self, shares: u8, threshold: u8) -> Result<InitResult, Error> {
-        let bad = |m: &str| {
-            Err(Error::BadRequest(format!(
-                "invalid seal configuration: {m}"
-            )))
-        };
-        if shares < 1 {
-            return bad("shares must be at least one");
+    /// Whether the vault was initialised.
+    pub fn is_initialized(&self) -> Result<bool, Error> {
+        self.services.barrier.is_initialized()
+    }
+
+    /// A development vault: initialised with one unseal key, unsealed, KV
+    /// v2 at `secret/`. Returns the unseal key and the root token.
+    pub fn init_dev(&self) -> Result<(Zeroizing<Vec<u8>>, Zeroizing<String>), Error> {
+        let mut root = None;
+        let r = self.services.barrier.init(1, 1, |k| {
+            let (t, recs) = crate::token_store::root_token_records(k.token_key())?;
+            root = Some(t);
+            Ok(recs)
+        })?;
+        let key = r
+            .keys
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Internal("no unseal key".into()))?;
+        if self.services.barrier.unseal(&hex::encode(&key[..]))? != Unsealing::Unsealed {
+            return Err(Error::Internal("the dev vault did not unseal".into()));
         }
-        if threshold < 1 {
-            return bad("threshold must be at least one");
-        }
-        if shares > 1 && threshold == 1 {
-            return bad("threshold must be greater than one for multiple shares");
-        }
-        if threshold > shares {
-            return bad("threshold cannot be larger than shares");
-        }
-        if self.is_initialized()? {
-            return Err(Error::BadRequest("Vault is already initialized".into()));
-        }
-        let root = citadel_crypto::random::secret_array::<32>()
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let keys = if shares == 1 {
-            vec![Zeroizing::new(root.to_vec())]
-        } else {
-            shamir::split(&root[..], shares, threshold)?
-        };
-        let keyring = Keyring::new()?;
-        let root_token = new_token()?;
-        // The keyring first, the seal config last: a crash in between leaves
-        // an uninitialised vault, never one whose keys were lost.
-        self.storage.put(
-            KEYRING,
-            &seal_blob(&root[..], 0, KEYRING, &keyring.to_bytes())?,
+        self.services.after_unseal()?;
+        self.services.mounts.add(
+            Table::Logical,
+            "secret/",
+            Kind::KvV2,
+            "key/value secret storage",
         )?;
-        let entry = TokenEntry {
-            policies: vec!["root".into()],
-            accessor: random_b64url(18)?,
-            creation_time: now(),
-            display_name: "root".into(),
+        let root = root.ok_or_else(|| Error::Internal("no root token".into()))?;
+        Ok((key, root))
+    }
+
+    /// Makes every audit entry handed over so far durable.
+    pub fn flush_audit(&self) -> Result<(), Error> {
+        self.services.audit.flush()
+    }
+
+    /// Closes the audit devices after their last checkpoint (at shutdown).
+    pub fn shutdown(&self) {
+        self.services.audit.close_all();
+    }
+
+    /// Serves one request.
+    pub fn handle(&self, req: Request) -> Response {
+        self.execute(self.prepare(req))
+    }
+
+    /// Canonicalises and decodes a request, once; says whether it is heavy.
+    pub fn prepare(&self, req: Request) -> Prepared {
+        let started = Instant::now();
+        let request_id = crate::ids::uuid().unwrap_or_default();
+        let canon = canonicalize(&req.path);
+        let mut operation = req.operation;
+        let data = parse_query(&req.query).and_then(|mut query| {
+            if let Some(i) = query.iter().position(|(k, _)| k == "list") {
+                let (_, v) = query.remove(i);
+                if operation == Operation::Read
+                    && matches!(v.as_str(), "true" | "1" | "t" | "T" | "TRUE" | "True")
+                {
+                    operation = Operation::List;
+                }
+            }
+            let mut data = parse_body(&req.body, MAX_BODY_VALUES)?;
+            for (k, v) in query {
+                if data.contains_key(&k) {
+                    return Err(Error::bad(format!(
+                        "{k:?} is given both in the query and in the body"
+                    )));
+                }
+                data.insert(k, Value::String(v));
+            }
+            Ok(data)
+        });
+        let mut p = Prepared {
+            operation,
+            canon,
+            data,
+            token: req.token,
+            client: req.client,
+            raw_path: req.path,
+            request_id,
+            heavy: false,
+            started,
+        };
+        p.heavy = self.classify(&p);
+        p
+    }
+
+    fn classify(&self, p: &Prepared) -> bool {
+        let (Ok(Canon::Path(c)), Ok(data)) = (&p.canon, &p.data) else {
+            return false;
+        };
+        let Ok(Some(t)) = self.target(c.as_str()) else {
+            return false;
+        };
+        let Some(m) = match_route(t.backend.routes(), &t.rel) else {
+            return false;
+        };
+        match t.backend.mount_type() {
+            "transit" => backend::transit::is_heavy(&t.view, &m, data),
+            _ => m.route.heavy,
+        }
+    }
+
+    /// Finds the backend and mount serving `path`.
+    fn target(&self, path: &str) -> Result<Option<Target<'_>>, Error> {
+        let b = &self.services.barrier;
+        if path == "sys" || path.starts_with("sys/") {
+            return Ok(Some(Target {
+                backend: &self.sys,
+                mount_path: "sys/".into(),
+                view: View::new(b.clone(), ""),
+                rel: path.strip_prefix("sys/").unwrap_or("").into(),
+            }));
+        }
+        if path == "auth/token" || path.starts_with("auth/token/") {
+            return Ok(Some(Target {
+                backend: &self.token,
+                mount_path: "auth/token/".into(),
+                view: View::new(b.clone(), "sys/token/"),
+                rel: path.strip_prefix("auth/token/").unwrap_or("").into(),
+            }));
+        }
+        let (table, inner, prefix) = match path.strip_prefix("auth/") {
+            Some(inner) => (Table::Auth, inner, "auth/"),
+            None => (Table::Logical, path, ""),
+        };
+        let Some(r) = self.services.mounts.resolve(table, inner)? else {
+            return Ok(None);
+        };
+        let backend: &dyn Backend = match r.mount.kind {
+            Kind::KvV2 => &self.kv,
+            Kind::Transit => &self.transit,
+            Kind::Userpass => &self.userpass,
+            Kind::Approle => &self.approle,
+        };
+        Ok(Some(Target {
+            backend,
+            mount_path: format!("{prefix}{}", r.path),
+            view: View::new(b.clone(), r.mount.storage_prefix()),
+            rel: r.rest,
+        }))
+    }
+
+    /// Answers a prepared request with `e` without running it (the HTTP
+    /// layer's pool is full).
+    pub fn refuse(&self, p: Prepared, e: Error) -> Response {
+        let trail = Trail {
+            path: match &p.canon {
+                Ok(Canon::Path(c)) => c.as_str().to_string(),
+                _ => String::new(),
+            },
             ..Default::default()
         };
-        let hash = token_hash(&root_token);
-        for (path, value) in [
-            (
-                format!("{TOKENS}{hash}"),
-                serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?,
-            ),
-            (
-                format!("sys/token/accessor/{}", entry.accessor),
-                hash.into_bytes(),
-            ),
-        ] {
-            self.storage.put(&path, &keyring.seal(&path, &value)?)?;
-        }
-        let config = SealConfig {
-            kind: "shamir".into(),
-            secret_shares: shares,
-            secret_threshold: threshold,
-        };
-        let json = serde_json::to_vec(&config).map_err(|e| Error::Internal(e.to_string()))?;
-        self.storage.put(SEAL_CONFIG, &json)?;
-        Ok(InitResult { keys, root_token })
+        let msg = e.public_message(&p.request_id);
+        self.finish(&p, trail, e.status(), Body::Errors(vec![msg]))
     }
 
-    /// The seal status.
-    pub fn seal_status(&self) -> Result<SealStatus, Error> {
-        let config = self.seal_config()?;
-        let progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(SealStatus {
-            kind: "shamir".into(),
-            initialized: config.is_some(),
-            sealed: self.is_sealed(),
-            t: config.as_ref().map(|c| c.secret_threshold).unwrap_or(0),
-            n: config.as_ref().map(|c| c.secret_shares).unwrap_or(0),
-            progress: progress.keys.len() as u8,
-            nonce: progress.nonce.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            migration: false,
-            recovery_seal: false,
-            storage_type: self.storage_type.clone(),
+    /// Serves a prepared request.
+    pub fn execute(&self, p: Prepared) -> Response {
+        let mut trail = Trail::default();
+        let result = self.run(&p, &mut trail);
+        let (status, body) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                if e.is_server_error() {
+                    tracing::error!(
+                        target: "citadel_vault::request",
+                        request_id = %p.request_id,
+                        path = %trail.path,
+                        error = %e,
+                        "request failed"
+                    );
+                }
+                let msg = e.public_message(&p.request_id);
+                let errors = match e {
+                    Error::NotFound(ref m) if m.is_empty() => Vec::new(),
+                    // As OpenBao: a 405 carries no message.
+                    Error::MethodNotAllowed => Vec::new(),
+                    _ => vec![msg],
+                };
+                (e.status(), Body::Errors(errors))
+            }
+        };
+        if trail.audited {
+            let r = self.services.audit.record(&Record {
+                kind: "response",
+                operation: p.operation.as_str(),
+                path: &trail.path,
+                token: p.token.as_deref().map(String::as_str),
+                accessor: trail.accessor.as_deref(),
+                request_id: &p.request_id,
+                status: Some(status),
+                client: p.client,
+            });
+            if let Err(e) = r {
+                // The request ran; its answer cannot be recorded, so it is
+                // not given.
+                tracing::error!(target: "citadel_vault::request", request_id = %p.request_id, error = %e, "audit failed");
+                return self.finish(
+                    &p,
+                    trail,
+                    e.status(),
+                    Body::Errors(vec![e.public_message(&p.request_id)]),
+                );
+            }
+        }
+        self.finish(&p, trail, status, body)
+    }
+
+    fn finish(&self, p: &Prepared, trail: Trail, status: u16, body: Body) -> Response {
+        let latency = p.started.elapsed();
+        let route = if trail.route.is_empty() {
+            "(none)".to_string()
+        } else {
+            trail.route
+        };
+        self.services
+            .metrics
+            .request(&route, p.operation.as_str(), status, latency);
+        Response {
+            status,
+            body,
+            request_id: p.request_id.clone(),
+            path: trail.path,
+            route,
+            accessor: trail.accessor,
+        }
+    }
+
+    fn run(&self, p: &Prepared, trail: &mut Trail) -> Result<(u16, Body), Error> {
+        let canon = match &p.canon {
+            Ok(Canon::Path(c)) => c,
+            Ok(Canon::Redirect(to)) => {
+                trail.route = "(redirect)".into();
+                return Ok((307, Body::Redirect(to.clone())));
+            }
+            Err(e) => {
+                trail.path = p.raw_path.chars().take(256).collect();
+                return Err(Error::bad(e.to_string()));
+            }
+        };
+        let path = canon.as_str();
+        trail.path = path.to_string();
+        let sealed = self.services.barrier.is_sealed();
+        let target = match self.target(path) {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Err(Error::NotFound(format!(
+                    "no handler for route \"{path}\". route entry not found."
+                )));
+            }
+            Err(Error::Sealed) => return Err(Error::Sealed),
+            Err(e) => return Err(e),
+        };
+        let matched = match_route(target.backend.routes(), &target.rel);
+        trail.route = format!(
+            "{} {}",
+            target.mount_path,
+            matched.as_ref().map_or("(unknown)", |m| m.route.name)
+        );
+        let metrics_open = self.config.unauthenticated_metrics && path == "sys/metrics";
+        if sealed && !(metrics_open || matched.as_ref().is_some_and(|m| m.route.sealed_ok)) {
+            return Err(Error::Sealed);
+        }
+        let access = match &matched {
+            _ if metrics_open => Access::None,
+            Some(m) => m.route.access,
+            None => Access::Acl,
+        };
+        // The token, when the route needs one.
+        let token_str = p.token.as_deref().map(String::as_str);
+        let entry: Option<TokenEntry> = match (access, token_str) {
+            (Access::None, _) | (_, None) => None,
+            (_, Some(t)) => self.services.tokens.lookup(t)?,
+        };
+        trail.accessor = entry.as_ref().map(|e| e.accessor.clone());
+        // Recorded before anything is decided (denials too), except the
+        // health check.
+        if !sealed && path != "sys/health" && self.services.audit.any() {
+            trail.audited = true;
+            self.services.audit.record(&Record {
+                kind: "request",
+                operation: p.operation.as_str(),
+                path,
+                token: token_str,
+                accessor: trail.accessor.as_deref(),
+                request_id: &p.request_id,
+                status: None,
+                client: p.client,
+            })?;
+        }
+        let data = p.data.as_ref().map_err(|e| Error::bad(e.to_string()))?;
+        let Some(m) = matched else {
+            // No route: the ACL answers first (403), as Vault's does, so
+            // that what exists is not told to whoever may not see it.
+            let e = entry.ok_or(Error::PermissionDenied)?;
+            let acl = self.services.policies.acl(&e.policies)?;
+            let acl_path = acl_path(&target.mount_path, &target.rel, p.operation);
+            if !acl.check(&acl_path, p.operation).0 {
+                return Err(Error::PermissionDenied);
+            }
+            return Err(Error::NotFound(format!("unsupported path: {path}")));
+        };
+        let mut op = p.operation;
+        let allowed_op = |op: Operation| {
+            m.route.ops.contains(&op)
+                || (op == Operation::Create && m.route.ops.contains(&Operation::Update))
+        };
+        if op == Operation::Update && m.route.existence && !sealed {
+            if !target.backend.exists(&target.view, &m)? {
+                op = Operation::Create;
+            }
+        }
+        let acl_path = acl_path(&target.mount_path, &m.path, op);
+        trail.path = acl_path.clone();
+        let mut sudo = false;
+        match access {
+            Access::None => {}
+            Access::AnyToken => {
+                entry.as_ref().ok_or(Error::PermissionDenied)?;
+            }
+            Access::Acl => {
+                let e = entry.as_ref().ok_or(Error::PermissionDenied)?;
+                let acl = self.services.policies.acl(&e.policies)?;
+                let (allowed, has_sudo) = acl.check(&acl_path, op);
+                if !allowed || (m.route.sudo && !has_sudo) {
+                    return Err(Error::PermissionDenied);
+                }
+                sudo = has_sudo;
+            }
+        }
+        if !allowed_op(op) {
+            return Err(Error::MethodNotAllowed);
+        }
+        let spend = match (&entry, access) {
+            (Some(e), Access::Acl | Access::AnyToken) => self.services.tokens.spend(e)?,
+            _ => Spend::Fine,
+        };
+        let result = path_fields(&m, data)
+            .and_then(|data| Fields::decode(m.route.fields, &data))
+            .and_then(|fields| {
+                let ctx = Ctx {
+                    view: target.view.clone(),
+                    mount_path: &target.mount_path,
+                    op,
+                    token: entry.as_ref(),
+                    token_str,
+                    sudo,
+                    services: &self.services,
+                };
+                target.backend.handle(&ctx, &m, &fields)
+            });
+        if spend == Spend::Last {
+            if let Some(e) = &entry {
+                self.services.tokens.revoke(&e.id)?;
+            }
+        }
+        let reply = result?;
+        self.render(reply, target.backend.mount_type(), &target.mount_path, &m)
+    }
+
+    /// Turns a backend's reply into a status and body; a login becomes a
+    /// token here.
+    fn render(
+        &self,
+        reply: Reply,
+        mount_type: &'static str,
+        mount_path: &str,
+        m: &Matched,
+    ) -> Result<(u16, Body), Error> {
+        let env = |data: Value, auth: Value| Body::Envelope {
+            data,
+            auth,
+            mount_type,
+        };
+        Ok(match reply {
+            Reply::Data(d) => (200, env(d, Value::Null)),
+            Reply::Status(s, d) => (s, env(d, Value::Null)),
+            Reply::Auth(a) => (200, env(Value::Null, a)),
+            Reply::Raw(s, v) => (s, Body::Json(v)),
+            Reply::NoContent => (204, Body::Empty),
+            Reply::NotFound => (404, Body::Errors(Vec::new())),
+            Reply::NotFoundData(d) => (404, env(d, Value::Null)),
+            Reply::Text(ct, t) => (
+                200,
+                Body::Text {
+                    content_type: ct,
+                    text: t,
+                },
+            ),
+            Reply::Login(l) => {
+                let (tok, e) = self.mint(l, &format!("{mount_path}{}", m.path))?;
+                (200, env(Value::Null, backend::token::auth_json(&tok, &e)))
+            }
         })
     }
 
-    /// Submits one unseal key (or resets the attempt). Unseals once the
-    /// threshold is reached and the keys open the keyring.
-    pub fn unseal(&self, key: Option<&str>, reset: bool) -> Result<SealStatus, Error> {
-        let config = self.seal_config()?.ok_or(Error::NotInitialized)?;
-        if reset {
-            if !self.is_sealed() {
-                return Err(Error::BadRequest("vault is unsealed".into()));
-            }
-            *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Progress::default();
-            return self.seal_status();
-        }
-        let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
-            Error::BadRequest(
-                "'key' must be specified in request body as JSON, or 'reset' set to true".into(),
-            )
-        })?;
-        if !self.is_sealed() {
-            return self.seal_status();
-        }
-        let key = parse_key(key)?;
-        let root = {
-            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            if p.keys.iter().any(|k| k[..] == key[..]) {
-                drop(p);
-                return self.seal_status();
-            }
-            if p.keys.is_empty() {
-                p.nonce = uuid()?;
-            }
-            p.keys.push(key);
-            if p.keys.len() < usize::from(config.secret_threshold) {
-                drop(p);
-                return self.seal_status();
-            }
-            let keys = std::mem::take(&mut *p);
-            if config.secret_shares == 1 {
-                keys.keys.into_iter().next().unwrap_or_default()
-            } else {
-                shamir::combine(&keys.keys)?
-            }
+    /// Mints the token of a login. Only the core does this, and never with
+    /// the `root` policy (the token store refuses it without a parent).
+    fn mint(&self, l: Login, path: &str) -> Result<(Zeroizing<String>, TokenEntry), Error> {
+        self.services.tokens.create(
+            None,
+            false,
+            NewToken {
+                policies: l.policies,
+                ttl: l.ttl,
+                num_uses: l.num_uses,
+                orphan: true,
+                no_default_policy: false,
+                renewable: true,
+                display_name: l.display_name,
+                meta: l.meta,
+                path: path.to_string(),
+            },
+        )
+    }
+}
+
+/// The body without the route's path parameters. Clients repeat them in
+/// the body (hvac sends `name`), which Vault accepts because the path wins;
+/// here a repeated parameter must name the same thing as the path, or the
+/// request is refused: the path is what the ACL checked.
+fn path_fields<'a>(
+    m: &Matched,
+    data: &'a Map<String, Value>,
+) -> Result<std::borrow::Cow<'a, Map<String, Value>>, Error> {
+    if !m.params.iter().any(|(n, _)| data.contains_key(*n)) {
+        return Ok(std::borrow::Cow::Borrowed(data));
+    }
+    let mut d = data.clone();
+    for (name, value) in &m.params {
+        let Some(v) = d.remove(*name) else {
+            continue;
         };
-        let blob = self
-            .storage
-            .get(KEYRING)?
-            .ok_or_else(|| Error::Corrupt("the keyring is missing".into()))?;
-        let keyring = open_blob(&root[..], KEYRING, &blob)
-            .map_err(|_| Error::BadRequest("the unseal keys do not open this vault (wrong or mismatched keys); the attempt was reset".into()))
-            .and_then(|b| Keyring::from_bytes(&b))?;
-        *self
-            .state
-            .write()
-            .map_err(|_| Error::Internal("lock".into()))? = Some(Unsealed {
-            root,
-            keyring,
-            cache: Default::default(),
-        });
-        // Audit devices reopen with the vault; one that cannot is kept as
-        // failed, so audited requests fail closed until it is fixed.
-        self.audit.load(&self.audit_table()?);
-        self.seal_status()
-    }
-
-    /// The configured audit devices.
-    pub fn audit_table(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::audit::Device>, Error> {
-        match self.get(crate::audit::TABLE)? {
-            None => Ok(Default::default()),
-            Some(b) => {
-                serde_json::from_slice(&b).map_err(|e| Error::Corrupt(format!("audit table: {e}")))
-            }
-        }
-    }
-
-    /// Stores the audit device table.
-    pub fn set_audit_table(
-        &self,
-        t: &std::collections::BTreeMap<String, crate::audit::Device>,
-    ) -> Result<(), Error> {
-        let b = serde_json::to_vec(t).map_err(|e| Error::Internal(e.to_string()))?;
-        self.put(crate::audit::TABLE, &b)
-    }
-
-    /// Seals: forgets the keyring (the keys are zeroized on drop).
-    pub fn seal(&self) {
-        self.audit.close_all();
-        if let Ok(mut s) = self.state.write() {
-            *s = None;
-        }
-        *self.progress.lock().unwrap_or_else(|p| p.into_inner()) = Progress::default();
-    }
-
-    fn with_keyring<T>(&self, f: impl FnOnce(&Keyring) -> Result<T, Error>) -> Result<T, Error> {
-        let s = self
-            .state
-            .read()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        let u = s.as_ref().ok_or(Error::Sealed)?;
-        f(&u.keyring)
-    }
-
-    /// Reads and decrypts a stored value.
-    pub fn get(&self, path: &str) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
-        self.with_keyring(|k| match self.storage.get(path)? {
-            None => Ok(None),
-            Some(b) => k.open(path, &b).map(Some),
-        })
-    }
-
-    /// Holds the lock for `path` while the guard lives: a read-modify-write
-    /// of one stored value (a KV secret's metadata, a transit key, a token's
-    /// use count, the mount table) runs under it so concurrent writers do
-    /// not lose each other's changes. Never take two at once.
-    pub fn lock_path(&self, path: &str) -> std::sync::MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-            std::sync::OnceLock::new();
-        let h = KEYS.get_or_init(Default::default).hash_one(path);
-        let i = (h % LOCK_STRIPES as u64) as usize;
-        self.locks[i].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Reads a stored value through the cache of parsed values: `parse`
-    /// runs on a miss (with the decrypted bytes, or `None` when absent) and
-    /// its result is shared until the path is written or deleted. For
-    /// small, hot, rarely written values only (mount table, policies).
-    pub fn get_parsed<T: std::any::Any + Send + Sync>(
-        &self,
-        path: &str,
-        parse: impl FnOnce(Option<&[u8]>) -> Result<T, Error>,
-    ) -> Result<Arc<T>, Error> {
-        let s = self
-            .state
-            .read()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        let u = s.as_ref().ok_or(Error::Sealed)?;
-        let generation = {
-            let c = u.cache.read().map_err(|_| Error::Internal("lock".into()))?;
-            if let Some(hit) = c.values.get(path) {
-                if let Ok(t) = hit.clone().downcast::<T>() {
-                    return Ok(t);
+        let given = match &v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        let same = given == *value
+            || m.route.pattern.iter().any(|s| match s {
+                backend::Seg::Name(n, fold) => {
+                    n == name && fold(&given).as_deref() == Some(value.as_str())
                 }
-            }
-            c.generation
-        };
-        let raw = match self.storage.get(path)? {
-            None => None,
-            Some(b) => Some(u.keyring.open(path, &b)?),
-        };
-        let value = Arc::new(parse(raw.as_deref().map(|v| &v[..]))?);
-        let mut c = u
-            .cache
-            .write()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        if c.generation == generation {
-            // Bounded: past the limit an arbitrary entry makes room.
-            if c.values.len() >= PARSED_CACHE_ENTRIES {
-                if let Some(k) = c.values.keys().next().cloned() {
-                    c.values.remove(&k);
-                }
-            }
-            c.values.insert(path.to_string(), value.clone());
-        }
-        Ok(value)
-    }
-
-    /// Evicts `path` from the parsed-value cache.
-    fn evict(&self, u: &Unsealed, path: &str) {
-        if let Ok(mut c) = u.cache.write() {
-            c.generation += 1;
-            c.values.remove(path);
+                _ => false,
+            });
+        if !same {
+            return Err(Error::bad(format!(
+                "{name} in the body ({given:?}) is not the {name} of the path ({value:?})"
+            )));
         }
     }
-
-    /// Encrypts and stores a value (durable on return).
-    pub fn put(&self, path: &str, value: &[u8]) -> Result<(), Error> {
-        let s = self
-            .state
-            .read()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        let u = s.as_ref().ok_or(Error::Sealed)?;
-        let r = self.storage.put(path, &u.keyring.seal(path, value)?);
-        self.evict(u, path);
-        r
-    }
-
-    /// Deletes a stored value.
-    pub fn delete(&self, path: &str) -> Result<(), Error> {
-        let s = self
-            .state
-            .read()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        let u = s.as_ref().ok_or(Error::Sealed)?;
-        let r = self.storage.delete(path);
-        self.evict(u, path);
-        r
-    }
-
-    /// Lists the children of a storage prefix (names; folders end in `/`).
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        self.with_keyring(|_| self.storage.list(prefix))
-    }
-
-    /// Deletes everything under a prefix.
-    pub fn delete_prefix(&self, prefix: &str) -> Result<(), Error> {
-        for child in self.list(prefix)? {
-            let full = format!("{prefix}{child}");
-            if child.ends_with('/') {
-                self.delete_prefix(&full)?;
-            } else {
-                self.delete(&full)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Looks a token up; `None` if unknown or expired.
-    pub fn lookup_token(&self, token: &str) -> Result<Option<TokenEntry>, Error> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        self.lookup_hash(&token_hash(token))
-    }
-
-    /// Looks a token up by its hash; `None` if unknown or expired.
-    pub fn lookup_hash(&self, hash: &str) -> Result<Option<TokenEntry>, Error> {
-        // Token entries hold hashes and policies, no secret: they go through
-        // the parsed-value cache (every change to one is a write, which
-        // evicts it; expiry is checked on every lookup).
-        let cached = self.get_parsed(&format!("{TOKENS}{hash}"), |b| match b {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice::<TokenEntry>(b)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(format!("token entry: {e}"))),
-        })?;
-        let Some(e) = cached.as_ref() else {
-            return Ok(None);
-        };
-        let mut e = e.clone();
-        e.id_hash = hash.to_string();
-        if e.expire_time != 0 && e.expire_time <= now() {
-            crate::tokens::revoke(self, hash)?;
-            return Ok(None);
-        }
-        Ok(Some(e))
-    }
-
-    /// Rotates the barrier keyring (`sys/rotate`): a new term encrypts new
-    /// writes; older terms still decrypt. Returns the new term.
-    pub fn rotate(&self) -> Result<u32, Error> {
-        let mut s = self
-            .state
-            .write()
-            .map_err(|_| Error::Internal("lock".into()))?;
-        let u = s.as_mut().ok_or(Error::Sealed)?;
-        let term = u.keyring.rotate()?;
-        let blob = seal_blob(&u.root[..], 0, KEYRING, &u.keyring.to_bytes())?;
-        self.storage.put(KEYRING, &blob)?;
-        Ok(term)
-    }
-
-    /// The barrier's active term.
-    pub fn term(&self) -> Result<u32, Error> {
-        self.with_keyring(|k| Ok(k.term()))
-    }
+    Ok(std::borrow::Cow::Owned(d))
 }
 
-/// The storage id of a token: SHA-256 of it, hex. Tokens themselves are
-/// never stored.
-pub fn token_hash(token: &str) -> String {
-    hex::encode(citadel_crypto::hash::sha256(token.as_bytes()))
-}
-
-/// Seconds since the epoch.
-pub fn now_secs() -> u64 {
-    now()
-}
-
-/// A new random token string (192 bits).
-pub fn new_token() -> Result<Zeroizing<String>, Error> {
-    Ok(Zeroizing::new(format!("hvs.{}", random_b64url(24)?)))
-}
-
-/// A new random accessor.
-pub fn new_accessor() -> Result<String, Error> {
-    random_b64url(18)
-}
-
-/// A random identifier in UUID form (request ids, role ids, nonces).
-pub fn uuid() -> Result<String, Error> {
-    let b = citadel_crypto::random::array::<16>().map_err(|e| Error::Internal(e.to_string()))?;
-    let h = hex::encode(b);
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::Memory;
-
-    #[test]
-    fn parsed_values_are_cached_until_written_and_forgotten_on_seal() {
-        let v = Vault::new(Arc::new(Memory::default()), "inmem");
-        let r = v.init(1, 1).unwrap();
-        v.unseal(Some(&hex::encode(&r.keys[0][..])), false).unwrap();
-        let parses = std::sync::atomic::AtomicUsize::new(0);
-        let read = || {
-            v.get_parsed("sys/x", |b| {
-                parses.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                Ok(b.map(<[u8]>::to_vec))
-            })
-            .unwrap()
-        };
-        assert_eq!(*read(), None);
-        v.put("sys/x", b"one").unwrap();
-        assert_eq!(read().as_deref(), Some(&b"one"[..]));
-        assert_eq!(read().as_deref(), Some(&b"one"[..]));
-        assert_eq!(
-            parses.load(std::sync::atomic::Ordering::SeqCst),
-            2,
-            "the second read hit the cache"
-        );
-        v.put("sys/x", b"two").unwrap();
-        assert_eq!(read().as_deref(), Some(&b"two"[..]));
-        v.delete("sys/x").unwrap();
-        assert_eq!(*read(), None);
-        v.seal();
-        assert!(matches!(
-            v.get_parsed("sys/x", |_| Ok(())),
-            Err(Error::Sealed)
-        ));
+/// The path the ACL checks: the mount path and the canonical path inside
+/// it; a list names the directory, with a trailing `/`.
+fn acl_path(mount_path: &str, rel: &str, op: Operation) -> String {
+    let mut p = if rel.is_empty() {
+        mount_path.trim_end_matches('/').to_string()
+    } else {
+        format!("{mount_path}{rel}")
+    };
+    if op == Operation::List {
+        p.push('/');
     }
-
-    #[test]
-    fn init_unseal_seal_cycle() {
-        let v = Vault::new(Arc::new(Memory::default()), "inmem");
-        assert!(!v.is_initialized().unwrap());
-        assert!(v.init(3, 5).is_err());
-        let r = v.init(5, 3).unwrap();
-        assert_eq!(r.keys.len(), 5);
-        assert!(v.init(5, 3).is_err(), "only once");
-        assert!(v.is_sealed());
-        assert!(matches!(v.lookup_token(&r.root_token), Err(Error::Sealed)));
-        let hexes: Vec<String> = r.keys.iter().map(|k| hex::encode(&k[..])).collect();
-        let s = v.unseal(Some(&hexes[4]), false).unwrap();
-        assert_eq!((s.sealed, s.progress, s.t, s.n), (true, 1, 3, 5));
-        v.unseal(Some(&B64.encode(&r.keys[1][..])), false).unwrap();
-        let s = v.unseal(Some(&hexes[2]), false).unwrap();
-        assert!(!s.sealed);
-        assert_eq!(s.progress, 0);
-        let t = v.lookup_token(&r.root_token).unwrap().unwrap();
-        assert_eq!(t.policies, vec!["root"]);
-        assert!(v.lookup_token("hvs.nope").unwrap().is_none());
-        assert_eq!(v.rotate().unwrap(), 2);
-        v.put("secret/x", b"after rotation").unwrap();
-        v.seal();
-        assert!(v.is_sealed());
-        for k in &hexes[..3] {
-            v.unseal(Some(k), false).unwrap();
-        }
-        assert_eq!(v.term().unwrap(), 2, "the rotated keyring was stored");
-        assert_eq!(&v.get("secret/x").unwrap().unwrap()[..], b"after rotation");
-        assert!(
-            v.lookup_token(&r.root_token).unwrap().is_some(),
-            "term 1 data opens"
-        );
-        v.seal();
-        // Keys from another vault (valid shares, wrong secret) are refused
-        // and the attempt resets.
-        let other = Vault::new(Arc::new(Memory::default()), "inmem");
-        let o = other.init(5, 3).unwrap();
-        for k in &o.keys[..2] {
-            v.unseal(Some(&hex::encode(&k[..])), false).unwrap();
-        }
-        assert!(v.unseal(Some(&hex::encode(&o.keys[2][..])), false).is_err());
-        assert_eq!(v.seal_status().unwrap().progress, 0);
-        assert!(v.is_sealed());
-    }
-
-    #[test]
-    fn one_share_is_the_root_key() {
-        let v = Vault::new(Arc::new(Memory::default()), "inmem");
-        let r = v.init(1, 1).unwrap();
-        assert_eq!(r.keys[0].len(), 32);
-        assert!(
-            !v.unseal(Some(&hex::encode(&r.keys[0][..])), false)
-                .unwrap()
-                .sealed
-        );
-    }
+    p
 }

@@ -8,17 +8,44 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+/// One change of a [`Physical::write`] batch.
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    /// Store this value at this key.
+    Put(&'a str, &'a [u8]),
+    /// Remove this key (absent is fine).
+    Delete(&'a str),
+}
+
+impl Change<'_> {
+    /// The key it changes.
+    pub fn key(&self) -> &str {
+        match self {
+            Change::Put(k, _) | Change::Delete(k) => k,
+        }
+    }
+}
+
 /// Key-value storage of encrypted blobs.
 pub trait Physical: Send + Sync {
     /// The value at `key`, if any.
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error>;
-    /// Stores `value` at `key`; durable when this returns.
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error>;
-    /// Removes `key` (absent keys are fine).
-    fn delete(&self, key: &str) -> Result<(), Error>;
+    /// Applies every change or none (one transaction); durable when this
+    /// returns.
+    fn write(&self, changes: &[Change<'_>]) -> Result<(), Error>;
     /// The keys directly under `prefix` (which ends in `/` or is empty):
     /// names of entries, and of "folders" with a trailing `/`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error>;
+    /// Calls `f` with every key and value, in key order.
+    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error>;
+    /// Stores `value` at `key`; durable when this returns.
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+        self.write(&[Change::Put(key, value)])
+    }
+    /// Removes `key` (absent keys are fine).
+    fn delete(&self, key: &str) -> Result<(), Error> {
+        self.write(&[Change::Delete(key)])
+    }
 }
 
 /// Turns full keys under `prefix` into Vault-style list entries.
@@ -54,12 +81,30 @@ impl Physical for Memory {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         Ok(self.map().get(key).cloned())
     }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        self.map().insert(key.to_string(), value.to_vec());
+    fn write(&self, changes: &[Change<'_>]) -> Result<(), Error> {
+        let mut map = self.map();
+        for c in changes {
+            match *c {
+                Change::Put(k, v) => {
+                    map.insert(k.to_string(), v.to_vec());
+                }
+                Change::Delete(k) => {
+                    map.remove(k);
+                }
+            }
+        }
         Ok(())
     }
-    fn delete(&self, key: &str) -> Result<(), Error> {
-        self.map().remove(key);
+    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        // A snapshot, so `f` may take its time without holding the lock.
+        let all: Vec<(String, Vec<u8>)> = self
+            .map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &all {
+            f(k, v)?;
+        }
         Ok(())
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
@@ -93,8 +138,12 @@ fn db(e: rusqlite::Error) -> Error {
 }
 
 impl Sqlite {
-    /// Opens (creating) the database file at `path`.
+    /// Opens (creating) the database file at `path`. The file is created
+    /// with mode 0600 (its journal files inherit the mode from it), and an
+    /// existing file readable by others is narrowed to 0600: it holds
+    /// encrypted secrets, but also their paths and the vault's structure.
     pub fn open(path: &Path) -> Result<Self, Error> {
+        restrict_mode(path)?;
         let c = rusqlite::Connection::open(path)
             .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))?;
         c.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
@@ -141,6 +190,31 @@ impl Sqlite {
     }
 }
 
+/// Creates `path` (and narrows the database's side files, when present)
+/// with mode 0600 before SQLite opens it.
+fn restrict_mode(path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let fail = |p: &Path, e: std::io::Error| Error::Storage(format!("{}: {e}", p.display()));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(path, e))?;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        let p = Path::new(&name);
+        if let Ok(m) = std::fs::symlink_metadata(p) {
+            if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))
+                    .map_err(|e| fail(p, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Physical for Sqlite {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
         use rusqlite::OptionalExtension;
@@ -149,19 +223,38 @@ impl Physical for Sqlite {
                 .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
         })
     }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
-        self.conn()
-            .prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .and_then(|mut s| s.execute(rusqlite::params![key, value]))
-            .map(|_| ())
-            .map_err(db)
+    fn write(&self, changes: &[Change<'_>]) -> Result<(), Error> {
+        let mut c = self.conn();
+        let tx = c.transaction().map_err(db)?;
+        for ch in changes {
+            match *ch {
+                Change::Put(key, value) => tx
+                    .prepare_cached("INSERT INTO kv (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+                    .and_then(|mut s| s.execute(rusqlite::params![key, value])),
+                Change::Delete(key) => tx
+                    .prepare_cached("DELETE FROM kv WHERE key = ?1")
+                    .and_then(|mut s| s.execute([key])),
+            }
+            .map_err(db)?;
+        }
+        tx.commit().map_err(db)
     }
-    fn delete(&self, key: &str) -> Result<(), Error> {
-        self.conn()
-            .prepare_cached("DELETE FROM kv WHERE key = ?1")
-            .and_then(|mut s| s.execute([key]))
-            .map(|_| ())
-            .map_err(db)
+    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        let mut err = None;
+        self.read(|c| {
+            let mut s = c.prepare("SELECT key, value FROM kv ORDER BY key")?;
+            let mut rows = s.query([])?;
+            while let Some(r) = rows.next()? {
+                let k: String = r.get(0)?;
+                let v: Vec<u8> = r.get(1)?;
+                if let Err(e) = f(&k, &v) {
+                    err = Some(e);
+                    break;
+                }
+            }
+            Ok(())
+        })?;
+        err.map_or(Ok(()), Err)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         let keys = self.read(|c| {
@@ -245,19 +338,20 @@ impl<P: Physical> Physical for Cached<P> {
         }
         Ok(v)
     }
-    fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
+    fn write(&self, changes: &[Change<'_>]) -> Result<(), Error> {
         // Invalidate on both sides of the write: a failed write leaves no
         // stale entry, and no read in between caches the old value.
-        self.invalidate(key);
-        let r = self.inner.put(key, value);
-        self.invalidate(key);
+        for c in changes {
+            self.invalidate(c.key());
+        }
+        let r = self.inner.write(changes);
+        for c in changes {
+            self.invalidate(c.key());
+        }
         r
     }
-    fn delete(&self, key: &str) -> Result<(), Error> {
-        self.invalidate(key);
-        let r = self.inner.delete(key);
-        self.invalidate(key);
-        r
+    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        self.inner.scan(f)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
         self.inner.list(prefix)
@@ -281,6 +375,44 @@ mod tests {
         s.delete("a/b").unwrap();
         assert_eq!(s.get("a/b").unwrap(), None);
         assert_eq!(s.list("a/").unwrap(), vec!["c/"]);
+        s.write(&[
+            Change::Put("t/1", b"x"),
+            Change::Put("t/2", b"y"),
+            Change::Delete("b"),
+        ])
+        .unwrap();
+        let mut seen = Vec::new();
+        s.scan(&mut |k, v| {
+            seen.push((k.to_string(), v.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let keys: Vec<&str> = seen.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a/c/d", "a/c/e", "t/1", "t/2"]);
+        s.delete("t/1").unwrap();
+        s.delete("t/2").unwrap();
+        s.put("b", b"4").unwrap();
+    }
+
+    #[test]
+    fn the_database_and_its_journal_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("v.db");
+        let s = Sqlite::open(&p).unwrap();
+        s.put("k", b"v").unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let f = d.path().join(format!("v.db{suffix}"));
+            let mode = std::fs::metadata(&f).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", f.display());
+        }
+        drop(s);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        Sqlite::open(&p).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

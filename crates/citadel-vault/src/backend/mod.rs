@@ -1,0 +1,462 @@
+//! Backends: `sys`, `auth/token`, the auth methods (userpass, AppRole) and
+//! the secrets engines (KV v2, transit), behind one trait.
+//!
+//! Each backend declares its routes: a pattern of segments, the operations
+//! it serves, its typed fields, and whether it needs `sudo`, checks
+//! existence (to tell `create` from `update`), needs no token (logins) or
+//! does heavy work. The router ([`match_route`]) matches a canonical path
+//! against the patterns and folds the segments a backend folds (policy,
+//! user and role names) — so the path the ACL checks is built from the same
+//! values the handler receives, and handlers never normalise.
+//!
+//! Every backend gets a storage [`View`] scoped to its mount; only `sys`
+//! and `auth/token` reach the stores in [`Services`].
+
+pub mod approle;
+pub mod kv;
+pub mod sys;
+pub mod token;
+pub mod transit;
+pub mod userpass;
+
+use crate::audit::Devices;
+use crate::barrier::Barrier;
+use crate::error::Error;
+use crate::fields::{Field, Fields};
+use crate::metrics::Metrics;
+use crate::mounts::Mounts;
+use crate::policy::PolicyStore;
+use crate::request::Operation;
+use crate::token_store::{TokenEntry, TokenStore};
+use crate::view::View;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One segment of a route pattern.
+#[derive(Clone, Copy, Debug)]
+pub enum Seg {
+    /// Exactly this text.
+    Lit(&'static str),
+    /// One segment, folded by the function (trimmed, lowercased) and kept
+    /// only if the function accepts it; the folded value is the one the
+    /// ACL sees and the handler gets.
+    Name(&'static str, fn(&str) -> Option<String>),
+    /// One segment, kept as sent if the function accepts it.
+    Key(&'static str, fn(&str) -> bool),
+    /// One or more segments: the rest of the path.
+    Rest(&'static str),
+    /// Zero or more segments: the rest of the path.
+    RestOpt(&'static str),
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A token whose policies grant the operation's capability (and
+    /// `sudo`, when [`Route::sudo`]).
+    Acl,
+    /// Any valid token (the route checks what it shows).
+    AnyToken,
+    /// No token (health, seal status, init, unseal, logins).
+    None,
+}
+
+/// A route of a backend.
+#[derive(Debug)]
+pub struct Route {
+    /// Names the handler, and the route in metrics.
+    pub name: &'static str,
+    /// The pattern.
+    pub pattern: &'static [Seg],
+    /// The operations served (`Update` also serves `Create`).
+    pub ops: &'static [Operation],
+    /// The fields it takes.
+    pub fields: &'static [Field],
+    /// Whether an `Update` of a missing object is a `Create` (the
+    /// `create` capability then decides).
+    pub existence: bool,
+    /// Whether `sudo` is needed besides the operation's capability.
+    pub sudo: bool,
+    /// Who may call it.
+    pub access: Access,
+    /// Whether it does CPU-heavy work (run off the async workers).
+    pub heavy: bool,
+    /// Whether it may be served while sealed.
+    pub sealed_ok: bool,
+}
+
+impl Route {
+    /// A route with the defaults: ACL-checked, not sudo, no existence
+    /// check, light, unsealed only.
+    pub const fn new(
+        name: &'static str,
+        pattern: &'static [Seg],
+        ops: &'static [Operation],
+        fields: &'static [Field],
+    ) -> Self {
+        Self {
+            name,
+            pattern,
+            ops,
+            fields,
+            existence: false,
+            sudo: false,
+            access: Access::Acl,
+            heavy: false,
+            sealed_ok: false,
+        }
+    }
+
+    /// With an existence check.
+    pub const fn existence(mut self) -> Self {
+        self.existence = true;
+        self
+    }
+
+    /// Needing `sudo`.
+    pub const fn sudo(mut self) -> Self {
+        self.sudo = true;
+        self
+    }
+
+    /// With this access rule.
+    pub const fn access(mut self, a: Access) -> Self {
+        self.access = a;
+        self
+    }
+
+    /// Doing heavy work.
+    pub const fn heavy(mut self) -> Self {
+        self.heavy = true;
+        self
+    }
+
+    /// Served while sealed.
+    pub const fn sealed_ok(mut self) -> Self {
+        self.sealed_ok = true;
+        self
+    }
+}
+
+/// A path matched to a route.
+#[derive(Debug)]
+pub struct Matched {
+    /// The route.
+    pub route: &'static Route,
+    /// The values of its named segments (folded where the pattern folds).
+    pub params: Vec<(&'static str, String)>,
+    /// The canonical path inside the mount, built from those values.
+    pub path: String,
+}
+
+impl Matched {
+    /// A named segment's value (empty when the pattern has no such name or
+    /// an optional rest was empty).
+    pub fn param(&self, name: &str) -> &str {
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    }
+}
+
+/// Matches `rel` (a canonical path inside a mount, possibly empty) to the
+/// first route whose pattern fits.
+pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
+    let segs: Vec<&str> = if rel.is_empty() {
+        Vec::new()
+    } else {
+        rel.split('/').collect()
+    };
+    'route: for route in routes {
+        let mut params = Vec::new();
+        let mut out: Vec<String> = Vec::new();
+        let mut i = 0;
+        for (k, seg) in route.pattern.iter().enumerate() {
+            let last = k + 1 == route.pattern.len();
+            match *seg {
+                Seg::Lit(l) => {
+                    if segs.get(i) != Some(&l) {
+                        continue 'route;
+                    }
+                    out.push(l.to_string());
+                    i += 1;
+                }
+                Seg::Name(n, fold) => {
+                    let Some(v) = segs.get(i).and_then(|s| fold(s)) else {
+                        continue 'route;
+                    };
+                    out.push(v.clone());
+                    params.push((n, v));
+                    i += 1;
+                }
+                Seg::Key(n, ok) => {
+                    let Some(v) = segs.get(i).filter(|s| ok(s)) else {
+                        continue 'route;
+                    };
+                    out.push(v.to_string());
+                    params.push((n, v.to_string()));
+                    i += 1;
+                }
+                Seg::Rest(n) | Seg::RestOpt(n) => {
+                    if !last || (matches!(seg, Seg::Rest(_)) && i >= segs.len()) {
+                        continue 'route;
+                    }
+                    let v = segs[i.min(segs.len())..].join("/");
+                    if !v.is_empty() {
+                        out.push(v.clone());
+                    }
+                    params.push((n, v));
+                    i = segs.len();
+                }
+            }
+        }
+        if i != segs.len() {
+            continue;
+        }
+        return Some(Matched {
+            route,
+            params,
+            path: out.join("/"),
+        });
+    }
+    None
+}
+
+/// A name as transit keys and KV paths take it: letters, digits, `-`, `_`,
+/// `.`, `@`; at most 128 bytes; kept as sent.
+pub fn key_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
+/// A user or role name, folded as OpenBao folds it (lowercased); letters,
+/// digits, `-`, `_`, `.`, `@`.
+pub fn folded_name(s: &str) -> Option<String> {
+    let n = s.to_lowercase();
+    key_name(&n).then_some(n)
+}
+
+/// What a login produced: the core mints the token.
+#[derive(Clone, Debug, Default)]
+pub struct Login {
+    /// Policies for the token (never `root`: the core refuses it).
+    pub policies: Vec<String>,
+    /// Lifetime in seconds (0: the default).
+    pub ttl: u64,
+    /// Uses (0: unlimited).
+    pub num_uses: u64,
+    /// Display name.
+    pub display_name: String,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A backend's answer.
+#[derive(Debug)]
+pub enum Reply {
+    /// 200 with a Vault envelope around this `data`.
+    Data(Value),
+    /// This status with an envelope around `data` (a batch with failures).
+    Status(u16, Value),
+    /// 200 with an envelope whose `auth` block is this.
+    Auth(Value),
+    /// This status with this JSON as it is.
+    Raw(u16, Value),
+    /// 204.
+    NoContent,
+    /// 404 `{"errors": []}`.
+    NotFound,
+    /// 404 with an envelope around `data` (a deleted KV version).
+    NotFoundData(Value),
+    /// A login: the core mints the token and answers with its `auth`.
+    Login(Login),
+    /// Plain text (Prometheus).
+    Text(&'static str, String),
+}
+
+/// Limits on the work one request may ask for.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most items in a `batch_input`.
+    pub max_batch_items: usize,
+    /// Most estimated CPU time one request may ask for, in microseconds.
+    pub work_budget_us: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_batch_items: 4096,
+            work_budget_us: 10_000_000,
+        }
+    }
+}
+
+/// The stores and services of a vault, for the backends that manage them.
+pub struct Services {
+    /// The encrypted store and seal state.
+    pub barrier: Arc<Barrier>,
+    /// Tokens.
+    pub tokens: TokenStore,
+    /// Policies.
+    pub policies: PolicyStore,
+    /// Mount tables.
+    pub mounts: Mounts,
+    /// Audit devices.
+    pub audit: Devices,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Work limits.
+    pub limits: Limits,
+}
+
+impl Services {
+    /// The configured audit devices.
+    pub fn audit_table(&self) -> Result<BTreeMap<String, crate::audit::Device>, Error> {
+        match self.barrier.get(crate::audit::TABLE)? {
+            None => Ok(BTreeMap::new()),
+            Some(b) => {
+                serde_json::from_slice(&b).map_err(|e| Error::Corrupt(format!("audit table: {e}")))
+            }
+        }
+    }
+
+    /// Seals: closes the audit devices (after their last checkpoint),
+    /// forgets the merged ACLs, then the keys.
+    pub fn seal(&self) {
+        self.audit.close_all();
+        self.policies.forget();
+        self.barrier.seal();
+    }
+
+    /// What follows a successful unseal: the audit devices reopen, and the
+    /// storage must not be older than the newest storage epoch anchored in
+    /// them (a rolled-back store seals again, unless the operator accepts
+    /// storage changes).
+    pub fn after_unseal(&self) -> Result<(), Error> {
+        let table = match self.audit_table() {
+            Ok(t) => t,
+            Err(e) => {
+                self.seal();
+                return Err(e);
+            }
+        };
+        self.audit.load(&table);
+        let epoch = self.barrier.epoch();
+        if let Some((anchored, device)) = self.audit.newest_anchor() {
+            if anchored > epoch {
+                if self.barrier.on_tamper() == crate::barrier::OnTamper::Accept {
+                    return self.barrier.raise_epoch(anchored + 1);
+                }
+                self.seal();
+                return Err(Error::Corrupt(format!(
+                    "storage rollback detected: the storage is at epoch {epoch}, but audit device {device} recorded epoch {anchored}; the storage was restored from an older copy, so revoked tokens and old secrets would come back. The vault stays sealed: restore the newest storage, or start the server with --accept-storage-changes to continue from this copy"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The gauges of `sys/metrics`.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        let sealed = self.barrier.is_sealed();
+        let (tokens, leases) = if sealed {
+            (0, 0)
+        } else {
+            self.tokens.census().unwrap_or((0, 0))
+        };
+        crate::metrics::Gauges {
+            sealed,
+            initialized: self.barrier.is_initialized().unwrap_or(false),
+            tokens,
+            leases,
+            audit_devices: self.audit.count() as u64,
+            epoch: self.barrier.epoch(),
+        }
+    }
+}
+
+/// What a handler gets besides its route and fields.
+pub struct Ctx<'a> {
+    /// The mount's storage.
+    pub view: View,
+    /// The mount's path (`secret/`, `auth/userpass/`, `sys/`).
+    pub mount_path: &'a str,
+    /// The operation (after the existence check).
+    pub op: Operation,
+    /// The caller's token entry, when the route needs a token.
+    pub token: Option<&'a TokenEntry>,
+    /// The token the caller sent (`auth/token/lookup-self` shows it).
+    pub token_str: Option<&'a str>,
+    /// Whether the caller's policies grant `sudo` on this path.
+    pub sudo: bool,
+    /// The stores.
+    pub services: &'a Services,
+}
+
+/// A backend.
+pub trait Backend: Send + Sync {
+    /// Its routes, tried in order.
+    fn routes(&self) -> &'static [Route];
+    /// The `mount_type` its envelopes carry.
+    fn mount_type(&self) -> &'static str;
+    /// Whether the object an `Update` on `m` targets exists.
+    fn exists(&self, _view: &View, _m: &Matched) -> Result<bool, Error> {
+        Ok(true)
+    }
+    /// Serves a request.
+    fn handle(&self, ctx: &Ctx<'_>, m: &Matched, f: &Fields) -> Result<Reply, Error>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields::Ty;
+
+    static ROUTES: &[Route] = &[
+        Route::new(
+            "policy",
+            &[
+                Seg::Lit("policies"),
+                Seg::Lit("acl"),
+                Seg::Name("name", crate::policy::fold_name),
+            ],
+            &[Operation::Read],
+            &[],
+        ),
+        Route::new(
+            "data",
+            &[Seg::Lit("data"), Seg::Rest("path")],
+            &[Operation::Read],
+            &[Field::opt("version", Ty::Int)],
+        ),
+        Route::new(
+            "list",
+            &[Seg::Lit("metadata"), Seg::RestOpt("path")],
+            &[Operation::List],
+            &[],
+        ),
+    ];
+
+    #[test]
+    fn routes_fold_names_into_the_canonical_path() {
+        let m = match_route(ROUTES, "policies/acl/ OPS ").unwrap();
+        assert_eq!(
+            (m.route.name, m.path.as_str(), m.param("name")),
+            ("policy", "policies/acl/ops", "ops")
+        );
+        assert!(match_route(ROUTES, "policies/acl/a b").is_none());
+        assert!(match_route(ROUTES, "policies/acl").is_none());
+        let m = match_route(ROUTES, "data/a/B/c").unwrap();
+        assert_eq!((m.path.as_str(), m.param("path")), ("data/a/B/c", "a/B/c"));
+        assert!(match_route(ROUTES, "data").is_none());
+        let m = match_route(ROUTES, "metadata").unwrap();
+        assert_eq!((m.path.as_str(), m.param("path")), ("metadata", ""));
+        assert!(match_route(ROUTES, "other").is_none());
+    }
+}
