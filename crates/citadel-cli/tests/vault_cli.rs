@@ -127,7 +127,7 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     let p = d.path();
     std::fs::write(
         p.join("citadel.toml"),
-        "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n",
+        "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n[log]\nformat = \"json\"\n",
     )
     .unwrap();
     let server = Server::start(p, &["--config", "citadel.toml"]);
@@ -227,6 +227,24 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
         password,
     ));
     assert!(o.contains("version 1"), "{o}");
+    // Finding 19: a typo without `=` is refused without echoing the value.
+    let o = vault(
+        a,
+        &env_tf,
+        &[
+            "kv",
+            "put",
+            "secret/app/typo",
+            &format!("password {password}"),
+        ],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        !stderr(&o).contains(password) && stderr(&o).contains("not key=value"),
+        "{}",
+        stderr(&o)
+    );
     ok(vault(
         a,
         &env_tf,
@@ -396,7 +414,31 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     // unseal keys, the tokens, the KV password or the transit plaintext (raw
     // or base64).
     drop(server);
-    let mut haystack = std::fs::read(p.join("server.stderr")).unwrap();
+    let log = std::fs::read_to_string(p.join("server.stderr")).unwrap();
+    // The log is one JSON object per line: start-up, unseal, a line per
+    // request (method, canonical path, status, latency, accessor), seal,
+    // shutdown.
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let requests: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["target"] == "citadel_vault::request")
+        .collect();
+    assert!(requests.len() > 30, "{} request lines", requests.len());
+    assert!(requests.iter().any(|l| l["path"] == "secret/data/app/db"
+        && l["method"] == "GET"
+        && l["status"] == 200
+        && l["latency_ms"].is_number()
+        && l["accessor"].as_str().is_some_and(|a| !a.is_empty())));
+    for event in ["vault started", "vault unsealed", "vault sealed"] {
+        assert!(
+            lines.iter().any(|l| l["message"] == event),
+            "no {event:?} line"
+        );
+    }
+    let mut haystack = log.into_bytes();
     for entry in std::fs::read_dir(p).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "log") {
@@ -591,6 +633,16 @@ fn mutual_post_quantum_tls_requires_a_client_certificate_from_the_ca() {
     assert_eq!(o.status.code(), Some(2), "no client certificate");
     let o = run(with("mallory", &other));
     assert_eq!(o.status.code(), Some(2), "a certificate from another CA");
+    // Finding 16: a revocation applies to the next connection, without a
+    // restart (the listener follows the CA's CRL).
+    citadel(&["ca", "revoke", "--ca", &ca, "--name", "ops"]);
+    let o = run(with("ops", &ca));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a revoked certificate: {}",
+        stderr(&o)
+    );
 }
 
 /// Today's OpenSSL 3.0 clients (curl here) have no ML-KEM: refused by

@@ -31,6 +31,16 @@ pub const SEAL_CONFIG: &str = "core/seal-config";
 /// The keyring, under the root key.
 pub const KEYRING: &str = "core/keyring";
 
+/// Storage keys outside the digest of [`crate::integrity`]: the plain seal
+/// configuration, the keyring (under the root key) and the digest record.
+pub const UNDIGESTED: [&str; 3] = [SEAL_CONFIG, KEYRING, integrity::RECORD];
+
+/// Whether `key` is covered by the storage digest (and writable through
+/// the barrier).
+pub fn digested(key: &str) -> bool {
+    !UNDIGESTED.contains(&key)
+}
+
 /// Encrypts `plaintext` for storage at `path` under `key` (term `term`).
 pub fn seal_blob(key: &[u8], term: u32, path: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
     use citadel_crypto::aead::{AeadAlgorithm, AeadKey};
@@ -580,7 +590,7 @@ impl Barrier {
         let mut digest = [0u8; 32];
         let mut rows = 0u64;
         self.storage.scan(&mut |k, v| {
-            if integrity::covered(k) {
+            if digested(k) {
                 integrity::fold(&mut digest, &integrity::term(keyring.integrity_key(), k, v));
                 rows += 1;
             }
@@ -714,7 +724,7 @@ impl Barrier {
                 let p = match w {
                     Write::Put(p, _) | Write::Delete(p) => p,
                 };
-                if !integrity::covered(p) {
+                if !digested(p) {
                     return Err(Error::Internal(format!("{p} is not writable")));
                 }
             }

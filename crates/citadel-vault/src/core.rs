@@ -503,8 +503,20 @@ impl Core {
         }
         let spend = match (&entry, access) {
             (Some(e), Access::Acl | Access::AnyToken) => self.services.tokens.spend(e)?,
-            _ => Spend::Fine,
+            _ => Spend::Fine(0),
         };
+        // The handler sees the token as this request left it.
+        let mut entry = entry;
+        if let Some(e) = entry.as_mut() {
+            match spend {
+                Spend::Fine(left) if e.num_uses > 0 => e.num_uses = left,
+                Spend::Last => {
+                    e.num_uses = 0;
+                    e.used_up = true;
+                }
+                Spend::Fine(_) => {}
+            }
+        }
         let result = path_fields(&m, data)
             .and_then(|data| Fields::decode(m.route.fields, &data))
             .and_then(|fields| {
@@ -593,11 +605,19 @@ fn path_fields<'a>(
     m: &Matched,
     data: &'a Map<String, Value>,
 ) -> Result<std::borrow::Cow<'a, Map<String, Value>>, Error> {
-    if !m.params.iter().any(|(n, _)| data.contains_key(*n)) {
+    if !m
+        .params
+        .iter()
+        .any(|(n, v)| !v.is_empty() && data.contains_key(*n))
+    {
         return Ok(std::borrow::Cow::Borrowed(data));
     }
     let mut d = data.clone();
     for (name, value) in &m.params {
+        // An optional segment the path left out is not a path parameter.
+        if value.is_empty() {
+            continue;
+        }
         let Some(v) = d.remove(*name) else {
             continue;
         };

@@ -124,20 +124,9 @@ fn render(resp: &Response, head: bool) -> hyper::Response<Full<Bytes>> {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Body::Json(v) => json_response(resp.status, v.to_string()),
-        Body::Errors(e) => json_response(resp.status, serde_json::json!({"errors": e}).to_string()),
-        Body::Envelope {
-            data,
-            auth,
-            mount_type,
-        } => json_response(
+        Body::Json(_) | Body::Errors(_) | Body::Envelope { .. } => json_response(
             resp.status,
-            serde_json::json!({
-                "request_id": resp.request_id, "lease_id": "", "renewable": false,
-                "lease_duration": 0, "data": data, "wrap_info": null, "warnings": null,
-                "auth": auth, "mount_type": mount_type,
-            })
-            .to_string(),
+            resp.json_body().unwrap_or_default().to_string(),
         ),
         Body::Text { content_type, text } => {
             let mut r = hyper::Response::new(Full::new(Bytes::from(text.clone())));

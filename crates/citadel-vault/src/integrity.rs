@@ -21,16 +21,12 @@
 //! What the digest cannot see is the whole store rolled back at once (an
 //! old backup restored with its own digest record). The epoch is for that:
 //! the vault anchors it in its audit devices, and an unseal that finds a
-//! storage epoch below the highest anchored one refuses too (see
-//! [`crate::core`]). An attacker who can roll back the storage *and* every
+//! storage epoch below the highest anchored one refuses too (the core
+//! does this check). An attacker who can roll back the storage *and* every
 //! audit device together is not detected; keep audit logs on other storage
 //! and copy their signed checkpoints elsewhere.
 
 use serde::{Deserialize, Serialize};
-
-/// Storage keys outside the digest: the plain seal configuration, the
-/// keyring (under the root key) and the record itself.
-pub const EXCLUDED: [&str; 3] = [crate::barrier::SEAL_CONFIG, crate::barrier::KEYRING, RECORD];
 
 /// Where the sealed record is stored.
 pub const RECORD: &str = "core/integrity";
@@ -58,11 +54,6 @@ mod hex_array {
         b.try_into()
             .map_err(|_| serde::de::Error::custom("digest must be 32 bytes"))
     }
-}
-
-/// Whether `key` is covered by the digest.
-pub fn covered(key: &str) -> bool {
-    !EXCLUDED.contains(&key)
 }
 
 /// One row's term of the digest.

@@ -143,6 +143,26 @@ pub struct Response {
 }
 
 impl Response {
+    /// The JSON body as the HTTP layer sends it (`None` for an empty,
+    /// text or redirect body): the envelope gets its `request_id` and
+    /// Vault's lease fields.
+    pub fn json_body(&self) -> Option<Value> {
+        match &self.body {
+            Body::Json(v) => Some(v.clone()),
+            Body::Errors(e) => Some(serde_json::json!({ "errors": e })),
+            Body::Envelope {
+                data,
+                auth,
+                mount_type,
+            } => Some(serde_json::json!({
+                "request_id": self.request_id, "lease_id": "", "renewable": false,
+                "lease_duration": 0, "data": data, "wrap_info": null, "warnings": null,
+                "auth": auth, "mount_type": mount_type,
+            })),
+            Body::Empty | Body::Text { .. } | Body::Redirect(_) => None,
+        }
+    }
+
     /// A response with this status and body.
     pub fn new(status: u16, body: Body) -> Self {
         Self {

@@ -116,8 +116,8 @@ pub struct NewToken {
 /// What spending one use of a token did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Spend {
-    /// The token has unlimited uses, or uses left after this one.
-    Fine,
+    /// The token has unlimited uses (0), or this many left after this one.
+    Fine(u64),
     /// That was its last use: revoke it when the request ends.
     Last,
 }
@@ -304,7 +304,7 @@ impl TokenStore {
             }
         }
         if let Some(parent) = parent {
-            if parent.num_uses > 0 {
+            if parent.num_uses > 0 || parent.used_up {
                 return Err(Error::bad(
                     "restricted use token cannot generate child tokens",
                 ));
@@ -412,7 +412,7 @@ impl TokenStore {
     /// request can use the token.
     pub fn spend(&self, e: &TokenEntry) -> Result<Spend, Error> {
         if e.num_uses == 0 {
-            return Ok(Spend::Fine);
+            return Ok(Spend::Fine(0));
         }
         let key = format!("id/{}", e.id);
         let _g = self.view.lock(&key);
@@ -428,7 +428,7 @@ impl TokenStore {
             Spend::Last
         } else {
             cur.num_uses -= 1;
-            Spend::Fine
+            Spend::Fine(cur.num_uses)
         };
         self.save(&cur)?;
         Ok(spend)

@@ -272,10 +272,6 @@ static HASH_FIELDS: &[Field] = &[
     Field::opt("format", Ty::Str),
 ];
 
-fn datakey_kind(s: &str) -> bool {
-    s == "plaintext" || s == "wrapped"
-}
-
 static ROUTES: &[Route] = &[
     Route::new("keys", &[Seg::Lit("keys")], &[List], NO_FIELDS),
     Route::new(
@@ -331,7 +327,7 @@ static ROUTES: &[Route] = &[
         "datakey/:type/:name",
         &[
             Seg::Lit("datakey"),
-            Seg::Key("type", datakey_kind),
+            Seg::Key("type", key_name),
             Seg::Key("name", key_name),
         ],
         &[Update],
@@ -615,6 +611,14 @@ fn version_for_encrypt(k: &Key, requested: Option<i64>) -> Result<u32, Error> {
         return Err(bad(
             "requested version for encryption is less than the minimum encryption key version",
         ));
+    }
+    // Stricter than Vault: a version below min_decryption_version would
+    // make something this key no longer decrypts or verifies.
+    if n < k.min_decryption_version {
+        return Err(bad(format!(
+            "key version {n} is below min_decryption_version ({}): what it made could not be decrypted or verified",
+            k.min_decryption_version
+        )));
     }
     Ok(n)
 }
@@ -1137,6 +1141,11 @@ fn hash(m: &Matched, f: &Fields) -> Result<Value, Error> {
 /// `datakey/plaintext|wrapped/:name`: a fresh key, returned wrapped (and in
 /// the clear when asked).
 fn datakey(k: &Key, kind: &str, f: &Fields) -> Result<Value, Error> {
+    if kind != "plaintext" && kind != "wrapped" {
+        return Err(bad(format!(
+            "invalid path: data key type {kind:?}; use plaintext or wrapped"
+        )));
+    }
     let bits = f.int("bits").unwrap_or(256);
     if !matches!(bits, 128 | 256 | 512) {
         return Err(bad("invalid bits: use 128, 256 or 512"));

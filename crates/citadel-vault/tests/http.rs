@@ -1,0 +1,111 @@
+//! What is HTTP and only HTTP: methods, headers, content types, limits and
+//! redirects, on the real server on a loopback port. What requests *mean*
+//! is tested on the core (tables.rs, findings.rs, core_behaviour.rs).
+
+mod support;
+
+use serde_json::json;
+use support::Api;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vaults_http_conventions() {
+    let api = Api::start(Default::default()).await;
+    let root = api.root.clone();
+    // JSON errors with exactly `application/json` (hvac needs it) and no
+    // caching.
+    let (s, h, v) = api
+        .call_full("PUT", "/v1/sys/init", None, r#"{"secret_shares":3,"#, &[])
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["cache-control"], "no-store");
+    // HEAD answers health with its status and no body.
+    let (s, _, v) = api
+        .call_full("HEAD", "/v1/sys/health?activecode=299", None, "", &[])
+        .await;
+    assert_eq!((s, v), (299, serde_json::Value::Null));
+    // Unknown methods: 405 with `{"errors": []}`.
+    let (s, _, v) = api
+        .call_full("TRACE", "/v1/sys/health", None, "", &[])
+        .await;
+    assert_eq!((s, v), (405, json!({"errors": []})));
+    // Outside /v1/: 404.
+    let (s, _, _) = api.call_full("GET", "/v2/sys/health", None, "", &[]).await;
+    assert_eq!(s, 404);
+    // PATCH needs the merge-patch content type (415 otherwise).
+    api.call(
+        "PUT",
+        "/v1/secret/data/p",
+        Some(&root),
+        r#"{"data":{"a":"1"}}"#,
+    )
+    .await;
+    let (s, _, _) = api
+        .call_full(
+            "PATCH",
+            "/v1/secret/data/p",
+            Some(&root),
+            r#"{"data":{"b":"2"}}"#,
+            &[],
+        )
+        .await;
+    assert_eq!(s, 415);
+    let (s, _, _) = api
+        .call_full(
+            "PATCH",
+            "/v1/secret/data/p",
+            Some(&root),
+            r#"{"data":{"b":"2"}}"#,
+            &[("Content-Type", "application/merge-patch+json")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    // The token also comes as a bearer token.
+    let (s, _, _) = api
+        .call_full(
+            "GET",
+            "/v1/secret/data/p",
+            None,
+            "",
+            &[("Authorization", &format!("Bearer {root}"))],
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A raw path that is not clean redirects with a Location under /v1/.
+    let (s, h, _) = api
+        .call_full("GET", "/v1/secret/data//p", Some(&root), "", &[])
+        .await;
+    assert_eq!(s, 307);
+    assert_eq!(h["location"], "/v1/secret/data/p");
+    // Bodies over the limit: 413, before anything is parsed.
+    let big = "x".repeat(citadel_vault::http::MAX_BODY + 1);
+    let (s, _, _) = api
+        .call_full("PUT", "/v1/sys/unseal", None, &big, &[])
+        .await;
+    assert_eq!(s, 413);
+    // Metrics in the Prometheus text format.
+    let (s, h, v) = api
+        .call_full(
+            "GET",
+            "/v1/sys/metrics?format=prometheus",
+            Some(&root),
+            "",
+            &[],
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = v.as_str().unwrap();
+    assert!(text.contains("citadel_vault_requests_total{route=\"secret/ data/:path\",operation=\"patch\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("citadel_vault_sealed 0"));
+    // Without a token, metrics are refused (as Vault's default).
+    let (s, _, _) = api
+        .call_full("GET", "/v1/sys/metrics?format=prometheus", None, "", &[])
+        .await;
+    assert_eq!(s, 403);
+}
