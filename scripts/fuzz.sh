@@ -20,14 +20,9 @@ for n in os.listdir(src):
     if len(body) < 200_000:
         open(f'corpus/age_decrypt/{n}', 'wb').write(body)
 PY
-# Seed the vault target with a few real requests.
+# Seed the vault target with the corpus `cargo test` replays.
 mkdir -p corpus/vault_api
-printf '\x01transit/encrypt/aes\n{"plaintext":"aGk="}' > corpus/vault_api/encrypt
-printf '\x01transit/decrypt/pq\n{"ciphertext":"vault:v1:AAAA"}' > corpus/vault_api/decrypt
-printf '\x01secret/data/a\n{"data":{"k":"v"},"options":{"cas":0}}' > corpus/vault_api/kv
-printf '\x85secret/data/a\n{"data":{"k":null}}' > corpus/vault_api/patch
-printf '\x02sys/policies/acl/p\n{"policy":"path \\"a/*\\" { capabilities = [\\"read\\"] }"}' > corpus/vault_api/policy
-printf '\x01transit/sign/ec/sha2-256\n{"input":"aGk=","marshaling_algorithm":"jws"}' > corpus/vault_api/sign
+cp ../crates/citadel-vault/tests/data/fuzz/vault_core/* corpus/vault_api/
 for t in key_files age_decrypt age_strings manifest audit_text transfer_receiver vault_api; do
   echo "== $t"
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" -- -max_total_time="$SECS" -max_len=100000

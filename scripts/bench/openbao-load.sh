@@ -56,16 +56,20 @@ curl -sf "${H[@]}" -X POST -d '{"type":"transit"}' "$ADDR/v1/sys/mounts/transit"
 curl -sf "${H[@]}" -X POST -d '{"type":"aes256-gcm96"}' "$ADDR/v1/transit/keys/bench" >/dev/null
 curl -sf "${H[@]}" -X POST -d '{"data":{"user":"app","password":"0123456789abcdef"}}' "$ADDR/v1/secret/data/bench" >/dev/null
 source scripts/bench/wrk-lib.sh
+APP=$(limited_token "$ADDR" "$TOKEN")
 write_encrypt_lua
+write_encrypt_lua "$APP" "$W/encrypt-limited.lua"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against $("$BAO" version | cut -d' ' -f1,2) server -dev (file audit device on), $(nproc) cores shared by server and wrk"
 echo
 echo "| endpoint | requests/s | p99 latency | non-2xx |"
 echo "| --- | ---: | ---: | ---: |"
 run health "GET sys/health" "$ADDR/v1/sys/health"
-run kv "GET secret/data/bench (KV v2 read)" "${H[@]}" "$ADDR/v1/secret/data/bench"
-run transit "POST transit/encrypt/bench (1 KiB)" -s "$W/encrypt.lua" "$ADDR/v1/transit/encrypt/bench"
+run kv "GET secret/data/bench (KV v2 read, root token)" "${H[@]}" "$ADDR/v1/secret/data/bench"
+run kvp "GET secret/data/bench (KV v2 read, policy-limited token)" -H "X-Vault-Token: $APP" "$ADDR/v1/secret/data/bench"
+run transit "POST transit/encrypt/bench (1 KiB, root token)" -s "$W/encrypt.lua" "$ADDR/v1/transit/encrypt/bench"
+run transitp "POST transit/encrypt/bench (1 KiB, policy-limited token)" -s "$W/encrypt-limited.lua" "$ADDR/v1/transit/encrypt/bench"
 echo
-awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v t="$(cat "$W/transit.rps")" \
-  'BEGIN{printf "ratio to sys/health: KV read %.2f, transit encrypt %.2f\n", k/h, t/h}'
+awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v p="$(cat "$W/kvp.rps")" -v t="$(cat "$W/transit.rps")" -v tp="$(cat "$W/transitp.rps")" \
+  'BEGIN{printf "ratio to sys/health: KV read %.2f (policy-limited %.2f), transit encrypt %.2f (policy-limited %.2f)\n", k/h, p/h, t/h, tp/h}'
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 echo "audit log after the run: $(wc -l < "$W/audit") entries, $(du -h "$W/audit" | cut -f1) (JSON lines, a request and a response entry per audited request)"

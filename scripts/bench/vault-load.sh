@@ -51,12 +51,14 @@ curl -sf "${H[@]}" -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$W
 curl -sf "${H[@]}" -X POST -d '{"type":"transit"}' "$ADDR/v1/sys/mounts/transit"
 curl -sf "${H[@]}" -X POST -d '{"type":"aes256-gcm96"}' "$ADDR/v1/transit/keys/bench" >/dev/null
 curl -sf "${H[@]}" -X POST -d '{"data":{"user":"app","password":"0123456789abcdef"}}' "$ADDR/v1/secret/data/bench" >/dev/null
-# A token limited by an HCL policy, so the policy check is measured too.
-curl -sf "${H[@]}" -X PUT -d '{"policy":"path \"secret/data/*\" { capabilities = [\"read\"] }\npath \"transit/encrypt/bench\" { capabilities = [\"update\"] }"}' "$ADDR/v1/sys/policies/acl/bench"
-APP=$(curl -sf "${H[@]}" -X POST -d '{"policies":["bench"],"ttl":"1h"}' "$ADDR/v1/auth/token/create" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["auth"]["client_token"])')
 source scripts/bench/wrk-lib.sh
+# A token limited by an HCL policy, so the policy check is measured too.
+APP=$(limited_token "$ADDR" "$TOKEN")
 write_encrypt_lua
+write_encrypt_lua "$APP" "$W/encrypt-limited.lua"
+# An SLH-DSA key, for the health-under-heavy-load row.
+curl -sf "${H[@]}" -X POST -d '{"type":"slh-dsa-sha2-128s"}' "$ADDR/v1/transit/keys/slow" >/dev/null
+python3 -c 'import json; print(json.dumps({"batch_input": [{"input": "aGVsbG8="}] * 8}))' > "$W/slh-batch.json"
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against citadel vault serve ($STORAGE storage, audit device on), $(nproc) cores shared by server and wrk"
 echo
 echo "| endpoint | requests/s | p99 latency | non-2xx |"
@@ -64,10 +66,23 @@ echo "| --- | ---: | ---: | ---: |"
 run health "GET sys/health" "$ADDR/v1/sys/health"
 run kv "GET secret/data/bench (KV v2 read, root token)" "${H[@]}" "$ADDR/v1/secret/data/bench"
 run kvp "GET secret/data/bench (KV v2 read, policy-limited token)" -H "X-Vault-Token: $APP" "$ADDR/v1/secret/data/bench"
-run transit "POST transit/encrypt/bench (1 KiB)" -s "$W/encrypt.lua" "$ADDR/v1/transit/encrypt/bench"
+run transit "POST transit/encrypt/bench (1 KiB, root token)" -s "$W/encrypt.lua" "$ADDR/v1/transit/encrypt/bench"
+run transitp "POST transit/encrypt/bench (1 KiB, policy-limited token)" -s "$W/encrypt-limited.lua" "$ADDR/v1/transit/encrypt/bench"
+# sys/health while two clients keep the heavy-work pool busy signing
+# batches of 8 with SLH-DSA-SHA2-128s (about 5 s of CPU per batch).
+LOADERS=()
+for _ in 1 2; do
+  ( while true; do
+      curl -s -o /dev/null "${H[@]}" -X POST --data-binary @"$W/slh-batch.json" "$ADDR/v1/transit/sign/slow" || true
+    done ) &
+  LOADERS+=($!)
+done
+sleep 1
+run healthload "GET sys/health while 2 clients sign SLH-DSA batches" "$ADDR/v1/sys/health"
+kill "${LOADERS[@]}" 2>/dev/null; wait "${LOADERS[@]}" 2>/dev/null || true
 echo
-awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v p="$(cat "$W/kvp.rps")" -v t="$(cat "$W/transit.rps")" \
-  'BEGIN{printf "ratio to sys/health: KV read %.2f (policy-limited %.2f), transit encrypt %.2f\n", k/h, p/h, t/h}'
+awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v p="$(cat "$W/kvp.rps")" -v t="$(cat "$W/transit.rps")" -v tp="$(cat "$W/transitp.rps")" \
+  'BEGIN{printf "ratio to sys/health: KV read %.2f (policy-limited %.2f), transit encrypt %.2f (policy-limited %.2f)\n", k/h, p/h, t/h, tp/h}'
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
 echo "audit log after the run: $($C audit verify --dir "$W/audit" 2>&1)"
 if [[ "${PEER:-}" == openbao ]]; then

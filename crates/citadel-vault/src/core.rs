@@ -411,9 +411,39 @@ impl Core {
         let path = canon.as_str();
         trail.path = path.to_string();
         let sealed = self.services.barrier.is_sealed();
+        // As OpenBao: a write names an object, never a directory.
+        if canon.trailing_slash() && matches!(p.operation, Operation::Update | Operation::Patch) {
+            return Err(Error::bad("cannot write to a path ending in '/'"));
+        }
+        // OpenBao's HTTP mux sends `/v1/sys` to `/v1/sys/`.
+        if path == "sys" && !canon.trailing_slash() {
+            trail.route = "(redirect)".into();
+            return Ok((307, Body::Redirect("sys/".into())));
+        }
         let target = match self.target(path) {
             Ok(Some(t)) => t,
             Ok(None) => {
+                // No mount: still a 403 to whoever the ACL does not let
+                // see the path, so that which mounts exist is not told to
+                // anyone (OpenBao's order).
+                if sealed {
+                    return Err(Error::Sealed);
+                }
+                let token = p.token.as_deref().map(String::as_str);
+                let e = match token {
+                    Some(t) => self.services.tokens.lookup(t)?,
+                    None => None,
+                }
+                .ok_or(Error::PermissionDenied)?;
+                trail.accessor = Some(e.accessor.clone());
+                let acl = self.services.policies.acl(&e.policies)?;
+                let mut acl_path = path.to_string();
+                if p.operation == Operation::List {
+                    acl_path.push('/');
+                }
+                if !acl.check(&acl_path, p.operation).0 {
+                    return Err(Error::PermissionDenied);
+                }
                 return Err(Error::NotFound(format!(
                     "no handler for route \"{path}\". route entry not found."
                 )));

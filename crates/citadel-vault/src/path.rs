@@ -131,7 +131,8 @@ fn clean(raw: &str) -> String {
         }
     }
     let mut c = out.join("/");
-    if raw.ends_with('/') && !c.is_empty() {
+    // Go's mux also sends `/v1/sys` on to `/v1/sys/`.
+    if (raw.ends_with('/') || c == "sys") && !c.is_empty() {
         c.push('/');
     }
     c

@@ -442,20 +442,24 @@ impl Acl {
     }
 
     /// The deciding rule's capability bits for `path` (Vault's
-    /// `AllowOperation` up to its `CHECK` label). `path` is canonical; for
-    /// a list operation it ends in `/` (the directory).
+    /// `AllowOperation` up to its `CHECK` label, in the order OpenBao 2.7.2
+    /// applies). `path` is canonical; for a list operation it ends in `/`
+    /// (the directory).
     fn decide(&self, path: &str, op: Operation) -> Option<u16> {
-        let list = op == Operation::List;
         let bare = path.strip_suffix('/').unwrap_or(path);
         if let Some(c) = self.exact.get(bare) {
             return Some(*c);
         }
-        if list && path.ends_with('/') {
-            if let Some(c) = self.non_exact(bare) {
-                return Some(c);
-            }
+        // A list names the directory `P/`: rules on it come first (so a
+        // `P/*` deny stops a list of P), and only when none matches, rules
+        // on `P` itself — OpenBao 2.7.2's order.
+        if let Some(c) = self.non_exact(path) {
+            return Some(c);
         }
-        self.non_exact(path)
+        if op == Operation::List && path.ends_with('/') {
+            return self.non_exact(bare);
+        }
+        None
     }
 
     /// Whether `op` is allowed on `path`, and whether `sudo` is granted
@@ -788,6 +792,19 @@ mod tests {
             path "sys/mounts/*" { capabilities = ["delete", "read"] }
         "#]);
         assert!(allows(&a, "secret/metadata/", Operation::List));
+        // A deny on the directory's contents stops a list of it, even when
+        // a shorter glob grants list (the order OpenBao 2.7.2 applies).
+        let d = acl(&[r#"
+            path "secret/metadata/prod/*" { capabilities = ["deny"] }
+            path "secret/metadata/*" { capabilities = ["list"] }
+            path "kv/metadata/+" { capabilities = ["list"] }
+        "#]);
+        assert!(!allows(&d, "secret/metadata/prod/", Operation::List));
+        assert!(allows(&d, "secret/metadata/dev/", Operation::List));
+        assert!(
+            allows(&d, "kv/metadata/team/", Operation::List),
+            "+ on the trimmed path"
+        );
         assert!(allows(&a, "secret/metadata/dir/", Operation::List));
         assert!(allows(&a, "kv/metadata/", Operation::List));
         assert!(!allows(&a, "sys/mounts/prodkv", Operation::Delete));

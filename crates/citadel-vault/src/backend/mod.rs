@@ -46,6 +46,10 @@ pub enum Seg {
     Key(&'static str, fn(&str) -> bool),
     /// One or more segments: the rest of the path.
     Rest(&'static str),
+    /// One or more segments, the rest of the path, folded as a whole by
+    /// the function (policy names: OpenBao lowercases everything after
+    /// `sys/policies/acl/`); the handler checks what it got.
+    FoldedRest(&'static str, fn(&str) -> String),
     /// Zero or more segments: the rest of the path.
     RestOpt(&'static str),
 }
@@ -200,6 +204,15 @@ pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
                     params.push((n, v.to_string()));
                     i += 1;
                 }
+                Seg::FoldedRest(n, fold) => {
+                    if !last || i >= segs.len() {
+                        continue 'route;
+                    }
+                    let v = fold(&segs[i..].join("/"));
+                    out.push(v.clone());
+                    params.push((n, v));
+                    i = segs.len();
+                }
                 Seg::Rest(n) | Seg::RestOpt(n) => {
                     if !last || (matches!(seg, Seg::Rest(_)) && i >= segs.len()) {
                         continue 'route;
@@ -226,10 +239,10 @@ pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
 }
 
 /// A name as transit keys and KV paths take it: letters, digits, `-`, `_`,
-/// `.`, `@`; at most 128 bytes; kept as sent.
+/// `.`, `@`; kept as sent (the path's own limit bounds its length).
 pub fn key_name(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 128
+        && s.len() <= crate::path::MAX_PATH
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }

@@ -114,8 +114,10 @@ static CAPABILITIES_FIELDS: &[Field] = &[
 
 static METRICS_FIELDS: &[Field] = &[Field::opt("format", Ty::Str)];
 
-fn policy_name(s: &str) -> Option<String> {
-    fold_name(s)
+/// OpenBao's folding of what follows `sys/policy/` and
+/// `sys/policies/acl/`: trimmed and lowercased as a whole.
+fn policy_rest(s: &str) -> String {
+    s.trim().to_lowercase()
 }
 
 static ROUTES: &[Route] = &[
@@ -148,7 +150,7 @@ static ROUTES: &[Route] = &[
     Route::new("policy", &[Seg::Lit("policy")], &[Read, List], &[]),
     Route::new(
         "policy/:name",
-        &[Seg::Lit("policy"), Seg::Name("name", policy_name)],
+        &[Seg::Lit("policy"), Seg::FoldedRest("name", policy_rest)],
         &[Read, Update, Delete],
         POLICY_FIELDS,
     ),
@@ -163,7 +165,7 @@ static ROUTES: &[Route] = &[
         &[
             Seg::Lit("policies"),
             Seg::Lit("acl"),
-            Seg::Name("name", policy_name),
+            Seg::FoldedRest("name", policy_rest),
         ],
         &[Read, Update, Delete],
         POLICY_FIELDS,
@@ -486,6 +488,11 @@ impl Backend for Sys {
             }
             ("policy/:name" | "policies/acl/:name", op) => {
                 let name = m.param("name");
+                // The route folded the whole rest; a name is one segment of
+                // the allowed characters.
+                if fold_name(name).as_deref() != Some(name) {
+                    return Err(Error::NotFound(String::new()));
+                }
                 let legacy = m.route.name == "policy/:name";
                 match op {
                     Read => {

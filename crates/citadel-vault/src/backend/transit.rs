@@ -279,8 +279,7 @@ static ROUTES: &[Route] = &[
         &[Seg::Lit("keys"), Seg::Key("name", key_name)],
         &[Read, Update, Delete],
         KEY_FIELDS,
-    )
-    .existence(),
+    ),
     Route::new(
         "keys/:name/config",
         &[
@@ -1206,6 +1205,9 @@ impl Backend for Transit {
         "transit"
     }
 
+    /// Only `encrypt/:name` checks existence (it creates a missing key, so
+    /// it needs `create`); writes to `keys/:name` need `update`, as in
+    /// OpenBao.
     fn exists(&self, view: &View, m: &Matched) -> Result<bool, Error> {
         Ok(load(view, m.param("name"))?.is_some())
     }
