@@ -25,7 +25,7 @@ PID=
 trap '[[ -n "$PID" ]] && kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 case "$STORAGE" in
   inmem)
-    $C vault serve --dev --listen 127.0.0.1:0 > "$W/out" &
+    $C vault serve --dev --listen 127.0.0.1:0 > "$W/out" 2> "$W/server.log" &
     PID=$!
     for _ in $(seq 100); do grep -q "Root Token" "$W/out" 2>/dev/null && break; sleep 0.05; done
     ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")
@@ -33,7 +33,7 @@ case "$STORAGE" in
     ;;
   sqlite)
     printf 'listen = "127.0.0.1:0"\n[storage]\npath = "%s/vault.db"\n' "$W" > "$W/citadel.toml"
-    $C vault serve --config "$W/citadel.toml" > "$W/out" &
+    $C vault serve --config "$W/citadel.toml" > "$W/out" 2> "$W/server.log" &
     PID=$!
     for _ in $(seq 100); do grep -q "Api Address" "$W/out" 2>/dev/null && break; sleep 0.05; done
     ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")

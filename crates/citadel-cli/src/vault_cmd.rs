@@ -241,7 +241,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         .or_else(|| std::env::var("CITADEL_LOG_LEVEL").ok())
         .or(log.level)
         .unwrap_or_else(|| "info".into());
-    init_logging(log_format, &log_level)?;
+    let _log_guard = init_logging(log_format, &log_level)?;
     // Flags win over the file and the environment.
     if a.tls_cert.is_some() {
         let tls = config.tls.get_or_insert_with(Default::default);
@@ -357,19 +357,34 @@ fn serve(a: ServeArgs) -> Result<()> {
     })
 }
 
-/// Logs to standard error, as text or JSON lines, from `level` up.
-fn init_logging(format: LogFormat, level: &str) -> Result<()> {
+/// Logs to standard error, as text or JSON lines, from `level` up. Lines
+/// are written by a logging thread, in batches (one write per batch, not
+/// per line), so a request never waits on the disk; nothing is dropped (a
+/// full buffer makes the next line wait). The returned guard flushes what
+/// is left when it is dropped.
+fn init_logging(
+    format: LogFormat,
+    level: &str,
+) -> Result<tracing_appender::non_blocking::WorkerGuard> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .with_context(|| format!("--log-level {level:?}: use error, warn, info, debug or trace"))?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(65_536)
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(false);
     let r = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
-    r.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))
+    r.map_err(|e| anyhow::anyhow!("cannot start logging: {e}"))?;
+    Ok(guard)
 }
 
 /// Where TLS connections get their config for the `[tls]` section, and a

@@ -312,19 +312,6 @@ pub(crate) fn check(status: u16, v: Value) -> Result<Value> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::plain_loopback;
-
-    #[test]
-    fn clear_text_goes_only_to_loopback_addresses() {
-        assert!(plain_loopback("127.0.0.1", 8200).is_ok());
-        assert!(plain_loopback("::1", 8200).is_ok());
-        assert!(plain_loopback("10.1.2.3", 8200).is_err());
-        assert!(plain_loopback("192.0.2.1", 8200).is_err());
-    }
-}
-
 async fn send<S>(io: S, req: hyper::Request<Full<Bytes>>) -> Result<(u16, Bytes)>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -347,4 +334,17 @@ where
         .to_bytes();
     driver.abort();
     Ok((status, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_loopback;
+
+    #[test]
+    fn clear_text_goes_only_to_loopback_addresses() {
+        assert!(plain_loopback("127.0.0.1", 8200).is_ok());
+        assert!(plain_loopback("::1", 8200).is_ok());
+        assert!(plain_loopback("10.1.2.3", 8200).is_err());
+        assert!(plain_loopback("192.0.2.1", 8200).is_err());
+    }
 }

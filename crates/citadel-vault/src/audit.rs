@@ -24,9 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -40,6 +41,9 @@ pub const ANCHOR_ACTION: &str = "vault storage epoch";
 const QUEUE: usize = 65_536;
 /// Group commit delay.
 const GROUP: Duration = Duration::from_millis(5);
+/// How often a busy writer takes what was queued (requests hand entries
+/// over without waking it, which would cost a system call each).
+const DRAIN: Duration = Duration::from_millis(2);
 /// How far back from the end of a log unseal looks for an anchor.
 const ANCHOR_SCAN: u64 = 2_000_000;
 
@@ -75,16 +79,38 @@ pub struct Record<'a> {
     pub status: Option<u16>,
     /// The client's address.
     pub client: Option<std::net::IpAddr>,
+    /// The accessor of a token the request created (a login, a token
+    /// creation), recorded as an HMAC so the log links it to what the token
+    /// does later.
+    pub issued_accessor: Option<&'a str>,
 }
 
-enum Msg {
-    Entry(Vec<u8>, Instant),
-    Flush(SyncSender<Result<(), String>>),
-    Close,
+/// What requests hand a writer: entries, and flush or close requests.
+#[derive(Default)]
+struct Queue {
+    entries: Vec<(Vec<u8>, Instant)>,
+    flushes: Vec<SyncSender<Result<(), String>>>,
+    closing: bool,
+}
+
+/// The queue between the requests and one device's writer thread.
+#[derive(Default)]
+struct Mailbox {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    /// Set by the writer before it sleeps without a deadline; the next
+    /// entry wakes it.
+    idle: AtomicBool,
+}
+
+impl Mailbox {
+    fn wake_writer(&self) {
+        self.wake.notify_one();
+    }
 }
 
 struct Open {
-    tx: SyncSender<Msg>,
+    mailbox: Arc<Mailbox>,
     key: Zeroizing<Vec<u8>>,
     failed: Arc<Mutex<Option<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -94,7 +120,7 @@ struct Open {
 
 /// The open devices.
 pub struct Devices {
-    open: Mutex<BTreeMap<String, Result<Open, String>>>,
+    open: std::sync::RwLock<BTreeMap<String, Result<Open, String>>>,
     epoch: Arc<AtomicU64>,
     checkpoint_every: Duration,
     metrics: Arc<Metrics>,
@@ -104,12 +130,45 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The HMAC form of a value, as `citadel audit search --hmac` computes it.
+/// The HMAC form of a string, as `citadel audit search --hmac` computes it.
+fn hmac_string(key: &[u8], v: &str) -> String {
+    format!(
+        "{}{}",
+        citadel_audit::entry::HMAC_PREFIX,
+        hex::encode(citadel_crypto::kdf::hmac_sha256(key, v.as_bytes()))
+    )
+}
+
+#[cfg(test)]
 fn hmac(key: &[u8], v: &str) -> Value {
-    Value::String(citadel_audit::entry::hmac_value(
-        key,
-        &Value::String(v.to_string()),
-    ))
+    Value::String(hmac_string(key, v))
+}
+
+/// An entry as stored: fields in sorted order, so that serde's output is
+/// the canonical JSON `citadel-audit` expects.
+#[derive(Serialize)]
+struct EntryOut<'a> {
+    action: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<String>,
+    details: DetailsOut<'a>,
+    outcome: &'a str,
+    request_id: &'a str,
+    resource: &'a str,
+    time: &'a str,
+}
+
+#[derive(Serialize)]
+struct DetailsOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accessor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_accessor: Option<String>,
+    operation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
 }
 
 /// The newest anchored storage epoch in `log`, looking back at most
@@ -143,12 +202,6 @@ fn anchor_entry(epoch: u64) -> Value {
         "outcome": "anchored",
         "details": {"epoch": epoch},
     })
-}
-
-#[derive(PartialEq, Eq)]
-enum Control {
-    Go,
-    Close,
 }
 
 /// What the writer keeps between messages.
@@ -192,35 +245,23 @@ impl WriterState {
         self.log.checkpoint().map(|_| ()).map_err(|e| e.to_string())
     }
 
-    fn on(&mut self, msg: Msg) -> Control {
-        match msg {
-            Msg::Entry(bytes, queued) => {
-                if !self.healthy() {
-                    self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-                    return Control::Go;
-                }
-                match self.log.append(&bytes) {
-                    Ok(_) => {
-                        self.metrics.audit_append.observe(queued.elapsed());
-                        self.unanchored += 1;
-                    }
-                    Err(e) => self.fail(format!("append: {e}")),
-                }
-                Control::Go
+    fn append(&mut self, bytes: &[u8], queued: Instant) {
+        if !self.healthy() {
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match self.log.append(bytes) {
+            Ok(_) => {
+                self.metrics.audit_append.observe(queued.elapsed());
+                self.unanchored += 1;
             }
-            Msg::Flush(ack) => {
-                let r = self.log.commit().map_err(|e| e.to_string());
-                let r = r.and_then(|()| lock(&self.failed).clone().map_or(Ok(()), Err));
-                let _ = ack.send(r);
-                Control::Go
-            }
-            Msg::Close => Control::Close,
+            Err(e) => self.fail(format!("append: {e}")),
         }
     }
 }
 
 /// The writer thread of one device.
-fn writer(mut w: WriterState, rx: Receiver<Msg>, checkpoint_every: Duration) {
+fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration) {
     if let Err(e) = w
         .anchor()
         .and_then(|()| w.log.commit().map_err(|e| e.to_string()))
@@ -229,33 +270,52 @@ fn writer(mut w: WriterState, rx: Receiver<Msg>, checkpoint_every: Duration) {
     }
     let mut last_checkpoint = Instant::now();
     loop {
-        let mut control = match rx.recv_timeout(GROUP) {
-            Ok(m) => w.on(m),
-            Err(RecvTimeoutError::Timeout) => Control::Go,
-            Err(RecvTimeoutError::Disconnected) => Control::Close,
+        // Take what was queued: wait briefly while busy, or until woken
+        // (or the next checkpoint is due) while idle.
+        let taken = {
+            let mut q = lock(&mailbox.queue);
+            if q.entries.is_empty() && q.flushes.is_empty() && !q.closing {
+                let idle = w.log.durable_size() == w.log.size() && w.unanchored == 0;
+                let wait = if idle {
+                    checkpoint_every.max(GROUP)
+                } else {
+                    DRAIN
+                };
+                mailbox.idle.store(idle, Ordering::Release);
+                q = mailbox
+                    .wake
+                    .wait_timeout(q, wait)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+                mailbox.idle.store(false, Ordering::Release);
+            }
+            std::mem::take(&mut *q)
         };
-        // Append whatever else is queued before the next commit.
-        for _ in 0..4096 {
-            if control == Control::Close {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(m) => control = w.on(m),
-                Err(_) => break,
-            }
+        for (bytes, queued) in &taken.entries {
+            w.append(bytes, *queued);
         }
-        if control == Control::Close {
+        if taken.closing {
             if w.healthy() {
                 if let Err(e) = w.checkpoint() {
                     w.fail(e);
                 }
             }
             let _ = w.log.close();
+            let r = lock(&w.failed).clone().map_or(Ok(()), Err);
+            for f in taken.flushes {
+                let _ = f.send(r.clone());
+            }
             return;
         }
         if w.log.durable_size() < w.log.size() {
             if let Err(e) = w.log.commit() {
                 w.fail(format!("commit: {e}"));
+            }
+        }
+        if !taken.flushes.is_empty() {
+            let r = lock(&w.failed).clone().map_or(Ok(()), Err);
+            for f in taken.flushes {
+                let _ = f.send(r.clone());
             }
         }
         if w.unanchored > 0 && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
@@ -271,28 +331,48 @@ fn writer(mut w: WriterState, rx: Receiver<Msg>, checkpoint_every: Duration) {
 }
 
 impl Devices {
+    fn read_open(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Result<Open, String>>> {
+        self.open.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_open(
+        &self,
+    ) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Result<Open, String>>> {
+        self.open.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// No devices yet; `epoch` is the storage epoch to anchor.
     pub fn new(epoch: Arc<AtomicU64>, checkpoint_every: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
-            open: Mutex::new(BTreeMap::new()),
+            open: std::sync::RwLock::new(BTreeMap::new()),
             epoch,
             checkpoint_every,
             metrics,
         }
     }
 
-    fn open_device(&self, d: &Device) -> Result<Open, String> {
+    /// Opens a device's log; `create` makes a new log when there is none
+    /// (when the device is enabled, or the operator accepted storage
+    /// changes), never otherwise: a log that vanished must not be replaced
+    /// silently, or the storage epochs anchored in it would go unchecked.
+    fn open_device(&self, d: &Device, create: bool) -> Result<Open, String> {
         if d.kind != "file" {
             return Err(format!("unknown audit device type {:?}", d.kind));
         }
         if !d.file_path.join("log.json").exists() {
+            if !create {
+                return Err(format!(
+                    "{} holds no audit log (moved or deleted?)",
+                    d.file_path.display()
+                ));
+            }
             AuditLog::init(&d.file_path, "citadel.vault/audit").map_err(|e| e.to_string())?;
         }
         let mut log =
             AuditLog::open(&d.file_path, Durability::Group(GROUP)).map_err(|e| e.to_string())?;
         let key = log.hmac_key().map_err(|e| e.to_string())?;
         let anchored = newest_anchor(&mut log)?;
-        let (tx, rx) = sync_channel(QUEUE);
+        let mailbox = Arc::new(Mailbox::default());
         let failed = Arc::new(Mutex::new(None));
         let state = WriterState {
             log,
@@ -306,10 +386,13 @@ impl Devices {
         let every = self.checkpoint_every;
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || writer(state, rx, every))
+            .spawn({
+                let mailbox = mailbox.clone();
+                move || writer(state, mailbox, every)
+            })
             .map_err(|e| e.to_string())?;
         Ok(Open {
-            tx,
+            mailbox,
             key,
             failed,
             thread: Some(thread),
@@ -319,18 +402,26 @@ impl Devices {
 
     /// Opens every device of `table` (at unseal); a device that fails to
     /// open makes every audited request fail until it is fixed.
-    pub fn load(&self, table: &BTreeMap<String, Device>) {
+    pub fn load(&self, table: &BTreeMap<String, Device>, create_missing: bool) {
         let opened: BTreeMap<String, Result<Open, String>> = table
             .iter()
-            .map(|(p, d)| (p.clone(), self.open_device(d)))
+            .map(|(p, d)| (p.clone(), self.open_device(d, create_missing)))
             .collect();
-        let old = std::mem::replace(&mut *lock(&self.open), opened);
+        let old = std::mem::replace(&mut *self.write_open(), opened);
         close(old);
+    }
+
+    /// The devices that could not be opened, and why.
+    pub fn unavailable(&self) -> Vec<(String, String)> {
+        self.read_open()
+            .iter()
+            .filter_map(|(p, o)| o.as_ref().err().map(|e| (p.clone(), e.clone())))
+            .collect()
     }
 
     /// The newest storage epoch anchored in any open device, and the device.
     pub fn newest_anchor(&self) -> Option<(u64, String)> {
-        lock(&self.open)
+        self.read_open()
             .iter()
             .filter_map(|(p, o)| o.as_ref().ok().map(|o| (o.anchored, p.clone())))
             .max()
@@ -338,13 +429,13 @@ impl Devices {
 
     /// Adds a device, opening it now; an error leaves nothing enabled.
     pub fn enable(&self, path: &str, d: &Device) -> Result<(), Error> {
-        let o = self.open_device(d).map_err(|e| {
+        let o = self.open_device(d, true).map_err(|e| {
             Error::bad(format!(
                 "cannot open audit log {}: {e}",
                 d.file_path.display()
             ))
         })?;
-        let old = lock(&self.open).insert(path.to_string(), Ok(o));
+        let old = self.write_open().insert(path.to_string(), Ok(o));
         if let Some(old) = old {
             close(BTreeMap::from([(String::new(), old)]));
         }
@@ -353,7 +444,7 @@ impl Devices {
 
     /// Removes a device (its log is committed and checkpointed).
     pub fn disable(&self, path: &str) {
-        let old = lock(&self.open).remove(path);
+        let old = self.write_open().remove(path);
         if let Some(old) = old {
             close(BTreeMap::from([(String::new(), old)]));
         }
@@ -362,24 +453,24 @@ impl Devices {
     /// Closes every device (at seal and shutdown), after it wrote what it
     /// was given and signed a last checkpoint.
     pub fn close_all(&self) {
-        let old = std::mem::take(&mut *lock(&self.open));
+        let old = std::mem::take(&mut *self.write_open());
         close(old);
     }
 
     /// Whether any device is enabled.
     pub fn any(&self) -> bool {
-        !lock(&self.open).is_empty()
+        !self.read_open().is_empty()
     }
 
     /// How many devices are enabled.
     pub fn count(&self) -> usize {
-        lock(&self.open).len()
+        self.read_open().len()
     }
 
     /// Hands one entry to every device; fails (the request must not go
     /// on) if any device failed or is too far behind.
     pub fn record(&self, r: &Record<'_>) -> Result<(), Error> {
-        let open = lock(&self.open);
+        let open = self.read_open();
         if open.is_empty() {
             return Ok(());
         }
@@ -388,6 +479,9 @@ impl Devices {
             Some(s) if s < 400 => "success".to_string(),
             Some(s) => format!("error {s}"),
         };
+        let time = citadel_audit::entry::now();
+        let action = format!("{} {}", r.kind, r.operation);
+        let client = r.client.map(|c| c.to_string());
         for (dev, o) in open.iter() {
             let refuse = |why: String| {
                 self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
@@ -399,39 +493,40 @@ impl Devices {
             if let Some(e) = lock(&o.failed).clone() {
                 return Err(refuse(format!("failed ({e})")));
             }
-            let mut details = serde_json::Map::new();
-            details.insert("operation".into(), json!(r.operation));
-            if let Some(a) = r.accessor {
-                details.insert("accessor".into(), hmac(&o.key, a));
-            }
-            if let Some(s) = r.status {
-                details.insert("status".into(), json!(s));
-            }
-            if let Some(c) = r.client {
-                details.insert("client".into(), json!(c.to_string()));
-            }
-            let mut entry = json!({
-                "time": citadel_audit::entry::now(),
-                "action": format!("{} {}", r.kind, r.operation),
-                "resource": r.path,
-                "outcome": outcome,
-                "request_id": r.request_id,
-                "details": details,
-            });
-            // Anything the client sent is HMACed, whatever it looks like.
-            if let Some(t) = r.token.filter(|t| !t.is_empty()) {
-                entry["actor"] = hmac(&o.key, t);
-            }
-            let bytes = citadel_audit::entry::prepare(entry, &[], &o.key)
+            // Canonical JSON (keys sorted, compact), as citadel-audit stores
+            // entries; anything the client sent is HMACed, whatever it looks
+            // like.
+            let entry = EntryOut {
+                action: &action,
+                actor: r
+                    .token
+                    .filter(|t| !t.is_empty())
+                    .map(|t| hmac_string(&o.key, t)),
+                details: DetailsOut {
+                    accessor: r.accessor.map(|a| hmac_string(&o.key, a)),
+                    client: client.as_deref(),
+                    issued_accessor: r.issued_accessor.map(|a| hmac_string(&o.key, a)),
+                    operation: r.operation,
+                    status: r.status,
+                },
+                outcome: &outcome,
+                request_id: r.request_id,
+                resource: r.path,
+                time: &time,
+            };
+            let bytes = serde_json::to_vec(&entry)
                 .map_err(|e| refuse(format!("refused the entry ({e})")))?;
-            match o.tx.try_send(Msg::Entry(bytes, Instant::now())) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    return Err(refuse("is too far behind".into()));
-                }
-                Err(TrySendError::Disconnected(_)) => {
-                    return Err(refuse("stopped".into()));
-                }
+            let mut q = lock(&o.mailbox.queue);
+            if q.closing {
+                return Err(refuse("stopped".into()));
+            }
+            if q.entries.len() >= QUEUE {
+                return Err(refuse("is too far behind".into()));
+            }
+            q.entries.push((bytes, Instant::now()));
+            drop(q);
+            if o.mailbox.idle.load(Ordering::Acquire) {
+                o.mailbox.wake_writer();
             }
         }
         Ok(())
@@ -439,12 +534,14 @@ impl Devices {
 
     /// Waits until every device has made what it was given durable.
     pub fn flush(&self) -> Result<(), Error> {
-        let waits: Vec<(String, std::sync::mpsc::Receiver<Result<(), String>>)> = lock(&self.open)
+        let waits: Vec<(String, std::sync::mpsc::Receiver<Result<(), String>>)> = self
+            .read_open()
             .iter()
             .filter_map(|(p, o)| {
                 let o = o.as_ref().ok()?;
                 let (tx, rx) = sync_channel(1);
-                o.tx.send(Msg::Flush(tx)).ok()?;
+                lock(&o.mailbox.queue).flushes.push(tx);
+                o.mailbox.wake_writer();
                 Some((p.clone(), rx))
             })
             .collect();
@@ -461,9 +558,12 @@ impl Devices {
 
 fn close(devices: BTreeMap<String, Result<Open, String>>) {
     for (_, o) in devices {
-        if let Ok(Open { tx, thread, .. }) = o {
-            let _ = tx.send(Msg::Close);
-            drop(tx);
+        if let Ok(Open {
+            mailbox, thread, ..
+        }) = o
+        {
+            lock(&mailbox.queue).closing = true;
+            mailbox.wake_writer();
             if let Some(t) = thread {
                 let _ = t.join();
             }
@@ -499,6 +599,7 @@ mod tests {
             request_id: "r1",
             status: None,
             client: None,
+            issued_accessor: None,
         }
     }
 
@@ -555,7 +656,7 @@ mod tests {
         assert!(size >= 4, "a checkpoint covers the entries written: {cp}");
         epoch.store(9, Ordering::SeqCst);
         d.close_all();
-        d.load(&BTreeMap::from([("file/".to_string(), dev.clone())]));
+        d.load(&BTreeMap::from([("file/".to_string(), dev.clone())]), false);
         assert_eq!(d.newest_anchor(), Some((9, "file/".to_string())));
         d.close_all();
         // Every entry verifies against the signed checkpoint.
@@ -572,7 +673,7 @@ mod tests {
             file_path: PathBuf::from("/proc/citadel-cannot-write-here"),
         };
         assert!(d.enable("file/", &dev).is_err());
-        d.load(&BTreeMap::from([("file/".to_string(), dev)]));
+        d.load(&BTreeMap::from([("file/".to_string(), dev)]), false);
         let e = d.record(&record("t")).unwrap_err();
         assert!(e.to_string().contains("unavailable"), "{e}");
     }

@@ -362,6 +362,9 @@ pub struct Barrier {
     /// Serialises init, unseal, seal and rotate.
     transition: Mutex<()>,
     locks: Vec<Mutex<()>>,
+    /// Stripes for locks held during slow work (password hashing), apart
+    /// from `locks`, so that no storage write waits on them.
+    slow_locks: Vec<Mutex<()>>,
     /// The epoch of the last committed write batch, shared with whoever
     /// anchors it elsewhere (the audit devices).
     epoch: Arc<AtomicU64>,
@@ -397,6 +400,7 @@ impl Barrier {
             progress: Default::default(),
             transition: Mutex::new(()),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            slow_locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             epoch: Arc::new(AtomicU64::new(0)),
             on_tamper,
         }
@@ -570,7 +574,10 @@ impl Barrier {
             let blob = seal_blob(&root[..], 0, KEYRING, &keyring.to_bytes()?)?;
             self.storage.put(KEYRING, &blob)?;
         }
-        let record = self.check_integrity(&keyring)?;
+        // A keyring that already held the integrity key has a digest
+        // record beside it; only a keyring written before the digest
+        // existed may come without one.
+        let record = self.check_integrity(&keyring, !upgraded)?;
         self.epoch.store(record.epoch, Ordering::Release);
         *self
             .state
@@ -586,7 +593,11 @@ impl Barrier {
 
     /// Recomputes the storage digest from the rows and compares it with the
     /// sealed record (see [`crate::integrity`]).
-    fn check_integrity(&self, keyring: &Keyring) -> Result<integrity::Record, Error> {
+    fn check_integrity(
+        &self,
+        keyring: &Keyring,
+        record_required: bool,
+    ) -> Result<integrity::Record, Error> {
         let mut digest = [0u8; 32];
         let mut rows = 0u64;
         self.storage.scan(&mut |k, v| {
@@ -605,6 +616,9 @@ impl Barrier {
         };
         match stored {
             Some(r) if r.digest == digest => Ok(r),
+            None if record_required && self.on_tamper == OnTamper::Refuse => Err(Error::Corrupt(
+                "storage integrity check failed: the digest record (core/integrity) is missing, so rows changed outside the vault cannot be told from the rest; the vault stays sealed. Restore the storage from a backup, or start the server with --accept-storage-changes to accept the rows as they are".into(),
+            )),
             Some(r) if self.on_tamper == OnTamper::Refuse => Err(Error::Corrupt(format!(
                 "storage integrity check failed: the {rows} stored rows do not match the digest sealed at epoch {} (rows were restored to older versions, deleted, brought back or added outside the vault); the vault stays sealed. Restore the storage from a backup, or start the server with --accept-storage-changes to accept the rows as they are",
                 r.epoch
@@ -671,6 +685,16 @@ impl Barrier {
             std::sync::OnceLock::new();
         let h = KEYS.get_or_init(Default::default).hash_one(path);
         lock(&self.locks[(h % LOCK_STRIPES as u64) as usize])
+    }
+
+    /// Like [`Barrier::lock_path`], for locks held during slow work (a
+    /// login's password hash), on stripes no storage write uses.
+    pub fn lock_slow(&self, path: &str) -> MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        let h = KEYS.get_or_init(Default::default).hash_one(path);
+        lock(&self.slow_locks[(h % LOCK_STRIPES as u64) as usize])
     }
 
     /// Reads a stored value through the cache of parsed values: `parse`
@@ -1003,7 +1027,7 @@ mod tests {
         fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
             self.inner.list(prefix)
         }
-        fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+        fn scan(&self, f: &mut crate::storage::ScanFn<'_>) -> Result<(), Error> {
             self.inner.scan(f)
         }
     }

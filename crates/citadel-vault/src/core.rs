@@ -86,6 +86,7 @@ pub struct Prepared {
     raw_path: String,
     request_id: String,
     heavy: bool,
+    anonymous: bool,
     started: Instant,
 }
 
@@ -93,6 +94,12 @@ impl Prepared {
     /// Whether it does CPU-heavy work (to run off the async workers).
     pub fn is_heavy(&self) -> bool {
         self.heavy
+    }
+
+    /// Whether its route needs no token (a login, an unseal): anyone can
+    /// send it, so the HTTP layer bounds how many one client has waiting.
+    pub fn is_anonymous(&self) -> bool {
+        self.anonymous
     }
 }
 
@@ -248,26 +255,30 @@ impl Core {
             raw_path: req.path,
             request_id,
             heavy: false,
+            anonymous: false,
             started,
         };
-        p.heavy = self.classify(&p);
+        (p.heavy, p.anonymous) = self.classify(&p);
         p
     }
 
-    fn classify(&self, p: &Prepared) -> bool {
+    /// (heavy, anonymous): a scheduling hint; the request is routed again,
+    /// authoritatively, when it runs.
+    fn classify(&self, p: &Prepared) -> (bool, bool) {
         let (Ok(Canon::Path(c)), Ok(data)) = (&p.canon, &p.data) else {
-            return false;
+            return (false, false);
         };
         let Ok(Some(t)) = self.target(c.as_str()) else {
-            return false;
+            return (false, false);
         };
         let Some(m) = match_route(t.backend.routes(), &t.rel) else {
-            return false;
+            return (false, false);
         };
-        match t.backend.mount_type() {
-            "transit" => backend::transit::is_heavy(&t.view, &m, data),
+        let heavy = match t.backend.mount_type() {
+            "transit" => backend::transit::is_heavy(&t.view, &m, p.operation, data),
             _ => m.route.heavy,
-        }
+        };
+        (heavy, m.route.access == Access::None)
     }
 
     /// Finds the backend and mount serving `path`.
@@ -351,6 +362,12 @@ impl Core {
             }
         };
         if trail.audited {
+            // A login or a token creation: the new token's accessor links
+            // this entry to what the token does later.
+            let issued = match &body {
+                Body::Envelope { auth, .. } => auth["accessor"].as_str(),
+                _ => None,
+            };
             let r = self.services.audit.record(&Record {
                 kind: "response",
                 operation: p.operation.as_str(),
@@ -360,6 +377,7 @@ impl Core {
                 request_id: &p.request_id,
                 status: Some(status),
                 client: p.client,
+                issued_accessor: issued,
             });
             if let Err(e) = r {
                 // The request ran; its answer cannot be recorded, so it is
@@ -433,9 +451,10 @@ impl Core {
                 let e = match token {
                     Some(t) => self.services.tokens.lookup(t)?,
                     None => None,
-                }
-                .ok_or(Error::PermissionDenied)?;
-                trail.accessor = Some(e.accessor.clone());
+                };
+                trail.accessor = e.as_ref().map(|e| e.accessor.clone());
+                self.audit_request(p, path, trail)?;
+                let e = e.ok_or(Error::PermissionDenied)?;
                 let acl = self.services.policies.acl(&e.policies)?;
                 let mut acl_path = path.to_string();
                 if p.operation == Operation::List {
@@ -473,20 +492,8 @@ impl Core {
             (_, Some(t)) => self.services.tokens.lookup(t)?,
         };
         trail.accessor = entry.as_ref().map(|e| e.accessor.clone());
-        // Recorded before anything is decided (denials too), except the
-        // health check.
-        if !sealed && path != "sys/health" && self.services.audit.any() {
-            trail.audited = true;
-            self.services.audit.record(&Record {
-                kind: "request",
-                operation: p.operation.as_str(),
-                path,
-                token: token_str,
-                accessor: trail.accessor.as_deref(),
-                request_id: &p.request_id,
-                status: None,
-                client: p.client,
-            })?;
+        if !sealed {
+            self.audit_request(p, path, trail)?;
         }
         let data = p.data.as_ref().map_err(|e| Error::bad(e.to_string()))?;
         let Some(m) = matched else {
@@ -505,10 +512,12 @@ impl Core {
             m.route.ops.contains(&op)
                 || (op == Operation::Create && m.route.ops.contains(&Operation::Update))
         };
-        if op == Operation::Update && m.route.existence && !sealed {
-            if !target.backend.exists(&target.view, &m)? {
-                op = Operation::Create;
-            }
+        if op == Operation::Update
+            && m.route.existence
+            && !sealed
+            && !target.backend.exists(&target.view, &m)?
+        {
+            op = Operation::Create;
         }
         let acl_path = acl_path(&target.mount_path, &m.path, op);
         trail.path = acl_path.clone();
@@ -568,6 +577,27 @@ impl Core {
         }
         let reply = result?;
         self.render(reply, target.backend.mount_type(), &target.mount_path, &m)
+    }
+
+    /// Hands the request's entry to the audit devices: before anything is
+    /// decided (denials are recorded too), for every request to the
+    /// unsealed vault except the health check. An error fails the request.
+    fn audit_request(&self, p: &Prepared, path: &str, trail: &mut Trail) -> Result<(), Error> {
+        if path == "sys/health" || !self.services.audit.any() {
+            return Ok(());
+        }
+        trail.audited = true;
+        self.services.audit.record(&Record {
+            kind: "request",
+            operation: p.operation.as_str(),
+            path,
+            token: p.token.as_deref().map(String::as_str),
+            accessor: trail.accessor.as_deref(),
+            request_id: &p.request_id,
+            status: None,
+            client: p.client,
+            issued_accessor: None,
+        })
     }
 
     /// Turns a backend's reply into a status and body; a login becomes a

@@ -29,6 +29,9 @@ pub enum Error {
     /// The server is at its limit of concurrent heavy work; retry (503).
     #[error("{0}")]
     Busy(String),
+    /// This client has too many requests of one kind in flight (429).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The storage backend failed (500).
     #[error("storage: {0}")]
     Storage(String),
@@ -48,6 +51,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Sealed | Error::Busy(_) => 503,
+            Error::TooManyRequests(_) => 429,
             Error::NotInitialized | Error::BadRequest(_) => 400,
             Error::PermissionDenied => 403,
             Error::NotFound(_) => 404,

@@ -6,12 +6,18 @@
 //! a request *means* is decided by [`Core`].
 //!
 //! Limits: a request's headers must arrive within [`HEADER_TIMEOUT`] and
-//! its body within [`BODY_TIMEOUT`]; a body is at most [`MAX_BODY`] bytes;
-//! a TLS handshake has [`HANDSHAKE_TIMEOUT`]. Heavy requests (password
-//! hashing, post-quantum signing, hybrid encryption, batches) run at most
+//! its body within [`BODY_TIMEOUT`]; a body is at most [`MAX_BODY`] bytes,
+//! and at most [`Limits::large_bodies`] bodies over [`SMALL_BODY`] bytes are
+//! read at once; a TLS handshake has [`HANDSHAKE_TIMEOUT`]; at most
+//! [`Limits::connections`] connections are served (and
+//! [`Limits::connections_per_client`] from one address), more wait to be
+//! accepted. Heavy requests (password hashing, post-quantum signing and key
+//! generation, hybrid encryption, batches, revocations) run at most
 //! [`PoolOptions::threads`] at a time on blocking threads, with at most
-//! [`PoolOptions::queue`] waiting; beyond that the answer is 503. Light
-//! requests run on the async workers, which stay free for them.
+//! [`PoolOptions::queue`] waiting (503 beyond) and, for requests that need
+//! no token (logins, unseal), at most [`PoolOptions::per_client`] from one
+//! address (429 beyond). Light requests run on the async workers, which
+//! stay free for them.
 
 use crate::core::{Core, Prepared};
 use crate::request::{Body, Operation, Request, Response};
@@ -35,6 +41,8 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest request body.
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Bodies up to this size are read without waiting for a large-body slot.
+pub const SMALL_BODY: usize = 64 * 1024;
 /// How long shutdown waits for requests in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -45,6 +53,9 @@ pub struct PoolOptions {
     pub threads: usize,
     /// Heavy requests waiting at most; more are answered 503.
     pub queue: usize,
+    /// Heavy requests that need no token (logins, unseal) waiting or
+    /// running at once from one client address; more are answered 429.
+    pub per_client: usize,
 }
 
 impl Default for PoolOptions {
@@ -54,6 +65,28 @@ impl Default for PoolOptions {
                 .map(std::num::NonZeroUsize::get)
                 .unwrap_or(2),
             queue: 256,
+            per_client: 8,
+        }
+    }
+}
+
+/// Bounds on what clients hold.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Connections served at once; more wait in the listen queue.
+    pub connections: usize,
+    /// Connections served at once from one client address.
+    pub connections_per_client: usize,
+    /// Bodies over [`SMALL_BODY`] read at once (each up to [`MAX_BODY`]).
+    pub large_bodies: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections: 4096,
+            connections_per_client: 512,
+            large_bodies: 16,
         }
     }
 }
@@ -86,6 +119,8 @@ pub struct ServeOptions {
     pub pool: PoolOptions,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// Connection and body bounds.
+    pub limits: Limits,
 }
 
 /// Where each TLS connection gets its config (called per connection, so
@@ -96,6 +131,58 @@ struct Server {
     core: Arc<Core>,
     pool: Arc<Semaphore>,
     opts: ServeOptions,
+    large_bodies: Arc<Semaphore>,
+    /// Anonymous heavy requests in flight, per client address.
+    anonymous: Arc<PerClient>,
+}
+
+/// Counts per client address, with a guard that gives the count back.
+#[derive(Default)]
+struct PerClient(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One count of a [`PerClient`], given back on drop (also when the future
+/// holding it is dropped because the client went away).
+struct Held(Arc<PerClient>, std::net::IpAddr);
+
+impl PerClient {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr, limit: usize) -> Option<Held> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(Held(self.clone(), ip))
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut m = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.1) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
+/// One unit of a gauge, taken back on drop: a dropped future (a client
+/// that went away) never leaves a gauge counting it.
+struct Gauge<'a>(&'a std::sync::atomic::AtomicI64);
+
+impl<'a> Gauge<'a> {
+    fn up(g: &'a std::sync::atomic::AtomicI64) -> Self {
+        g.fetch_add(1, Ordering::Relaxed);
+        Gauge(g)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn json_response(status: u16, body: String) -> hyper::Response<Full<Bytes>> {
@@ -234,6 +321,30 @@ impl Server {
             }
             _ => return Err(json_response(405, r#"{"errors":[]}"#.into())),
         };
+        // Large (or unsized) bodies take a slot, so that many clients
+        // sending big bodies at once cannot make the server hold them all.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(errors(
+                413,
+                &format!("the request body is larger than {MAX_BODY} bytes"),
+            ));
+        }
+        let _large = if declared.is_none_or(|n| n > SMALL_BODY as u64) {
+            Some(
+                self.large_bodies
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| errors(503, "the server is shutting down"))?,
+            )
+        } else {
+            None
+        };
         let limited = Limited::new(body, MAX_BODY);
         let bytes = match tokio::time::timeout(self.opts.timeouts.body, limited.collect()).await {
             Err(_) => return Err(errors(408, "the request body did not arrive in time")),
@@ -260,7 +371,7 @@ impl Server {
         };
         let prepared = self.core.prepare(request);
         let resp = if prepared.is_heavy() {
-            self.run_heavy(prepared).await
+            self.run_heavy(prepared, client.ip()).await
         } else {
             self.core.execute(prepared)
         };
@@ -268,11 +379,27 @@ impl Server {
     }
 
     /// Runs a heavy request on the bounded pool.
-    async fn run_heavy(&self, p: Prepared) -> Response {
+    async fn run_heavy(&self, p: Prepared, ip: std::net::IpAddr) -> Response {
         let m = self.core.metrics();
-        let queued = m.pool_queued.fetch_add(1, Ordering::Relaxed);
-        if queued >= self.opts.pool.queue as i64 {
-            m.pool_queued.fetch_sub(1, Ordering::Relaxed);
+        let _per_client = if p.is_anonymous() {
+            match self.anonymous.take(ip, self.opts.pool.per_client) {
+                Some(h) => Some(h),
+                None => {
+                    m.pool_rejected.fetch_add(1, Ordering::Relaxed);
+                    return self.core.refuse(
+                        p,
+                        crate::error::Error::TooManyRequests(
+                            "too many logins from this address at once; retry shortly".into(),
+                        ),
+                    );
+                }
+            }
+        } else {
+            None
+        };
+        let queued = Gauge::up(&m.pool_queued);
+        if m.pool_queued.load(Ordering::Relaxed) > self.opts.pool.queue as i64 {
+            drop(queued);
             m.pool_rejected.fetch_add(1, Ordering::Relaxed);
             return self.core.refuse(
                 p,
@@ -282,18 +409,16 @@ impl Server {
             );
         }
         let permit = self.pool.clone().acquire_owned().await;
-        m.pool_queued.fetch_sub(1, Ordering::Relaxed);
-        m.pool_running.fetch_add(1, Ordering::Relaxed);
+        drop(queued);
         let core = self.core.clone();
+        // The running gauge lives in the blocking task: it counts the work
+        // until the work ends, even if this future is dropped meanwhile.
         let r = tokio::task::spawn_blocking(move || {
             let _permit = permit;
+            let _running = Gauge::up(&core.metrics().pool_running);
             core.execute(p)
         })
         .await;
-        self.core
-            .metrics()
-            .pool_running
-            .fetch_sub(1, Ordering::Relaxed);
         match r {
             Ok(resp) => resp,
             Err(_) => Response::new(
@@ -362,10 +487,23 @@ async fn accept_loop(
         core: core.clone(),
         pool: Arc::new(Semaphore::new(opts.pool.threads.max(1))),
         opts,
+        large_bodies: Arc::new(Semaphore::new(opts.limits.large_bodies.max(1))),
+        anonymous: Arc::new(PerClient::default()),
     });
+    let connections = Arc::new(Semaphore::new(opts.limits.connections.max(1)));
+    let per_client = Arc::new(PerClient::default());
     let mut shutdown = std::pin::pin!(shutdown);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
+        // At most `connections` served at once: past that, accepting waits
+        // (clients wait in the kernel's listen queue).
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            s = connections.clone().acquire_owned() => match s {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+        };
         let (tcp, client) = tokio::select! {
             () = &mut shutdown => break,
             r = listener.accept() => match r {
@@ -377,12 +515,20 @@ async fn accept_loop(
                 }
             },
         };
+        // One address may not hold every slot.
+        let Some(held) = per_client.take(client.ip(), opts.limits.connections_per_client) else {
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let server = server.clone();
         let watcher = graceful.watcher();
         match &tls {
             None => {
-                tokio::spawn(connection(server, tcp, client, watcher));
+                tokio::spawn(async move {
+                    connection(server, tcp, client, watcher).await;
+                    drop((slot, held));
+                });
             }
             Some(tls) => {
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls());
@@ -394,6 +540,7 @@ async fn accept_loop(
                         return;
                     };
                     connection(server, stream, client, watcher).await;
+                    drop((slot, held));
                 });
             }
         }

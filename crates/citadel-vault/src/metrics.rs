@@ -82,6 +82,9 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A request series' labels: route, operation, status.
+type SeriesKey = (String, &'static str, u16);
+
 #[derive(Default, Debug)]
 struct RequestSeries {
     count: AtomicU64,
@@ -92,7 +95,7 @@ struct RequestSeries {
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// (route, operation, status) → count and latency.
-    requests: RwLock<HashMap<(String, &'static str, u16), Arc<RequestSeries>>>,
+    requests: RwLock<HashMap<SeriesKey, Arc<RequestSeries>>>,
     /// Time from an audit entry's enqueueing to its append.
     pub audit_append: Histogram,
     /// Audit entries that could not be recorded.
@@ -183,7 +186,7 @@ impl Metrics {
             "Write batches committed to storage since initialisation.",
             g.epoch,
         );
-        let mut series: Vec<((String, &'static str, u16), Arc<RequestSeries>)> = self
+        let mut series: Vec<(SeriesKey, Arc<RequestSeries>)> = self
             .requests
             .read()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

@@ -235,7 +235,11 @@ impl Policy {
         }
         let mut written: Vec<(String, u16)> = Vec::new();
         if text.trim_start().starts_with('{') {
-            let doc: JsonDoc = serde_json::from_str(text).map_err(bad)?;
+            // Parsed by the request-body parser, which refuses a key given
+            // twice (serde would keep the last rule of a repeated path).
+            let map = crate::fields::parse_body(text.as_bytes(), 1_000_000)?;
+            let doc: JsonDoc =
+                serde_json::from_value(serde_json::Value::Object(map)).map_err(bad)?;
             let _ = doc.name;
             for (path, r) in doc.path {
                 if let Some(k) = r.other.keys().next() {

@@ -26,6 +26,9 @@ impl Change<'_> {
     }
 }
 
+/// What [`Physical::scan`] calls with each key and value.
+pub type ScanFn<'a> = dyn FnMut(&str, &[u8]) -> Result<(), Error> + 'a;
+
 /// Key-value storage of encrypted blobs.
 pub trait Physical: Send + Sync {
     /// The value at `key`, if any.
@@ -37,7 +40,7 @@ pub trait Physical: Send + Sync {
     /// names of entries, and of "folders" with a trailing `/`, sorted.
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error>;
     /// Calls `f` with every key and value, in key order.
-    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error>;
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), Error>;
     /// Stores `value` at `key`; durable when this returns.
     fn put(&self, key: &str, value: &[u8]) -> Result<(), Error> {
         self.write(&[Change::Put(key, value)])
@@ -95,7 +98,7 @@ impl Physical for Memory {
         }
         Ok(())
     }
-    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), Error> {
         // A snapshot, so `f` may take its time without holding the lock.
         let all: Vec<(String, Vec<u8>)> = self
             .map()
@@ -239,7 +242,7 @@ impl Physical for Sqlite {
         }
         tx.commit().map_err(db)
     }
-    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), Error> {
         let mut err = None;
         self.read(|c| {
             let mut s = c.prepare("SELECT key, value FROM kv ORDER BY key")?;
@@ -350,7 +353,7 @@ impl<P: Physical> Physical for Cached<P> {
         }
         r
     }
-    fn scan(&self, f: &mut dyn FnMut(&str, &[u8]) -> Result<(), Error>) -> Result<(), Error> {
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), Error> {
         self.inner.scan(f)
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {

@@ -126,6 +126,14 @@ pub enum Spend {
 pub struct TokenStore {
     view: View,
     barrier: Arc<Barrier>,
+    /// Tokens whose revocation is under way (or failed part-way):
+    /// unusable at once, and no child can be created under them, nor their
+    /// entry written back. A revocation removes its marks only once the
+    /// entries are deleted.
+    revoking: std::sync::RwLock<HashSet<String>>,
+    /// The size of `revoking`, stored under its write lock (the hot path
+    /// skips the set when it is empty).
+    marked: std::sync::atomic::AtomicUsize,
 }
 
 fn id_of(key: &[u8], token: &str) -> String {
@@ -140,11 +148,12 @@ fn accessor_id(key: &[u8], accessor: &str) -> String {
     hex::encode(citadel_crypto::kdf::hmac_sha256(key, &m))
 }
 
+/// Storage records: path and plaintext value.
+pub type Records = Vec<(String, Zeroizing<Vec<u8>>)>;
+
 /// The records of the root token minted at init, and the token: the
 /// entry and its accessor, under `sys/token/`.
-pub fn root_token_records(
-    token_key: &[u8],
-) -> Result<(Zeroizing<String>, Vec<(String, Zeroizing<Vec<u8>>)>), Error> {
+pub fn root_token_records(token_key: &[u8]) -> Result<(Zeroizing<String>, Records), Error> {
     let token = new_token()?;
     let entry = TokenEntry {
         policies: vec!["root".into()],
@@ -187,6 +196,8 @@ impl TokenStore {
         Self {
             view: View::new(barrier.clone(), "sys/token/"),
             barrier,
+            revoking: Default::default(),
+            marked: Default::default(),
         }
     }
 
@@ -198,6 +209,15 @@ impl TokenStore {
     fn accessor_key(&self, accessor: &str) -> Result<String, Error> {
         self.barrier
             .with_keyring(|k| Ok(format!("accessor/{}", accessor_id(k.token_key(), accessor))))
+    }
+
+    /// Whether a revocation of this token is under way. Callers about to
+    /// write a token's entry back ask this under the token's lock *before*
+    /// they read the entry: a mark is removed only after the entry is
+    /// deleted, so either they see the mark or they find no entry.
+    fn is_revoking(&self, id: &str) -> bool {
+        self.marked.load(std::sync::atomic::Ordering::Acquire) > 0
+            && self.revoking.read().map(|s| s.contains(id)).unwrap_or(true)
     }
 
     fn save(&self, e: &TokenEntry) -> Result<(), Error> {
@@ -224,11 +244,14 @@ impl TokenStore {
         };
         let mut e = e.clone();
         e.id = id.to_string();
-        if e.used_up {
+        if e.used_up || self.is_revoking(id) {
             return Ok(None);
         }
         if e.expire_time != 0 && e.expire_time <= now() {
-            self.revoke(id)?;
+            // Its descendants expired with it (none outlives its parent):
+            // each is removed when it is next looked up, so an expiry never
+            // walks a tree on the request path.
+            self.forget(&e)?;
             return Ok(None);
         }
         Ok(Some(e))
@@ -393,13 +416,15 @@ impl TokenStore {
         if let Some(k) = &parent_key {
             writes.push((k, Some(b"")));
         }
-        // The parent may have been revoked while this ran: create under its
-        // lock, after checking it still exists.
+        // The parent may be being revoked: create under its lock, after
+        // checking that it still exists and that no revocation has marked
+        // it (a revocation marks each token under its lock before it lists
+        // the token's children, so a child is either listed or refused).
         let _g = parent
             .filter(|_| !orphan)
             .map(|p| self.view.lock(&format!("id/{}", p.id)));
         if let Some(p) = parent.filter(|_| !orphan) {
-            if self.view.get(&format!("id/{}", p.id))?.is_none() {
+            if self.is_revoking(&p.id) || self.view.get(&format!("id/{}", p.id))?.is_none() {
                 return Err(Error::PermissionDenied);
             }
         }
@@ -416,6 +441,9 @@ impl TokenStore {
         }
         let key = format!("id/{}", e.id);
         let _g = self.view.lock(&key);
+        if self.is_revoking(&e.id) {
+            return Err(Error::PermissionDenied);
+        }
         let Some(mut cur) = self.view.get_json::<TokenEntry>(&key)? else {
             return Err(Error::PermissionDenied);
         };
@@ -434,15 +462,54 @@ impl TokenStore {
         Ok(spend)
     }
 
-    /// Revokes the token with this id and every descendant, children
-    /// before parents, without recursion.
+    /// Removes one token's records (an expired token).
+    fn forget(&self, e: &TokenEntry) -> Result<(), Error> {
+        let mut keys = vec![format!("id/{}", e.id), self.accessor_key(&e.accessor)?];
+        if let Some(p) = &e.parent {
+            keys.push(format!("parent/{p}/{}", e.id));
+        }
+        self.delete_keys(&keys)
+    }
+
+    /// Revokes the token with this id and every descendant, without
+    /// recursion. Each token is first marked, under its lock, as being
+    /// revoked (from then on it is refused, gets no new child, and cannot
+    /// be written back by a renewal or a spent use), then its children are
+    /// listed; then everything is deleted, children before parents.
     pub fn revoke(&self, id: &str) -> Result<(), Error> {
+        // After a failure the marks stay: those tokens remain unusable in
+        // this process until a retry completes.
+        let gone = self.revoke_marked(id)?;
+        let mut set = self
+            .revoking
+            .write()
+            .map_err(|_| Error::Internal("lock".into()))?;
+        for h in &gone {
+            set.remove(h);
+        }
+        self.marked
+            .store(set.len(), std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+
+    /// Marks and deletes the tree under `id`; returns the ids deleted.
+    fn revoke_marked(&self, id: &str) -> Result<Vec<String>, Error> {
         let mut order: Vec<String> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut stack = vec![id.to_string()];
         while let Some(h) = stack.pop() {
             if !seen.insert(h.clone()) {
                 continue;
+            }
+            {
+                let _g = self.view.lock(&format!("id/{h}"));
+                let mut set = self
+                    .revoking
+                    .write()
+                    .map_err(|_| Error::Internal("lock".into()))?;
+                set.insert(h.clone());
+                self.marked
+                    .store(set.len(), std::sync::atomic::Ordering::Release);
             }
             for c in self.view.list(&format!("parent/{h}/"))? {
                 stack.push(c.trim_end_matches('/').to_string());
@@ -469,7 +536,7 @@ impl TokenStore {
         for h in &order {
             self.view.delete_prefix(&format!("parent/{h}/"))?;
         }
-        Ok(())
+        Ok(order)
     }
 
     fn delete_keys(&self, keys: &[String]) -> Result<(), Error> {
@@ -485,6 +552,9 @@ impl TokenStore {
         }
         let key = format!("id/{}", e.id);
         let _g = self.view.lock(&key);
+        if self.is_revoking(&e.id) {
+            return Err(Error::bad("lease not found"));
+        }
         let Some(mut cur) = self.view.get_json::<TokenEntry>(&key)? else {
             return Err(Error::bad("lease not found"));
         };
@@ -636,5 +706,80 @@ mod tests {
             .map(|t| usize::from(t.join().unwrap()))
             .sum();
         assert_eq!(ok, 5);
+    }
+}
+
+#[cfg(test)]
+mod races {
+    use super::*;
+    use crate::barrier::{Barrier, OnTamper, Unsealing};
+    use crate::storage::Memory;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A renewal or a spent use that read the entry just before a
+    /// revocation deleted it must not write it back (found by attack 02:
+    /// the entry was read, the revocation deleted it and removed its
+    /// mark, then the write-back passed the mark check).
+    #[test]
+    fn write_backs_racing_a_revocation_never_revive_the_token() {
+        let b = Arc::new(Barrier::new(
+            Arc::new(Memory::default()),
+            "inmem",
+            OnTamper::Refuse,
+        ));
+        let mut root = None;
+        let r = b
+            .init(1, 1, |k| {
+                let (t, recs) = root_token_records(k.token_key())?;
+                root = Some(t);
+                Ok(recs)
+            })
+            .unwrap();
+        assert_eq!(
+            b.unseal(&hex::encode(&r.keys[0][..])).unwrap(),
+            Unsealing::Unsealed
+        );
+        let s = Arc::new(TokenStore::new(b));
+        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
+        for round in 0..300 {
+            let (t, e) = s
+                .create(
+                    Some(&top),
+                    false,
+                    NewToken {
+                        ttl: 3600,
+                        renewable: true,
+                        num_uses: if round % 2 == 0 { 0 } else { 1_000_000 },
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let workers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (s, t, stop) = (s.clone(), t.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(Ordering::SeqCst) {
+                            if let Ok(Some(e)) = s.lookup(&t) {
+                                let _ = s.renew(&e, 0);
+                                let _ = s.spend(&e);
+                            }
+                        }
+                    })
+                })
+                .collect();
+            std::thread::yield_now();
+            s.revoke(&e.id).unwrap();
+            stop.store(true, Ordering::SeqCst);
+            for w in workers {
+                w.join().unwrap();
+            }
+            assert!(
+                s.view.get(&format!("id/{}", e.id)).unwrap().is_none(),
+                "round {round}: the revoked entry was written back"
+            );
+            assert!(s.lookup(&t).unwrap().is_none(), "round {round}");
+        }
+        assert_eq!(s.marked.load(Ordering::SeqCst), 0, "marks are removed");
     }
 }

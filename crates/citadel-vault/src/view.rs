@@ -125,6 +125,12 @@ impl View {
         self.barrier.delete_prefix(&self.key(dir))
     }
 
+    /// Serialises slow work on `k` (a login of one user) while the guard
+    /// lives, on locks no storage write waits for.
+    pub fn lock_slow(&self, k: &str) -> MutexGuard<'_, ()> {
+        self.barrier.lock_slow(&self.key(k))
+    }
+
     /// Serialises read-modify-write cycles on `k` while the guard lives.
     pub fn lock(&self, k: &str) -> MutexGuard<'_, ()> {
         self.barrier.lock_path(&self.key(k))

@@ -36,10 +36,7 @@ impl Physical for Recording {
         self.touched.lock().unwrap().push(format!("{prefix}*"));
         self.inner.list(prefix)
     }
-    fn scan(
-        &self,
-        f: &mut dyn FnMut(&str, &[u8]) -> Result<(), citadel_vault::Error>,
-    ) -> Result<(), citadel_vault::Error> {
+    fn scan(&self, f: &mut citadel_vault::storage::ScanFn<'_>) -> Result<(), citadel_vault::Error> {
         self.inner.scan(f)
     }
 }

@@ -143,10 +143,7 @@ impl Physical for Flaky {
     fn list(&self, prefix: &str) -> Result<Vec<String>, citadel_vault::Error> {
         self.inner.list(prefix)
     }
-    fn scan(
-        &self,
-        f: &mut dyn FnMut(&str, &[u8]) -> Result<(), citadel_vault::Error>,
-    ) -> Result<(), citadel_vault::Error> {
+    fn scan(&self, f: &mut citadel_vault::storage::ScanFn<'_>) -> Result<(), citadel_vault::Error> {
         self.inner.scan(f)
     }
 }
@@ -551,6 +548,7 @@ async fn finding_08_heavy_work_leaves_the_workers_free() {
         pool: citadel_vault::http::PoolOptions {
             threads: 1,
             queue: 1,
+            per_client: 8,
         },
         ..Default::default()
     })

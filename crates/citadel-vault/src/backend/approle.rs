@@ -4,10 +4,14 @@
 //! Role names are folded to lower case by the router, before the ACL check
 //! (as OpenBao). Role ids and secret ids are stored only as HMACs under a
 //! per-mount random key (`salt`), so the storage holds nothing that logs
-//! in. A login checks and spends a secret id's use under its lock.
+//! in. Secret ids belong to the role's id (random, new for every role that
+//! is created), not to its name, and are minted under the role's lock: when
+//! a role is deleted, none of its secret ids logs in to a role created
+//! later under the same name. A login checks and spends a secret id's use
+//! under its lock.
 //!
 //! Under the mount's view: `salt`, `role/<name>`, `role_id/<hmac>` (→ name),
-//! `secret_id/<name>/<hmac>`.
+//! `secret_id/<hmac(role id)>/<hmac(secret id)>`.
 
 use super::userpass::{check_token_type, policies_of};
 use super::{Access, Backend, Ctx, Login, Matched, Reply, Route, Seg, folded_name};
@@ -173,7 +177,14 @@ impl Approle {
             .get_json(&format!("role_id/{}", mac(&key, "role_id", role_id)))?
             .ok_or_else(denied)?;
         let r: Role = view.get_json(&format!("role/{name}"))?.ok_or_else(denied)?;
-        let sid_key = format!("secret_id/{name}/{}", mac(&key, "secret_id", secret));
+        if r.role_id != role_id {
+            return Err(denied());
+        }
+        let sid_key = format!(
+            "secret_id/{}/{}",
+            mac(&key, "role_id", &r.role_id),
+            mac(&key, "secret_id", secret)
+        );
         let _g = view.lock(&sid_key);
         let mut sid: SecretId = view.get_json(&sid_key)?.ok_or_else(denied)?;
         if sid.expire != 0 && sid.expire <= now() {
@@ -245,7 +256,10 @@ impl Backend for Approle {
                 let _g = view.lock(&role_key);
                 if let Some(r) = view.get_json::<Role>(&role_key)? {
                     let key = salt(view)?;
-                    view.delete_prefix(&format!("secret_id/{name}/"))?;
+                    view.delete_prefix(&format!(
+                        "secret_id/{}/",
+                        mac(&key, "role_id", &r.role_id)
+                    ))?;
                     view.write(&[
                         (
                             &format!("role_id/{}", mac(&key, "role_id", &r.role_id)),
@@ -313,6 +327,9 @@ impl Backend for Approle {
                 Some(r) => Ok(Reply::Data(json!({"role_id": r.role_id}))),
             },
             ("role/:role_name/secret-id", _) => {
+                // Under the role's lock: a deletion running now either
+                // finishes first (the role is gone) or sees this secret id.
+                let _g = view.lock(&role_key);
                 let r: Role = view
                     .get_json(&role_key)?
                     .ok_or_else(|| bad(format!("role {name:?} does not exist")))?;
@@ -346,7 +363,11 @@ impl Backend for Approle {
                 };
                 let key = salt(view)?;
                 view.put_json(
-                    &format!("secret_id/{name}/{}", mac(&key, "secret_id", &secret)),
+                    &format!(
+                        "secret_id/{}/{}",
+                        mac(&key, "role_id", &r.role_id),
+                        mac(&key, "secret_id", &secret)
+                    ),
                     &entry,
                 )?;
                 Ok(Reply::Data(json!({

@@ -167,26 +167,38 @@ impl Store<'_> {
         })
     }
 
+    /// Reads a version without the secret's lock: the record and the data
+    /// are two reads, and a write may trim or destroy the version in
+    /// between. Then the record is read again; a version still listed but
+    /// missing three times over is corrupt storage.
     fn read_data(&self, p: &str, version: Option<i64>) -> Result<Reply, Error> {
-        let Some(r) = self.record(p)? else {
-            return Ok(Reply::NotFound);
+        let want = match version {
+            None | Some(0) => None,
+            Some(n) => Some(u64::try_from(n).map_err(|_| bad("version must not be negative"))?),
         };
-        let n = match version {
-            None | Some(0) => r.current_version,
-            Some(n) => u64::try_from(n).map_err(|_| bad("version must not be negative"))?,
-        };
-        let Some(m) = r.versions.get(&n) else {
-            return Ok(Reply::NotFound);
-        };
-        let meta = Self::version_json(&r, n, m);
-        if m.destroyed || !m.deletion_time.is_empty() {
-            return Ok(Reply::NotFoundData(json!({"data": null, "metadata": meta})));
+        // Lock-free first; a version trimmed between the two reads sends
+        // the second attempt under the secret's lock, where every write
+        // leaves the metadata and the data consistent.
+        for attempt in 0..2 {
+            let _g = (attempt > 0).then(|| self.v.lock(&format!("meta/{p}")));
+            let Some(r) = self.record(p)? else {
+                return Ok(Reply::NotFound);
+            };
+            let n = want.unwrap_or(r.current_version);
+            let Some(m) = r.versions.get(&n) else {
+                return Ok(Reply::NotFound);
+            };
+            let meta = Self::version_json(&r, n, m);
+            if m.destroyed || !m.deletion_time.is_empty() {
+                return Ok(Reply::NotFoundData(json!({"data": null, "metadata": meta})));
+            }
+            if let Some(data) = self.v.get_json::<Value>(&format!("data/{p}/{n}"))? {
+                return Ok(Reply::Data(json!({"data": data, "metadata": meta})));
+            }
         }
-        let data: Value = self
-            .v
-            .get_json(&format!("data/{p}/{n}"))?
-            .ok_or_else(|| Error::Corrupt(format!("kv {p} version {n} is missing")))?;
-        Ok(Reply::Data(json!({"data": data, "metadata": meta})))
+        Err(Error::Corrupt(format!(
+            "kv {p}: a listed version is missing"
+        )))
     }
 
     /// Writes a new version; the secret's lock is held by the caller.

@@ -359,7 +359,16 @@ impl Services {
                 return Err(e);
             }
         };
-        self.audit.load(&table);
+        let accept = self.barrier.on_tamper() == crate::barrier::OnTamper::Accept;
+        self.audit.load(&table, accept);
+        // A device that cannot be opened cannot vouch for the storage's
+        // epoch: stay sealed rather than serve what may be an old copy.
+        if let Some((device, why)) = self.audit.unavailable().into_iter().next() {
+            self.seal();
+            return Err(Error::Audit(format!(
+                "audit device {device} cannot be opened ({why}); the storage epochs anchored in it cannot be checked, so the vault stays sealed. Restore the device's log, or start the server with --accept-storage-changes to begin a new one"
+            )));
+        }
         let epoch = self.barrier.epoch();
         if let Some((anchored, device)) = self.audit.newest_anchor() {
             if anchored > epoch {

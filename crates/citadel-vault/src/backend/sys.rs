@@ -300,7 +300,7 @@ fn health(ctx: &Ctx<'_>, f: &Fields) -> Result<Reply, Error> {
             None => Ok(default),
             Some(c) => u16::try_from(c)
                 .ok()
-                .filter(|c| (100..600).contains(c))
+                .filter(|c| (200..600).contains(c))
                 .ok_or_else(|| bad(format!("unable to parse {name} code: {c}"))),
         }
     };

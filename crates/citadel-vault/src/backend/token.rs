@@ -97,14 +97,16 @@ static ROUTES: &[Route] = &[
         &[Update],
         RENEW_ACCESSOR_FIELDS,
     ),
-    Route::new("revoke-self", &[Seg::Lit("revoke-self")], &[Update], &[]),
-    Route::new("revoke", &[Seg::Lit("revoke")], &[Update], TOKEN_FIELD),
+    // Revocation walks a tree of any size: on the heavy-work pool.
+    Route::new("revoke-self", &[Seg::Lit("revoke-self")], &[Update], &[]).heavy(),
+    Route::new("revoke", &[Seg::Lit("revoke")], &[Update], TOKEN_FIELD).heavy(),
     Route::new(
         "revoke-accessor",
         &[Seg::Lit("revoke-accessor")],
         &[Update],
         ACCESSOR_FIELD,
-    ),
+    )
+    .heavy(),
     Route::new("accessors", &[Seg::Lit("accessors")], &[List], &[]).sudo(),
 ];
 

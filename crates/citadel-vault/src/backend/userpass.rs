@@ -170,8 +170,8 @@ impl Userpass {
         let denied = || bad("invalid username or password");
         let lock_key = format!("lockout/{name}");
         // One login of a user at a time: the failure count is read and
-        // written under this lock.
-        let _g = view.lock(&lock_key);
+        // written under this lock (a slow lock: it is held while hashing).
+        let _g = view.lock_slow(&lock_key);
         let now = now();
         let mut lock: Lockout = view.get_json(&lock_key)?.unwrap_or_default();
         let user: Option<User> = view.get_json(&format!("user/{name}"))?;
