@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::ids::{new_accessor, new_token, now};
 use crate::view::View;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -82,6 +82,11 @@ impl TokenEntry {
     pub fn is_root(&self) -> bool {
         self.policies.iter().any(|p| p == "root")
     }
+
+    /// Whether its TTL has run out.
+    pub fn expired(&self) -> bool {
+        self.expire_time != 0 && self.expire_time <= now()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -126,13 +131,14 @@ pub enum Spend {
 pub struct TokenStore {
     view: View,
     barrier: Arc<Barrier>,
-    /// Tokens whose revocation is under way (or failed part-way):
-    /// unusable at once, and no child can be created under them, nor their
-    /// entry written back. A revocation removes its marks only once the
-    /// entries are deleted.
-    revoking: std::sync::RwLock<HashSet<String>>,
+    /// Tokens whose revocation is under way, with how many revocations
+    /// marked each: unusable at once, and no child can be created under
+    /// them, nor their entry written back. A revocation removes its marks
+    /// when it ends (its entries deleted, or, after a failure, left valid
+    /// for a retry).
+    revoking: std::sync::RwLock<HashMap<String, usize>>,
     /// The size of `revoking`, stored under its write lock (the hot path
-    /// skips the set when it is empty).
+    /// skips the map when it is empty).
     marked: std::sync::atomic::AtomicUsize,
 }
 
@@ -217,7 +223,11 @@ impl TokenStore {
     /// deleted, so either they see the mark or they find no entry.
     fn is_revoking(&self, id: &str) -> bool {
         self.marked.load(std::sync::atomic::Ordering::Acquire) > 0
-            && self.revoking.read().map(|s| s.contains(id)).unwrap_or(true)
+            && self
+                .revoking
+                .read()
+                .map(|s| s.contains_key(id))
+                .unwrap_or(true)
     }
 
     fn save(&self, e: &TokenEntry) -> Result<(), Error> {
@@ -247,7 +257,7 @@ impl TokenStore {
         if e.used_up || self.is_revoking(id) {
             return Ok(None);
         }
-        if e.expire_time != 0 && e.expire_time <= now() {
+        if e.expired() {
             // Its descendants expired with it (none outlives its parent):
             // each is removed when it is next looked up, so an expiry never
             // walks a tree on the request path.
@@ -448,7 +458,7 @@ impl TokenStore {
             return Err(Error::PermissionDenied);
         };
         cur.id = e.id.clone();
-        if cur.used_up || cur.num_uses == 0 {
+        if cur.used_up || cur.num_uses == 0 || cur.expired() {
             return Err(Error::PermissionDenied);
         }
         let spend = if cur.num_uses == 1 {
@@ -463,7 +473,14 @@ impl TokenStore {
     }
 
     /// Removes one token's records (an expired token).
+    /// Under the token's lock, and only if its stored entry is still
+    /// expired: a renewal that got the lock first has extended it.
     fn forget(&self, e: &TokenEntry) -> Result<(), Error> {
+        let _g = self.view.lock(&format!("id/{}", e.id));
+        match self.view.get_json::<TokenEntry>(&format!("id/{}", e.id))? {
+            Some(cur) if cur.expired() => {}
+            _ => return Ok(()),
+        }
         let mut keys = vec![format!("id/{}", e.id), self.accessor_key(&e.accessor)?];
         if let Some(p) = &e.parent {
             keys.push(format!("parent/{p}/{}", e.id));
@@ -477,23 +494,30 @@ impl TokenStore {
     /// be written back by a renewal or a spent use), then its children are
     /// listed; then everything is deleted, children before parents.
     pub fn revoke(&self, id: &str) -> Result<(), Error> {
-        // After a failure the marks stay: those tokens remain unusable in
-        // this process until a retry completes.
-        let gone = self.revoke_marked(id)?;
+        let mut marked = Vec::new();
+        let r = self.revoke_marked(id, &mut marked);
+        // Success or failure, this revocation's marks go: after a failure
+        // (a 500), the tokens it did not delete stay valid, whole (a
+        // token's records go in one transaction), and a retry revokes them.
         let mut set = self
             .revoking
             .write()
             .map_err(|_| Error::Internal("lock".into()))?;
-        for h in &gone {
-            set.remove(h);
+        for h in &marked {
+            if let Some(n) = set.get_mut(h) {
+                *n -= 1;
+                if *n == 0 {
+                    set.remove(h);
+                }
+            }
         }
         self.marked
             .store(set.len(), std::sync::atomic::Ordering::Release);
-        Ok(())
+        r
     }
 
-    /// Marks and deletes the tree under `id`; returns the ids deleted.
-    fn revoke_marked(&self, id: &str) -> Result<Vec<String>, Error> {
+    /// Marks (adding each id to `marked`) and deletes the tree under `id`.
+    fn revoke_marked(&self, id: &str, marked: &mut Vec<String>) -> Result<(), Error> {
         let mut order: Vec<String> = Vec::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut stack = vec![id.to_string()];
@@ -507,7 +531,8 @@ impl TokenStore {
                     .revoking
                     .write()
                     .map_err(|_| Error::Internal("lock".into()))?;
-                set.insert(h.clone());
+                *set.entry(h.clone()).or_insert(0) += 1;
+                marked.push(h.clone());
                 self.marked
                     .store(set.len(), std::sync::atomic::Ordering::Release);
             }
@@ -536,7 +561,7 @@ impl TokenStore {
         for h in &order {
             self.view.delete_prefix(&format!("parent/{h}/"))?;
         }
-        Ok(order)
+        Ok(())
     }
 
     fn delete_keys(&self, keys: &[String]) -> Result<(), Error> {
@@ -558,15 +583,22 @@ impl TokenStore {
         let Some(mut cur) = self.view.get_json::<TokenEntry>(&key)? else {
             return Err(Error::bad("lease not found"));
         };
+        // An expired token is being forgotten; writing it back with a new
+        // expiry would leave it without its accessor and parent link.
+        if cur.expired() {
+            return Err(Error::bad("lease not found"));
+        }
         cur.id = e.id.clone();
         let inc = if increment > 0 { increment } else { cur.ttl };
         let limit = cur.creation_time.saturating_add(MAX_TTL);
         let mut expire = now().saturating_add(inc).min(limit);
         if let Some(p) = &cur.parent {
-            if let Some(pe) = self.view.get_json::<TokenEntry>(&format!("id/{p}"))? {
-                if pe.expire_time != 0 {
-                    expire = expire.min(pe.expire_time);
-                }
+            // A parent gone (revoked or expired) takes its children with it.
+            let Some(pe) = self.view.get_json::<TokenEntry>(&format!("id/{p}"))? else {
+                return Err(Error::bad("lease not found"));
+            };
+            if pe.expire_time != 0 {
+                expire = expire.min(pe.expire_time);
             }
         }
         cur.expire_time = expire;
@@ -781,5 +813,171 @@ mod races {
             assert!(s.lookup(&t).unwrap().is_none(), "round {round}");
         }
         assert_eq!(s.marked.load(Ordering::SeqCst), 0, "marks are removed");
+    }
+
+    fn unsealed_store() -> (Arc<TokenStore>, TokenEntry) {
+        let b = Arc::new(Barrier::new(
+            Arc::new(Memory::default()),
+            "inmem",
+            OnTamper::Refuse,
+        ));
+        let mut root = None;
+        let r = b
+            .init(1, 1, |k| {
+                let (t, recs) = root_token_records(k.token_key())?;
+                root = Some(t);
+                Ok(recs)
+            })
+            .unwrap();
+        b.unseal(&hex::encode(&r.keys[0][..])).unwrap();
+        let s = Arc::new(TokenStore::new(b));
+        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
+        (s, top)
+    }
+
+    /// Found by a review of the fix above: a renewal holding an entry read
+    /// before expiry wrote it back after the expiry cleanup deleted its
+    /// accessor and parent link, leaving a live token that revoking its
+    /// parent or its accessor no longer reached.
+    #[test]
+    fn an_expired_token_is_never_renewed_back_to_life() {
+        let (s, top) = unsealed_store();
+        let (t, e) = s
+            .create(
+                Some(&top),
+                false,
+                NewToken {
+                    ttl: 3600,
+                    renewable: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        // The renewing request looked the token up while it was valid...
+        let seen = s.lookup(&t).unwrap().unwrap();
+        // ...then it expired, and another request's lookup forgot it.
+        let mut stored: TokenEntry = s.view.get_json(&format!("id/{}", e.id)).unwrap().unwrap();
+        stored.expire_time = now() - 1;
+        s.view.put_json(&format!("id/{}", e.id), &stored).unwrap();
+        assert!(s.lookup(&t).unwrap().is_none());
+        assert!(s.renew(&seen, 0).is_err());
+        assert!(s.view.get(&format!("id/{}", e.id)).unwrap().is_none());
+        // Expired but not yet forgotten: renewal refuses too.
+        let (t2, e2) = s
+            .create(
+                Some(&top),
+                false,
+                NewToken {
+                    ttl: 3600,
+                    renewable: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let seen = s.lookup(&t2).unwrap().unwrap();
+        let mut stored: TokenEntry = s.view.get_json(&format!("id/{}", e2.id)).unwrap().unwrap();
+        stored.expire_time = now() - 1;
+        s.view.put_json(&format!("id/{}", e2.id), &stored).unwrap();
+        assert!(s.renew(&seen, 0).is_err());
+        assert!(s.spend(&seen).is_ok(), "no use limit: nothing to spend");
+    }
+
+    /// A child whose parent is gone cannot be renewed past it.
+    #[test]
+    fn a_child_of_a_vanished_parent_is_not_renewed() {
+        let (s, top) = unsealed_store();
+        let (pt, pe) = s
+            .create(
+                Some(&top),
+                false,
+                NewToken {
+                    ttl: 3600,
+                    renewable: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let parent = s.lookup(&pt).unwrap().unwrap();
+        let (ct, _) = s
+            .create(
+                Some(&parent),
+                false,
+                NewToken {
+                    ttl: 60,
+                    renewable: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let child = s.lookup(&ct).unwrap().unwrap();
+        s.view.delete(&format!("id/{}", pe.id)).unwrap();
+        assert!(s.renew(&child, 0).is_err());
+    }
+
+    /// Storage whose writes fail while `fail` is set.
+    #[derive(Default)]
+    struct Failing {
+        inner: Memory,
+        fail: AtomicBool,
+    }
+
+    impl crate::storage::Physical for Failing {
+        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+            self.inner.get(key)
+        }
+        fn write(&self, changes: &[crate::storage::Change<'_>]) -> Result<(), Error> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Error::Storage("injected failure".into()));
+            }
+            self.inner.write(changes)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+            self.inner.list(prefix)
+        }
+        fn scan(&self, f: &mut crate::storage::ScanFn<'_>) -> Result<(), Error> {
+            self.inner.scan(f)
+        }
+    }
+
+    /// A revocation that fails leaves the tokens it did not delete valid
+    /// and unmarked (an earlier version kept them marked in memory, so a
+    /// retry could not find them and answered success while they stayed
+    /// in storage, valid again after a restart), and a retry finishes it.
+    /// The marks of an overlapping revocation stay.
+    #[test]
+    fn a_failed_revocation_can_be_retried() {
+        let storage = Arc::new(Failing::default());
+        let b = Arc::new(Barrier::new(storage.clone(), "inmem", OnTamper::Refuse));
+        let mut root = None;
+        let r = b
+            .init(1, 1, |k| {
+                let (t, recs) = root_token_records(k.token_key())?;
+                root = Some(t);
+                Ok(recs)
+            })
+            .unwrap();
+        b.unseal(&hex::encode(&r.keys[0][..])).unwrap();
+        let s = TokenStore::new(b);
+        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
+        let (t, e) = s.create(Some(&top), false, NewToken::default()).unwrap();
+        storage.fail.store(true, Ordering::SeqCst);
+        assert!(s.revoke(&e.id).is_err());
+        storage.fail.store(false, Ordering::SeqCst);
+        assert_eq!(s.marked.load(Ordering::SeqCst), 0, "no mark left behind");
+        let found = s.lookup(&t).unwrap().expect("still valid, for a retry");
+        s.revoke(&found.id).unwrap();
+        assert!(s.lookup(&t).unwrap().is_none());
+        assert!(s.view.get(&format!("id/{}", e.id)).unwrap().is_none());
+        // Overlapping revocations: a mark stays while another holds it.
+        let (t2, e2) = s.create(Some(&top), false, NewToken::default()).unwrap();
+        {
+            let mut set = s.revoking.write().unwrap();
+            set.insert(e2.id.clone(), 1);
+            s.marked.store(set.len(), Ordering::SeqCst);
+        }
+        storage.fail.store(true, Ordering::SeqCst);
+        assert!(s.revoke(&e2.id).is_err());
+        storage.fail.store(false, Ordering::SeqCst);
+        assert!(s.lookup(&t2).unwrap().is_none(), "the other's mark holds");
     }
 }

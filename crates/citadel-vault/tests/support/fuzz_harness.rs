@@ -186,9 +186,7 @@ pub fn run_one(data: &[u8]) {
         }
     }
     let token = if as_root { &h.root } else { &h.limited };
-    let mut req = Request::new(op, path)
-        .query(query)
-        .token(token);
+    let mut req = Request::new(op, path).query(query).token(token);
     req.body = body.to_vec();
     let r = h.core.handle(req);
     assert_ne!(r.status, 500, "{path}: {:?}", r.json_body());
