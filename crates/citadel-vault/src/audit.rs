@@ -204,6 +204,17 @@ fn anchor_entry(epoch: u64) -> Value {
     })
 }
 
+/// Tells the callers of a flush whether the device is healthy.
+fn answer(failed: &Mutex<Option<String>>, flushes: Vec<SyncSender<Result<(), String>>>) {
+    if flushes.is_empty() {
+        return;
+    }
+    let r = lock(failed).clone().map_or(Ok(()), Err);
+    for f in flushes {
+        let _ = f.send(r.clone());
+    }
+}
+
 /// What the writer keeps between messages.
 struct WriterState {
     log: AuditLog,
@@ -300,11 +311,9 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
                     w.fail(e);
                 }
             }
+            let failed = w.failed.clone();
             let _ = w.log.close();
-            let r = lock(&w.failed).clone().map_or(Ok(()), Err);
-            for f in taken.flushes {
-                let _ = f.send(r.clone());
-            }
+            answer(&failed, taken.flushes);
             return;
         }
         if w.log.durable_size() < w.log.size() {
@@ -312,12 +321,7 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
                 w.fail(format!("commit: {e}"));
             }
         }
-        if !taken.flushes.is_empty() {
-            let r = lock(&w.failed).clone().map_or(Ok(()), Err);
-            for f in taken.flushes {
-                let _ = f.send(r.clone());
-            }
-        }
+        answer(&w.failed, taken.flushes);
         if w.unanchored > 0 && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
             match w.checkpoint() {
                 Ok(()) => {
@@ -408,7 +412,7 @@ impl Devices {
             .map(|(p, d)| (p.clone(), self.open_device(d, create_missing)))
             .collect();
         let old = std::mem::replace(&mut *self.write_open(), opened);
-        close(old);
+        close(old.into_values());
     }
 
     /// The devices that could not be opened, and why.
@@ -436,25 +440,21 @@ impl Devices {
             ))
         })?;
         let old = self.write_open().insert(path.to_string(), Ok(o));
-        if let Some(old) = old {
-            close(BTreeMap::from([(String::new(), old)]));
-        }
+        close(old);
         Ok(())
     }
 
     /// Removes a device (its log is committed and checkpointed).
     pub fn disable(&self, path: &str) {
         let old = self.write_open().remove(path);
-        if let Some(old) = old {
-            close(BTreeMap::from([(String::new(), old)]));
-        }
+        close(old);
     }
 
     /// Closes every device (at seal and shutdown), after it wrote what it
     /// was given and signed a last checkpoint.
     pub fn close_all(&self) {
         let old = std::mem::take(&mut *self.write_open());
-        close(old);
+        close(old.into_values());
     }
 
     /// Whether any device is enabled.
@@ -556,17 +556,15 @@ impl Devices {
     }
 }
 
-fn close(devices: BTreeMap<String, Result<Open, String>>) {
-    for (_, o) in devices {
-        if let Ok(Open {
-            mailbox, thread, ..
-        }) = o
-        {
-            lock(&mailbox.queue).closing = true;
-            mailbox.wake_writer();
-            if let Some(t) = thread {
-                let _ = t.join();
-            }
+fn close(devices: impl IntoIterator<Item = Result<Open, String>>) {
+    for Open {
+        mailbox, thread, ..
+    } in devices.into_iter().flatten()
+    {
+        lock(&mailbox.queue).closing = true;
+        mailbox.wake_writer();
+        if let Some(t) = thread {
+            let _ = t.join();
         }
     }
 }

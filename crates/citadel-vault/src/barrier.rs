@@ -339,6 +339,16 @@ struct Progress {
 
 /// At most this many parsed values are cached.
 const PARSED_CACHE_ENTRIES: usize = 65_536;
+/// The stripe of `locks` that guards `path` (a keyed hash, so clients
+/// cannot pick names that share a stripe on purpose).
+fn stripe<'a>(locks: &'a [Mutex<()>], path: &str) -> MutexGuard<'a, ()> {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let h = KEYS.get_or_init(Default::default).hash_one(path);
+    lock(&locks[(h % locks.len() as u64) as usize])
+}
+
 /// Number of path lock stripes.
 const LOCK_STRIPES: usize = 64;
 /// Keys deleted per storage transaction by [`Barrier::delete_prefix`].
@@ -680,21 +690,13 @@ impl Barrier {
     /// use count, the mount table) runs under it so concurrent writers do
     /// not lose each other's changes. Never take two at once.
     pub fn lock_path(&self, path: &str) -> MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-            std::sync::OnceLock::new();
-        let h = KEYS.get_or_init(Default::default).hash_one(path);
-        lock(&self.locks[(h % LOCK_STRIPES as u64) as usize])
+        stripe(&self.locks, path)
     }
 
     /// Like [`Barrier::lock_path`], for locks held during slow work (a
     /// login's password hash), on stripes no storage write uses.
     pub fn lock_slow(&self, path: &str) -> MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-            std::sync::OnceLock::new();
-        let h = KEYS.get_or_init(Default::default).hash_one(path);
-        lock(&self.slow_locks[(h % LOCK_STRIPES as u64) as usize])
+        stripe(&self.slow_locks, path)
     }
 
     /// Reads a stored value through the cache of parsed values: `parse`
@@ -1007,36 +1009,11 @@ mod tests {
         ));
     }
 
-    /// A storage whose writes fail on demand.
-    #[derive(Default)]
-    struct Flaky {
-        inner: Memory,
-        fail: std::sync::atomic::AtomicBool,
-    }
-
-    impl Physical for Flaky {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-            self.inner.get(key)
-        }
-        fn write(&self, changes: &[Change<'_>]) -> Result<(), Error> {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(Error::Storage("database is locked".into()));
-            }
-            self.inner.write(changes)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
-            self.inner.list(prefix)
-        }
-        fn scan(&self, f: &mut crate::storage::ScanFn<'_>) -> Result<(), Error> {
-            self.inner.scan(f)
-        }
-    }
-
     /// Finding 13: a rotate whose keyring write fails must not leave the
     /// live keyring on a term that was never stored.
     #[test]
     fn a_failed_rotate_keeps_the_stored_keyring_live() {
-        let storage = Arc::new(Flaky::default());
+        let storage = Arc::new(crate::storage::FailingWrites::default());
         let (b, key) = unsealed(storage.clone(), OnTamper::Refuse);
         storage.fail.store(true, Ordering::SeqCst);
         assert!(b.rotate().is_err());

@@ -124,12 +124,6 @@ struct Trail {
 pub struct Core {
     services: Services,
     config: Config,
-    sys: backend::sys::Sys,
-    token: backend::token::TokenBackend,
-    kv: backend::kv::Kv,
-    transit: backend::transit::Transit,
-    userpass: backend::userpass::Userpass,
-    approle: backend::approle::Approle,
 }
 
 impl Core {
@@ -150,16 +144,7 @@ impl Core {
             limits: config.limits,
             barrier,
         };
-        Self {
-            services,
-            config,
-            sys: backend::sys::Sys,
-            token: backend::token::TokenBackend,
-            kv: backend::kv::Kv,
-            transit: backend::transit::Transit,
-            userpass: backend::userpass::Userpass,
-            approle: backend::approle::Approle,
-        }
+        Self { services, config }
     }
 
     /// The metrics (the HTTP layer adds its pool's figures).
@@ -274,10 +259,7 @@ impl Core {
         let Some(m) = match_route(t.backend.routes(), &t.rel) else {
             return (false, false);
         };
-        let heavy = match t.backend.mount_type() {
-            "transit" => backend::transit::is_heavy(&t.view, &m, p.operation, data),
-            _ => m.route.heavy,
-        };
+        let heavy = t.backend.is_heavy(&t.view, &m, p.operation, data);
         (heavy, m.route.access == Access::None)
     }
 
@@ -286,7 +268,7 @@ impl Core {
         let b = &self.services.barrier;
         if path == "sys" || path.starts_with("sys/") {
             return Ok(Some(Target {
-                backend: &self.sys,
+                backend: &backend::sys::Sys,
                 mount_path: "sys/".into(),
                 view: View::new(b.clone(), ""),
                 rel: path.strip_prefix("sys/").unwrap_or("").into(),
@@ -294,7 +276,7 @@ impl Core {
         }
         if path == "auth/token" || path.starts_with("auth/token/") {
             return Ok(Some(Target {
-                backend: &self.token,
+                backend: &backend::token::TokenBackend,
                 mount_path: "auth/token/".into(),
                 view: View::new(b.clone(), "sys/token/"),
                 rel: path.strip_prefix("auth/token/").unwrap_or("").into(),
@@ -308,10 +290,10 @@ impl Core {
             return Ok(None);
         };
         let backend: &dyn Backend = match r.mount.kind {
-            Kind::KvV2 => &self.kv,
-            Kind::Transit => &self.transit,
-            Kind::Userpass => &self.userpass,
-            Kind::Approle => &self.approle,
+            Kind::KvV2 => &backend::kv::Kv,
+            Kind::Transit => &backend::transit::Transit,
+            Kind::Userpass => &backend::userpass::Userpass,
+            Kind::Approle => &backend::approle::Approle,
         };
         Ok(Some(Target {
             backend,
@@ -454,18 +436,12 @@ impl Core {
                 };
                 trail.accessor = e.as_ref().map(|e| e.accessor.clone());
                 self.audit_request(p, path, trail)?;
-                let e = e.ok_or(Error::PermissionDenied)?;
-                let acl = self.services.policies.acl(&e.policies)?;
-                let mut acl_path = path.to_string();
-                if p.operation == Operation::List {
-                    acl_path.push('/');
-                }
-                if !acl.check(&acl_path, p.operation).0 {
-                    return Err(Error::PermissionDenied);
-                }
-                return Err(Error::NotFound(format!(
-                    "no handler for route \"{path}\". route entry not found."
-                )));
+                return Err(self.denied_or(
+                    e.as_ref(),
+                    &acl_path("", path, p.operation),
+                    p.operation,
+                    format!("no handler for route \"{path}\". route entry not found."),
+                ));
             }
             Err(Error::Sealed) => return Err(Error::Sealed),
             Err(e) => return Err(e),
@@ -497,15 +473,12 @@ impl Core {
         }
         let data = p.data.as_ref().map_err(|e| Error::bad(e.to_string()))?;
         let Some(m) = matched else {
-            // No route: the ACL answers first (403), as Vault's does, so
-            // that what exists is not told to whoever may not see it.
-            let e = entry.ok_or(Error::PermissionDenied)?;
-            let acl = self.services.policies.acl(&e.policies)?;
-            let acl_path = acl_path(&target.mount_path, &target.rel, p.operation);
-            if !acl.check(&acl_path, p.operation).0 {
-                return Err(Error::PermissionDenied);
-            }
-            return Err(Error::NotFound(format!("unsupported path: {path}")));
+            return Err(self.denied_or(
+                entry.as_ref(),
+                &acl_path(&target.mount_path, &target.rel, p.operation),
+                p.operation,
+                format!("unsupported path: {path}"),
+            ));
         };
         let mut op = p.operation;
         let allowed_op = |op: Operation| {
@@ -577,6 +550,26 @@ impl Core {
         }
         let reply = result?;
         self.render(reply, target.backend.mount_type(), &target.mount_path, &m)
+    }
+
+    /// The error for a path nothing serves: 403 to whoever the ACL does not
+    /// let see `acl_path` (as Vault's order, so that what exists is not
+    /// told to them), else 404 with `missing`.
+    fn denied_or(
+        &self,
+        entry: Option<&TokenEntry>,
+        acl_path: &str,
+        op: Operation,
+        missing: String,
+    ) -> Error {
+        let Some(e) = entry else {
+            return Error::PermissionDenied;
+        };
+        match self.services.policies.acl(&e.policies) {
+            Ok(acl) if acl.check(acl_path, op).0 => Error::NotFound(missing),
+            Ok(_) => Error::PermissionDenied,
+            Err(e) => e,
+        }
     }
 
     /// Hands the request's entry to the audit devices: before anything is

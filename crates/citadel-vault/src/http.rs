@@ -365,7 +365,7 @@ impl Server {
             operation,
             path: path.to_string(),
             query: parts.uri.query().unwrap_or_default().to_string(),
-            body: bytes.to_vec(),
+            body: bytes.into(),
             token: token(&parts.headers).map(zeroize::Zeroizing::new),
             client: Some(client.ip()),
         };

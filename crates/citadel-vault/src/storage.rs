@@ -456,3 +456,31 @@ mod cache_props {
         }
     }
 }
+
+/// A storage whose writes fail while `fail` is set (unit tests of the
+/// layers above).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct FailingWrites {
+    inner: Memory,
+    pub(crate) fail: std::sync::atomic::AtomicBool,
+}
+
+#[cfg(test)]
+impl Physical for FailingWrites {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.inner.get(key)
+    }
+    fn write(&self, changes: &[Change<'_>]) -> Result<(), Error> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Storage("database is locked".into()));
+        }
+        self.inner.write(changes)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        self.inner.list(prefix)
+    }
+    fn scan(&self, f: &mut ScanFn<'_>) -> Result<(), Error> {
+        self.inner.scan(f)
+    }
+}

@@ -612,13 +612,13 @@ mod tests {
     use super::*;
     use crate::barrier::{Barrier, OnTamper, Unsealing};
     use crate::storage::Memory;
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    fn store() -> (TokenStore, Zeroizing<String>) {
-        let b = Arc::new(Barrier::new(
-            Arc::new(Memory::default()),
-            "inmem",
-            OnTamper::Refuse,
-        ));
+    /// An unsealed token store on `storage`, and its root token.
+    fn store_on(
+        storage: Arc<dyn crate::storage::Physical>,
+    ) -> (Arc<TokenStore>, Zeroizing<String>) {
+        let b = Arc::new(Barrier::new(storage, "inmem", OnTamper::Refuse));
         let mut root = None;
         let r = b
             .init(1, 1, |k| {
@@ -631,7 +631,18 @@ mod tests {
             b.unseal(&hex::encode(&r.keys[0][..])).unwrap(),
             Unsealing::Unsealed
         );
-        (TokenStore::new(b), root.unwrap())
+        (Arc::new(TokenStore::new(b)), root.unwrap())
+    }
+
+    fn store() -> (Arc<TokenStore>, Zeroizing<String>) {
+        store_on(Arc::new(Memory::default()))
+    }
+
+    /// A store and its root token's entry.
+    fn store_with_root() -> (Arc<TokenStore>, TokenEntry) {
+        let (s, root) = store();
+        let top = s.lookup(&root).unwrap().unwrap();
+        (s, top)
     }
 
     fn child(s: &TokenStore, parent: &TokenEntry, uses: u64) -> (Zeroizing<String>, TokenEntry) {
@@ -739,14 +750,6 @@ mod tests {
             .sum();
         assert_eq!(ok, 5);
     }
-}
-
-#[cfg(test)]
-mod races {
-    use super::*;
-    use crate::barrier::{Barrier, OnTamper, Unsealing};
-    use crate::storage::Memory;
-    use std::sync::atomic::{AtomicBool, Ordering};
 
     /// A renewal or a spent use that read the entry just before a
     /// revocation deleted it must not write it back (found by attack 02:
@@ -754,25 +757,7 @@ mod races {
     /// mark, then the write-back passed the mark check).
     #[test]
     fn write_backs_racing_a_revocation_never_revive_the_token() {
-        let b = Arc::new(Barrier::new(
-            Arc::new(Memory::default()),
-            "inmem",
-            OnTamper::Refuse,
-        ));
-        let mut root = None;
-        let r = b
-            .init(1, 1, |k| {
-                let (t, recs) = root_token_records(k.token_key())?;
-                root = Some(t);
-                Ok(recs)
-            })
-            .unwrap();
-        assert_eq!(
-            b.unseal(&hex::encode(&r.keys[0][..])).unwrap(),
-            Unsealing::Unsealed
-        );
-        let s = Arc::new(TokenStore::new(b));
-        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
+        let (s, top) = store_with_root();
         for round in 0..300 {
             let (t, e) = s
                 .create(
@@ -815,33 +800,13 @@ mod races {
         assert_eq!(s.marked.load(Ordering::SeqCst), 0, "marks are removed");
     }
 
-    fn unsealed_store() -> (Arc<TokenStore>, TokenEntry) {
-        let b = Arc::new(Barrier::new(
-            Arc::new(Memory::default()),
-            "inmem",
-            OnTamper::Refuse,
-        ));
-        let mut root = None;
-        let r = b
-            .init(1, 1, |k| {
-                let (t, recs) = root_token_records(k.token_key())?;
-                root = Some(t);
-                Ok(recs)
-            })
-            .unwrap();
-        b.unseal(&hex::encode(&r.keys[0][..])).unwrap();
-        let s = Arc::new(TokenStore::new(b));
-        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
-        (s, top)
-    }
-
     /// Found by a review of the fix above: a renewal holding an entry read
     /// before expiry wrote it back after the expiry cleanup deleted its
     /// accessor and parent link, leaving a live token that revoking its
     /// parent or its accessor no longer reached.
     #[test]
     fn an_expired_token_is_never_renewed_back_to_life() {
-        let (s, top) = unsealed_store();
+        let (s, top) = store_with_root();
         let (t, e) = s
             .create(
                 Some(&top),
@@ -885,7 +850,7 @@ mod races {
     /// A child whose parent is gone cannot be renewed past it.
     #[test]
     fn a_child_of_a_vanished_parent_is_not_renewed() {
-        let (s, top) = unsealed_store();
+        let (s, top) = store_with_root();
         let (pt, pe) = s
             .create(
                 Some(&top),
@@ -914,31 +879,6 @@ mod races {
         assert!(s.renew(&child, 0).is_err());
     }
 
-    /// Storage whose writes fail while `fail` is set.
-    #[derive(Default)]
-    struct Failing {
-        inner: Memory,
-        fail: AtomicBool,
-    }
-
-    impl crate::storage::Physical for Failing {
-        fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-            self.inner.get(key)
-        }
-        fn write(&self, changes: &[crate::storage::Change<'_>]) -> Result<(), Error> {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(Error::Storage("injected failure".into()));
-            }
-            self.inner.write(changes)
-        }
-        fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
-            self.inner.list(prefix)
-        }
-        fn scan(&self, f: &mut crate::storage::ScanFn<'_>) -> Result<(), Error> {
-            self.inner.scan(f)
-        }
-    }
-
     /// A revocation that fails leaves the tokens it did not delete valid
     /// and unmarked (an earlier version kept them marked in memory, so a
     /// retry could not find them and answered success while they stayed
@@ -946,19 +886,9 @@ mod races {
     /// The marks of an overlapping revocation stay.
     #[test]
     fn a_failed_revocation_can_be_retried() {
-        let storage = Arc::new(Failing::default());
-        let b = Arc::new(Barrier::new(storage.clone(), "inmem", OnTamper::Refuse));
-        let mut root = None;
-        let r = b
-            .init(1, 1, |k| {
-                let (t, recs) = root_token_records(k.token_key())?;
-                root = Some(t);
-                Ok(recs)
-            })
-            .unwrap();
-        b.unseal(&hex::encode(&r.keys[0][..])).unwrap();
-        let s = TokenStore::new(b);
-        let top = s.lookup(&root.unwrap()).unwrap().unwrap();
+        let storage = Arc::new(crate::storage::FailingWrites::default());
+        let (s, root) = store_on(storage.clone());
+        let top = s.lookup(&root).unwrap().unwrap();
         let (t, e) = s.create(Some(&top), false, NewToken::default()).unwrap();
         storage.fail.store(true, Ordering::SeqCst);
         assert!(s.revoke(&e.id).is_err());

@@ -10,7 +10,7 @@ use citadel_vault::storage::{Physical, Sqlite};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use support::{call, dev};
+use support::{call, dev, enable_audit, sqlite_core, sqlite_core_on};
 
 fn token_of(v: &Value) -> String {
     v["auth"]["client_token"].as_str().unwrap().to_string()
@@ -157,11 +157,7 @@ fn attack_02_renewals_and_spent_uses_never_revive_a_revoked_token() {
 fn attack_04_a_deleted_digest_record_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("vault.db");
-    let core = Core::new(
-        Arc::new(Sqlite::open(&db).unwrap()),
-        "sqlite",
-        Config::default(),
-    );
+    let core = sqlite_core(&db, Config::default());
     let (key, root) = core.init_dev().unwrap();
     call(
         &core,
@@ -173,14 +169,7 @@ fn attack_04_a_deleted_digest_record_is_refused() {
     drop(core);
     Sqlite::open(&db).unwrap().delete("core/integrity").unwrap();
     for (on_tamper, want) in [(OnTamper::Refuse, 500), (OnTamper::Accept, 200)] {
-        let core = Core::new(
-            Arc::new(Sqlite::open(&db).unwrap()),
-            "sqlite",
-            Config {
-                on_tamper,
-                ..Config::default()
-            },
-        );
+        let core = sqlite_core_on(&db, on_tamper);
         let (s, v) = call(
             &core,
             "PUT",
@@ -200,26 +189,10 @@ fn attack_05_a_missing_audit_log_keeps_the_vault_sealed() {
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("vault.db");
     let audit = d.path().join("audit");
-    let open = |on_tamper| {
-        Core::new(
-            Arc::new(Sqlite::open(&db).unwrap()),
-            "sqlite",
-            Config {
-                on_tamper,
-                ..Config::default()
-            },
-        )
-    };
+    let open = |on_tamper| sqlite_core_on(&db, on_tamper);
     let core = open(OnTamper::Refuse);
     let (key, root) = core.init_dev().unwrap();
-    let (s, _) = call(
-        &core,
-        "PUT",
-        "sys/audit/file",
-        Some(&root),
-        json!({"type": "file", "options": {"file_path": audit}}),
-    );
-    assert_eq!(s, 204);
+    enable_audit(&core, &root, &audit);
     core.shutdown();
     drop(core);
     std::fs::rename(&audit, d.path().join("moved")).unwrap();
@@ -422,13 +395,7 @@ fn attack_13_the_audit_log_links_a_login_to_its_token() {
     let audit = d.path().join("audit");
     let (core, root) = dev();
     let r = Some(root.as_str());
-    call(
-        &core,
-        "PUT",
-        "sys/audit/file",
-        r,
-        json!({"type": "file", "options": {"file_path": audit}}),
-    );
+    enable_audit(&core, &root, &audit);
     let (_, v) = call(&core, "POST", "auth/token/create", r, json!({}));
     let accessor = v["auth"]["accessor"].as_str().unwrap().to_string();
     let (s, _) = call(&core, "GET", "nomount/x", r, json!(null));

@@ -6,10 +6,10 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use citadel_vault::core::{Config, Core};
-use citadel_vault::storage::{Memory, Sqlite};
+use citadel_vault::storage::Memory;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use support::{call, dev};
+use support::{call, dev, enable_audit, sqlite_core};
 
 /// After a restart the vault is sealed and holds no key; the database file
 /// holds neither the root token, the unseal keys nor any secret in clear.
@@ -17,13 +17,7 @@ use support::{call, dev};
 fn a_sealed_restart_holds_no_keys_and_storage_holds_no_plaintext() {
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("vault.db");
-    let open = || {
-        Core::new(
-            Arc::new(Sqlite::open(&db).unwrap()),
-            "sqlite",
-            Config::default(),
-        )
-    };
+    let open = || sqlite_core(&db, Config::default());
     let core = open();
     let (s, init) = call(
         &core,
@@ -84,14 +78,7 @@ fn requests_are_audited_without_secrets_and_a_broken_device_fails_closed() {
     let core = Core::new(storage.clone(), "inmem", Config::default());
     let (key, root) = core.init_dev().unwrap();
     let log = d.path().join("audit");
-    let (s, v) = call(
-        &core,
-        "PUT",
-        "sys/audit/file",
-        Some(&root),
-        json!({"type": "file", "options": {"file_path": log}}),
-    );
-    assert_eq!(s, 204, "{v}");
+    enable_audit(&core, &root, &log);
     let (_, v) = call(&core, "GET", "sys/audit", Some(&root), json!(null));
     assert_eq!(v["data"]["file/"]["type"], "file");
     let (s, _) = call(

@@ -8,12 +8,12 @@ mod support;
 use citadel_vault::barrier::OnTamper;
 use citadel_vault::core::{Config, Core};
 use citadel_vault::request::{Operation, Request};
-use citadel_vault::storage::{Change, Memory, Physical, Sqlite};
+use citadel_vault::storage::{Change, Memory, Physical};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use support::{Api, call, dev};
+use support::{Api, call, dev, enable_audit, sqlite_core, sqlite_core_on};
 
 /// Finding 6: a 20,000-generation chain of child tokens is revoked whole by
 /// `revoke-self`, on a thread with a tokio worker's stack (2 MiB), where
@@ -247,11 +247,7 @@ fn finding_17_storage_is_private_and_holds_no_token_digest() {
     use std::os::unix::fs::PermissionsExt;
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("vault.db");
-    let core = Core::new(
-        Arc::new(Sqlite::open(&db).unwrap()),
-        "sqlite",
-        Config::default(),
-    );
+    let core = sqlite_core(&db, Config::default());
     let (_, root) = core.init_dev().unwrap();
     let (_, v) = call(&core, "POST", "auth/token/create", Some(&root), json!({}));
     let child = v["auth"]["client_token"].as_str().unwrap().to_string();
@@ -403,26 +399,10 @@ fn finding_24_a_restored_older_copy_is_refused_at_unseal() {
     let d = tempfile::tempdir().unwrap();
     let db = d.path().join("vault.db");
     let audit = d.path().join("audit");
-    let open = |on_tamper| {
-        Core::new(
-            Arc::new(Sqlite::open(&db).unwrap()),
-            "sqlite",
-            Config {
-                on_tamper,
-                ..Config::default()
-            },
-        )
-    };
+    let open = |on_tamper| sqlite_core_on(&db, on_tamper);
     let core = open(OnTamper::Refuse);
     let (key, root) = core.init_dev().unwrap();
-    let (s, v) = call(
-        &core,
-        "PUT",
-        "sys/audit/file",
-        Some(&root),
-        json!({"type": "file", "options": {"file_path": audit.to_str().unwrap()}}),
-    );
-    assert_eq!(s, 204, "{v}");
+    enable_audit(&core, &root, &audit);
     call(
         &core,
         "PUT",
@@ -497,14 +477,7 @@ fn finding_09_and_12_audit_entries_are_hmaced_and_checkpointed() {
         },
     );
     let (_, root) = core.init_dev().unwrap();
-    let (s, _) = call(
-        &core,
-        "PUT",
-        "sys/audit/file",
-        Some(&root),
-        json!({"type": "file", "options": {"file_path": audit.to_str().unwrap()}}),
-    );
-    assert_eq!(s, 204);
+    enable_audit(&core, &root, &audit);
     let forged = format!("hmac-sha256:{}", "0".repeat(64));
     for _ in 0..4 {
         let (s, _) = call(&core, "GET", "secret/data/x", Some(&forged), json!(null));

@@ -13,8 +13,10 @@
 //! Under the mount's view: `salt`, `role/<name>`, `role_id/<hmac>` (→ name),
 //! `secret_id/<hmac(role id)>/<hmac(secret id)>`.
 
-use super::userpass::{check_token_type, policies_of};
-use super::{Access, Backend, Ctx, Login, Matched, Reply, Route, Seg, folded_name};
+use super::{
+    Access, Backend, CIDRS, Ctx, Login, MAX_TTL, Matched, PERIOD, Reply, Route, Seg,
+    check_token_type, folded_name, policies_of,
+};
 use crate::error::{Error, internal};
 use crate::fields::{Field, Fields, Ty};
 use crate::ids::{now, uuid};
@@ -24,11 +26,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use zeroize::Zeroizing;
-
-const CIDRS: Ty = Ty::Unsupported("CIDR bindings are not supported by citadel");
-const MAX_TTL: Ty =
-    Ty::Unsupported("a per-role maximum TTL is not supported by citadel; tokens live at most 768h");
-const PERIOD: Ty = Ty::Unsupported("periodic tokens are not supported by citadel");
 
 static ROLE_FIELDS: &[Field] = &[
     Field::opt("policies", Ty::StrList),

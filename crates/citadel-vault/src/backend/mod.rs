@@ -22,7 +22,7 @@ pub mod userpass;
 use crate::audit::Devices;
 use crate::barrier::Barrier;
 use crate::error::Error;
-use crate::fields::{Field, Fields};
+use crate::fields::{Field, Fields, Ty};
 use crate::metrics::Metrics;
 use crate::mounts::Mounts;
 use crate::policy::PolicyStore;
@@ -254,6 +254,40 @@ pub fn folded_name(s: &str) -> Option<String> {
     key_name(&n).then_some(n)
 }
 
+/// Field types the auth methods refuse alike.
+pub(crate) const CIDRS: Ty = Ty::Unsupported("CIDR bindings are not supported by citadel");
+pub(crate) const MAX_TTL: Ty =
+    Ty::Unsupported("a per-role maximum TTL is not supported by citadel; tokens live at most 768h");
+pub(crate) const PERIOD: Ty = Ty::Unsupported("periodic tokens are not supported by citadel");
+
+/// Policies given as `token_policies` or `policies`, folded and checked.
+pub(crate) fn policies_of(f: &Fields) -> Result<Option<Vec<String>>, Error> {
+    let list = f.list("token_policies").or_else(|| f.list("policies"));
+    let Some(list) = list else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for p in list {
+        out.push(
+            crate::policy::fold_name(p)
+                .ok_or_else(|| Error::bad(format!("invalid policy name {p:?}")))?,
+        );
+    }
+    out.sort();
+    out.dedup();
+    Ok(Some(out))
+}
+
+/// Only service tokens exist.
+pub(crate) fn check_token_type(f: &Fields) -> Result<(), Error> {
+    match f.str("token_type") {
+        None | Some("" | "default" | "service" | "default-service") => Ok(()),
+        Some(t) => Err(Error::bad(format!(
+            "token_type {t:?} is not supported by citadel: only service tokens are issued"
+        ))),
+    }
+}
+
 /// What a login produced: the core mints the token.
 #[derive(Clone, Debug, Default)]
 pub struct Login {
@@ -430,6 +464,18 @@ pub trait Backend: Send + Sync {
     /// Whether the object an `Update` on `m` targets exists.
     fn exists(&self, _view: &View, _m: &Matched) -> Result<bool, Error> {
         Ok(true)
+    }
+    /// Whether this request runs on the heavy-work pool (by default, what
+    /// its route declares; a backend may look at the body and the stored
+    /// object).
+    fn is_heavy(
+        &self,
+        _view: &View,
+        m: &Matched,
+        _op: crate::request::Operation,
+        _body: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        m.route.heavy
     }
     /// Serves a request.
     fn handle(&self, ctx: &Ctx<'_>, m: &Matched, f: &Fields) -> Result<Reply, Error>;

@@ -284,6 +284,14 @@ fn check_mount_input(f: &Fields) -> Result<(), Error> {
     Ok(())
 }
 
+/// The engine or method a mount request names (`type`, or the older
+/// `plugin_name`).
+fn requested_type(f: &Fields) -> Option<&str> {
+    f.str("type")
+        .filter(|t| !t.is_empty())
+        .or_else(|| f.str("plugin_name"))
+}
+
 fn option_version(f: &Fields) -> Option<String> {
     f.json("options")
         .and_then(|o| o.get("version"))
@@ -401,7 +409,7 @@ fn capabilities(acl: &crate::policy::Acl, f: &Fields) -> Result<Reply, Error> {
     Ok(Reply::Data(Value::Object(data)))
 }
 
-fn audit_device(path: &str, f: &Fields) -> Result<Device, Error> {
+fn audit_device(f: &Fields) -> Result<Device, Error> {
     let kind = f.str("type").unwrap_or_default();
     if kind != "file" {
         return Err(bad(format!(
@@ -419,7 +427,6 @@ fn audit_device(path: &str, f: &Fields) -> Result<Device, Error> {
         .and_then(Value::as_str)
         .filter(|p| !p.is_empty() && *p != "stdout" && *p != "discard")
         .ok_or_else(|| bad("options.file_path must name the audit log directory"))?;
-    let _ = path;
     Ok(Device {
         kind: kind.into(),
         description: f.str("description").unwrap_or_default().into(),
@@ -572,10 +579,7 @@ impl Backend for Sys {
                     }
                     _ => {
                         check_mount_input(f)?;
-                        let kind = f
-                            .str("type")
-                            .filter(|t| !t.is_empty())
-                            .or_else(|| f.str("plugin_name"))
+                        let kind = requested_type(f)
                             .ok_or_else(|| bad("missing required field \"type\""))?;
                         let engine = engine_from(kind, option_version(f).as_deref())?;
                         s.mounts.add(
@@ -628,11 +632,7 @@ impl Backend for Sys {
                                 ));
                             }
                         }
-                        let kind = f
-                            .str("type")
-                            .filter(|t| !t.is_empty())
-                            .or_else(|| f.str("plugin_name"))
-                            .unwrap_or_default();
+                        let kind = requested_type(f).unwrap_or_default();
                         let method = method_from(kind)?;
                         s.mounts.add(
                             Table::Auth,
@@ -677,7 +677,7 @@ impl Backend for Sys {
                         if table.contains_key(&path) {
                             return Err(bad(format!("path already in use at {path}")));
                         }
-                        let d = audit_device(&path, f)?;
+                        let d = audit_device(f)?;
                         // Open first (its errors are the caller's to fix),
                         // then store the table; undo the open if that fails.
                         s.audit.enable(&path, &d)?;

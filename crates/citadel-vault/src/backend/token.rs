@@ -118,14 +118,19 @@ fn meta_json(meta: &BTreeMap<String, String>) -> Value {
     }
 }
 
-/// `auth/token/lookup*` data; `id` is the token itself when the caller
-/// presented it (empty for a lookup by accessor).
-pub(crate) fn lookup_json(e: &TokenEntry, id: &str) -> Value {
-    let ttl = if e.expire_time == 0 {
+/// Seconds until the token expires (0: never).
+fn seconds_left(e: &TokenEntry) -> u64 {
+    if e.expire_time == 0 {
         0
     } else {
         e.expire_time.saturating_sub(now())
-    };
+    }
+}
+
+/// `auth/token/lookup*` data; `id` is the token itself when the caller
+/// presented it (empty for a lookup by accessor).
+pub(crate) fn lookup_json(e: &TokenEntry, id: &str) -> Value {
+    let ttl = seconds_left(e);
     let mut j = json!({
         "accessor": e.accessor, "creation_time": e.creation_time, "creation_ttl": e.ttl,
         "display_name": e.display_name, "entity_id": "",
@@ -143,11 +148,7 @@ pub(crate) fn lookup_json(e: &TokenEntry, id: &str) -> Value {
 
 /// The `auth` block of a login, a token creation or a renewal.
 pub(crate) fn auth_json(token: &str, e: &TokenEntry) -> Value {
-    let lease = if e.expire_time == 0 {
-        0
-    } else {
-        e.expire_time.saturating_sub(now())
-    };
+    let lease = seconds_left(e);
     json!({
         "client_token": token, "accessor": e.accessor, "policies": e.policies,
         "token_policies": e.policies, "metadata": meta_json(&e.meta), "lease_duration": lease,

@@ -566,18 +566,39 @@ fn must(view: &View, name: &str) -> Result<std::sync::Arc<Option<Key>>, Error> {
     load(view, name)?.ok_or_else(|| bad("encryption key not found"))
 }
 
-fn create(view: &View, name: &str, kind_name: &str) -> Result<Key, Error> {
+/// A new key of this type. Key generation can be slow (an SLH-DSA key
+/// takes up to half a second), so it runs before the key's storage lock is
+/// taken; [`create`] stores it under the lock if the name is still free.
+fn new_key(kind_name: &str) -> Result<Key, Error> {
     let kind = kind_from(kind_name)?;
-    let k = Key {
+    Ok(Key {
         kind: kind_name.to_string(),
         versions: BTreeMap::from([(1, new_version(kind)?)]),
         latest_version: 1,
         min_decryption_version: 1,
         min_encryption_version: 0,
         deletion_allowed: false,
-    };
-    view.put_json(&path_of(name), &k)?;
-    Ok(k)
+    })
+}
+
+/// The key `name`, created with the request's type (`aes256-gcm96` by
+/// default) when it does not exist.
+fn load_or_create(
+    view: &View,
+    name: &str,
+    f: &Fields,
+) -> Result<std::sync::Arc<Option<Key>>, Error> {
+    if let Some(k) = load(view, name)? {
+        return Ok(k);
+    }
+    let fresh = new_key(f.str("type").unwrap_or("aes256-gcm96"))?;
+    {
+        let _g = view.lock(&path_of(name));
+        if load(view, name)?.is_none() {
+            view.put_json(&path_of(name), &fresh)?;
+        }
+    }
+    must(view, name)
 }
 
 fn read_json(name: &str, k: &Key) -> Result<Value, Error> {
@@ -1227,6 +1248,39 @@ impl Backend for Transit {
         Ok(load(view, m.param("name"))?.is_some())
     }
 
+    /// Whether a request to `m` with this body is heavy: making a key (an
+    /// SLH-DSA key takes up to half a second), a batch, or a key type whose
+    /// operations take more than a few microseconds.
+    fn is_heavy(
+        &self,
+        view: &View,
+        m: &Matched,
+        op: crate::request::Operation,
+        body: &Map<String, Value>,
+    ) -> bool {
+        match m.route.name {
+            "keys/:name/rotate" => return true,
+            "keys/:name" => return op == crate::request::Operation::Update,
+            _ => {}
+        }
+        if !m.route.heavy {
+            return false;
+        }
+        if body.contains_key("batch_input") {
+            return true;
+        }
+        let Ok(Some(k)) = load(view, m.param("name")) else {
+            // A missing key: encrypt creates it.
+            return true;
+        };
+        !matches!(
+            (*k).as_ref().map(|k| kind_from(&k.kind)),
+            Some(Ok(Kind::Aead(_)
+                | Kind::Sign(Algorithm::Ed25519)
+                | Kind::EcdsaP256))
+        )
+    }
+
     fn handle(&self, ctx: &Ctx<'_>, m: &Matched, f: &Fields) -> Result<Reply, Error> {
         let view = &ctx.view;
         let name = m.param("name");
@@ -1263,14 +1317,11 @@ impl Backend for Transit {
                 Ok(Reply::NoContent)
             }
             ("keys/:name", _) => {
-                let _g = view.lock(&path_of(name));
-                let k = match load(view, name)? {
-                    Some(k) => (*k)
-                        .clone()
-                        .ok_or_else(|| bad("encryption key not found"))?,
-                    None => create(view, name, f.str("type").unwrap_or("aes256-gcm96"))?,
-                };
-                Ok(Reply::Data(read_json(name, &k)?))
+                let k = load_or_create(view, name, f)?;
+                let k = (*k)
+                    .as_ref()
+                    .ok_or_else(|| bad("encryption key not found"))?;
+                Ok(Reply::Data(read_json(name, k)?))
             }
             ("keys/:name/config", _) => {
                 let _g = view.lock(&path_of(name));
@@ -1297,10 +1348,17 @@ impl Backend for Transit {
                 Ok(Reply::Data(read_json(name, &k)?))
             }
             ("keys/:name/rotate", _) => {
+                // The new version is made before the lock is taken (key
+                // generation can be slow), for the type the key has now.
+                let kind_name = self.with_key(ctx, name, |k, _| Ok(k.kind.clone()))?;
+                let version = new_version(kind_from(&kind_name)?)?;
                 let _g = view.lock(&path_of(name));
                 let mut k = (*must(view, name)?)
                     .clone()
                     .ok_or_else(|| bad("encryption key not found"))?;
+                if k.kind != kind_name {
+                    return Err(bad("the key was replaced while it was rotated; retry"));
+                }
                 if k.versions.len() >= MAX_KEY_VERSIONS {
                     return Err(bad(format!(
                         "the key has {MAX_KEY_VERSIONS} versions, the most citadel keeps; create a new key"
@@ -1310,7 +1368,7 @@ impl Backend for Transit {
                     .latest_version
                     .checked_add(1)
                     .ok_or_else(|| bad("the key has too many versions"))?;
-                k.versions.insert(n, new_version(kind_from(&k.kind)?)?);
+                k.versions.insert(n, version);
                 k.latest_version = n;
                 view.put_json(&path_of(name), &k)?;
                 Ok(Reply::Data(read_json(name, &k)?))
@@ -1320,18 +1378,9 @@ impl Backend for Transit {
                 if batch.is_none() && !f.has("plaintext") {
                     return Err(bad("missing plaintext to encrypt"));
                 }
-                let key = match load(view, name)? {
-                    Some(k) => k,
-                    None => {
-                        // As Vault: encrypt upserts a key (the core checked
-                        // the `create` capability).
-                        let _g = view.lock(&path_of(name));
-                        if load(view, name)?.is_none() {
-                            create(view, name, f.str("type").unwrap_or("aes256-gcm96"))?;
-                        }
-                        must(view, name)?
-                    }
-                };
+                // As Vault: encrypt upserts a key (the core checked the
+                // `create` capability).
+                let key = load_or_create(view, name, f)?;
                 let k = (*key)
                     .as_ref()
                     .ok_or_else(|| bad("encryption key not found"))?;
@@ -1461,38 +1510,6 @@ fn check_budget(
         None => vec![f],
     };
     budget(kind, op, &list, field, limits)
-}
-
-/// Whether a request to `m` with this body is heavy: making a key (an
-/// SLH-DSA key takes up to half a second), a batch, or a key type whose
-/// operations take more than a few microseconds.
-pub(crate) fn is_heavy(
-    view: &View,
-    m: &Matched,
-    op: crate::request::Operation,
-    body: &Map<String, Value>,
-) -> bool {
-    match m.route.name {
-        "keys/:name/rotate" => return true,
-        "keys/:name" => return op == crate::request::Operation::Update,
-        _ => {}
-    }
-    if !m.route.heavy {
-        return false;
-    }
-    if body.contains_key("batch_input") {
-        return true;
-    }
-    let Ok(Some(k)) = load(view, m.param("name")) else {
-        // A missing key: encrypt creates it.
-        return true;
-    };
-    !matches!(
-        (*k).as_ref().map(|k| kind_from(&k.kind)),
-        Some(Ok(Kind::Aead(_)
-            | Kind::Sign(Algorithm::Ed25519)
-            | Kind::EcdsaP256))
-    )
 }
 
 #[cfg(test)]

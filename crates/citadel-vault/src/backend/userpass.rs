@@ -11,7 +11,10 @@
 //!
 //! Under the mount's view: `user/<name>`, `lockout/<name>`.
 
-use super::{Access, Backend, Ctx, Login, Matched, Reply, Route, Seg, folded_name};
+use super::{
+    Access, Backend, CIDRS, Ctx, Login, MAX_TTL, Matched, PERIOD, Reply, Route, Seg,
+    check_token_type, folded_name, policies_of,
+};
 use crate::error::{Error, internal};
 use crate::fields::{Field, Fields, Ty};
 use crate::ids::now;
@@ -26,11 +29,6 @@ use std::collections::BTreeMap;
 pub const LOCKOUT_THRESHOLD: u32 = 5;
 /// How long a lockout lasts, seconds.
 pub const LOCKOUT_SECONDS: u64 = 15 * 60;
-
-const CIDRS: Ty = Ty::Unsupported("CIDR bindings are not supported by citadel");
-const MAX_TTL: Ty =
-    Ty::Unsupported("a per-role maximum TTL is not supported by citadel; tokens live at most 768h");
-const PERIOD: Ty = Ty::Unsupported("periodic tokens are not supported by citadel");
 
 static USER_FIELDS: &[Field] = &[
     Field::opt("password", Ty::Str),
@@ -116,33 +114,6 @@ fn bad(m: impl Into<String>) -> Error {
     Error::BadRequest(m.into())
 }
 
-/// Policies given as `token_policies` or `policies`, folded and checked.
-pub(crate) fn policies_of(f: &Fields) -> Result<Option<Vec<String>>, Error> {
-    let list = f.list("token_policies").or_else(|| f.list("policies"));
-    let Some(list) = list else {
-        return Ok(None);
-    };
-    let mut out = Vec::new();
-    for p in list {
-        out.push(
-            crate::policy::fold_name(p).ok_or_else(|| bad(format!("invalid policy name {p:?}")))?,
-        );
-    }
-    out.sort();
-    out.dedup();
-    Ok(Some(out))
-}
-
-/// Only service tokens exist.
-pub(crate) fn check_token_type(f: &Fields) -> Result<(), Error> {
-    match f.str("token_type") {
-        None | Some("" | "default" | "service" | "default-service") => Ok(()),
-        Some(t) => Err(bad(format!(
-            "token_type {t:?} is not supported by citadel: only service tokens are issued"
-        ))),
-    }
-}
-
 fn hash_password(p: &str) -> Result<String, Error> {
     let salt_bytes = citadel_crypto::random::array::<16>().map_err(internal)?;
     let salt = SaltString::encode_b64(&salt_bytes).map_err(internal)?;
@@ -150,6 +121,16 @@ fn hash_password(p: &str) -> Result<String, Error> {
         .hash_password(p.as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(internal)
+}
+
+/// The hash of the request's `password`, if it has one: computed before
+/// the user's lock is taken (storage locks are never held while hashing).
+fn new_hash(f: &Fields) -> Result<Option<String>, Error> {
+    match f.str("password") {
+        None => Ok(None),
+        Some("") => Err(bad("password must not be empty")),
+        Some(p) => hash_password(p).map(Some),
+    }
 }
 
 fn verify_password(p: &str, hash: &str) -> bool {
@@ -175,6 +156,7 @@ impl Userpass {
         let now = now();
         let mut lock: Lockout = view.get_json(&lock_key)?.unwrap_or_default();
         let user: Option<User> = view.get_json(&format!("user/{name}"))?;
+        let exists = user.is_some();
         if lock.locked_until > now {
             // Same work and answer as an unknown user.
             let _ = hash_password(password);
@@ -190,7 +172,7 @@ impl Userpass {
         let Some(u) = user.filter(|_| ok) else {
             // Failures of unknown users are not stored: that would let
             // anyone grow the storage with made-up names.
-            if view.get(&format!("user/{name}"))?.is_some() {
+            if exists {
                 lock.failures += 1;
                 if lock.failures >= LOCKOUT_THRESHOLD {
                     lock.locked_until = now + LOCKOUT_SECONDS;
@@ -260,13 +242,11 @@ impl Backend for Userpass {
             }
             ("users/:username", _) => {
                 check_token_type(f)?;
+                let hash = new_hash(f)?;
                 let _g = view.lock(&key);
                 let mut u: User = view.get_json(&key)?.unwrap_or_default();
-                if let Some(p) = f.str("password") {
-                    if p.is_empty() {
-                        return Err(bad("password must not be empty"));
-                    }
-                    u.hash = hash_password(p)?;
+                if let Some(h) = hash {
+                    u.hash = h;
                 }
                 if u.hash.is_empty() {
                     return Err(bad("missing password"));
@@ -287,15 +267,13 @@ impl Backend for Userpass {
                 Ok(Reply::NoContent)
             }
             ("users/:username/password" | "users/:username/policies", _) => {
+                let hash = new_hash(f)?;
                 let _g = view.lock(&key);
                 let mut u: User = view
                     .get_json(&key)?
                     .ok_or_else(|| bad(format!("username {name:?} does not exist")))?;
-                if let Some(p) = f.str("password") {
-                    if p.is_empty() {
-                        return Err(bad("password must not be empty"));
-                    }
-                    u.hash = hash_password(p)?;
+                if let Some(h) = hash {
+                    u.hash = h;
                 }
                 if m.route.name.ends_with("policies") {
                     u.policies = policies_of(f)?.unwrap_or_default();

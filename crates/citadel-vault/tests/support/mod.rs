@@ -20,6 +20,39 @@ pub fn dev() -> (Arc<Core>, String) {
     (core, root.to_string())
 }
 
+/// A core (sealed, or not yet initialised) on the SQLite file `db`.
+pub fn sqlite_core(db: &std::path::Path, config: Config) -> Core {
+    Core::new(
+        Arc::new(citadel_vault::storage::Sqlite::open(db).unwrap()),
+        "sqlite",
+        config,
+    )
+}
+
+/// A core on `db` that treats storage that fails its checks as `on_tamper`
+/// says.
+pub fn sqlite_core_on(db: &std::path::Path, on_tamper: citadel_vault::barrier::OnTamper) -> Core {
+    sqlite_core(
+        db,
+        Config {
+            on_tamper,
+            ..Config::default()
+        },
+    )
+}
+
+/// Enables a file audit device logging to `dir`.
+pub fn enable_audit(core: &Core, root: &str, dir: &std::path::Path) {
+    let (s, v) = call(
+        core,
+        "PUT",
+        "sys/audit/file",
+        Some(root),
+        serde_json::json!({"type": "file", "options": {"file_path": dir}}),
+    );
+    assert_eq!(s, 204, "{v}");
+}
+
 /// One request through `Core::handle`: the status and the JSON body
 /// (`null` for none). `body` null means no body.
 pub fn call(
