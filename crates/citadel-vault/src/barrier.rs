@@ -339,14 +339,46 @@ struct Progress {
 
 /// At most this many parsed values are cached.
 const PARSED_CACHE_ENTRIES: usize = 65_536;
+/// A held path lock (see [`Barrier::lock_path`]).
+pub struct PathGuard<'a> {
+    _guard: MutexGuard<'a, ()>,
+    held: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+}
+
+impl Drop for PathGuard<'_> {
+    fn drop(&mut self) {
+        self.held.with(|h| h.set(false));
+    }
+}
+
+thread_local! {
+    static HOLDS_PATH_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static HOLDS_SLOW_LOCK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// The stripe of `locks` that guards `path` (a keyed hash, so clients
-/// cannot pick names that share a stripe on purpose).
-fn stripe<'a>(locks: &'a [Mutex<()>], path: &str) -> MutexGuard<'a, ()> {
+/// cannot pick names that share a stripe on purpose). A thread holds at
+/// most one stripe of a set: two could be the same stripe, and a second
+/// lock of it never returns. Debug builds (every test) check it.
+fn stripe<'a>(
+    locks: &'a [Mutex<()>],
+    held: &'static std::thread::LocalKey<std::cell::Cell<bool>>,
+    path: &str,
+) -> PathGuard<'a> {
     use std::hash::BuildHasher;
     static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
         std::sync::OnceLock::new();
+    debug_assert!(
+        !held.with(std::cell::Cell::get),
+        "two path locks of one set held at once (taking {path})"
+    );
     let h = KEYS.get_or_init(Default::default).hash_one(path);
-    lock(&locks[(h % locks.len() as u64) as usize])
+    let guard = lock(&locks[(h % locks.len() as u64) as usize]);
+    held.with(|h| h.set(true));
+    PathGuard {
+        _guard: guard,
+        held,
+    }
 }
 
 /// Number of path lock stripes.
@@ -689,14 +721,14 @@ impl Barrier {
     /// of one stored value (a KV secret's metadata, a transit key, a token's
     /// use count, the mount table) runs under it so concurrent writers do
     /// not lose each other's changes. Never take two at once.
-    pub fn lock_path(&self, path: &str) -> MutexGuard<'_, ()> {
-        stripe(&self.locks, path)
+    pub fn lock_path(&self, path: &str) -> PathGuard<'_> {
+        stripe(&self.locks, &HOLDS_PATH_LOCK, path)
     }
 
     /// Like [`Barrier::lock_path`], for locks held during slow work (a
     /// login's password hash), on stripes no storage write uses.
-    pub fn lock_slow(&self, path: &str) -> MutexGuard<'_, ()> {
-        stripe(&self.slow_locks, path)
+    pub fn lock_slow(&self, path: &str) -> PathGuard<'_> {
+        stripe(&self.slow_locks, &HOLDS_SLOW_LOCK, path)
     }
 
     /// Reads a stored value through the cache of parsed values: `parse`

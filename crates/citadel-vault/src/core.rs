@@ -28,7 +28,7 @@
 
 use crate::audit::{Devices, Record};
 use crate::backend::{
-    self, Access, Backend, Ctx, Limits, Login, Matched, Reply, Services, match_route,
+    self, Access, Ctx, Limits, Login, Matched, Reply, Services, acl_path, match_route,
 };
 use crate::barrier::{Barrier, OnTamper, Unsealing};
 use crate::error::Error;
@@ -101,14 +101,6 @@ impl Prepared {
     pub fn is_anonymous(&self) -> bool {
         self.anonymous
     }
-}
-
-/// Where a path goes.
-struct Target<'a> {
-    backend: &'a dyn Backend,
-    mount_path: String,
-    view: View,
-    rel: String,
 }
 
 /// What a request leaves for the log line, the audit and the metrics.
@@ -253,7 +245,7 @@ impl Core {
         let (Ok(Canon::Path(c)), Ok(data)) = (&p.canon, &p.data) else {
             return (false, false);
         };
-        let Ok(Some(t)) = self.target(c.as_str()) else {
+        let Ok(Some(t)) = self.services.target(c.as_str()) else {
             return (false, false);
         };
         let Some(m) = match_route(t.backend.routes(), &t.rel) else {
@@ -261,46 +253,6 @@ impl Core {
         };
         let heavy = t.backend.is_heavy(&t.view, &m, p.operation, data);
         (heavy, m.route.access == Access::None)
-    }
-
-    /// Finds the backend and mount serving `path`.
-    fn target(&self, path: &str) -> Result<Option<Target<'_>>, Error> {
-        let b = &self.services.barrier;
-        if path == "sys" || path.starts_with("sys/") {
-            return Ok(Some(Target {
-                backend: &backend::sys::Sys,
-                mount_path: "sys/".into(),
-                view: View::new(b.clone(), ""),
-                rel: path.strip_prefix("sys/").unwrap_or("").into(),
-            }));
-        }
-        if path == "auth/token" || path.starts_with("auth/token/") {
-            return Ok(Some(Target {
-                backend: &backend::token::TokenBackend,
-                mount_path: "auth/token/".into(),
-                view: View::new(b.clone(), "sys/token/"),
-                rel: path.strip_prefix("auth/token/").unwrap_or("").into(),
-            }));
-        }
-        let (table, inner, prefix) = match path.strip_prefix("auth/") {
-            Some(inner) => (Table::Auth, inner, "auth/"),
-            None => (Table::Logical, path, ""),
-        };
-        let Some(r) = self.services.mounts.resolve(table, inner)? else {
-            return Ok(None);
-        };
-        let backend: &dyn Backend = match r.mount.kind {
-            Kind::KvV2 => &backend::kv::Kv,
-            Kind::Transit => &backend::transit::Transit,
-            Kind::Userpass => &backend::userpass::Userpass,
-            Kind::Approle => &backend::approle::Approle,
-        };
-        Ok(Some(Target {
-            backend,
-            mount_path: format!("{prefix}{}", r.path),
-            view: View::new(b.clone(), r.mount.storage_prefix()),
-            rel: r.rest,
-        }))
     }
 
     /// Answers a prepared request with `e` without running it (the HTTP
@@ -420,7 +372,7 @@ impl Core {
             trail.route = "(redirect)".into();
             return Ok((307, Body::Redirect("sys/".into())));
         }
-        let target = match self.target(path) {
+        let target = match self.services.target(path) {
             Ok(Some(t)) => t,
             Ok(None) => {
                 // No mount: still a 403 to whoever the ACL does not let
@@ -503,7 +455,7 @@ impl Core {
             Access::Acl => {
                 let e = entry.as_ref().ok_or(Error::PermissionDenied)?;
                 let acl = self.services.policies.acl(&e.policies)?;
-                let (allowed, has_sudo) = acl.check(&acl_path, op);
+                let (allowed, has_sudo) = backend::permits(&acl, &target, &m, op);
                 if !allowed || (m.route.sudo && !has_sudo) {
                     return Err(Error::PermissionDenied);
                 }
@@ -693,18 +645,4 @@ fn path_fields<'a>(
         }
     }
     Ok(std::borrow::Cow::Owned(d))
-}
-
-/// The path the ACL checks: the mount path and the canonical path inside
-/// it; a list names the directory, with a trailing `/`.
-fn acl_path(mount_path: &str, rel: &str, op: Operation) -> String {
-    let mut p = if rel.is_empty() {
-        mount_path.trim_end_matches('/').to_string()
-    } else {
-        format!("{mount_path}{rel}")
-    };
-    if op == Operation::List {
-        p.push('/');
-    }
-    p
 }

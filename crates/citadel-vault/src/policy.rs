@@ -62,6 +62,20 @@ fn cap_bit(name: &str) -> Option<u16> {
     NAMES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
 }
 
+/// The operation a capability name grants (`None` for `sudo`, `deny`,
+/// `root`).
+pub fn operation_of(capability: &str) -> Option<Operation> {
+    Some(match capability {
+        "create" => Operation::Create,
+        "read" => Operation::Read,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        "list" => Operation::List,
+        "patch" => Operation::Patch,
+        _ => return None,
+    })
+}
+
 fn op_bit(op: Operation) -> u16 {
     match op {
         Operation::Read => cap::READ,
@@ -477,6 +491,24 @@ impl Acl {
             Some(c) if c & cap::DENY != 0 => (false, false),
             Some(c) => (c & op_bit(op) != 0, c & cap::SUDO != 0),
         }
+    }
+
+    /// Whether a rule governing `path` forbids `op` there (a `deny`, or a
+    /// rule without the operation's capability); no rule forbids nothing.
+    /// `exact_only` looks at exact rules alone (a rule written for that
+    /// very spelling).
+    pub fn forbids(&self, path: &str, op: Operation, exact_only: bool) -> bool {
+        if self.root {
+            return false;
+        }
+        let c = if exact_only {
+            self.exact
+                .get(path.strip_suffix('/').unwrap_or(path))
+                .copied()
+        } else {
+            self.decide(path, op)
+        };
+        c.is_some_and(|c| c & cap::DENY != 0 || c & op_bit(op) == 0)
     }
 
     /// `sys/capabilities`: the capabilities on `path`, by name; `["root"]`

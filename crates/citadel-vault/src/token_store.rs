@@ -569,8 +569,9 @@ impl TokenStore {
         self.view.write(&writes)
     }
 
-    /// Extends a token's life by `increment` seconds from now (0: its own
-    /// TTL), never past its parent nor past [`MAX_TTL`] from its creation.
+    /// Extends a token's life to `increment` seconds from now (0: its own
+    /// TTL), never past its parent nor past [`MAX_TTL`] from its creation,
+    /// and never shorter than it was.
     pub fn renew(&self, e: &TokenEntry, increment: u64) -> Result<TokenEntry, Error> {
         if e.expire_time == 0 || !e.renewable {
             return Err(Error::bad("lease is not renewable"));
@@ -601,7 +602,10 @@ impl TokenStore {
                 expire = expire.min(pe.expire_time);
             }
         }
-        cur.expire_time = expire;
+        // Never earlier than now: a child's life was capped at its
+        // parent's when it was made, and a parent that could shorten its
+        // own would leave its children behind when it expires.
+        cur.expire_time = expire.max(cur.expire_time);
         self.save(&cur)?;
         Ok(cur)
     }
@@ -845,6 +849,26 @@ mod tests {
         s.view.put_json(&format!("id/{}", e2.id), &stored).unwrap();
         assert!(s.renew(&seen, 0).is_err());
         assert!(s.spend(&seen).is_ok(), "no use limit: nothing to spend");
+    }
+
+    /// Found by the third review: a parent renewed with a short increment
+    /// expired before its child, and its expiry cleanup left the child
+    /// valid and out of reach of any revocation above it.
+    #[test]
+    fn a_renewal_never_shortens_a_token_below_its_children() {
+        let (s, top) = store_with_root();
+        let day = NewToken {
+            ttl: 86_400,
+            renewable: true,
+            ..Default::default()
+        };
+        let (pt, _) = s.create(Some(&top), false, day.clone()).unwrap();
+        let parent = s.lookup(&pt).unwrap().unwrap();
+        let (ct, _) = s.create(Some(&parent), false, day).unwrap();
+        let child = s.lookup(&ct).unwrap().unwrap();
+        let renewed = s.renew(&parent, 1).unwrap();
+        assert!(renewed.expire_time >= child.expire_time, "{renewed:?}");
+        assert!(renewed.expire_time > now() + 3600);
     }
 
     /// A child whose parent is gone cannot be renewed past it.

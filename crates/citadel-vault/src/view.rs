@@ -4,11 +4,11 @@
 //! chose can only ever name something under its own mount: keys are plain
 //! strings appended to the prefix, never interpreted as paths.
 
-use crate::barrier::{Barrier, Write};
+use crate::barrier::{Barrier, PathGuard, Write};
 use crate::error::{Error, internal};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use zeroize::Zeroizing;
 
 /// The barrier under a prefix.
@@ -127,12 +127,12 @@ impl View {
 
     /// Serialises slow work on `k` (a login of one user) while the guard
     /// lives, on locks no storage write waits for.
-    pub fn lock_slow(&self, k: &str) -> MutexGuard<'_, ()> {
+    pub fn lock_slow(&self, k: &str) -> PathGuard<'_> {
         self.barrier.lock_slow(&self.key(k))
     }
 
     /// Serialises read-modify-write cycles on `k` while the guard lives.
-    pub fn lock(&self, k: &str) -> MutexGuard<'_, ()> {
+    pub fn lock(&self, k: &str) -> PathGuard<'_> {
         self.barrier.lock_path(&self.key(k))
     }
 }

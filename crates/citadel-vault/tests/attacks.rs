@@ -435,3 +435,105 @@ fn attack_14_json_policies_with_repeated_keys_are_refused() {
     assert_eq!(s, 400, "{v}");
     assert!(v["errors"][0].as_str().unwrap().contains("twice"), "{v}");
 }
+
+/// Attack 15 (third review): creating the first AppRole role of a mount
+/// took the mount's `salt` lock while holding the role's; when the two
+/// paths fell on the same lock stripe (1 in 64) the request hung for ever,
+/// and with it every request needing that stripe.
+#[test]
+fn attack_15_the_first_role_of_a_mount_never_deadlocks() {
+    let (core, root) = dev();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let (core, root) = (core.clone(), root.clone());
+        std::thread::spawn(move || {
+            for i in 0..300 {
+                let r = Some(root.as_str());
+                let (s, v) = call(
+                    &core,
+                    "POST",
+                    &format!("sys/auth/ar{i}"),
+                    r,
+                    json!({"type": "approle"}),
+                );
+                assert_eq!(s, 204, "{v}");
+                let (s, v) = call(
+                    &core,
+                    "POST",
+                    &format!("auth/ar{i}/role/first"),
+                    r,
+                    json!({"token_policies": "default"}),
+                );
+                if tx.send((i, s, v)).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    for _ in 0..300 {
+        let (i, s, v) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("a role creation hung: two lock stripes held at once");
+        assert_eq!(s, 204, "mount {i}: {v}");
+    }
+}
+
+/// Attack 16 (third review): a token renewed itself with `increment` 1s,
+/// expired, and its child (capped at the parent's old expiry) lived on,
+/// out of reach of revoking the parent. A renewal never shortens a token,
+/// so a parent outlives its children and its revocation takes them along.
+#[test]
+fn attack_16_a_parent_cannot_shorten_itself_below_its_children() {
+    let (core, root) = dev();
+    let r = Some(root.as_str());
+    call(
+        &core,
+        "PUT",
+        "sys/policies/acl/team",
+        r,
+        json!({"policy": "path \"auth/token/create\" { capabilities = [\"update\"] }"}),
+    );
+    let (_, v) = call(
+        &core,
+        "POST",
+        "auth/token/create",
+        r,
+        json!({"policies": ["team"], "ttl": "24h"}),
+    );
+    let a = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let a_accessor = v["auth"]["accessor"].as_str().unwrap().to_string();
+    let (_, v) = call(
+        &core,
+        "POST",
+        "auth/token/create",
+        Some(&a),
+        json!({"ttl": "24h"}),
+    );
+    let b = v["auth"]["client_token"].as_str().unwrap().to_string();
+    let (s, v) = call(
+        &core,
+        "POST",
+        "auth/token/renew-self",
+        Some(&a),
+        json!({"increment": "1s"}),
+    );
+    assert_eq!(s, 200, "{v}");
+    let lease = v["auth"]["lease_duration"].as_u64().unwrap();
+    assert!(lease > 86_000, "the parent shortened itself to {lease}s");
+    let (s, _) = call(
+        &core,
+        "POST",
+        "auth/token/revoke-accessor",
+        r,
+        json!({"accessor": a_accessor}),
+    );
+    assert_eq!(s, 204);
+    let (s, _) = call(
+        &core,
+        "GET",
+        "auth/token/lookup-self",
+        Some(&b),
+        json!(null),
+    );
+    assert_eq!(s, 403, "the child outlived its revoked parent");
+}

@@ -140,7 +140,9 @@ fn bad(m: impl Into<String>) -> Error {
 /// The AppRole method.
 pub struct Approle;
 
-/// The mount's HMAC key, made on first use.
+/// The mount's HMAC key, made on first use. It takes the `salt` lock: call
+/// it before taking any other lock (two stripes held at once can be the
+/// same stripe, which would deadlock).
 fn salt(view: &View) -> Result<Zeroizing<Vec<u8>>, Error> {
     if let Some(s) = view.get("salt")? {
         return Ok(s);
@@ -250,9 +252,9 @@ impl Backend for Approle {
                 })),
             }),
             ("role/:role_name", Delete) => {
+                let key = salt(view)?;
                 let _g = view.lock(&role_key);
                 if let Some(r) = view.get_json::<Role>(&role_key)? {
-                    let key = salt(view)?;
                     view.delete_prefix(&format!(
                         "secret_id/{}/",
                         mac(&key, "role_id", &r.role_id)
@@ -269,6 +271,7 @@ impl Backend for Approle {
             }
             ("role/:role_name", _) => {
                 check_token_type(f)?;
+                let key = salt(view)?;
                 let _g = view.lock(&role_key);
                 let existing: Option<Role> = view.get_json(&role_key)?;
                 let mut r = existing.clone().unwrap_or_else(|| Role {
@@ -305,7 +308,6 @@ impl Backend for Approle {
                 if existing.is_none() {
                     r.role_id = uuid()?;
                     let role_json = serde_json::to_vec(&r).map_err(internal)?;
-                    let key = salt(view)?;
                     let name_json = serde_json::to_vec(&name).map_err(internal)?;
                     view.write(&[
                         (&role_key, Some(&role_json)),
@@ -326,6 +328,7 @@ impl Backend for Approle {
             ("role/:role_name/secret-id", _) => {
                 // Under the role's lock: a deletion running now either
                 // finishes first (the role is gone) or sees this secret id.
+                let key = salt(view)?;
                 let _g = view.lock(&role_key);
                 let r: Role = view
                     .get_json(&role_key)?
@@ -358,7 +361,6 @@ impl Backend for Approle {
                     uses_left: r.secret_id_num_uses,
                     metadata,
                 };
-                let key = salt(view)?;
                 view.put_json(
                     &format!(
                         "secret_id/{}/{}",

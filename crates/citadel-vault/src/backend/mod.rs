@@ -52,6 +52,10 @@ pub enum Seg {
     FoldedRest(&'static str, fn(&str) -> String),
     /// Zero or more segments: the rest of the path.
     RestOpt(&'static str),
+    /// Zero or more segments at the end that choose *how* (an algorithm),
+    /// not *what*: a rule that forbids the path without them forbids it
+    /// with them too.
+    Variant(&'static str),
 }
 
 /// Who may call a route.
@@ -152,6 +156,9 @@ pub struct Matched {
     pub params: Vec<(&'static str, String)>,
     /// The canonical path inside the mount, built from those values.
     pub path: String,
+    /// The same without a [`Seg::Variant`] (equal to `path` when the
+    /// request names none): the object the request acts on.
+    pub object_path: String,
 }
 
 impl Matched {
@@ -177,6 +184,7 @@ pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
     'route: for route in routes {
         let mut params = Vec::new();
         let mut out: Vec<String> = Vec::new();
+        let mut object_len = None;
         let mut i = 0;
         for (k, seg) in route.pattern.iter().enumerate() {
             let last = k + 1 == route.pattern.len();
@@ -213,9 +221,12 @@ pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
                     params.push((n, v));
                     i = segs.len();
                 }
-                Seg::Rest(n) | Seg::RestOpt(n) => {
+                Seg::Rest(n) | Seg::RestOpt(n) | Seg::Variant(n) => {
                     if !last || (matches!(seg, Seg::Rest(_)) && i >= segs.len()) {
                         continue 'route;
+                    }
+                    if matches!(seg, Seg::Variant(_)) {
+                        object_len = Some(out.len());
                     }
                     let v = segs[i.min(segs.len())..].join("/");
                     if !v.is_empty() {
@@ -229,13 +240,84 @@ pub fn match_route(routes: &'static [Route], rel: &str) -> Option<Matched> {
         if i != segs.len() {
             continue;
         }
+        let object_path = out[..object_len.unwrap_or(out.len())].join("/");
         return Some(Matched {
             route,
             params,
             path: out.join("/"),
+            object_path,
         });
     }
     None
+}
+
+/// Where a path goes: the backend, its mount, the mount's storage and the
+/// path inside the mount (canonical, not yet folded).
+pub(crate) struct Target {
+    pub backend: &'static dyn Backend,
+    pub mount_path: String,
+    pub view: View,
+    pub rel: String,
+}
+
+/// The path the ACL checks for an operation: the mount path and the
+/// canonical path inside it; a list names the directory, with a trailing
+/// `/`.
+pub(crate) fn acl_path(mount_path: &str, rel: &str, op: Operation) -> String {
+    let mut p = if rel.is_empty() {
+        mount_path.trim_end_matches('/').to_string()
+    } else {
+        format!("{mount_path}{rel}")
+    };
+    if op == Operation::List {
+        p.push('/');
+    }
+    p
+}
+
+/// Whether a rule forbids `op` on another spelling of the routed request:
+/// the name as sent, where the route folds it (an exact rule written for
+/// that spelling), or the object without its [`Seg::Variant`] (any rule).
+fn another_spelling_forbids(
+    acl: &crate::policy::Acl,
+    t: &Target,
+    m: &Matched,
+    op: Operation,
+) -> bool {
+    let path = acl_path(&t.mount_path, &m.path, op);
+    let as_sent = acl_path(&t.mount_path, &t.rel, op);
+    let object = acl_path(&t.mount_path, &m.object_path, op);
+    (as_sent != path && acl.forbids(&as_sent, op, true))
+        || (object != path && acl.forbids(&object, op, false))
+}
+
+/// Whether `acl` lets `op` through on a routed request: the ACL decides on
+/// the path built from the matched (folded) values, and no rule may forbid
+/// another spelling of the same request. Returns (allowed, sudo).
+pub(crate) fn permits(
+    acl: &crate::policy::Acl,
+    t: &Target,
+    m: &Matched,
+    op: Operation,
+) -> (bool, bool) {
+    let (allowed, sudo) = acl.check(&acl_path(&t.mount_path, &m.path, op), op);
+    if !allowed || another_spelling_forbids(acl, t, m, op) {
+        return (false, false);
+    }
+    (true, sudo)
+}
+
+/// `sys/capabilities` of a routed path: what [`permits`] would let
+/// through, by capability name.
+pub(crate) fn capabilities(acl: &crate::policy::Acl, t: &Target, m: &Matched) -> Vec<&'static str> {
+    let mut caps = acl.capabilities(&acl_path(&t.mount_path, &m.path, Operation::Read));
+    caps.retain(|c| {
+        crate::policy::operation_of(c).is_none_or(|op| !another_spelling_forbids(acl, t, m, op))
+    });
+    if caps.iter().all(|c| *c == "sudo") {
+        return vec!["deny"];
+    }
+    caps
 }
 
 /// A name as transit keys and KV paths take it: letters, digits, `-`, `_`,
@@ -363,6 +445,46 @@ pub struct Services {
 }
 
 impl Services {
+    /// Finds the backend and mount serving `path` (canonical).
+    pub(crate) fn target(&self, path: &str) -> Result<Option<Target>, Error> {
+        let b = &self.barrier;
+        if path == "sys" || path.starts_with("sys/") {
+            return Ok(Some(Target {
+                backend: &sys::Sys,
+                mount_path: "sys/".into(),
+                view: View::new(b.clone(), ""),
+                rel: path.strip_prefix("sys/").unwrap_or("").into(),
+            }));
+        }
+        if path == "auth/token" || path.starts_with("auth/token/") {
+            return Ok(Some(Target {
+                backend: &token::TokenBackend,
+                mount_path: "auth/token/".into(),
+                view: View::new(b.clone(), "sys/token/"),
+                rel: path.strip_prefix("auth/token/").unwrap_or("").into(),
+            }));
+        }
+        let (table, inner, prefix) = match path.strip_prefix("auth/") {
+            Some(inner) => (crate::mounts::Table::Auth, inner, "auth/"),
+            None => (crate::mounts::Table::Logical, path, ""),
+        };
+        let Some(r) = self.mounts.resolve(table, inner)? else {
+            return Ok(None);
+        };
+        let backend: &'static dyn Backend = match r.mount.kind {
+            crate::mounts::Kind::KvV2 => &kv::Kv,
+            crate::mounts::Kind::Transit => &transit::Transit,
+            crate::mounts::Kind::Userpass => &userpass::Userpass,
+            crate::mounts::Kind::Approle => &approle::Approle,
+        };
+        Ok(Some(Target {
+            backend,
+            mount_path: format!("{prefix}{}", r.path),
+            view: View::new(b.clone(), r.mount.storage_prefix()),
+            rel: r.rest,
+        }))
+    }
+
     /// The configured audit devices.
     pub fn audit_table(&self) -> Result<BTreeMap<String, crate::audit::Device>, Error> {
         match self.barrier.get(crate::audit::TABLE)? {

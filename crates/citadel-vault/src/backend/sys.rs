@@ -376,8 +376,9 @@ fn unseal(ctx: &Ctx<'_>, f: &Fields) -> Result<Reply, Error> {
     Ok(Reply::Raw(200, seal_status(ctx)?))
 }
 
-/// The capabilities of `acl` on each requested path.
-fn capabilities(acl: &crate::policy::Acl, f: &Fields) -> Result<Reply, Error> {
+/// The capabilities of `acl` on each requested path, as the request core
+/// would decide them (the path routed and its names folded, like a request).
+fn capabilities(s: &super::Services, acl: &crate::policy::Acl, f: &Fields) -> Result<Reply, Error> {
     let mut paths: Vec<String> = Vec::new();
     for p in f
         .list("paths")
@@ -396,7 +397,13 @@ fn capabilities(acl: &crate::policy::Acl, f: &Fields) -> Result<Reply, Error> {
     let mut data = Map::new();
     let mut all: Vec<&'static str> = Vec::new();
     for p in &paths {
-        let caps = acl.capabilities(p);
+        let routed = s
+            .target(p)?
+            .and_then(|t| super::match_route(t.backend.routes(), &t.rel).map(|m| (t, m)));
+        let caps = match routed {
+            Some((t, m)) => super::capabilities(acl, &t, &m),
+            None => acl.capabilities(p),
+        };
         for c in &caps {
             if !all.contains(c) {
                 all.push(c);
@@ -696,7 +703,7 @@ impl Backend for Sys {
             ("capabilities-self", _) => {
                 let me = ctx.token.ok_or(Error::PermissionDenied)?;
                 let acl = s.policies.acl(&me.policies)?;
-                capabilities(&acl, f)
+                capabilities(s, &acl, f)
             }
             ("capabilities" | "capabilities-accessor", _) => {
                 let other = if m.route.name == "capabilities" {
@@ -707,7 +714,7 @@ impl Backend for Sys {
                 };
                 let other = other.ok_or_else(|| bad("invalid token"))?;
                 let acl = s.policies.acl(&other.policies)?;
-                capabilities(&acl, f)
+                capabilities(s, &acl, f)
             }
             ("internal/ui/mounts/:path", _) => {
                 let me = ctx.token.ok_or(Error::PermissionDenied)?;

@@ -340,7 +340,7 @@ static ROUTES: &[Route] = &[
         &[
             Seg::Lit("sign"),
             Seg::Key("name", key_name),
-            Seg::RestOpt("algorithm"),
+            Seg::Variant("algorithm"),
         ],
         &[Update],
         SIGN_FIELDS,
@@ -351,7 +351,7 @@ static ROUTES: &[Route] = &[
         &[
             Seg::Lit("verify"),
             Seg::Key("name", key_name),
-            Seg::RestOpt("algorithm"),
+            Seg::Variant("algorithm"),
         ],
         &[Update],
         VERIFY_FIELDS,
@@ -362,7 +362,7 @@ static ROUTES: &[Route] = &[
         &[
             Seg::Lit("hmac"),
             Seg::Key("name", key_name),
-            Seg::RestOpt("algorithm"),
+            Seg::Variant("algorithm"),
         ],
         &[Update],
         HMAC_FIELDS,
@@ -370,13 +370,13 @@ static ROUTES: &[Route] = &[
     .heavy(),
     Route::new(
         "random",
-        &[Seg::Lit("random"), Seg::RestOpt("params")],
+        &[Seg::Lit("random"), Seg::Variant("params")],
         &[Update],
         RANDOM_FIELDS,
     ),
     Route::new(
         "hash",
-        &[Seg::Lit("hash"), Seg::RestOpt("algorithm")],
+        &[Seg::Lit("hash"), Seg::Variant("algorithm")],
         &[Update],
         HASH_FIELDS,
     ),
