@@ -340,8 +340,16 @@ fn serve(a: ServeArgs) -> Result<()> {
             sealed = core.is_sealed(),
             "vault started"
         );
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
+        // SIGTERM (systemd, docker stop, kill) stops the server as Ctrl-C
+        // does: requests in flight finish, then the audit devices write
+        // their last anchor and checkpoint as the core is dropped.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("could not listen for SIGTERM")?;
+        let stop = async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
             tracing::info!(target: "citadel_vault::server", "shutting down: finishing requests in flight");
         };
         let r = match tls {

@@ -44,8 +44,16 @@ const GROUP: Duration = Duration::from_millis(5);
 /// How often a busy writer takes what was queued (requests hand entries
 /// over without waking it, which would cost a system call each).
 const DRAIN: Duration = Duration::from_millis(2);
-/// How far back from the end of a log unseal looks for an anchor.
-const ANCHOR_SCAN: u64 = 2_000_000;
+/// A device re-anchors the storage epoch after this many entries even when
+/// the epoch did not move, so that however many requests (or padding)
+/// follow, the newest anchor stays within reach of the end of the log.
+#[cfg(not(test))]
+const ANCHOR_EVERY: u64 = 50_000;
+#[cfg(test)]
+const ANCHOR_EVERY: u64 = 20;
+/// How far back from the end of a log unseal looks for anchors: a log
+/// longer than this with no anchor in it was padded (or is not the vault's).
+const ANCHOR_SCAN: u64 = 2 * ANCHOR_EVERY;
 
 /// One configured device.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -121,6 +129,10 @@ struct Open {
 /// The open devices.
 pub struct Devices {
     open: std::sync::RwLock<BTreeMap<String, Result<Open, String>>>,
+    /// Bumped (under the write lock) each time the devices are reloaded or
+    /// closed, so a response is never recorded to nothing, or to devices
+    /// other than those its request went to.
+    generation: AtomicU64,
     epoch: Arc<AtomicU64>,
     checkpoint_every: Duration,
     metrics: Arc<Metrics>,
@@ -171,11 +183,16 @@ struct DetailsOut<'a> {
     status: Option<u16>,
 }
 
-/// The newest anchored storage epoch in `log`, looking back at most
-/// [`ANCHOR_SCAN`] entries from the end.
+/// The newest anchored storage epoch in `log`: the largest epoch anchored
+/// in its last [`ANCHOR_SCAN`] entries (epochs only grow, so an anchor
+/// appended later with an older epoch cannot lower it). A log longer than
+/// that with no anchor in it is refused: the vault writes one every
+/// [`ANCHOR_EVERY`] entries, so its absence means the log was padded to
+/// push the anchors out of reach.
 fn newest_anchor(log: &mut AuditLog) -> Result<u64, String> {
     let size = log.size();
     let stop = size.saturating_sub(ANCHOR_SCAN);
+    let mut newest = None;
     let mut i = size;
     while i > stop {
         i -= 1;
@@ -186,12 +203,20 @@ fn newest_anchor(log: &mut AuditLog) -> Result<u64, String> {
             let v: Value = serde_json::from_slice(&e).map_err(|e| e.to_string())?;
             if v["action"] == ANCHOR_ACTION {
                 if let Some(n) = v["details"]["epoch"].as_u64() {
-                    return Ok(n);
+                    newest = newest.max(Some(n));
                 }
             }
         }
     }
-    Ok(0)
+    match newest {
+        Some(n) => Ok(n),
+        None if size > ANCHOR_SCAN => Err(format!(
+            "the last {ANCHOR_SCAN} entries of the audit log hold no storage epoch \
+             anchor (the vault writes one every {ANCHOR_EVERY}): the log was padded \
+             or is not this vault's; check it with `citadel audit verify`"
+        )),
+        None => Ok(0),
+    }
 }
 
 fn anchor_entry(epoch: u64) -> Value {
@@ -224,6 +249,8 @@ struct WriterState {
     metrics: Arc<Metrics>,
     anchored: u64,
     unanchored: u64,
+    /// Entries appended since the last anchor.
+    since_anchor: u64,
 }
 
 impl WriterState {
@@ -239,14 +266,16 @@ impl WriterState {
         lock(&self.failed).is_none()
     }
 
-    /// Records the storage epoch when it moved since the last anchor.
+    /// Records the storage epoch when it moved since the last anchor, or
+    /// when [`ANCHOR_EVERY`] entries were appended since.
     fn anchor(&mut self) -> Result<(), String> {
         let now = self.epoch.load(Ordering::Acquire);
-        if now != self.anchored {
+        if now != self.anchored || self.since_anchor >= ANCHOR_EVERY {
             self.log
                 .append_entry(anchor_entry(now), &[], &self.key)
                 .map_err(|e| e.to_string())?;
             self.anchored = now;
+            self.since_anchor = 0;
         }
         Ok(())
     }
@@ -265,6 +294,12 @@ impl WriterState {
             Ok(_) => {
                 self.metrics.audit_append.observe(queued.elapsed());
                 self.unanchored += 1;
+                self.since_anchor += 1;
+                if self.since_anchor >= ANCHOR_EVERY {
+                    if let Err(e) = self.anchor() {
+                        self.fail(format!("anchor: {e}"));
+                    }
+                }
             }
             Err(e) => self.fail(format!("append: {e}")),
         }
@@ -349,6 +384,7 @@ impl Devices {
     pub fn new(epoch: Arc<AtomicU64>, checkpoint_every: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             open: std::sync::RwLock::new(BTreeMap::new()),
+            generation: AtomicU64::new(0),
             epoch,
             checkpoint_every,
             metrics,
@@ -386,6 +422,7 @@ impl Devices {
             metrics: self.metrics.clone(),
             anchored: u64::MAX,
             unanchored: 0,
+            since_anchor: 0,
         };
         let every = self.checkpoint_every;
         let thread = std::thread::Builder::new()
@@ -411,8 +448,20 @@ impl Devices {
             .iter()
             .map(|(p, d)| (p.clone(), self.open_device(d, create_missing)))
             .collect();
-        let old = std::mem::replace(&mut *self.write_open(), opened);
+        let old = {
+            let mut open = self.write_open();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::replace(&mut *open, opened)
+        };
         close(old.into_values());
+    }
+
+    /// Marks every open device failed, as a write error would (tests).
+    #[cfg(test)]
+    pub(crate) fn fail_all(&self, why: &str) {
+        for o in self.read_open().values().flatten() {
+            *lock(&o.failed) = Some(why.to_string());
+        }
     }
 
     /// The devices that could not be opened, and why.
@@ -453,7 +502,11 @@ impl Devices {
     /// Closes every device (at seal and shutdown), after it wrote what it
     /// was given and signed a last checkpoint.
     pub fn close_all(&self) {
-        let old = std::mem::take(&mut *self.write_open());
+        let old = {
+            let mut open = self.write_open();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            std::mem::take(&mut *open)
+        };
         close(old.into_values());
     }
 
@@ -470,9 +523,24 @@ impl Devices {
     /// Hands one entry to every device; fails (the request must not go
     /// on) if any device failed or is too far behind.
     pub fn record(&self, r: &Record<'_>) -> Result<(), Error> {
+        self.record_since(r, None).map(|_| ())
+    }
+
+    /// [`Devices::record`], failing when the devices were reloaded or
+    /// closed since generation `since` (the one a request's entry went
+    /// to: a vault sealed while the request ran cannot record its answer,
+    /// so the answer is not given). Returns the generation recorded to.
+    pub fn record_since(&self, r: &Record<'_>, since: Option<u64>) -> Result<u64, Error> {
         let open = self.read_open();
+        let generation = self.generation.load(Ordering::Acquire);
+        if since.is_some_and(|g| g != generation) {
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::Audit(
+                "the audit devices were closed while the request ran (the vault sealed); its answer cannot be recorded, so it is not given".into(),
+            ));
+        }
         if open.is_empty() {
-            return Ok(());
+            return Ok(generation);
         }
         let outcome = match r.status {
             None => "pending".to_string(),
@@ -529,7 +597,7 @@ impl Devices {
                 o.mailbox.wake_writer();
             }
         }
-        Ok(())
+        Ok(generation)
     }
 
     /// Waits until every device has made what it was given durable.
@@ -660,6 +728,52 @@ mod tests {
         // Every entry verifies against the signed checkpoint.
         let v = citadel_audit::log::load_verifier(&dev.file_path).unwrap();
         let _ = v;
+    }
+
+    /// Found by the races review: a million requests pushed the last
+    /// anchor out of the window unseal reads, and a rolled-back database
+    /// then unsealed. The writer re-anchors every ANCHOR_EVERY entries, and
+    /// a log padded past the window without an anchor is refused.
+    #[test]
+    fn anchors_stay_within_reach_of_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = devices(Duration::from_secs(3600));
+        let dev = Device {
+            kind: "file".into(),
+            description: String::new(),
+            file_path: dir.path().join("log"),
+        };
+        d.enable("file/", &dev).unwrap();
+        for _ in 0..(ANCHOR_EVERY * 5 + 3) {
+            d.record(&record("t")).unwrap();
+        }
+        d.close_all();
+        let mut log = AuditLog::open(&dev.file_path, Durability::EveryAppend).unwrap();
+        let mut anchors = Vec::new();
+        log.scan(0, |i, e| {
+            let v: Value = serde_json::from_slice(e).unwrap();
+            if v["action"] == ANCHOR_ACTION {
+                anchors.push(i);
+            }
+            true
+        })
+        .unwrap();
+        assert!(anchors.len() >= 5, "{anchors:?}");
+        for w in anchors.windows(2) {
+            assert!(w[1] - w[0] <= ANCHOR_EVERY + 1, "{anchors:?}");
+        }
+        assert!(log.size() - anchors.last().unwrap() <= ANCHOR_EVERY + 1);
+        assert_eq!(newest_anchor(&mut log).unwrap(), 7);
+        // An older epoch appended later does not lower the anchor.
+        log.append_entry(anchor_entry(3), &[], &log.hmac_key().unwrap())
+            .unwrap();
+        assert_eq!(newest_anchor(&mut log).unwrap(), 7);
+        // Padding past the window without an anchor is refused.
+        for _ in 0..=ANCHOR_SCAN {
+            log.append(br#"{"action":"pad"}"#).unwrap();
+        }
+        let e = newest_anchor(&mut log).unwrap_err();
+        assert!(e.contains("padded"), "{e}");
     }
 
     #[test]

@@ -109,7 +109,8 @@ struct Trail {
     path: String,
     route: String,
     accessor: Option<String>,
-    audited: bool,
+    /// The audit devices' generation the request's entry went to.
+    audited: Option<u64>,
 }
 
 /// The vault.
@@ -135,6 +136,7 @@ impl Core {
             metrics,
             limits: config.limits,
             barrier,
+            ready: std::sync::atomic::AtomicBool::new(false),
         };
         Self { services, config }
     }
@@ -146,7 +148,7 @@ impl Core {
 
     /// Whether the vault is sealed.
     pub fn is_sealed(&self) -> bool {
-        self.services.barrier.is_sealed()
+        self.services.is_sealed()
     }
 
     /// Whether the vault was initialised.
@@ -295,24 +297,31 @@ impl Core {
                 (e.status(), Body::Errors(errors))
             }
         };
-        if trail.audited {
+        // `sys/seal` closes the devices it was recorded to: like Vault, its
+        // request is recorded (and covered by the devices' last
+        // checkpoint) and its answer is not.
+        let sealed_by_this = trail.route == "sys/ seal" && status == 204;
+        if let Some(generation) = trail.audited.filter(|_| !sealed_by_this) {
             // A login or a token creation: the new token's accessor links
             // this entry to what the token does later.
             let issued = match &body {
                 Body::Envelope { auth, .. } => auth["accessor"].as_str(),
                 _ => None,
             };
-            let r = self.services.audit.record(&Record {
-                kind: "response",
-                operation: p.operation.as_str(),
-                path: &trail.path,
-                token: p.token.as_deref().map(String::as_str),
-                accessor: trail.accessor.as_deref(),
-                request_id: &p.request_id,
-                status: Some(status),
-                client: p.client,
-                issued_accessor: issued,
-            });
+            let r = self.services.audit.record_since(
+                &Record {
+                    kind: "response",
+                    operation: p.operation.as_str(),
+                    path: &trail.path,
+                    token: p.token.as_deref().map(String::as_str),
+                    accessor: trail.accessor.as_deref(),
+                    request_id: &p.request_id,
+                    status: Some(status),
+                    client: p.client,
+                    issued_accessor: issued,
+                },
+                Some(generation),
+            );
             if let Err(e) = r {
                 // The request ran; its answer cannot be recorded, so it is
                 // not given.
@@ -362,7 +371,7 @@ impl Core {
         };
         let path = canon.as_str();
         trail.path = path.to_string();
-        let sealed = self.services.barrier.is_sealed();
+        let sealed = self.services.is_sealed();
         // As OpenBao: a write names an object, never a directory.
         if canon.trailing_slash() && matches!(p.operation, Operation::Update | Operation::Patch) {
             return Err(Error::bad("cannot write to a path ending in '/'"));
@@ -420,7 +429,11 @@ impl Core {
             (_, Some(t)) => self.services.tokens.lookup(t)?,
         };
         trail.accessor = entry.as_ref().map(|e| e.accessor.clone());
-        if !sealed {
+        // The unauthenticated routes that work sealed (health, init,
+        // seal-status, leader, unseal) are not audited, as Vault's raw
+        // handlers are not: a failed device must not stop an operator from
+        // seeing the seal status or unsealing.
+        if !sealed && !matched.as_ref().is_some_and(|m| m.route.sealed_ok) {
             self.audit_request(p, path, trail)?;
         }
         let data = p.data.as_ref().map_err(|e| Error::bad(e.to_string()))?;
@@ -526,23 +539,33 @@ impl Core {
 
     /// Hands the request's entry to the audit devices: before anything is
     /// decided (denials are recorded too), for every request to the
-    /// unsealed vault except the health check. An error fails the request.
+    /// unsealed vault except the unauthenticated routes that work sealed.
+    /// An error fails the request.
     fn audit_request(&self, p: &Prepared, path: &str, trail: &mut Trail) -> Result<(), Error> {
-        if path == "sys/health" || !self.services.audit.any() {
+        if path == "sys/health" {
             return Ok(());
         }
-        trail.audited = true;
-        self.services.audit.record(&Record {
-            kind: "request",
-            operation: p.operation.as_str(),
-            path,
-            token: p.token.as_deref().map(String::as_str),
-            accessor: trail.accessor.as_deref(),
-            request_id: &p.request_id,
-            status: None,
-            client: p.client,
-            issued_accessor: None,
-        })
+        let generation = self.services.audit.record_since(
+            &Record {
+                kind: "request",
+                operation: p.operation.as_str(),
+                path,
+                token: p.token.as_deref().map(String::as_str),
+                accessor: trail.accessor.as_deref(),
+                request_id: &p.request_id,
+                status: None,
+                client: p.client,
+                issued_accessor: None,
+            },
+            None,
+        )?;
+        // Sealing clears `ready` before it closes the devices: a request
+        // that found them closed (recorded to nothing) sees the seal here.
+        if self.services.is_sealed() {
+            return Err(Error::Sealed);
+        }
+        trail.audited = Some(generation);
+        Ok(())
     }
 
     /// Turns a backend's reply into a status and body; a login becomes a
@@ -645,4 +668,94 @@ fn path_fields<'a>(
         }
     }
     Ok(std::borrow::Cow::Owned(d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::Operation;
+
+    /// Found by the races review: with a failed audit device, seal-status,
+    /// health, leader and unseal answered 500, so an operator could not
+    /// even see the seal state. They are not audited (as Vault's raw
+    /// handlers are not); everything else still fails closed.
+    #[test]
+    fn a_failed_audit_device_leaves_the_sealed_routes_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = Core::new(
+            Arc::new(crate::storage::Memory::default()),
+            "inmem",
+            Config::default(),
+        );
+        let (_, root) = core.init_dev().unwrap();
+        let body =
+            serde_json::json!({"type": "file", "options": {"file_path": dir.path().join("a")}});
+        let r = core.handle(
+            Request::new(Operation::Update, "sys/audit/file")
+                .token(&root)
+                .json(&body),
+        );
+        assert_eq!(r.status, 204);
+        core.services.audit.fail_all("disk full");
+        for path in ["sys/seal-status", "sys/health", "sys/leader", "sys/init"] {
+            let r = core.handle(Request::new(Operation::Read, path));
+            assert_eq!(r.status, 200, "{path}: {:?}", r.json_body());
+        }
+        let r = core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
+        assert_eq!(r.status, 500, "{:?}", r.json_body());
+    }
+
+    /// Found by the races review: between the barrier's unseal and the
+    /// audit devices' reopening (and the rollback check), requests were
+    /// served unaudited from storage not yet checked. Until `after_unseal`
+    /// finishes, the vault answers as sealed.
+    #[test]
+    fn requests_wait_for_the_whole_unseal() {
+        let core = Core::new(
+            Arc::new(crate::storage::Memory::default()),
+            "inmem",
+            Config::default(),
+        );
+        let (key, root) = core.init_dev().unwrap();
+        let get = || core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
+        assert_eq!(get().status, 200);
+        core.services.seal();
+        assert_eq!(
+            core.services
+                .barrier
+                .unseal(&hex::encode(&key[..]))
+                .unwrap(),
+            Unsealing::Unsealed
+        );
+        assert!(!core.services.barrier.is_sealed());
+        assert_eq!(get().status, 503);
+        let r = core.handle(Request::new(Operation::Read, "sys/seal-status"));
+        assert_eq!(r.json_body().unwrap()["sealed"], true);
+        core.services.after_unseal().unwrap();
+        assert_eq!(get().status, 200);
+        // A response is not recorded to devices other than its request's.
+        let dir = tempfile::tempdir().unwrap();
+        let body =
+            serde_json::json!({"type": "file", "options": {"file_path": dir.path().join("a")}});
+        let r = core.handle(
+            Request::new(Operation::Update, "sys/audit/file")
+                .token(&root)
+                .json(&body),
+        );
+        assert_eq!(r.status, 204);
+        let rec = crate::audit::Record {
+            kind: "request",
+            operation: "read",
+            path: "sys/mounts",
+            token: None,
+            accessor: None,
+            request_id: "r",
+            status: None,
+            client: None,
+            issued_accessor: None,
+        };
+        let g = core.services.audit.record_since(&rec, None).unwrap();
+        core.services.audit.close_all();
+        assert!(core.services.audit.record_since(&rec, Some(g)).is_err());
+    }
 }

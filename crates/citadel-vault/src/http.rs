@@ -7,8 +7,9 @@
 //!
 //! Limits: a request's headers must arrive within [`HEADER_TIMEOUT`] and
 //! its body within [`BODY_TIMEOUT`]; a body is at most [`MAX_BODY`] bytes,
-//! and at most [`Limits::large_bodies`] bodies over [`SMALL_BODY`] bytes are
-//! read at once; a TLS handshake has [`HANDSHAKE_TIMEOUT`]; at most
+//! and at most [`Limits::large_bodies`] bodies over [`SMALL_BODY`] bytes (or
+//! of unknown size) are read at once, a slot waited for at most the body
+//! timeout (bodiless requests never wait); a TLS handshake has [`HANDSHAKE_TIMEOUT`]; at most
 //! [`Limits::connections`] connections are served (and
 //! [`Limits::connections_per_client`] from one address), more wait to be
 //! accepted. Heavy requests (password hashing, post-quantum signing and key
@@ -22,7 +23,7 @@
 use crate::core::{Core, Prepared};
 use crate::request::{Body, Operation, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, StatusCode};
 use std::future::Future;
@@ -342,11 +343,10 @@ impl Server {
         };
         // Large (or unsized) bodies take a slot, so that many clients
         // sending big bodies at once cannot make the server hold them all.
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        // hyper knows the framing: a request without Content-Length or
+        // chunked encoding (every GET) has an empty body and needs no slot.
+        // A slot is waited for at most as long as a body may take to arrive.
+        let declared = body.size_hint().upper();
         if declared.is_some_and(|n| n > MAX_BODY as u64) {
             return Err(errors(
                 413,
@@ -354,13 +354,17 @@ impl Server {
             ));
         }
         let _large = if declared.is_none_or(|n| n > SMALL_BODY as u64) {
-            Some(
-                self.large_bodies
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .map_err(|_| errors(503, "the server is shutting down"))?,
-            )
+            let slot = self.large_bodies.clone().acquire_owned();
+            match tokio::time::timeout(self.opts.timeouts.body, slot).await {
+                Ok(Ok(permit)) => Some(permit),
+                Ok(Err(_)) => return Err(errors(503, "the server is shutting down")),
+                Err(_) => {
+                    return Err(errors(
+                        503,
+                        "too many large request bodies are being read at once; retry shortly",
+                    ));
+                }
+            }
         } else {
             None
         };

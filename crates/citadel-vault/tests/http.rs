@@ -120,3 +120,67 @@ async fn vaults_http_conventions() {
         .await;
     assert_eq!(s, 403);
 }
+
+/// Bodiless requests (every GET, `sys/health`) never wait for a large-body
+/// slot, and a body that needs one waits at most the body timeout: a client
+/// holding every slot with stalled uploads stalls nobody else (found by the
+/// races review: GETs queued behind 16 slow uploads with no timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_do_not_stall_other_requests() {
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut opts = citadel_vault::http::ServeOptions::default();
+    opts.limits.large_bodies = 1;
+    opts.timeouts.body = Duration::from_secs(2);
+    let api = Api::start(opts).await;
+    // A chunked upload (size unknown) takes the only slot and stalls.
+    let mut hog = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    hog.write_all(
+        b"PUT /v1/secret/data/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // GETs (no body) answer at once, with and without a token.
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (s, _) = api.call("GET", "/v1/sys/health", None, "").await;
+        assert_eq!(s, 200);
+        let (s, _) = api.call("GET", "/v1/sys/mounts", Some(&api.root), "").await;
+        assert_eq!(s, 200);
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    // A small declared body needs no slot either.
+    let (s, _) = api
+        .call(
+            "PUT",
+            "/v1/secret/data/y",
+            Some(&api.root),
+            r#"{"data":{"a":"1"}}"#,
+        )
+        .await;
+    assert_eq!(s, 200);
+    // A second unsized body waits for the slot no longer than the body
+    // timeout, then is told to retry (503), or gets the slot the hog's own
+    // timeout freed and times out itself (408): either way, it is answered.
+    let t = Instant::now();
+    let mut second = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    second
+        .write_all(
+            b"PUT /v1/secret/data/z HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), second.read(&mut answer))
+        .await
+        .expect("a request waiting for a body slot got no answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(
+        answer.starts_with("HTTP/1.1 503") || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(hog);
+}

@@ -442,9 +442,20 @@ pub struct Services {
     pub metrics: Arc<Metrics>,
     /// Work limits.
     pub limits: Limits,
+    /// Set once [`Services::after_unseal`] has reopened the audit devices
+    /// and checked the storage epoch, cleared first when sealing: until
+    /// then the vault answers as sealed, so no request is served unaudited
+    /// or from storage the rollback check has not passed.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 impl Services {
+    /// Whether requests are refused as sealed: the barrier is sealed, or
+    /// the unseal has not finished (audit devices, rollback check).
+    pub fn is_sealed(&self) -> bool {
+        !self.ready.load(std::sync::atomic::Ordering::Acquire) || self.barrier.is_sealed()
+    }
+
     /// Finds the backend and mount serving `path` (canonical).
     pub(crate) fn target(&self, path: &str) -> Result<Option<Target>, Error> {
         let b = &self.barrier;
@@ -498,6 +509,8 @@ impl Services {
     /// Seals: closes the audit devices (after their last checkpoint),
     /// forgets the merged ACLs, then the keys.
     pub fn seal(&self) {
+        self.ready
+            .store(false, std::sync::atomic::Ordering::Release);
         self.audit.close_all();
         self.policies.forget();
         self.barrier.seal();
@@ -529,7 +542,12 @@ impl Services {
         if let Some((anchored, device)) = self.audit.newest_anchor() {
             if anchored > epoch {
                 if self.barrier.on_tamper() == crate::barrier::OnTamper::Accept {
-                    return self.barrier.raise_epoch(anchored + 1);
+                    if let Err(e) = self.barrier.raise_epoch(anchored + 1) {
+                        self.seal();
+                        return Err(e);
+                    }
+                    self.ready.store(true, std::sync::atomic::Ordering::Release);
+                    return Ok(());
                 }
                 self.seal();
                 return Err(Error::Corrupt(format!(
@@ -537,12 +555,13 @@ impl Services {
                 )));
             }
         }
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
     /// The gauges of `sys/metrics`.
     pub fn gauges(&self) -> crate::metrics::Gauges {
-        let sealed = self.barrier.is_sealed();
+        let sealed = self.is_sealed();
         let (tokens, leases) = if sealed {
             (0, 0)
         } else {

@@ -233,7 +233,7 @@ fn bad(m: impl Into<String>) -> Error {
 fn seal_status(ctx: &Ctx<'_>) -> Result<Value, Error> {
     let s = ctx.services.barrier.seal_status()?;
     Ok(json!({
-        "type": "shamir", "initialized": s.initialized, "sealed": s.sealed,
+        "type": "shamir", "initialized": s.initialized, "sealed": ctx.services.is_sealed(),
         "t": s.t, "n": s.n, "progress": s.progress, "nonce": s.nonce,
         "version": VERSION, "migration": false, "recovery_seal": false,
         "storage_type": ctx.services.barrier.storage_type(),
@@ -314,7 +314,7 @@ fn health(ctx: &Ctx<'_>, f: &Fields) -> Result<Reply, Error> {
     };
     let b = &ctx.services.barrier;
     let initialized = b.is_initialized()?;
-    let sealed = b.is_sealed();
+    let sealed = ctx.services.is_sealed();
     let status = if !initialized {
         code("uninitcode", 501)?
     } else if sealed {
