@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("a/b/out");
     std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-    let rx = Receiver::new(&out);
+    let rx = Receiver::open(&out, 0o022).unwrap();
     let mut stream = data.to_vec();
     if let [1, hi, lo, rest @ ..] = data {
         let n = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());

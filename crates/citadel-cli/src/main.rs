@@ -12,6 +12,7 @@ mod ca_cmd;
 mod files;
 mod kem_cmd;
 mod key_cmd;
+mod recv_cmd;
 mod sign_cmd;
 mod transfer_cmd;
 mod vault_cmd;
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
         Command::Bench(c) => bench_cmd::run(c),
         Command::Ca(c) => ca_cmd::run(c),
         Command::Send(a) => transfer_cmd::send(a),
-        Command::Recv(a) => transfer_cmd::recv(a),
+        Command::Recv(a) => recv_cmd::recv(a),
         Command::Audit(c) => audit_cmd::run(c),
         Command::Vault(c) => vault_cmd::run(c),
     };

@@ -4,38 +4,32 @@
 use crate::files::print_json;
 use anyhow::{Context, Result, anyhow, bail};
 use citadel_crypto::PrivateKey;
-use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, explain, server_config};
-use citadel_tls::info::{negotiated, peer_public_key};
-use citadel_tls::rustls::{
-    self, ClientConnection, ServerConnection, StreamOwned, pki_types::ServerName,
-};
+use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, explain};
+use citadel_tls::info::negotiated;
+use citadel_tls::rustls::{self, ClientConnection, StreamOwned, pki_types::ServerName};
 use citadel_transfer::manifest::Manifest;
 use citadel_transfer::session;
 use clap::Args;
 use serde_json::json;
-use std::io::Write;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// How long `recv` waits for a silent sender before dropping the connection.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Args)]
 pub(crate) struct TlsArgs {
     /// The CA directory (only its public files are read: ca.crt, crl.pem).
     #[arg(long)]
-    ca: PathBuf,
+    pub(crate) ca: PathBuf,
     /// This side's certificate chain (PEM), e.g. CA/NAME.crt.
     #[arg(long)]
-    cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// This side's private key (PKCS#8 PEM), e.g. CA/NAME.key.
     #[arg(long)]
-    key: PathBuf,
+    pub(crate) key: PathBuf,
     /// Accept peers that offer only classical key exchange or certificates
     /// (weakens the channel against quantum attacks).
     #[arg(long)]
-    allow_classical: bool,
+    pub(crate) allow_classical: bool,
 }
 
 #[derive(Args)]
@@ -65,34 +59,91 @@ pub(crate) struct SendArgs {
 pub(crate) struct RecvArgs {
     /// Address to listen on, e.g. 0.0.0.0:7443 (port 0 picks a free port).
     #[arg(long)]
-    listen: String,
-    /// Directory the files arrive in.
+    pub(crate) listen: String,
+    /// Directory the files arrive in. Files get the sender's permission
+    /// bits less this process's umask (never setuid, setgid or sticky);
+    /// the receiver keeps its partial files in DIR/.citadel-recv.
     #[arg(long)]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     #[command(flatten)]
-    tls: TlsArgs,
-    /// Receive one transfer, then exit.
+    pub(crate) tls: TlsArgs,
+    /// Receive one transfer, then exit (a refused peer also ends it).
     #[arg(long)]
-    once: bool,
+    pub(crate) once: bool,
     /// Print a JSON summary per transfer.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
-fn tls_error(e: &std::io::Error) -> Option<String> {
+pub(crate) fn tls_error(e: &std::io::Error) -> Option<String> {
     e.get_ref()
         .and_then(|i| i.downcast_ref::<rustls::Error>())
         .map(explain)
 }
 
-/// A transfer error, with a TLS failure underneath explained in plain words.
-fn transfer_error(e: citadel_transfer::Error) -> anyhow::Error {
-    if let citadel_transfer::Error::Connection { context, source } = &e {
+/// Which end a message is written for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Sender,
+    Receiver,
+}
+
+/// A transfer error as one plain sentence: a TLS failure underneath in
+/// plain words, a peer that went away said once (no library URL, no cause
+/// repeated by the error chain).
+pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::Error {
+    use citadel_transfer::Error as E;
+    use rustls::AlertDescription as A;
+    let inner = match &e {
+        E::Stream(inner) => inner.as_ref(),
+        other => other,
+    };
+    if let E::Connection { context, source } = inner {
+        let refused = source
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|t| {
+                matches!(
+                    t,
+                    rustls::Error::AlertReceived(
+                        A::BadCertificate
+                            | A::UnknownCA
+                            | A::CertificateRevoked
+                            | A::CertificateUnknown
+                            | A::CertificateExpired
+                            | A::AccessDenied
+                    )
+                )
+            });
+        if refused && side == Side::Sender {
+            return anyhow!(
+                "the receiver refused our certificate (revoked, or issued by another CA)"
+            );
+        }
         if let Some(why) = tls_error(source) {
             return anyhow!("{context}: {why}");
         }
+        if matches!(
+            source.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionAborted
+        ) {
+            return anyhow!(match side {
+                Side::Receiver =>
+                    "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes",
+                Side::Sender =>
+                    "the receiver closed the connection before the transfer ended; sending again resumes",
+            });
+        }
+        if source.kind() == std::io::ErrorKind::WouldBlock
+            || source.kind() == std::io::ErrorKind::TimedOut
+        {
+            return anyhow!("the peer sent nothing for too long; connection dropped");
+        }
     }
-    e.into()
+    anyhow!("{e}")
 }
 
 fn handshake<D>(conn: &mut rustls::ConnectionCommon<D>, tcp: &mut TcpStream) -> Result<()> {
@@ -248,13 +299,18 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
         &|file, bytes| bars.progress(file, bytes),
     );
     bars.finish();
-    let summary = result.map_err(transfer_error)?;
+    let summary = result.map_err(|e| transfer_error(e, Side::Sender))?;
     let secs = start.elapsed().as_secs_f64();
     report(a.json, &summary, secs, &info);
     Ok(())
 }
 
-fn report(json_out: bool, s: &session::Summary, secs: f64, info: &citadel_tls::info::Negotiated) {
+pub(crate) fn report(
+    json_out: bool,
+    s: &session::Summary,
+    secs: f64,
+    info: &citadel_tls::info::Negotiated,
+) {
     let mbps = if secs > 0.0 {
         s.sent_bytes as f64 / 1e6 / secs
     } else {
@@ -278,104 +334,6 @@ fn report(json_out: bool, s: &session::Summary, secs: f64, info: &citadel_tls::i
             info.peer_subject.as_deref().unwrap_or("?"),
         );
     }
-}
-
-pub(crate) fn recv(a: RecvArgs) -> Result<()> {
-    let opts = TlsOptions {
-        allow_classical: a.tls.allow_classical,
-    };
-    let identity = Identity::load(&a.tls.cert, &a.tls.key)?;
-    // The CA's revocation list is re-read when it changes, so `citadel ca
-    // revoke` takes effect for new connections without a restart.
-    let configs = citadel_tls::reload::ReloadingServerConfig::new(&a.tls.ca, move |t| {
-        server_config(identity.clone(), t, opts)
-    })?;
-    let ca_dir = a.tls.ca.clone();
-    std::fs::create_dir_all(&a.dir)
-        .with_context(|| format!("cannot create {}", a.dir.display()))?;
-    let probe = a.dir.join(".citadel-write-test");
-    std::fs::write(&probe, b"").with_context(|| format!("cannot write to {}", a.dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    let listener =
-        TcpListener::bind(&a.listen).with_context(|| format!("cannot listen on {}", a.listen))?;
-    println!("listening on {}", listener.local_addr()?);
-    std::io::stdout().flush()?;
-    let receiver = std::sync::Arc::new(session::Receiver::new(&a.dir));
-    // Every connection runs on its own thread (the streams of a parallel
-    // transfer must meet); with --once the first transfer to end, or the
-    // first refused connection, ends the process with its outcome.
-    let (ended, outcome) = std::sync::mpsc::channel::<Result<()>>();
-    let json_out = a.json;
-    let once = a.once;
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let (mut tcp, peer) = match conn.and_then(|t| t.peer_addr().map(|p| (t, p))) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("citadel: accept failed: {e}");
-                    continue;
-                }
-            };
-            let (cfg, reload_error) = configs.current();
-            if let Some(e) = reload_error {
-                eprintln!(
-                    "citadel: cannot reload the CA's files in {}: {e:#}; keeping the previous revocation list",
-                    ca_dir.display()
-                );
-            }
-            let receiver = receiver.clone();
-            let ended = ended.clone();
-            std::thread::spawn(move || {
-                let work = || -> Result<bool> {
-                    tcp.set_nodelay(true)?;
-                    // A peer that goes silent is dropped (its verified data
-                    // is kept for a resumed run).
-                    tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
-                    let mut conn = ServerConnection::new(cfg)?;
-                    let start = Instant::now();
-                    handshake(&mut conn, &mut tcp)?;
-                    let info = negotiated(&conn);
-                    let sender = peer_public_key(&conn).ok_or_else(|| {
-                        anyhow!("the client certificate's key cannot sign manifests")
-                    })?;
-                    let mut tls = StreamOwned::new(conn, tcp);
-                    // A further stream of a parallel transfer reports nothing
-                    // itself: its transfer's first connection reports the whole.
-                    Ok(
-                        match receiver.serve(&mut tls, &sender).map_err(transfer_error)? {
-                            Some(summary) => {
-                                report(json_out, &summary, start.elapsed().as_secs_f64(), &info);
-                                true
-                            }
-                            None => false,
-                        },
-                    )
-                };
-                let result = work();
-                // With --once, a failed further stream is only reported: the
-                // transfer's first connection decides the outcome.
-                let joined = result.as_ref().is_err_and(|e| {
-                    matches!(
-                        e.downcast_ref::<citadel_transfer::Error>(),
-                        Some(citadel_transfer::Error::Stream(_))
-                    )
-                });
-                let result = result.map_err(|e| anyhow!("{peer}: {e:#}"));
-                match (once, result) {
-                    (true, Ok(false)) => {}
-                    (true, Err(e)) if joined => eprintln!("citadel: {e:#}"),
-                    (true, r) => {
-                        let _ = ended.send(r.map(|_| ()));
-                    }
-                    (false, Err(e)) => eprintln!("citadel: {e:#}"),
-                    (false, Ok(_)) => {}
-                }
-            });
-        }
-    });
-    outcome
-        .recv()
-        .map_err(|_| anyhow!("the listener stopped"))?
 }
 
 /// What `citadel bench connections` measured.

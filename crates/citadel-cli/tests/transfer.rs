@@ -238,6 +238,11 @@ fn a_tree_moves_over_parallel_streams_with_modes_and_times() {
         .filter(|n| n.contains("citadel"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(
+        fs::read_dir(p.join("out/.citadel-recv")).unwrap().count(),
+        0,
+        "no partial or state file left"
+    );
 }
 
 /// Sends `big.bin` through a slow proxy until the receiver has saved
@@ -256,8 +261,7 @@ fn interrupted(kill_receiver: bool) {
             .spawn()
             .unwrap(),
     );
-    let state = p.join("out/.big.bin.citadel-state");
-    wait_for("saved progress", || fs::metadata(&state).is_ok());
+    wait_for("saved progress", || !state_files(&p.join("out")).is_empty());
     if kill_receiver {
         recv.kill().unwrap(); // SIGKILL
         recv.wait().unwrap();
@@ -283,7 +287,18 @@ fn interrupted(kill_receiver: bool) {
         big.len() as u64
     );
     assert_eq!(fs::read(p.join("out/big.bin")).unwrap(), big);
-    assert!(!state.exists());
+    assert!(state_files(&p.join("out")).is_empty());
+}
+
+/// The receiver's progress files (in its state directory).
+fn state_files(out: &Path) -> Vec<PathBuf> {
+    fs::read_dir(out.join(".citadel-recv"))
+        .map(|r| {
+            r.map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "state"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
@@ -433,4 +448,261 @@ fn a_revocation_takes_effect_without_restarting_the_receiver() {
     recv.kill().unwrap();
     let (_, err) = stderr_of(recv);
     assert!(err.contains("revoked"), "{err}");
+}
+
+/// Issue 12, item 1: a link already in the receiver's directory is never
+/// followed, whatever the sender names.
+#[test]
+fn links_in_the_receivers_directory_are_not_followed() {
+    let d = setup();
+    let p = d.path();
+    fs::create_dir_all(p.join("inbox")).unwrap();
+    fs::create_dir_all(p.join("outside")).unwrap();
+    fs::write(p.join("outside/keep.txt"), b"keep").unwrap();
+    std::os::unix::fs::symlink("../outside", p.join("inbox/link")).unwrap();
+    fs::create_dir_all(p.join("src/link")).unwrap();
+    fs::write(p.join("src/link/planted.txt"), b"planted").unwrap();
+    fs::write(p.join("src/link/keep.txt"), b"overwritten").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(p.join("src/link"), fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let (recv, addr) = start_recv(p, "inbox", &["--once"]);
+    let out = send_cmd(p, "src/link", &addr, "alice").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let (ok, err) = stderr_of(recv);
+    assert!(!ok);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert!(!p.join("outside/planted.txt").exists());
+    assert_eq!(fs::read(p.join("outside/keep.txt")).unwrap(), b"keep");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs::metadata(p.join("outside"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_ne!(mode & 0o777, 0o777, "the sender's mode reached outside");
+}
+
+/// Issue 12, item 2: setuid, setgid and sticky bits never arrive, and the
+/// receiver's umask applies.
+#[test]
+fn modes_lose_special_bits_and_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = setup();
+    let p = d.path();
+    fs::create_dir_all(p.join("t/d")).unwrap();
+    fs::write(p.join("t/d/run"), b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(p.join("t/d/run"), fs::Permissions::from_mode(0o6777)).unwrap();
+    fs::set_permissions(p.join("t/d"), fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .current_dir(p)
+        .arg("-c")
+        .arg(format!(
+            "umask 027; exec {} recv --listen 127.0.0.1:0 --dir out --ca CA --cert CA/server.crt --key CA/server.key --once",
+            assert_cmd::cargo::cargo_bin("citadel").display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = support::announced(&mut child, "listening on ");
+    let recv = support::KillOnDrop::new(child);
+    json_of(&send_cmd(p, "t", &addr, "alice").output().unwrap());
+    let (ok, err) = stderr_of(recv);
+    assert!(ok, "{err}");
+    let file = fs::metadata(p.join("out/t/d/run"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(file & 0o7777, 0o750, "{file:o}");
+    let dir = fs::metadata(p.join("out/t/d"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir & 0o7777, 0o750, "{dir:o}");
+}
+
+/// Issue 12, item 3: a sender's names never collide with the receiver's
+/// own files.
+#[test]
+fn names_like_the_receivers_temporary_files_all_arrive() {
+    let d = setup();
+    let p = d.path();
+    fs::create_dir_all(p.join("t")).unwrap();
+    for (n, c) in [
+        ("x", "x data"),
+        (".x.citadel-partial", "px"),
+        ("y", "y data"),
+        (".y.citadel-state", "sy"),
+    ] {
+        fs::write(p.join("t").join(n), c).unwrap();
+    }
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    let v = json_of(&send_cmd(p, "t", &addr, "alice").output().unwrap());
+    assert_eq!(v["files"], 4);
+    let (ok, err) = stderr_of(recv);
+    assert!(ok, "{err}");
+    for n in ["x", ".x.citadel-partial", "y", ".y.citadel-state"] {
+        assert_eq!(
+            fs::read(p.join("out/t").join(n)).unwrap(),
+            fs::read(p.join("t").join(n)).unwrap(),
+            "{n}"
+        );
+    }
+    // The receiver's own name is refused before anything is sent.
+    fs::create_dir_all(p.join(".citadel-recv")).unwrap();
+    fs::write(p.join(".citadel-recv/z"), b"z").unwrap();
+    let (_recv, addr) = start_recv(p, "out2", &[]);
+    let out = send_cmd(p, ".citadel-recv", &addr, "alice")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("receiver's own"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 12, item 5: files already complete at the receiver are not sent
+/// again: a tree interrupted after its first file, and a tree sent twice.
+#[test]
+fn files_already_delivered_count_as_resumed() {
+    let d = setup();
+    let p = d.path();
+    fs::create_dir_all(p.join("t")).unwrap();
+    let part1 = pattern(9 * 1024 * 1024, 5);
+    let part2 = pattern(9 * 1024 * 1024, 6);
+    fs::write(p.join("t/part1"), &part1).unwrap();
+    fs::write(p.join("t/part2"), &part2).unwrap();
+    // As if a sender was killed after part1 was published and part2 begun.
+    fs::create_dir_all(p.join("out/t")).unwrap();
+    fs::write(p.join("out/t/part1"), &part1).unwrap();
+    let (_recv, addr) = start_recv(p, "out", &[]);
+    let v = json_of(&send_cmd(p, "t", &addr, "alice").output().unwrap());
+    assert_eq!(v["resumed_bytes"].as_u64().unwrap(), part1.len() as u64);
+    assert_eq!(v["sent_bytes"].as_u64().unwrap(), part2.len() as u64);
+    assert_eq!(fs::read(p.join("out/t/part2")).unwrap(), part2);
+    // The whole tree again: nothing to send.
+    let v = json_of(&send_cmd(p, "t", &addr, "alice").output().unwrap());
+    assert_eq!(v["sent_bytes"], 0);
+    assert_eq!(
+        v["resumed_bytes"].as_u64().unwrap(),
+        (part1.len() + part2.len()) as u64
+    );
+}
+
+/// Issue 12, item 6: a sender whose certificate the receiver refuses is
+/// told so, not "broken pipe"; the receiver says it in one sentence.
+#[test]
+fn a_refused_sender_is_told_why() {
+    let d = setup();
+    let p = d.path();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "mallory", "--client"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "revoke", "--ca", "CA", "--name", "mallory"])
+        .assert()
+        .success();
+    fs::write(p.join("f.txt"), b"data").unwrap();
+    for _ in 0..5 {
+        let (recv, addr) = start_recv(p, "out", &["--once"]);
+        let out = send_cmd(p, "f.txt", &addr, "mallory").output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the receiver refused our certificate (revoked, or issued by another CA)"),
+            "{err}"
+        );
+        let (_, err) = stderr_of(recv);
+        assert!(err.contains("revoked"), "{err}");
+    }
+    // A sender killed mid-transfer: the receiver says so once, plainly.
+    fs::write(p.join("big.bin"), pattern(40 * 1024 * 1024, 9)).unwrap();
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    let slow = proxy(addr.parse().unwrap(), Some(8 * 1024 * 1024), None);
+    let mut send = send_cmd(p, "big.bin", &slow, "alice")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("saved progress", || !state_files(&p.join("out")).is_empty());
+    send.kill().unwrap();
+    send.wait().unwrap();
+    let (ok, err) = stderr_of(recv);
+    assert!(!ok);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].contains("the sender disconnected before the transfer ended"),
+        "{err}"
+    );
+    assert!(!err.contains("http"), "{err}");
+}
+
+/// Issue 12, item 4: 2,000 connections that never speak TLS neither crash
+/// the receiver nor stop a transfer running beside them.
+#[test]
+fn a_flood_of_idle_connections_does_not_stop_a_transfer() {
+    raise_fd_limit();
+    let d = setup();
+    let p = d.path();
+    let size = 256 * 1024 * 1024;
+    let big = pattern(size, 11);
+    fs::write(p.join("big.bin"), &big).unwrap();
+    let (mut recv, addr) = start_recv(p, "out", &[]);
+    let target: SocketAddr = addr.parse().unwrap();
+    // The flood comes from another loopback address, as an attacker's
+    // connections come from theirs.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        let s = socket_from("127.0.0.2", target);
+        if let Some(s) = s {
+            idle.push(s);
+        }
+    }
+    assert!(idle.len() >= 1900, "only {} flood connections", idle.len());
+    // They cost tasks, not threads.
+    thread::sleep(Duration::from_millis(500));
+    let status = fs::read_to_string(format!("/proc/{}/status", recv.id())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(threads < 64, "{threads} threads for idle connections");
+    let v = json_of(&send_cmd(p, "big.bin", &addr, "alice").output().unwrap());
+    assert_eq!(v["sent_bytes"].as_u64().unwrap(), size as u64);
+    assert_eq!(fs::read(p.join("out/big.bin")).unwrap(), big);
+    assert!(recv.try_wait().unwrap().is_none(), "the receiver exited");
+    drop(idle);
+}
+
+fn socket_from(local: &str, to: SocketAddr) -> Option<TcpStream> {
+    let sock = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .ok()?;
+    let local: std::net::SocketAddrV4 = format!("{local}:0").parse().unwrap();
+    rustix::net::bind(&sock, &local).ok()?;
+    let SocketAddr::V4(to) = to else { return None };
+    rustix::net::connect(&sock, &to).ok()?;
+    Some(TcpStream::from(sock))
+}
+
+fn raise_fd_limit() {
+    let l = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let _ = rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        },
+    );
 }

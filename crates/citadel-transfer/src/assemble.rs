@@ -2,25 +2,33 @@
 //! remember progress across crashes, and publish the file only when all of
 //! it matches the signed manifest.
 //!
-//! Files beside the destination `DIR/NAME`:
-//! `DIR/.NAME.citadel-partial` (the data) and `DIR/.NAME.citadel-state`
-//! (JSON: the file's root and the hex bitmap of verified chunks).
+//! The receiver's own files live in its state directory
+//! ([`crate::beneath::STATE_DIR`]), never beside the destination, where a
+//! sender's names could collide with them: `KEY.partial` (the data) and
+//! `KEY.state` (JSON: the file's root and the hex bitmap of verified
+//! chunks), where `KEY` is derived from the file's path and root. Every
+//! file is reached through directory handles, never through a symbolic
+//! link (see [`crate::beneath`]).
 //!
 //! The state file is a hint, not a promise: when a transfer resumes, every
 //! chunk it claims is read back and hashed again, and only chunks that still
 //! match the manifest count. So the hot path never waits for the disk; data
 //! reaches it through background flushes and one `fsync` before the rename.
+//! A destination that already holds exactly the file (every chunk hash
+//! matches) is kept as it is and counts as resumed.
 //!
 //! An assembler is shared by the connections of a parallel transfer: chunk
 //! verification and the positioned write need no lock, only the bitmap does.
 
+use crate::beneath::{self, Root};
 use crate::manifest::{FileEntry, chunk_count, decode_hashes, validate_path};
-use crate::{CHUNK_SIZE, Error, Result, io};
+use crate::{CHUNK_SIZE, Error, Result};
+use rustix::fs::OFlags;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -32,6 +40,8 @@ const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes written between two background flushes of the data to disk, so the
 /// final `fsync` has little left to do.
 const FLUSH_EVERY: u64 = 256 * 1024 * 1024;
+/// The largest state file read back (a bitmap of a 16 TiB file is 1 MiB).
+const MAX_STATE: u64 = 4 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 struct State {
@@ -70,65 +80,125 @@ struct Progress {
 pub struct FileAssembler {
     entry: FileEntry,
     hashes: Vec<[u8; 32]>,
-    dest: PathBuf,
-    partial: PathBuf,
-    state: PathBuf,
+    /// The destination's directory, and its name there.
+    parent: File,
+    name: String,
+    /// The receiver's state directory, and the names of this file's data
+    /// and progress there.
+    state_dir: File,
+    partial: String,
+    state: String,
+    /// For messages: the operator's path of the destination.
+    shown: String,
+    /// The mode the published file gets.
+    mode: u32,
     /// Opened on first use and closed once the file is published, so a
     /// transfer of many files holds few descriptors.
     file: Mutex<Option<Arc<File>>>,
     /// Whether the partial file holds verified chunks to keep when opened.
     resumed: bool,
+    /// The destination already holds exactly this file.
+    in_place: bool,
     progress: Mutex<Progress>,
     flushing: Arc<AtomicBool>,
 }
 
 /// Maps a write error to the clearest message: a full disk says what to do.
-fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+fn write_error(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |e| {
         if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) {
-            Error::DiskFull(path.display().to_string())
+            Error::DiskFull(path.to_string())
         } else {
-            io(path)(e)
+            Error::Io {
+                path: path.to_string(),
+                source: e,
+            }
         }
     }
 }
 
+fn io_at(path: &str) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Which chunks of `file` match `hashes` (reading at most what `claimed`
+/// says is there; all of them when `claimed` is `None`).
+fn verified_chunks(
+    file: &File,
+    size: u64,
+    hashes: &[[u8; 32]],
+    claimed: Option<&[bool]>,
+) -> Vec<bool> {
+    let mut buf = vec![0u8; CHUNK_SIZE.min(size) as usize];
+    (0..hashes.len())
+        .map(|i| {
+            let len = chunk_len(size, i as u64) as usize;
+            claimed.is_none_or(|c| c[i])
+                && file
+                    .read_exact_at(&mut buf[..len], i as u64 * CHUNK_SIZE)
+                    .is_ok()
+                && blake3::hash(&buf[..len]).as_bytes() == &hashes[i]
+        })
+        .collect()
+}
+
 impl FileAssembler {
-    /// Prepares to receive `entry` under `out_dir`, resuming from an earlier
+    /// Prepares to receive `entry` beneath `root`, resuming from an earlier
     /// interrupted run when its state file names the same root (every chunk
     /// it claims is re-hashed; damaged ones are fetched again); a different
-    /// root (the sender's file changed) starts over.
-    pub fn open(out_dir: &Path, entry: &FileEntry) -> Result<Self> {
+    /// root (the sender's file changed) starts over. A destination that
+    /// already holds exactly this file needs nothing.
+    pub fn open(root: &Root, entry: &FileEntry) -> Result<Self> {
         validate_path(&entry.path)?;
         let hashes = decode_hashes(entry)?;
-        let dest = out_dir.join(&entry.path);
-        let dir = dest.parent().unwrap_or(out_dir).to_path_buf();
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let name = dest
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
-        let partial = dir.join(format!(".{name}.citadel-partial"));
-        let state = dir.join(format!(".{name}.citadel-state"));
+        let (parent, name) = root.parent_of(&entry.path)?;
+        let shown = root.display(&entry.path);
+        let state_dir = root.state().map_err(io_at(&shown))?;
+        let mut key = blake3::Hasher::new();
+        key.update(b"citadel-recv-v1\0");
+        key.update(entry.path.as_bytes());
+        key.update(b"\0");
+        key.update(entry.root.as_bytes());
+        let key = hex::encode(&key.finalize().as_bytes()[..16]);
+        let partial = format!("{key}.partial");
+        let state = format!("{key}.state");
         let n = chunk_count(entry.size) as usize;
-        let claimed = fs::read(&state)
+        let claimed = beneath::open_file(&state_dir, &state, OFlags::RDONLY | OFlags::NONBLOCK)
             .ok()
-            .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+            .filter(|f| beneath::regular_size(f).ok().flatten().is_some())
+            .and_then(|f| {
+                let mut b = Vec::new();
+                f.take(MAX_STATE).read_to_end(&mut b).ok()?;
+                serde_json::from_slice::<State>(&b).ok()
+            })
             .filter(|s| s.root == entry.root)
-            .and_then(|s| bitmap_from_hex(&s.have, n))
-            .filter(|_| partial.exists());
+            .and_then(|s| bitmap_from_hex(&s.have, n));
         let mut have = vec![false; n];
         if let Some(claimed) = claimed {
-            if let Ok(file) = File::open(&partial) {
-                let mut buf = vec![0u8; CHUNK_SIZE as usize];
-                for (i, c) in claimed.iter().enumerate() {
-                    let len = chunk_len(entry.size, i as u64) as usize;
-                    have[i] = *c
-                        && file
-                            .read_exact_at(&mut buf[..len], i as u64 * CHUNK_SIZE)
-                            .is_ok()
-                        && blake3::hash(&buf[..len]).as_bytes() == &hashes[i];
+            if let Ok(file) =
+                beneath::open_file(&state_dir, &partial, OFlags::RDONLY | OFlags::NONBLOCK)
+            {
+                if beneath::regular_size(&file).ok().flatten().is_some() {
+                    have = verified_chunks(&file, entry.size, &hashes, Some(&claimed));
+                }
+            }
+        }
+        let resumed = have.iter().any(|h| *h);
+        // Nothing of it in progress: the destination may hold it already
+        // (a transfer interrupted after this file was published, or the
+        // same tree sent again).
+        let mut in_place = false;
+        if !resumed {
+            if let Ok(f) = beneath::open_file(&parent, name, OFlags::RDONLY | OFlags::NONBLOCK) {
+                if beneath::regular_size(&f).ok().flatten() == Some(entry.size) {
+                    let all = verified_chunks(&f, entry.size, &hashes, None);
+                    if all.iter().all(|h| *h) {
+                        have = all;
+                        in_place = true;
+                    }
                 }
             }
         }
@@ -136,11 +206,16 @@ impl FileAssembler {
         Ok(Self {
             entry: entry.clone(),
             hashes,
-            dest,
+            parent,
+            name: name.to_string(),
+            state_dir,
             partial,
             state,
+            shown,
+            mode: root.mode(entry.mode),
             file: Mutex::new(None),
-            resumed: have.iter().any(|h| *h),
+            resumed,
+            in_place,
             progress: Mutex::new(Progress {
                 have,
                 missing,
@@ -159,15 +234,19 @@ impl FileAssembler {
         if let Some(f) = slot.as_ref() {
             return Ok(Arc::clone(f));
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(!self.resumed)
-            .open(&self.partial)
-            .map_err(write_error(&self.partial))?;
+        let mut flags = OFlags::RDWR | OFlags::CREATE;
+        if !self.resumed {
+            flags |= OFlags::TRUNC;
+        }
+        let f = beneath::open_file(&self.state_dir, &self.partial, flags)
+            .map_err(write_error(&self.shown))?;
+        if beneath::regular_size(&f).ok().flatten().is_none() {
+            return Err(io_at(&self.shown)(std::io::Error::other(
+                "the receiver's partial file is not a regular file",
+            )));
+        }
         f.set_len(self.entry.size)
-            .map_err(write_error(&self.partial))?;
+            .map_err(write_error(&self.shown))?;
         let f = Arc::new(f);
         *slot = Some(Arc::clone(&f));
         Ok(f)
@@ -182,6 +261,11 @@ impl FileAssembler {
     /// The manifest entry this assembler receives.
     pub fn entry(&self) -> &FileEntry {
         &self.entry
+    }
+
+    /// Whether the destination already held exactly this file.
+    pub fn was_in_place(&self) -> bool {
+        self.in_place
     }
 
     /// Which chunks are already verified on disk.
@@ -215,9 +299,12 @@ impl FileAssembler {
         {
             return Err(bad());
         }
+        if self.in_place {
+            return Ok(false);
+        }
         let file = self.handle()?;
         file.write_all_at(data, index * CHUNK_SIZE)
-            .map_err(write_error(&self.partial))?;
+            .map_err(write_error(&self.shown))?;
         let mut p = self.lock();
         if p.finished || p.have[index as usize] {
             return Ok(false);
@@ -240,7 +327,7 @@ impl FileAssembler {
     /// re-checked then), atomically replacing the previous one.
     pub fn save_state(&self) -> Result<()> {
         let mut p = self.lock();
-        if p.finished {
+        if p.finished || self.in_place {
             return Ok(());
         }
         self.save_locked(&mut p)
@@ -252,10 +339,16 @@ impl FileAssembler {
             have: bitmap_to_hex(&p.have),
         };
         let json = serde_json::to_vec(&s).map_err(|e| Error::Manifest(e.to_string()))?;
-        let tmp = self.state.with_extension("citadel-state-tmp");
-        let mut f = File::create(&tmp).map_err(write_error(&tmp))?;
-        f.write_all(&json).map_err(write_error(&tmp))?;
-        fs::rename(&tmp, &self.state).map_err(io(&self.state))?;
+        let tmp = format!("{}-tmp", self.state);
+        let mut f = beneath::open_file(
+            &self.state_dir,
+            &tmp,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
+        )
+        .map_err(write_error(&self.shown))?;
+        f.write_all(&json).map_err(write_error(&self.shown))?;
+        beneath::rename(&self.state_dir, &tmp, &self.state_dir, &self.state)
+            .map_err(io_at(&self.shown))?;
         p.unsaved = 0;
         p.saved_at = std::time::Instant::now();
         Ok(())
@@ -267,14 +360,16 @@ impl FileAssembler {
     }
 
     /// Publishes the file once every chunk is verified: fsyncs the data,
-    /// sets mode and mtime, renames it into place, fsyncs the directory and
-    /// removes the state file. Every chunk was hashed against the signed
-    /// manifest when it was written (or, for a resumed run, when the
-    /// assembler opened), and the manifest's root covers the chunk hashes.
+    /// sets mode (permission bits less the receiver's umask) and mtime,
+    /// renames it into place, fsyncs the directory and removes the state
+    /// file. Every chunk was hashed against the signed manifest when it was
+    /// written (or, for a resumed run, when the assembler opened), and the
+    /// manifest's root covers the chunk hashes. A file already in place is
+    /// left as it is.
     pub fn finish(&self) -> Result<PathBuf> {
         let mut p = self.lock();
         if p.finished {
-            return Ok(self.dest.clone());
+            return Ok(self.destination());
         }
         if p.missing != 0 {
             return Err(Error::BadFile(format!(
@@ -282,30 +377,28 @@ impl FileAssembler {
                 self.entry.path, p.missing
             )));
         }
-        let file = self.handle()?;
-        file.sync_all().map_err(write_error(&self.partial))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(
-                &self.partial,
-                fs::Permissions::from_mode(self.entry.mode & 0o7777),
-            )
-            .map_err(io(&self.partial))?;
+        if self.in_place {
+            p.finished = true;
+            return Ok(self.destination());
         }
+        let file = self.handle()?;
+        file.sync_all().map_err(write_error(&self.shown))?;
+        beneath::chmod(&file, self.mode).map_err(io_at(&self.shown))?;
         let mtime =
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.entry.mtime.max(0) as u64);
-        file.set_modified(mtime).map_err(io(&self.partial))?;
-        fs::rename(&self.partial, &self.dest).map_err(io(&self.dest))?;
-        if let Some(dir) = self.dest.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
-        let _ = fs::remove_file(&self.state);
+        file.set_modified(mtime).map_err(io_at(&self.shown))?;
+        beneath::rename(&self.state_dir, &self.partial, &self.parent, &self.name)
+            .map_err(io_at(&self.shown))?;
+        let _ = self.parent.sync_all();
+        let _ = beneath::remove(&self.state_dir, &self.state);
         p.finished = true;
         *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(self.dest.clone())
+        Ok(self.destination())
+    }
+
+    /// Where the file is published (for messages).
+    pub fn destination(&self) -> PathBuf {
+        PathBuf::from(&self.shown)
     }
 }
 
@@ -337,6 +430,7 @@ fn chunk_len(size: u64, index: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::manifest::Manifest;
+    use std::fs;
 
     fn setup(size: usize) -> (tempfile::TempDir, Vec<u8>, FileEntry) {
         let d = tempfile::tempdir().unwrap();
@@ -345,6 +439,10 @@ mod tests {
         fs::write(&src, &data).unwrap();
         let m = Manifest::build(&[src.as_path()]).unwrap();
         (d, data, m.files[0].clone())
+    }
+
+    fn root(out: &std::path::Path) -> Root {
+        Root::open(out, 0o022).unwrap()
     }
 
     fn chunk(data: &[u8], i: u64) -> &[u8] {
@@ -356,19 +454,29 @@ mod tests {
     fn out_of_order_chunks_assemble_into_the_same_file() {
         let (d, data, entry) = setup(3 * CHUNK_SIZE as usize + 1234);
         let out = d.path().join("out");
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         for i in [3, 1, 0, 2] {
             a.write_chunk(i, chunk(&data, i)).unwrap();
         }
         let dest = a.finish().unwrap();
         assert_eq!(fs::read(dest).unwrap(), data);
-        let names: Vec<_> = fs::read_dir(&out)
+        let mut names: Vec<_> = fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
+        names.sort();
         assert_eq!(
             names,
-            vec![std::ffi::OsString::from("src.bin")],
+            vec![
+                std::ffi::OsString::from(crate::beneath::STATE_DIR),
+                std::ffi::OsString::from("src.bin")
+            ],
+        );
+        assert_eq!(
+            fs::read_dir(out.join(crate::beneath::STATE_DIR))
+                .unwrap()
+                .count(),
+            0,
             "no partial or state files left"
         );
     }
@@ -377,7 +485,7 @@ mod tests {
     fn a_corrupted_chunk_is_refused_and_the_file_never_appears() {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize);
         let out = d.path().join("out");
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         let mut bad = chunk(&data, 0).to_vec();
         bad[100] ^= 1;
         assert!(matches!(
@@ -402,13 +510,13 @@ mod tests {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize + 5);
         let out = d.path().join("out");
         {
-            let a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&root(&out), &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
             a.write_chunk(2, chunk(&data, 2)).unwrap();
             a.save_state().unwrap();
             // dropped here without finish: the "kill -9"
         }
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         assert_eq!(a.have(), vec![true, false, true]);
         assert_eq!(a.verified_bytes(), CHUNK_SIZE + 5);
         a.write_chunk(1, chunk(&data, 1)).unwrap();
@@ -416,13 +524,14 @@ mod tests {
 
         // Same name, different content: the state no longer applies.
         let mut other = entry.clone();
+        other.chunks[0] = hex::encode([9u8; 32]);
         other.root = hex::encode([9u8; 32]);
         {
-            let a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&root(&out), &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
             a.save_state().unwrap();
         }
-        let a = FileAssembler::open(&out, &other).unwrap();
+        let a = FileAssembler::open(&root(&out), &other).unwrap();
         assert_eq!(a.have(), vec![false, false, false]);
     }
 
@@ -431,17 +540,21 @@ mod tests {
         let (d, data, entry) = setup(2 * CHUNK_SIZE as usize);
         let out = d.path().join("out");
         {
-            let a = FileAssembler::open(&out, &entry).unwrap();
+            let a = FileAssembler::open(&root(&out), &entry).unwrap();
             a.write_chunk(0, chunk(&data, 0)).unwrap();
             a.write_chunk(1, chunk(&data, 1)).unwrap();
             a.save_state().unwrap();
         }
         // Flip a byte of a verified chunk on disk while "crashed".
-        let partial = out.join(".src.bin.citadel-partial");
+        let partial = fs::read_dir(out.join(crate::beneath::STATE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "partial"))
+            .unwrap();
         let mut bytes = fs::read(&partial).unwrap();
         bytes[CHUNK_SIZE as usize + 5] ^= 1;
         fs::write(&partial, bytes).unwrap();
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         assert_eq!(
             a.have(),
             vec![true, false],
@@ -460,7 +573,7 @@ mod tests {
     fn parallel_writers_complete_the_file_exactly_once() {
         let (d, data, entry) = setup(8 * CHUNK_SIZE as usize + 3);
         let out = d.path().join("out");
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         let completions: usize = std::thread::scope(|s| {
             let handles: Vec<_> = (0..3u64)
                 .map(|k| {
@@ -487,14 +600,102 @@ mod tests {
     fn empty_files_and_traversal() {
         let (d, _, entry) = setup(0);
         let out = d.path().join("out");
-        let a = FileAssembler::open(&out, &entry).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
         assert!(a.is_complete());
         assert_eq!(fs::read(a.finish().unwrap()).unwrap(), b"");
         let mut evil = entry.clone();
         evil.path = "../evil".into();
         assert!(matches!(
-            FileAssembler::open(&out, &evil),
+            FileAssembler::open(&root(&out), &evil),
             Err(Error::UnsafePath(_))
         ));
+    }
+
+    /// Issue 12, item 5: a file already at the destination with the same
+    /// chunk hashes is kept and counts as resumed; a different one is
+    /// replaced (through the state directory, never written in place).
+    #[test]
+    fn a_file_already_in_place_is_not_sent_again() {
+        let (d, data, entry) = setup(2 * CHUNK_SIZE as usize + 7);
+        let out = d.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        fs::write(out.join("src.bin"), &data).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
+        assert!(a.was_in_place() && a.is_complete());
+        assert_eq!(a.verified_bytes(), data.len() as u64);
+        a.finish().unwrap();
+        let mut other = data.clone();
+        other[5] ^= 1;
+        fs::write(out.join("src.bin"), &other).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
+        assert!(!a.was_in_place());
+        assert_eq!(a.verified_bytes(), 0);
+    }
+
+    /// Issue 12, item 3: a sender's names cannot collide with the
+    /// receiver's own files, which live in the state directory.
+    #[test]
+    fn names_like_the_old_temporary_files_are_just_names() {
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("t");
+        fs::create_dir_all(&tree).unwrap();
+        for (n, c) in [
+            ("x", &b"x data"[..]),
+            (".x.citadel-partial", b"px"),
+            ("y", b"y data"),
+            (".y.citadel-state", b"sy"),
+        ] {
+            fs::write(tree.join(n), c).unwrap();
+        }
+        let m = Manifest::build(&[tree.as_path()]).unwrap();
+        let out = d.path().join("out");
+        let r = root(&out);
+        for f in &m.files {
+            let a = FileAssembler::open(&r, f).unwrap();
+            let src = fs::read(d.path().join(&f.path)).unwrap();
+            if !src.is_empty() {
+                a.write_chunk(0, &src).unwrap();
+            }
+            a.finish().unwrap();
+        }
+        for f in &m.files {
+            assert_eq!(
+                fs::read(out.join(&f.path)).unwrap(),
+                fs::read(d.path().join(&f.path)).unwrap(),
+                "{}",
+                f.path
+            );
+        }
+    }
+
+    /// Issue 12, items 1 and 2: a link in the receiver's tree is never
+    /// written through, and modes lose setuid/setgid/sticky and the umask.
+    #[test]
+    fn links_are_not_followed_and_modes_are_tamed() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, data, mut entry) = setup(10);
+        let out = d.path().join("out");
+        let outside = d.path().join("outside");
+        fs::create_dir_all(&out).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink("../outside", out.join("link")).unwrap();
+        entry.path = "link/planted.txt".into();
+        assert!(matches!(
+            FileAssembler::open(&root(&out), &entry),
+            Err(Error::NotBeneath(_))
+        ));
+        // A link at the file's own name is replaced, not followed.
+        fs::write(outside.join("victim"), b"keep").unwrap();
+        std::os::unix::fs::symlink("../outside/victim", out.join("victim")).unwrap();
+        entry.path = "victim".into();
+        entry.mode = 0o6777;
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
+        a.write_chunk(0, &data).unwrap();
+        a.finish().unwrap();
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"keep");
+        let meta = fs::symlink_metadata(out.join("victim")).unwrap();
+        assert!(meta.is_file());
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
     }
 }

@@ -100,6 +100,44 @@ pub fn parse_chunk_payload(p: &[u8]) -> Result<(u32, u64, &[u8])> {
     Ok((file, u64::from_be_bytes(c), &p[12..]))
 }
 
+/// A `HAVE` payload: for each file in manifest order, its bitmap of
+/// verified chunks in `ceil(chunks / 8)` bytes, chunk `i` in bit `i % 8`
+/// (least significant first) of byte `i / 8`; unused high bits zero; the
+/// files' bitmaps concatenated with nothing between them.
+pub fn have_payload(files: &[Vec<bool>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for have in files {
+        let mut bytes = vec![0u8; have.len().div_ceil(8)];
+        for (i, h) in have.iter().enumerate() {
+            if *h {
+                bytes[i / 8] |= 1 << (i % 8);
+            }
+        }
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// Parses a `HAVE` payload for files of `chunks[i]` chunks each; the
+/// payload must be exactly as long as they need.
+pub fn parse_have(p: &[u8], chunks: &[usize]) -> Result<Vec<Vec<bool>>> {
+    let need: usize = chunks.iter().map(|n| n.div_ceil(8)).sum();
+    if p.len() != need {
+        return Err(Error::Frame(format!(
+            "HAVE is {} bytes; the manifest needs {need}",
+            p.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut rest = p;
+    for &n in chunks {
+        let (b, r) = rest.split_at(n.div_ceil(8));
+        out.push((0..n).map(|i| b[i / 8] & (1 << (i % 8)) != 0).collect());
+        rest = r;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod assemble;
+pub mod beneath;
 pub mod frame;
 pub mod manifest;
 pub mod session;
@@ -39,6 +40,17 @@ pub enum Error {
     /// A path that could escape the output directory, or is otherwise unsafe.
     #[error("unsafe path {0:?}: paths must be relative, without '..', '.' or empty components")]
     UnsafePath(String),
+    /// A name the receiver keeps for itself.
+    #[error(
+        "{0}: names starting with .citadel-recv are the receiver's own (its state directory); rename it before sending"
+    )]
+    Reserved(String),
+    /// A component of a path on the receiver is a symbolic link or a file
+    /// where a directory is needed: it is never followed.
+    #[error(
+        "{0} is a symbolic link or a file on the receiver, where the transfer needs a directory; nothing is written through it (remove or rename it on the receiver)"
+    )]
+    NotBeneath(String),
     /// A symbolic link or special file in the tree to send.
     #[error(
         "{0} is a symbolic link or special file; only regular files and directories can be sent"

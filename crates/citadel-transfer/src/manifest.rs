@@ -63,6 +63,8 @@ pub fn validate_path(p: &str) -> Result<()> {
         || p.split('/').any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
         Err(Error::UnsafePath(p.to_string()))
+    } else if p.split('/').next() == Some(crate::beneath::STATE_DIR) {
+        Err(Error::Reserved(p.to_string()))
     } else {
         Ok(())
     }
@@ -250,9 +252,11 @@ impl Manifest {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The transfer's identifier: BLAKE3 of the manifest JSON, 16 bytes, hex.
+    /// The transfer's identifier: the first 16 bytes of the BLAKE3 hash of
+    /// the manifest JSON exactly as signed (the bytes [`Manifest::sign`]
+    /// puts in the `MANIFEST` frame), hex.
     pub fn transfer_id(&self) -> String {
-        hex::encode(&blake3::hash(&self.to_json()).as_bytes()[..16])
+        hex::encode(id_of_json(&self.to_json()))
     }
 
     /// The `MANIFEST` frame payload: signature length (2) ‖ signature ‖ JSON.
@@ -269,6 +273,12 @@ impl Manifest {
 
     /// Verifies a `MANIFEST` payload against the sender's key and validates it.
     pub fn open_signed(payload: &[u8], key: &VerifyingKey) -> Result<Manifest> {
+        Self::open_signed_with_id(payload, key).map(|(m, _)| m)
+    }
+
+    /// [`Manifest::open_signed`], also returning the transfer id: the hash
+    /// of the JSON bytes received (never of a re-serialisation).
+    pub fn open_signed_with_id(payload: &[u8], key: &VerifyingKey) -> Result<(Manifest, [u8; 16])> {
         if payload.len() < 2 {
             return Err(Error::Manifest("truncated".into()));
         }
@@ -284,8 +294,15 @@ impl Manifest {
         let m: Manifest =
             serde_json::from_slice(json).map_err(|e| Error::Manifest(e.to_string()))?;
         m.validate()?;
-        Ok(m)
+        Ok((m, id_of_json(json)))
     }
+}
+
+/// A transfer id: the first 16 bytes of BLAKE3 over the manifest JSON.
+pub fn id_of_json(json: &[u8]) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&blake3::hash(json).as_bytes()[..16]);
+    id
 }
 
 /// The chunk hashes of an entry as bytes.

@@ -10,8 +10,9 @@
 //! from the key that signed the transfer's manifest.
 
 use crate::assemble::FileAssembler;
+use crate::beneath::{self, Root};
 use crate::frame::{self, Kind};
-use crate::manifest::{Manifest, chunk_count, validate_path};
+use crate::manifest::{Manifest, chunk_count};
 use crate::{CHUNK_SIZE, Error, Result, io};
 use citadel_crypto::sig::{SigningKey, VerifyingKey};
 use std::collections::HashMap;
@@ -132,8 +133,10 @@ pub fn send_parallel<S: Read + Write>(
             "one local path per manifest file is needed".into(),
         ));
     }
-    write_frame(primary, Kind::Manifest, &manifest.sign(key)?)?;
     let mut buf = Vec::new();
+    if let Err(e) = write_frame(primary, Kind::Manifest, &manifest.sign(key)?) {
+        return Err(why_lost(primary, e));
+    }
     expect(primary, Kind::Have, &mut buf)?;
     let have = parse_have(&buf, manifest)?;
     let mut summary = Summary {
@@ -156,7 +159,7 @@ pub fn send_parallel<S: Read + Write>(
     }
     let streams = streams.clamp(1, work.len().max(1));
     summary.streams = streams;
-    let id = transfer_id_bytes(manifest);
+    let id = crate::manifest::id_of_json(&manifest.to_json());
     let abort = AtomicBool::new(false);
     let (work, abort) = (&work, &abort);
     std::thread::scope(|s| -> Result<()> {
@@ -226,14 +229,18 @@ pub fn send_parallel<S: Read + Write>(
     }
 }
 
-fn transfer_id_bytes(m: &Manifest) -> [u8; 16] {
-    let mut id = [0u8; 16];
-    if let Ok(b) = hex::decode(m.transfer_id()) {
-        if b.len() == 16 {
-            id.copy_from_slice(&b);
+/// A write to the peer failed: the peer may have said why before it
+/// closed (an `ERROR` frame, or a TLS alert such as a refused
+/// certificate), which is a better answer than "broken pipe".
+fn why_lost(stream: &mut (impl Read + ?Sized), e: Error) -> Error {
+    let mut buf = Vec::new();
+    match read_frame(stream, &mut buf) {
+        Ok(Kind::Error) => peer_error(&buf),
+        Err(Error::Connection { context, source }) if source.get_ref().is_some() => {
+            Error::Connection { context, source }
         }
+        _ => e,
     }
-    id
 }
 
 /// Streams chunks without waiting for acknowledgements.
@@ -265,12 +272,7 @@ fn send_chunks<'a>(
                 _ => io(path)(e),
             })?;
         if let Err(e) = write_frame(stream, Kind::Chunk, &chunk[..12 + len]) {
-            // The receiver may have said why before closing.
-            let mut buf = Vec::new();
-            return Err(match read_frame(stream, &mut buf) {
-                Ok(Kind::Error) => peer_error(&buf),
-                _ => e,
-            });
+            return Err(why_lost(stream, e));
         }
         progress(i, len as u64);
     }
@@ -281,47 +283,34 @@ fn send_chunks<'a>(
 }
 
 fn parse_have(p: &[u8], m: &Manifest) -> Result<Vec<Vec<bool>>> {
-    let mut out = Vec::with_capacity(m.files.len());
-    let mut rest = p;
-    for f in &m.files {
-        let n = chunk_count(f.size) as usize;
-        let bytes = n.div_ceil(8);
-        if rest.len() < bytes {
-            return Err(Error::Frame(
-                "HAVE is shorter than the manifest needs".into(),
-            ));
-        }
-        let (b, r) = rest.split_at(bytes);
-        out.push((0..n).map(|i| b[i / 8] & (1 << (i % 8)) != 0).collect());
-        rest = r;
-    }
-    Ok(out)
+    let counts: Vec<usize> = m
+        .files
+        .iter()
+        .map(|f| chunk_count(f.size) as usize)
+        .collect();
+    frame::parse_have(p, &counts)
 }
 
 fn encode_have(assemblers: &[FileAssembler]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for a in assemblers {
-        let have = a.have();
-        let mut bytes = vec![0u8; have.len().div_ceil(8)];
-        for (i, h) in have.iter().enumerate() {
-            if *h {
-                bytes[i / 8] |= 1 << (i % 8);
-            }
-        }
-        out.extend_from_slice(&bytes);
-    }
-    out
+    frame::have_payload(
+        &assemblers
+            .iter()
+            .map(FileAssembler::have)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Receives one single-stream transfer into `out_dir`, accepting only a
 /// manifest signed by `sender` (the key of the sender's authenticated
-/// certificate). For parallel streams, use a [`Receiver`].
+/// certificate), with modes less `umask`. For parallel streams, use a
+/// [`Receiver`].
 pub fn receive<S: Read + Write>(
     stream: &mut S,
     out_dir: &Path,
+    umask: u32,
     sender: &VerifyingKey,
 ) -> Result<Summary> {
-    Receiver::new(out_dir)
+    Receiver::open(out_dir, umask)?
         .serve(stream, sender)?
         .ok_or_else(|| Error::Frame("a JOIN needs the transfer's first connection".into()))
 }
@@ -382,7 +371,7 @@ impl Transfer {
 /// The receiving end: one per output directory, shared by all connections
 /// (it is `Sync`), so that the streams of a parallel transfer meet.
 pub struct Receiver {
-    out_dir: PathBuf,
+    root: Root,
     active: Mutex<HashMap<[u8; 16], Arc<Transfer>>>,
 }
 
@@ -407,12 +396,14 @@ impl Drop for Registered<'_> {
 }
 
 impl Receiver {
-    /// A receiver writing into `out_dir`.
-    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            out_dir: out_dir.into(),
+    /// A receiver writing beneath `out_dir` (created if missing; see
+    /// [`crate::beneath`]), giving files and directories the sender's
+    /// permission bits less `umask` (the receiving process's, usually).
+    pub fn open(out_dir: &Path, umask: u32) -> Result<Self> {
+        Ok(Self {
+            root: Root::open(out_dir, umask)?,
             active: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 16], Arc<Transfer>>> {
@@ -445,8 +436,9 @@ impl Receiver {
         let mut buf = Vec::new();
         match read_frame(stream, &mut buf)? {
             Kind::Manifest => {
-                let manifest = Manifest::open_signed(&buf, sender)?;
-                self.primary(stream, sender, &manifest, &mut buf).map(Some)
+                let (manifest, id) = Manifest::open_signed_with_id(&buf, sender)?;
+                self.primary(stream, sender, &manifest, id, &mut buf)
+                    .map(Some)
             }
             Kind::Join => self
                 .join(stream, sender, &mut buf)
@@ -496,10 +488,9 @@ impl Receiver {
         stream: &mut S,
         sender: &VerifyingKey,
         manifest: &Manifest,
+        id: [u8; 16],
         buf: &mut Vec<u8>,
     ) -> Result<Summary> {
-        let out_dir = &self.out_dir;
-        let id = transfer_id_bytes(manifest);
         // The sender may come back (after a crash, or a kill -9) while this
         // side still holds the old connection: the newer one takes over.
         let previous = self.active().get(&id).cloned();
@@ -515,16 +506,13 @@ impl Receiver {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
         }
-        std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;
         for d in &manifest.dirs {
-            validate_path(&d.path)?;
-            let p = out_dir.join(&d.path);
-            std::fs::create_dir_all(&p).map_err(io(&p))?;
+            self.root.dir(&d.path, true)?;
         }
         let files = manifest
             .files
             .iter()
-            .map(|f| FileAssembler::open(out_dir, f))
+            .map(|f| FileAssembler::open(&self.root, f))
             .collect::<Result<Vec<_>>>()?;
         let resumed: u64 = files.iter().map(FileAssembler::verified_bytes).sum();
         let have = encode_have(&files);
@@ -568,19 +556,18 @@ impl Receiver {
         for i in 0..t.files.len() as u32 {
             write_frame(stream, Kind::FileDone, &i.to_be_bytes())?;
         }
-        // Directory times last: creating files inside changed them.
+        // Directory modes and times last: creating files inside changed
+        // the times. Each directory is reopened beneath the root, so a
+        // directory swapped for a link meanwhile is not followed.
         for d in manifest.dirs.iter().rev() {
-            let p = out_dir.join(&d.path);
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let _ =
-                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(d.mode & 0o7777));
-            }
-            if let Ok(f) = File::open(&p) {
-                let _ = f.set_modified(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.mtime.max(0) as u64),
-                );
-            }
+            let dir = self.root.dir(&d.path, false)?;
+            beneath::chmod(&dir, self.root.mode(d.mode)).map_err(|source| Error::Io {
+                path: d.path.clone(),
+                source,
+            })?;
+            let _ = dir.set_modified(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.mtime.max(0) as u64),
+            );
         }
         write_frame(stream, Kind::Done, &[])?;
         Ok(Summary {

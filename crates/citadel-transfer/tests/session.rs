@@ -88,7 +88,7 @@ fn run(
     let out = out.to_path_buf();
     let recv = thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        receive(&mut s, &out, &vk)
+        receive(&mut s, &out, 0o022, &vk)
     });
     let (manifest, locals) = Manifest::build_with_sources(&[src.join("data").as_path()]).unwrap();
     let tcp = TcpStream::connect(addr).unwrap();
@@ -179,7 +179,7 @@ fn a_manifest_signed_by_another_key_is_refused() {
     let out2 = out.clone();
     let recv = thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
-        receive(&mut s, &out2, &other)
+        receive(&mut s, &out2, 0o022, &other)
     });
     let (manifest, locals) =
         Manifest::build_with_sources(&[d.path().join("data").as_path()]).unwrap();
@@ -217,7 +217,7 @@ fn parallel_streams_deliver_the_same_tree() {
     let out = d.path().join("out");
     let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
     let addr = serve_all(
-        std::sync::Arc::new(Receiver::new(&out)),
+        std::sync::Arc::new(Receiver::open(&out, 0o022).unwrap()),
         key.verifying_key(),
     );
     let (manifest, locals) =
@@ -256,7 +256,7 @@ fn a_join_for_an_unknown_transfer_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
     let addr = serve_all(
-        std::sync::Arc::new(Receiver::new(d.path().join("out"))),
+        std::sync::Arc::new(Receiver::open(&d.path().join("out"), 0o022).unwrap()),
         key.verifying_key(),
     );
     let mut s = TcpStream::connect(addr).unwrap();

@@ -1,0 +1,373 @@
+//! `citadel recv`: the listener. Connections are accepted and their TLS
+//! handshakes run on tokio, with bounds, so that connections which never
+//! speak TLS (or never start a transfer) cost a task, not a thread: at most
+//! [`MAX_CONNECTIONS`] open at once, at most [`MAX_PENDING_PER_ADDRESS`]
+//! from one address before they carry a transfer, a handshake within
+//! [`HANDSHAKE_TIMEOUT`] and a first frame within [`IDLE_TIMEOUT`]. A
+//! connection that has started a transfer moves to a thread of its own for
+//! the blocking session (at most [`MAX_SESSIONS`] at once).
+
+use crate::transfer_cmd::{RecvArgs, Side, report, tls_error, transfer_error};
+use anyhow::{Context, Result, anyhow};
+use citadel_tls::config::{Identity, TlsOptions, server_config};
+use citadel_tls::info::{negotiated, peer_public_key};
+use citadel_tls::rustls::{ServerConnection, StreamOwned};
+use citadel_transfer::session;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Semaphore, mpsc};
+
+/// How long a connection has to complete its TLS handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `recv` waits for a silent sender before dropping the connection.
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Connections open at once; more are closed as soon as they are accepted.
+pub(crate) const MAX_CONNECTIONS: usize = 4096;
+/// Connections from one address that have not started a transfer yet.
+pub(crate) const MAX_PENDING_PER_ADDRESS: usize = 256;
+/// Connections carrying a transfer at once (each on a thread).
+pub(crate) const MAX_SESSIONS: usize = 256;
+
+/// The process's umask, read once at start-up (setting it back at once;
+/// no other thread exists yet).
+fn process_umask() -> u32 {
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rustix::process::umask(old);
+    old.as_raw_mode()
+}
+
+/// Connections per address that have not started a transfer.
+#[derive(Default)]
+struct Pending(Mutex<HashMap<IpAddr, usize>>);
+
+/// One pending connection, counted until dropped.
+struct PendingSlot {
+    table: Arc<Pending>,
+    ip: IpAddr,
+}
+
+impl Pending {
+    fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = t.entry(ip).or_insert(0);
+        if *n >= MAX_PENDING_PER_ADDRESS {
+            return None;
+        }
+        *n += 1;
+        Some(PendingSlot {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut t = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The first bytes already read (asynchronously, to learn that the peer
+/// started a transfer), then the stream.
+struct Prefixed<S> {
+    prefix: [u8; 5],
+    pos: usize,
+    inner: S,
+}
+
+impl<S: Read> Read for Prefixed<S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos < self.prefix.len() {
+            let n = (self.prefix.len() - self.pos).min(buf.len());
+            buf[..n].copy_from_slice(&self.prefix[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+impl<S: Write> Write for Prefixed<S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// How a connection ended.
+enum Ended {
+    /// A transfer's first connection: its summary was reported.
+    Transfer,
+    /// A further stream of a transfer, or a connection that closed without
+    /// starting one.
+    Quiet,
+}
+
+/// What a failed connection means for `--once`.
+struct Failure {
+    error: anyhow::Error,
+    /// The peer was refused or its transfer failed (ends `--once`); not a
+    /// silent connection or a further stream.
+    decisive: bool,
+}
+
+fn decisive(error: anyhow::Error) -> Failure {
+    Failure {
+        error,
+        decisive: true,
+    }
+}
+
+fn quiet(error: anyhow::Error) -> Failure {
+    Failure {
+        error,
+        decisive: false,
+    }
+}
+
+struct Shared {
+    configs: citadel_tls::reload::ReloadingServerConfig,
+    ca_dir: std::path::PathBuf,
+    receiver: session::Receiver,
+    json: bool,
+    sessions: Arc<Semaphore>,
+}
+
+/// Raises the soft limit on open descriptors to the hard one, so the
+/// connection bounds, not the default limit of 1,024, decide what is served.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: l.maximum,
+                maximum: l.maximum,
+            },
+        );
+    }
+}
+
+pub(crate) fn recv(a: RecvArgs) -> Result<()> {
+    let umask = process_umask();
+    raise_fd_limit();
+    let opts = TlsOptions {
+        allow_classical: a.tls.allow_classical,
+    };
+    let identity = Identity::load(&a.tls.cert, &a.tls.key)?;
+    // The CA's revocation list is re-read when it changes, so `citadel ca
+    // revoke` takes effect for new connections without a restart.
+    let configs = citadel_tls::reload::ReloadingServerConfig::new(&a.tls.ca, move |t| {
+        server_config(identity.clone(), t, opts)
+    })?;
+    let receiver = session::Receiver::open(&a.dir, umask)
+        .with_context(|| format!("cannot receive into {}", a.dir.display()))?;
+    let listener = std::net::TcpListener::bind(&a.listen)
+        .with_context(|| format!("cannot listen on {}", a.listen))?;
+    listener.set_nonblocking(true)?;
+    println!("listening on {}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    let shared = Arc::new(Shared {
+        configs,
+        ca_dir: a.tls.ca.clone(),
+        receiver,
+        json: a.json,
+        sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("citadel-recv")
+        .build()
+        .context("cannot start the runtime")?;
+    rt.block_on(accept_loop(listener, shared, a.once))
+}
+
+async fn accept_loop(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    once: bool,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let pending = Arc::new(Pending::default());
+    // With --once, the first transfer to end, or the first peer refused,
+    // ends the process with its outcome.
+    let (ended, mut outcome) = mpsc::unbounded_channel::<Result<()>>();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = outcome.recv() => return r.unwrap_or_else(|| Err(anyhow!("the listener stopped"))),
+            a = listener.accept() => match a {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of descriptors, or a connection reset before it
+                    // was accepted: wait a little rather than spin.
+                    eprintln!("citadel: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the bounds: closed at once, so the backlog keeps moving for
+        // everyone else.
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            continue;
+        };
+        let Some(slot) = pending.take(peer.ip()) else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let ended = ended.clone();
+        tokio::spawn(async move {
+            let r = connection(tcp, &shared, slot).await;
+            drop(permit);
+            match (once, r) {
+                (true, Ok(Ended::Transfer)) => {
+                    let _ = ended.send(Ok(()));
+                }
+                (_, Ok(_)) => {}
+                (true, Err(f)) if f.decisive => {
+                    let _ = ended.send(Err(anyhow!("{peer}: {:#}", f.error)));
+                }
+                (_, Err(f)) => eprintln!("citadel: {peer}: {:#}", f.error),
+            }
+        });
+    }
+}
+
+/// One connection: handshake, wait for the first frame, then the blocking
+/// session on a thread.
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    shared: &Arc<Shared>,
+    pending: PendingSlot,
+) -> Result<Ended, Failure> {
+    let start = Instant::now();
+    tcp.set_nodelay(true).map_err(|e| quiet(e.into()))?;
+    let (cfg, reload_error) = shared.configs.current();
+    if let Some(e) = reload_error {
+        eprintln!(
+            "citadel: cannot reload the CA's files in {}: {e:#}; keeping the previous revocation list",
+            shared.ca_dir.display()
+        );
+    }
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let accepted =
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp).into_fallible()).await {
+            Err(_) => {
+                return Err(quiet(anyhow!(
+                    "no TLS handshake within {} s; connection dropped",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(r) => r,
+        };
+    let mut tls = match accepted {
+        Ok(t) => t,
+        Err((e, tcp)) => {
+            // The alert that says why was sent; let the peer read it before
+            // the connection closes (closing with its data unread would
+            // reset the connection and lose the alert).
+            linger(tcp).await;
+            return Err(match tls_error(&e) {
+                Some(why) => decisive(anyhow!("{why}")),
+                None => quiet(anyhow!("the TLS handshake failed: {e}")),
+            });
+        }
+    };
+    let (info, sender) = {
+        let (_, conn) = tls.get_ref();
+        (negotiated(conn), peer_public_key(conn))
+    };
+    let sender = sender.ok_or_else(|| {
+        decisive(anyhow!(
+            "the client certificate's key cannot sign manifests"
+        ))
+    })?;
+    let mut first = [0u8; 5];
+    match tokio::time::timeout(IDLE_TIMEOUT, tls.read_exact(&mut first)).await {
+        Err(_) => {
+            return Err(quiet(anyhow!(
+                "no transfer started within {} s; connection dropped",
+                IDLE_TIMEOUT.as_secs()
+            )));
+        }
+        Ok(Err(_)) => return Ok(Ended::Quiet),
+        Ok(Ok(_)) => {}
+    }
+    drop(pending);
+    let session = Arc::clone(&shared.sessions)
+        .acquire_owned()
+        .await
+        .map_err(|_| quiet(anyhow!("the receiver is stopping")))?;
+    let (tcp, conn) = tls.into_inner();
+    let tcp = tcp.into_std().map_err(|e| quiet(e.into()))?;
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        let _session = session;
+        let run = || -> Result<Option<session::Summary>, citadel_transfer::Error> {
+            let io = |source| citadel_transfer::Error::Connection {
+                context: "the connection could not be set up",
+                source,
+            };
+            tcp.set_nonblocking(false).map_err(io)?;
+            // A peer that goes silent is dropped (its verified data is kept
+            // for a resumed run).
+            tcp.set_read_timeout(Some(IDLE_TIMEOUT)).map_err(io)?;
+            let mut stream = Prefixed {
+                prefix: first,
+                pos: 0,
+                inner: StreamOwned::<ServerConnection, _>::new(conn, tcp),
+            };
+            shared.receiver.serve(&mut stream, &sender)
+        };
+        match run() {
+            // A further stream of a parallel transfer reports nothing
+            // itself: its transfer's first connection reports the whole.
+            Ok(None) => Ok(Ended::Quiet),
+            Ok(Some(summary)) => {
+                report(shared.json, &summary, start.elapsed().as_secs_f64(), &info);
+                Ok(Ended::Transfer)
+            }
+            Err(e) => {
+                // A failed further stream is only reported: the transfer's
+                // first connection decides the outcome.
+                let joined = matches!(e, citadel_transfer::Error::Stream(_));
+                Err(Failure {
+                    error: transfer_error(e, Side::Receiver),
+                    decisive: !joined,
+                })
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err(decisive(anyhow!("the receiving thread panicked"))))
+}
+
+/// Half-closes a refused connection and reads what the peer still sends,
+/// for at most a second, so the alert reaches it before the close.
+async fn linger(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
