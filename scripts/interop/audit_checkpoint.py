@@ -11,6 +11,10 @@ Usage:
   audit_checkpoint.py consistency [--vkey-ed VKEY [--vkey-mldsa VKEY]] [--origin O]
                                   --old OLDCKPT --new NEWCKPT PROOFFILE
 
+The expected origin is --origin, or else the name of the verifier keys (a
+Citadel log names its keys after its origin); a checkpoint naming any other
+origin is refused. Without keys, --origin is required.
+
 A VKEY is the key string itself or `@PATH` to read it from a file.
 
 checkpoint   opens a signed checkpoint: every signature line by a given key
@@ -118,6 +122,7 @@ class Verifier:
         data = b64decode_canonical(key_b64)
         if data is None:
             raise Usage("malformed vkey: the key is not canonical standard base64")
+        self.name = name
         if data.startswith(ED25519_TYPE):
             kind, ktype, pk_len = "ed25519", ED25519_TYPE, ED25519_PK_LEN
         elif data.startswith(MLDSA65_TYPE):
@@ -254,6 +259,17 @@ def parse_checkpoint_body(text):
 
 def mode_of(vmldsa):
     return "ed25519+ml-dsa-65" if vmldsa else "ed25519-only"
+
+
+def expected_origin(a, ved, vml):
+    """The origin the checkpoints must name (C2SP: a verifier checks it is
+    the log it expects): --origin, or the name of the verifier keys."""
+    if a.origin is not None:
+        return a.origin
+    names = {v.name for v in (ved, vml) if v is not None}
+    if len(names) != 1:
+        raise Usage("give the log's origin with --origin (the keys do not name one log)")
+    return names.pop()
 
 
 def open_checkpoint(msg, ved, vmldsa, origin):
@@ -455,7 +471,7 @@ def warn_mode(mode):
 
 def cmd_checkpoint(a):
     ved, vml = load_vkey(a.vkey_ed, "ed25519"), load_vkey(a.vkey_mldsa, "ml-dsa-65")
-    cp, report = open_checkpoint(read_file(a.file), ved, vml, a.origin)
+    cp, report = open_checkpoint(read_file(a.file), ved, vml, expected_origin(a, ved, vml))
     warn_mode(mode_of(vml))
     return checkpoint_json(cp, report, mode_of(vml))
 
@@ -464,7 +480,7 @@ def cmd_proof(a):
     ved, vml = load_vkey(a.vkey_ed, "ed25519"), load_vkey(a.vkey_mldsa, "ml-dsa-65")
     entry = read_file(a.entry)
     extra, index, hashes, note = parse_tlog_proof(read_file(a.prooffile))
-    cp, report = open_checkpoint(note, ved, vml, a.origin)
+    cp, report = open_checkpoint(note, ved, vml, expected_origin(a, ved, vml))
     leaf = leaf_hash(entry)
     if root_from_inclusion(leaf, index, cp["size"], hashes) != cp["root"]:
         raise Fail(f"inclusion proof of leaf {index} does not lead to the checkpoint's root")
@@ -484,17 +500,20 @@ def cmd_consistency(a):
     if a.vkey_mldsa and not a.vkey_ed:
         raise Usage("--vkey-mldsa needs --vkey-ed")
     ved, vml = load_vkey(a.vkey_ed, "ed25519"), load_vkey(a.vkey_mldsa, "ml-dsa-65")
+    if not ved and a.origin is None:
+        raise Usage("without --vkey-ed, give the log's origin with --origin")
+    origin = expected_origin(a, ved, vml)
     cps = []
     for path in (a.old, a.new):
         data = read_file(path)
         if ved:
-            cp, report = open_checkpoint(data, ved, vml, a.origin)
+            cp, report = open_checkpoint(data, ved, vml, origin)
         else:
             # Signatures not checked: a signed note or a bare body.
             text = parse_note(data)[0] if b"\n\n" in data else data
             cp, report = parse_checkpoint_body(text), None
-            if a.origin is not None and cp["origin"] != a.origin:
-                raise Fail(f"checkpoint origin {cp['origin']!r} is not {a.origin!r}")
+            if cp["origin"] != origin:
+                raise Fail(f"checkpoint origin {cp['origin']!r} is not {origin!r}")
         cps.append((cp, report))
     (old, rold), (new, rnew) = cps
     if old["origin"] != new["origin"]:
@@ -531,7 +550,8 @@ def main(argv):
                         help="Ed25519 verifier key string, or @FILE")
         sp.add_argument("--vkey-mldsa", metavar="VKEY",
                         help="ML-DSA-65 verifier key string, or @FILE (omit: Ed25519 only)")
-        sp.add_argument("--origin", help="require this checkpoint origin")
+        sp.add_argument("--origin", help="the log expected: checkpoints must name this origin "
+                        "(default: the name of the verifier keys)")
 
     c = sub.add_parser("checkpoint", help="verify a signed checkpoint")
     keys(c, True)

@@ -45,7 +45,7 @@ fn lookup_mut<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
 }
 
 /// Checks an entry, replaces each `sensitive` field (dotted paths; absent
-/// ones are skipped) by its HMAC, and returns the canonical bytes that are
+/// ones are skipped) by its HMAC, whatever it holds, and returns the canonical bytes that are
 /// stored: compact JSON with keys sorted.
 pub fn prepare(mut entry: Value, sensitive: &[String], hmac_key: &[u8]) -> Result<Vec<u8>, Error> {
     let obj: &Map<String, Value> = entry
@@ -74,11 +74,12 @@ pub fn prepare(mut entry: Value, sensitive: &[String], hmac_key: &[u8]) -> Resul
             return Err(Error::InvalidEntry(format!("\"{f}\" must be a string")));
         }
     }
+    // Whatever a sensitive value looks like (an `hmac-sha256:` string
+    // included), it is HMACed: a writer cannot make a value pass for
+    // another's HMAC.
     for path in sensitive {
         if let Some(v) = lookup_mut(&mut entry, path) {
-            if !matches!(v, Value::String(s) if s.starts_with(HMAC_PREFIX)) {
-                *v = Value::String(hmac_value(hmac_key, v));
-            }
+            *v = Value::String(hmac_value(hmac_key, v));
         }
     }
     // serde_json's map keeps keys sorted, so this is canonical.
@@ -173,6 +174,19 @@ mod tests {
         };
         assert!(!wrong.matches(&stored));
         assert!(text.starts_with("{\"action\""), "keys sorted: {text}");
+    }
+
+    /// Issue 12, item 13: a value shaped like an HMAC is HMACed all the
+    /// same, so a writer cannot plant another user's HMAC.
+    #[test]
+    fn values_that_look_like_hmacs_are_still_hmaced() {
+        let key = [7u8; 32];
+        let forged = hmac_value(&key, &json!("alice"));
+        let e = json!({"time": "2026-11-26T00:00:00Z", "action": "login", "actor": forged});
+        let bytes = prepare(e, &["actor".into()], &key).unwrap();
+        let stored: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_ne!(stored["actor"], json!(forged));
+        assert_eq!(stored["actor"], json!(hmac_value(&key, &json!(forged))));
     }
 
     #[test]

@@ -8,15 +8,21 @@
 //! LOG/index.bin                per entry, its offset in its segment (derived)
 //! LOG/tree/LL.bin              Merkle tree levels (derived)
 //! LOG/state.json               how many entries the derived files hold durably
+//! LOG/acked                    the acknowledged high-water mark (fsynced)
 //! LOG/checkpoint               the latest signed checkpoint
 //! LOG/checkpoints/NNN….txt     every checkpoint issued
 //! ```
 //!
 //! Invariants: an index returned by [`AuditLog::append`] is durable once
 //! [`AuditLog::durable_size`] exceeds it (at once with
-//! [`Durability::EveryAppend`], within the group-commit delay otherwise);
-//! opening a log after a crash cuts only a torn record at the tail of the
-//! last segment and rebuilds the derived files from the segments.
+//! [`Durability::EveryAppend`], within the group-commit delay otherwise),
+//! and the high-water mark in `LOG/acked` is fsynced before it is; opening a
+//! log for writing after a crash cuts only a torn record at the tail of the
+//! last segment *beyond* every acknowledged entry (the mark, and the latest
+//! checkpoint's size), and rebuilds the derived files from the segments. A
+//! log shorter than what was acknowledged, or damaged below it, is refused,
+//! never cut. Reading ([`LogReader`], [`AuditLog::open_read`]) never changes
+//! a segment.
 
 use crate::checkpoint::{Checkpoint, LogSigner, LogVerifier, SignedCheckpoint};
 use crate::error::{Error, io};
@@ -88,6 +94,66 @@ fn read_text(path: &Path) -> Result<String, Error> {
     fs::read_to_string(path).map_err(io(path))
 }
 
+/// The high-water mark file: entries below the size it holds were
+/// acknowledged (made durable and reported to the writer).
+const ACKED: &str = "acked";
+
+fn encode_acked(size: u64) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&size.to_be_bytes());
+    let crc = crc32fast::hash(&size.to_be_bytes());
+    b[8..12].copy_from_slice(&crc.to_be_bytes());
+    b[12..].copy_from_slice(b"ACK\n");
+    b
+}
+
+/// The size in the high-water mark of the log at `dir` (0 when there is
+/// none: a log made before it existed, or never appended to).
+pub(crate) fn read_acked(dir: &Path) -> Result<u64, Error> {
+    let p = dir.join(ACKED);
+    let b = match fs::read(&p) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io(&p)(e)),
+    };
+    let ok =
+        b.len() == 16 && &b[12..] == b"ACK\n" && crc32fast::hash(&b[..8]).to_be_bytes() == b[8..12];
+    if !ok {
+        return Err(Error::Corrupt {
+            index: None,
+            why: format!(
+                "{} is damaged: the number of acknowledged entries is unknown; run `citadel audit verify`",
+                p.display()
+            ),
+        });
+    }
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&b[..8]);
+    Ok(u64::from_be_bytes(n))
+}
+
+/// How many entries of the log at `dir` were acknowledged: the largest of
+/// the high-water mark and the latest checkpoint's size (verified with the
+/// log's keys). Entries below it were durable when reported, so they can
+/// be missing or damaged only by tampering or a failing disk.
+pub fn acknowledged(dir: &Path) -> Result<u64, Error> {
+    let mark = read_acked(dir)?;
+    let p = dir.join("checkpoint");
+    let covered = if p.exists() {
+        let v = load_verifier(dir)?;
+        SignedCheckpoint::open(read_text(&p)?.as_bytes(), &v)
+            .map_err(|e| Error::Corrupt {
+                index: None,
+                why: format!("{}: {e}", p.display()),
+            })?
+            .checkpoint()
+            .size()
+    } else {
+        0
+    };
+    Ok(mark.max(covered))
+}
+
 /// The public keys of the log at `dir` (from `log.vkeys`) as a verifier
 /// requiring both signatures.
 pub fn load_verifier(dir: &Path) -> Result<LogVerifier, Error> {
@@ -137,6 +203,8 @@ pub struct AuditLog {
     dir: PathBuf,
     config: Config,
     durability: Durability,
+    /// The high-water mark file; `None` when opened for reading.
+    acked: Option<File>,
     segments: Vec<(u64, PathBuf)>,
     seg: BufWriter<File>,
     seg_len: u64,
@@ -196,6 +264,7 @@ impl AuditLog {
             &serde_json::to_vec(&State::default()).unwrap_or_default(),
             0o644,
         )?;
+        write_atomic(&dir.join(ACKED), &encode_acked(0), 0o644)?;
         let config = Config {
             version: 1,
             origin: origin.to_string(),
@@ -207,11 +276,26 @@ impl AuditLog {
         Ok(v)
     }
 
-    /// Opens the log at `dir`, recovering from a crash: a torn record at
-    /// the tail of the last segment is cut off (it was never acknowledged)
-    /// and the derived index and tree are brought up to date.
+    /// Opens the log at `dir` for appending, recovering from a crash: a
+    /// torn record at the tail of the last segment, beyond every
+    /// acknowledged entry, is cut off (it was never acknowledged) and the
+    /// derived index and tree are brought up to date. A log damaged or
+    /// shorter below what was acknowledged is refused and left as it is.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, Error> {
+        Self::open_with(dir, durability, true)
+    }
+
+    /// Opens the log at `dir` for reading and proofs: like
+    /// [`AuditLog::open`], but a torn tail is left in place (the log ends
+    /// before it) and appending is refused. Only the derived files (index
+    /// and tree, caches of the segments) may be rebuilt.
+    pub fn open_read(dir: &Path) -> Result<Self, Error> {
+        Self::open_with(dir, Durability::EveryAppend, false)
+    }
+
+    fn open_with(dir: &Path, durability: Durability, write: bool) -> Result<Self, Error> {
         let config = load_config(dir)?;
+        let floor = acknowledged(dir)?;
         let seg_dir = dir.join("segments");
         let segments = segment::list(&seg_dir)?;
         let Some(&(last_first, ref last_path)) = segments.last() else {
@@ -297,6 +381,15 @@ impl AuditLog {
                     }
                     Record::End => break,
                     Record::Bad(why) => {
+                        if size < floor {
+                            return Err(Error::Corrupt {
+                                index: Some(size),
+                                why: format!(
+                                    "{why} in {}, but {floor} entries were acknowledged: this is damage, not a torn write, and nothing was removed; restore the segment from a copy (`citadel audit verify` names the first bad entry)",
+                                    path.display()
+                                ),
+                            });
+                        }
                         let len = fs::metadata(path).map_err(io(path))?.len();
                         if !last || !torn_tail(path, at, len)? {
                             return Err(Error::Corrupt {
@@ -307,18 +400,28 @@ impl AuditLog {
                                 ),
                             });
                         }
-                        // Never acknowledged: cut it off.
-                        let f = OpenOptions::new()
-                            .write(true)
-                            .open(path)
-                            .map_err(io(path))?;
-                        f.set_len(at).map_err(io(path))?;
-                        f.sync_all().map_err(io(path))?;
+                        // Never acknowledged: cut it off (when writing).
+                        if write {
+                            let f = OpenOptions::new()
+                                .write(true)
+                                .open(path)
+                                .map_err(io(path))?;
+                            f.set_len(at).map_err(io(path))?;
+                            f.sync_all().map_err(io(path))?;
+                        }
                         break;
                     }
                 }
             }
             seg_len = r.offset;
+        }
+        if size < floor {
+            return Err(Error::Corrupt {
+                index: Some(size),
+                why: format!(
+                    "the log holds {size} entries but {floor} were acknowledged: entries from {size} on were removed (truncated); nothing was changed"
+                ),
+            });
         }
         offsets.flush().map_err(io(&offsets_path))?;
         tree.flush()?;
@@ -328,10 +431,29 @@ impl AuditLog {
             .map_err(io(last_path))?;
         let _ = last_first;
         let offsets_reader = File::open(&offsets_path).map_err(io(&offsets_path))?;
+        let acked = if write {
+            // What the segment holds now counts as acknowledged from here
+            // on: make it durable first.
+            seg_file.sync_data().map_err(io(last_path))?;
+            let p = dir.join(ACKED);
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(&p)
+                .map_err(io(&p))?;
+            f.write_all_at(&encode_acked(size), 0).map_err(io(&p))?;
+            f.sync_data().map_err(io(&p))?;
+            Some(f)
+        } else {
+            None
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             config,
             durability,
+            acked,
             segments,
             seg: BufWriter::with_capacity(1 << 20, seg_file),
             seg_len,
@@ -367,11 +489,7 @@ impl AuditLog {
 
     /// The HMAC key for sensitive fields (`keys/hmac.key`).
     pub fn hmac_key(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let p = self.dir.join("keys/hmac.key");
-        let text = Zeroizing::new(read_text(&p)?);
-        hex::decode(text.trim())
-            .map(Zeroizing::new)
-            .map_err(|_| Error::Setup(format!("{}: not a hex key", p.display())))
+        read_hmac_key(&self.dir)
     }
 
     /// Checks `entry` (a JSON object), stores its sensitive fields (the
@@ -391,6 +509,11 @@ impl AuditLog {
     /// Appends raw entry bytes; returns the entry's index. It is durable
     /// once [`durable_size`](Self::durable_size) exceeds the index.
     pub fn append(&mut self, entry: &[u8]) -> Result<u64, Error> {
+        if self.acked.is_none() {
+            return Err(Error::Setup(
+                "the log was opened for reading; open it for writing to append".into(),
+            ));
+        }
         if entry.len() > segment::MAX_ENTRY {
             return Err(Error::InvalidEntry(format!(
                 "{} bytes is over the {} byte limit",
@@ -456,6 +579,13 @@ impl AuditLog {
         self.seg.flush().map_err(io(&seg_path))?;
         if self.durable < self.size {
             self.seg.get_ref().sync_data().map_err(io(&seg_path))?;
+            // The mark only ever follows data already durable.
+            if let Some(f) = &self.acked {
+                let p = self.dir.join(ACKED);
+                f.write_all_at(&encode_acked(self.size), 0)
+                    .map_err(io(&p))?;
+                f.sync_data().map_err(io(&p))?;
+            }
         }
         self.offsets
             .flush()
@@ -474,6 +604,9 @@ impl AuditLog {
 
     fn sync_all(&mut self) -> Result<(), Error> {
         self.commit()?;
+        if self.acked.is_none() {
+            return Ok(());
+        }
         let ip = self.dir.join("index.bin");
         self.offsets.get_ref().sync_data().map_err(io(&ip))?;
         self.tree.sync()?;
@@ -551,37 +684,19 @@ impl AuditLog {
 
     /// Calls `f(index, entry)` for entries from `from` on, in order, until
     /// it returns `false`.
-    pub fn scan(&mut self, from: u64, mut f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), Error> {
+    pub fn scan(&mut self, from: u64, f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), Error> {
         self.commit()?;
-        let start = self
-            .segments
-            .partition_point(|(first, _)| *first <= from)
-            .saturating_sub(1);
-        for (_, path) in &self.segments[start..] {
-            let mut r = segment::Reader::open(path)?;
-            loop {
-                match r.read_record().map_err(io(path))? {
-                    (Record::Entry(ix), e) => {
-                        if ix >= from && !f(ix, e) {
-                            return Ok(());
-                        }
-                    }
-                    (Record::End, _) => break,
-                    (Record::Bad(why), _) => {
-                        return Err(Error::Corrupt {
-                            index: None,
-                            why: format!("{why} in {}", path.display()),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
+        scan_segments(&self.segments, self.size, from, f)
     }
 
     /// Signs a checkpoint of the whole log with both keys, stores it as
     /// `checkpoint` and under `checkpoints/`, and returns it.
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, Error> {
+        if self.acked.is_none() {
+            return Err(Error::Setup(
+                "the log was opened for reading; open it for writing to sign a checkpoint".into(),
+            ));
+        }
         self.sync_all()?;
         let keys = self.dir.join("keys");
         let ed = NoteSigner::parse(&Zeroizing::new(read_text(&keys.join("ed25519.skey"))?))?;
@@ -620,6 +735,124 @@ impl Drop for AuditLog {
         // next open a rebuild. Errors here cannot be reported.
         let _ = self.commit();
     }
+}
+
+/// Calls `f(index, entry)` for the entries `from..size` of `segments`, in
+/// order, until it returns `false`; a bad record at the end of the log (a
+/// torn tail left in place) ends it, anywhere else it is an error.
+fn scan_segments(
+    segments: &[(u64, PathBuf)],
+    size: u64,
+    from: u64,
+    mut f: impl FnMut(u64, &[u8]) -> bool,
+) -> Result<(), Error> {
+    let start = segments
+        .partition_point(|(first, _)| *first <= from)
+        .saturating_sub(1);
+    for (first, path) in &segments[start..] {
+        let mut next = *first;
+        let mut r = segment::Reader::open(path)?;
+        loop {
+            match r.read_record().map_err(io(path))? {
+                (Record::Entry(ix), _) if ix >= size => return Ok(()),
+                (Record::Entry(ix), e) => {
+                    next = ix + 1;
+                    if ix >= from && !f(ix, e) {
+                        return Ok(());
+                    }
+                }
+                (Record::End, _) => break,
+                (Record::Bad(_), _) if next >= size => return Ok(()),
+                (Record::Bad(why), _) => {
+                    return Err(Error::Corrupt {
+                        index: Some(next),
+                        why: format!("{why} in {}", path.display()),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A log read straight from its segments, changing nothing on disk (not
+/// even the derived files): for `tail` and `search`, also on a read-only
+/// copy.
+pub struct LogReader {
+    dir: PathBuf,
+    segments: Vec<(u64, PathBuf)>,
+    size: u64,
+}
+
+impl LogReader {
+    /// Opens the log at `dir` for reading. The log ends at its last whole
+    /// record (a torn tail beyond every acknowledged entry is skipped, not
+    /// removed); a log shorter than what was acknowledged is refused.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        load_config(dir)?;
+        let seg_dir = dir.join("segments");
+        let segments = segment::list(&seg_dir)?;
+        let Some((last_first, last_path)) = segments.last() else {
+            return Err(Error::Corrupt {
+                index: None,
+                why: format!("{}: no segment files", seg_dir.display()),
+            });
+        };
+        let mut size = *last_first;
+        let mut r = segment::Reader::open(last_path)?;
+        loop {
+            match r.read_record().map_err(io(last_path))? {
+                (Record::Entry(ix), _) if ix == size => size += 1,
+                (Record::Entry(ix), _) => {
+                    return Err(Error::Corrupt {
+                        index: Some(size),
+                        why: format!(
+                            "found entry number {ix} where {size} belongs; run `citadel audit verify`"
+                        ),
+                    });
+                }
+                (Record::End, _) | (Record::Bad(_), _) => break,
+            }
+        }
+        let floor = acknowledged(dir)?;
+        if size < floor {
+            return Err(Error::Corrupt {
+                index: Some(size),
+                why: format!(
+                    "the log holds {size} readable entries but {floor} were acknowledged (entries removed, or damaged); run `citadel audit verify`"
+                ),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segments,
+            size,
+        })
+    }
+
+    /// Entries in the log.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The HMAC key for sensitive fields (`keys/hmac.key`).
+    pub fn hmac_key(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        read_hmac_key(&self.dir)
+    }
+
+    /// Calls `f(index, entry)` for entries from `from` on, in order, until
+    /// it returns `false`.
+    pub fn scan(&self, from: u64, f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), Error> {
+        scan_segments(&self.segments, self.size, from, f)
+    }
+}
+
+fn read_hmac_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let p = dir.join("keys/hmac.key");
+    let text = Zeroizing::new(read_text(&p)?);
+    hex::decode(text.trim())
+        .map(Zeroizing::new)
+        .map_err(|_| Error::Setup(format!("{}: not a hex key", p.display())))
 }
 
 /// Whether the bytes from `at` to the end of a segment are a torn write

@@ -1,7 +1,9 @@
 //! Full verification from the raw files: every record's framing, checksum
 //! and sequence number, every entry's hash against the tree recorded when
 //! it was appended, and the root at every stored (or given) checkpoint,
-//! recomputed from the entries alone.
+//! recomputed from the entries alone. Nothing derived is trusted
+//! (`state.json` is not read); the high-water mark of acknowledged entries
+//! (`acked`) and every checkpoint bound how short the log may be.
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::error::{Error, io};
@@ -19,6 +21,11 @@ pub struct Report {
     pub entries: u64,
     /// Checkpoint sizes (distinct) whose signatures and roots matched.
     pub checkpoints: Vec<u64>,
+    /// Entries covered by a signed checkpoint that matched (the largest
+    /// size in `checkpoints`, 0 without one): the rest are not yet.
+    pub covered: u64,
+    /// Entries the log's high-water mark says were acknowledged.
+    pub acknowledged: u64,
     /// Bytes of a torn record at the tail (never acknowledged; the next
     /// open removes them).
     pub torn_tail_bytes: u64,
@@ -101,11 +108,8 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
         checkpoints.push((c.size(), *c.root(), name));
     }
     checkpoints.sort_by_key(|c| c.0);
-    let state_derived = std::fs::read(dir.join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v.get("derived").and_then(|d| d.as_u64()))
-        .unwrap_or(0);
+    let acked = crate::log::read_acked(dir)?;
+    let floor = acked.max(checkpoints.last().map_or(0, |c| c.0));
     let level0 = dir.join("tree/00.bin");
     let mut recorded = File::open(&level0)
         .ok()
@@ -165,15 +169,18 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                         ));
                     }
                     let h = leaf_hash(entry);
-                    if n < state_derived {
-                        if let Some(rd) = recorded.as_mut() {
-                            let mut want = [0u8; 32];
-                            if rd.read_exact(&mut want).is_ok() && want != h {
-                                return Err(corrupt(
-                                    n,
-                                    "its content differs from the hash recorded when it was appended (changed afterwards)",
-                                ));
-                            }
+                    // Every hash the tree recorded is compared, whatever
+                    // the cache state says (an all-zero slot is a crash's
+                    // unwritten block, not a record).
+                    if let Some(rd) = recorded.as_mut() {
+                        let mut want = [0u8; 32];
+                        if rd.read_exact(&mut want).is_err() {
+                            recorded = None;
+                        } else if want != [0u8; 32] && want != h {
+                            return Err(corrupt(
+                                n,
+                                "its content differs from the hash recorded when it was appended (changed afterwards)",
+                            ));
                         }
                     }
                     range.push(h);
@@ -195,9 +202,18 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                             .map(|_| u32::from_be_bytes(h) as u64 + segment::OVERHEAD)
                             .unwrap_or(0)
                     };
-                    if last && (rest < 12 || claimed > rest) {
+                    if last && n >= floor && (rest < 12 || claimed > rest) {
                         torn = rest;
                         break;
+                    }
+                    if n < floor {
+                        return Err(corrupt(
+                            n,
+                            format!(
+                                "{why} in {}, below the {floor} entries acknowledged: damage, not a torn write",
+                                path.display()
+                            ),
+                        ));
                     }
                     return Err(corrupt(n, format!("{why} in {}", path.display())));
                 }
@@ -212,8 +228,18 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
             ),
         ));
     }
+    if n < acked {
+        return Err(corrupt(
+            n,
+            format!(
+                "the log has {n} entries but {acked} were acknowledged (its high-water mark): entries from {n} on were removed (truncated)"
+            ),
+        ));
+    }
     Ok(Report {
         entries: n,
+        covered: good_cp.last().copied().unwrap_or(0),
+        acknowledged: acked,
         checkpoints: good_cp,
         torn_tail_bytes: torn,
         root: range.root(),

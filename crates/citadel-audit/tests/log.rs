@@ -275,6 +275,12 @@ fn a_published_checkpoint_catches_truncation_and_rollback() {
     fs::write(&seg, &b[..at]).unwrap();
     fs::remove_dir_all(dir.join("checkpoints")).unwrap();
     fs::remove_file(dir.join("checkpoint")).unwrap();
+    // The high-water mark still says 30 were acknowledged (issue 12,
+    // item 9)...
+    assert_eq!(bad_index(verify(&dir, None)), 20);
+    assert!(AuditLog::open(&dir, Durability::EveryAppend).is_err());
+    // ...so the insider removes it too.
+    fs::remove_file(dir.join("acked")).unwrap();
     assert_eq!(verify(&dir, None).unwrap().entries, 20);
     assert_eq!(bad_index(verify(&dir, Some(&published.to_text()))), 20);
     // A checkpoint signed by someone else is refused outright.
@@ -300,4 +306,109 @@ fn crc32fast_hash(b: &[u8]) -> u32 {
         }
     }
     !crc
+}
+
+/// Issue 12, item 8: `state.json` is a cache, never trusted: an entry
+/// rewritten (checksum fixed) is caught by the hash the tree recorded,
+/// whatever `derived` says.
+#[test]
+fn a_rewritten_entry_is_caught_whatever_state_json_says() {
+    let (_d, dir) = new_log(6, None);
+    let seg = segments(&dir).pop().unwrap();
+    let (at, len) = record_offsets(&seg)[4];
+    let mut b = fs::read(&seg).unwrap();
+    // Same length, other content, checksum recomputed.
+    let pos = b[at..at + len]
+        .windows(5)
+        .position(|w| w == b"user4")
+        .unwrap();
+    b[at + pos + 4] = b'9';
+    let crc = crc32fast_hash(&b[at..at + len - 4]);
+    b[at + len - 4..at + len].copy_from_slice(&crc.to_be_bytes());
+    fs::write(&seg, &b).unwrap();
+    fs::write(dir.join("state.json"), b"{\"derived\":0}").unwrap();
+    assert_eq!(bad_index(verify(&dir, None)), 4);
+}
+
+/// Issue 12, item 9: an acknowledged entry cut from the tail is reported as
+/// truncation, and its index is not reused.
+#[test]
+fn an_acknowledged_entry_cut_from_the_tail_is_truncation() {
+    let (_d, dir) = new_log(4, None);
+    let seg = segments(&dir).pop().unwrap();
+    let (at, _) = record_offsets(&seg)[3];
+    let b = fs::read(&seg).unwrap();
+    fs::write(&seg, &b[..at]).unwrap();
+    assert_eq!(bad_index(verify(&dir, None)), 3);
+    assert!(AuditLog::open(&dir, Durability::EveryAppend).is_err());
+    assert!(citadel_audit::log::LogReader::open(&dir).is_err());
+    assert_eq!(fs::read(&seg).unwrap().len(), at, "nothing else changed");
+}
+
+/// Issue 12, item 10: a damaged length field below what was acknowledged
+/// is damage, not a torn write: reading leaves the log as it is, verify
+/// reports it, and opening for writing refuses and deletes nothing, under a
+/// checkpoint or not.
+#[test]
+fn a_damaged_length_below_the_acknowledged_size_is_never_cut() {
+    for checkpoint_at in [2u64, 6] {
+        let (_d, dir) = new_log(0, None);
+        let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+        for i in 0..6 {
+            log.append(&entry(i)).unwrap();
+            if i + 1 == checkpoint_at {
+                log.checkpoint().unwrap();
+            }
+        }
+        drop(log);
+        let seg = segments(&dir).pop().unwrap();
+        let (at, _) = record_offsets(&seg)[4];
+        let mut b = fs::read(&seg).unwrap();
+        b[at + 1] ^= 0x01; // the length grows by 65,536: looks torn
+        fs::write(&seg, &b).unwrap();
+        let before = fs::read(&seg).unwrap();
+        assert_eq!(
+            bad_index(verify(&dir, None)),
+            4,
+            "checkpoint at {checkpoint_at}"
+        );
+        assert!(citadel_audit::log::LogReader::open(&dir).is_err());
+        assert!(AuditLog::open_read(&dir).is_err());
+        assert!(matches!(
+            AuditLog::open(&dir, Durability::EveryAppend),
+            Err(Error::Corrupt { index: Some(4), .. })
+        ));
+        assert_eq!(fs::read(&seg).unwrap(), before, "nothing was cut");
+    }
+}
+
+/// Reading never changes a segment: a torn tail beyond every acknowledged
+/// entry is skipped by readers and cut only by a writer.
+#[test]
+fn readers_skip_a_torn_tail_and_leave_it() {
+    let (_d, dir) = new_log(10, None);
+    let seg = segments(&dir).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let mut rec = Vec::new();
+    citadel_audit::segment::encode_record(10, &entry(10), &mut rec);
+    b.extend_from_slice(&rec[..rec.len() / 2]);
+    fs::write(&seg, &b).unwrap();
+    let r = citadel_audit::log::LogReader::open(&dir).unwrap();
+    assert_eq!(r.size(), 10);
+    let mut n = 0;
+    r.scan(0, |_, _| {
+        n += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(n, 10);
+    let mut log = AuditLog::open_read(&dir).unwrap();
+    assert_eq!(log.size(), 10);
+    assert!(log.append(&entry(10)).is_err());
+    log.scan(0, |_, _| true).unwrap();
+    drop(log);
+    assert_eq!(fs::read(&seg).unwrap(), b, "the torn tail is still there");
+    let report = verify(&dir, None).unwrap();
+    assert_eq!((report.entries, report.covered), (10, 0));
+    assert!(report.torn_tail_bytes > 0);
 }

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use citadel_audit::checkpoint::{Checkpoint, SignedCheckpoint, TlogProof};
 use citadel_audit::entry::{Filter, hmac_value, now, parse_time};
-use citadel_audit::log::{AuditLog, Durability, load_verifier, verifier_from_vkeys};
+use citadel_audit::log::{AuditLog, Durability, LogReader, load_verifier, verifier_from_vkeys};
 use citadel_audit::merkle::{Hash, leaf_hash, verify_consistency};
 use citadel_audit::verify::verify;
 use clap::{Args, Subcommand, ValueEnum};
@@ -141,6 +141,11 @@ pub(crate) struct VerifyProofArgs {
     /// The log's public keys (LOG/log.vkeys).
     #[arg(long)]
     vkeys: PathBuf,
+    /// The log expected: checkpoints must name this origin. By default the
+    /// name of the keys in --vkeys (a Citadel log names its keys after its
+    /// origin); required when the two keys' names differ.
+    #[arg(long)]
+    origin: Option<String>,
     /// An inclusion proof (from `audit prove`), or with --old/--new, a
     /// consistency proof (from `audit consistency`).
     #[arg(long)]
@@ -221,8 +226,60 @@ pub(crate) fn run(c: AuditCommand) -> Result<()> {
     }
 }
 
+/// The largest checkpoint, vkeys or consistency-proof file read.
+const MAX_TEXT: u64 = citadel_audit::note::MAX_NOTE_LEN as u64;
+
+/// Reads a file of at most `limit` bytes, without reading more than that:
+/// a larger one is refused before it costs memory.
+fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if out.len() as u64 > limit {
+        bail!(
+            "{} is larger than {limit} bytes: not what was asked for",
+            path.display()
+        );
+    }
+    Ok(out)
+}
+
+/// A text file of at most [`MAX_TEXT`] bytes; an empty one is an input
+/// error.
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    let b = read_limited(path, MAX_TEXT)?;
+    let t = String::from_utf8(b).map_err(|_| anyhow!("{} is not UTF-8 text", path.display()))?;
+    if t.trim().is_empty() {
+        bail!("{} is empty", path.display());
+    }
+    Ok(t)
+}
+
+/// A checkpoint or proof error: malformed input is an input error (exit
+/// 2); a signature or proof that does not verify is a failed verification
+/// (exit 1).
+fn proof_failure(what: &Path, e: citadel_audit::checkpoint::CheckpointError) -> anyhow::Error {
+    use citadel_audit::checkpoint::CheckpointError as C;
+    use citadel_audit::note::NoteError as N;
+    let verification = matches!(
+        e,
+        C::OriginMismatch { .. }
+            | C::MissingSignature { .. }
+            | C::Proof(_)
+            | C::Note(N::InvalidSignature { .. })
+    );
+    if verification {
+        VerificationFailed(format!(
+            "the proof does not verify: {}: {e}",
+            what.display()
+        ))
+        .into()
+    } else {
+        anyhow!("{}: {e}", what.display())
+    }
 }
 
 fn init(a: InitArgs) -> Result<()> {
@@ -350,24 +407,40 @@ fn checkpoint(a: DirArgs) -> Result<()> {
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
     let extra = a.checkpoint.as_deref().map(read).transpose()?;
+    if let (Some(t), Some(p)) = (&extra, &a.checkpoint) {
+        // Malformed input is an input error, not tampering.
+        let v = load_verifier(&a.dir)?;
+        if let Err(e) = SignedCheckpoint::open(t.as_bytes(), &v) {
+            return Err(proof_failure(p, e));
+        }
+    }
     let start = std::time::Instant::now();
     match verify(&a.dir, extra.as_deref()) {
         Ok(r) => {
             let secs = start.elapsed().as_secs_f64();
+            let uncovered = r.entries - r.covered.min(r.entries);
             if a.json {
                 print_json(
                     &json!({"ok": true, "entries": r.entries, "checkpoints": r.checkpoints,
+                    "covered": r.covered, "uncovered": uncovered, "acknowledged": r.acknowledged,
                     "torn_tail_bytes": r.torn_tail_bytes, "root": B64.encode(r.root), "seconds": secs}),
                 );
             } else {
                 println!(
-                    "ok: {} entries, {} checkpoints match, root {}{}",
+                    "ok: {} entries, {} checkpoints match, root {}{}{}",
                     r.entries,
                     r.checkpoints.len(),
                     B64.encode(r.root),
+                    if uncovered > 0 {
+                        format!(
+                            "; the last {uncovered} are not covered by a signed checkpoint (run `citadel audit checkpoint`)"
+                        )
+                    } else {
+                        String::new()
+                    },
                     if r.torn_tail_bytes > 0 {
                         format!(
-                            "; a torn record of {} bytes at the tail (never acknowledged) is removed on next open",
+                            "; a torn record of {} bytes at the tail (beyond every acknowledged entry) is removed when the log is next opened for writing",
                             r.torn_tail_bytes
                         )
                     } else {
@@ -398,7 +471,7 @@ fn latest(log: &AuditLog) -> Result<SignedCheckpoint> {
 }
 
 fn prove(a: ProveArgs) -> Result<()> {
-    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let mut log = AuditLog::open_read(&a.dir)?;
     let cp = latest(&log)?;
     let size = cp.checkpoint().size();
     if a.index >= size {
@@ -416,14 +489,26 @@ fn prove(a: ProveArgs) -> Result<()> {
 }
 
 fn consistency(a: ConsistencyArgs) -> Result<()> {
-    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let mut log = AuditLog::open_read(&a.dir)?;
     let verifier = load_verifier(&a.dir)?;
     let old = SignedCheckpoint::open(read(&a.old)?.as_bytes(), &verifier)
-        .with_context(|| format!("{}", a.old.display()))?;
+        .map_err(|e| proof_failure(&a.old, e))?;
     let new = latest(&log)?;
     let (o, n) = (old.checkpoint().size(), new.checkpoint().size());
     if o > n {
         bail!("the old checkpoint (size {o}) is newer than the latest (size {n})");
+    }
+    // A proof to a stale checkpoint would say nothing of the newer entries.
+    if n < log.size() {
+        bail!(
+            "the log has {} entries but its latest checkpoint covers {n}: run `citadel audit checkpoint` first, so the proof covers them",
+            log.size()
+        );
+    }
+    if o == n {
+        eprintln!(
+            "citadel: the old checkpoint is the latest (size {n}): the log has not grown, and the proof is empty"
+        );
     }
     let proof = log.consistency_proof(o, n)?;
     if let Some(p) = &a.new_out {
@@ -435,44 +520,60 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
     Ok(())
 }
 
-fn origin_of(checkpoint_text: &str) -> Result<String> {
-    checkpoint_text
+/// The origin a proof's checkpoints must name: `--origin`, or the name of
+/// the log's keys.
+fn expected_origin(a: &VerifyProofArgs, vkeys: &str) -> Result<String> {
+    if let Some(o) = &a.origin {
+        return Ok(o.clone());
+    }
+    let names: std::collections::BTreeSet<&str> = vkeys
         .lines()
-        .next()
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .ok_or_else(|| anyhow!("not a checkpoint: no origin line"))
+        .filter(|l| !l.trim().is_empty())
+        .filter_map(|l| l.trim().split('+').next())
+        .collect();
+    match names.into_iter().collect::<Vec<_>>()[..] {
+        [name] => Ok(name.to_string()),
+        _ => bail!(
+            "the keys in {} have different names: give the log's origin with --origin",
+            a.vkeys.display()
+        ),
+    }
 }
 
 fn verify_proof(a: VerifyProofArgs) -> Result<()> {
     let vkeys = read(&a.vkeys)?;
-    let fail = |e: &dyn std::fmt::Display| -> anyhow::Error {
-        VerificationFailed(format!("the proof does not verify: {e}")).into()
-    };
+    let origin = expected_origin(&a, &vkeys)?;
+    let v = verifier_from_vkeys(&origin, &vkeys)?;
     if let (Some(old), Some(new)) = (&a.old, &a.new) {
         let (old_t, new_t) = (read(old)?, read(new)?);
-        let v = verifier_from_vkeys(&origin_of(&new_t)?, &vkeys)?;
-        let old_c = SignedCheckpoint::open(old_t.as_bytes(), &v).map_err(|e| fail(&e))?;
-        let new_c = SignedCheckpoint::open(new_t.as_bytes(), &v).map_err(|e| fail(&e))?;
-        let proof: Vec<Hash> = read(&a.proof)?
-            .lines()
-            .filter(|l| !l.trim().is_empty())
+        let old_c =
+            SignedCheckpoint::open(old_t.as_bytes(), &v).map_err(|e| proof_failure(old, e))?;
+        let new_c =
+            SignedCheckpoint::open(new_t.as_bytes(), &v).map_err(|e| proof_failure(new, e))?;
+        let proof: Vec<Hash> = read_limited(&a.proof, MAX_TEXT)?
+            .split(|b| *b == b'\n')
+            .map(|l| String::from_utf8_lossy(l).trim().to_string())
+            .filter(|l| !l.is_empty())
             .map(|l| {
-                B64.decode(l.trim())
+                B64.decode(&l)
                     .ok()
                     .and_then(|b| <Hash>::try_from(b).ok())
                     .ok_or_else(|| anyhow!("{}: not a list of base64 hashes", a.proof.display()))
             })
             .collect::<Result<_>>()?;
         let (o, n) = (old_c.checkpoint(), new_c.checkpoint());
-        verify_consistency(o.size(), n.size(), o.root(), n.root(), &proof).map_err(|e| fail(&e))?;
+        verify_consistency(o.size(), n.size(), o.root(), n.root(), &proof).map_err(|e| {
+            anyhow::Error::from(VerificationFailed(format!(
+                "the proof does not verify: {e}"
+            )))
+        })?;
         if a.json {
             print_json(
-                &json!({"ok": true, "kind": "consistency", "old_size": o.size(), "new_size": n.size()}),
+                &json!({"ok": true, "kind": "consistency", "old_size": o.size(), "new_size": n.size(), "origin": origin}),
             );
         } else {
             println!(
-                "ok: the log of size {} is an extension of size {}",
+                "ok: the log {origin} of size {} is an extension of size {}",
                 n.size(),
                 o.size()
             );
@@ -484,12 +585,18 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
             "give --entry FILE for an inclusion proof, or --old and --new for a consistency proof"
         )
     })?;
-    let entry = std::fs::read(entry_path)
-        .with_context(|| format!("cannot read {}", entry_path.display()))?;
-    let text = read(&a.proof)?;
-    let proof = TlogProof::parse(text.as_bytes()).map_err(|e| fail(&e))?;
-    let v = verifier_from_vkeys(&origin_of(proof.checkpoint_text())?, &vkeys)?;
-    let cp = proof.verify(&leaf_hash(&entry), &v).map_err(|e| fail(&e))?;
+    let entry = read_limited(entry_path, citadel_audit::segment::MAX_ENTRY as u64)?;
+    let text = read_limited(
+        &a.proof,
+        citadel_audit::checkpoint::MAX_TLOG_PROOF_LEN as u64,
+    )?;
+    if text.iter().all(u8::is_ascii_whitespace) {
+        bail!("{} is empty", a.proof.display());
+    }
+    let proof = TlogProof::parse(&text).map_err(|e| proof_failure(&a.proof, e))?;
+    let cp = proof
+        .verify(&leaf_hash(&entry), &v)
+        .map_err(|e| proof_failure(&a.proof, e))?;
     let c: &Checkpoint = cp.checkpoint();
     if a.json {
         print_json(
@@ -516,7 +623,7 @@ fn show(json_out: bool, index: u64, entry: &[u8]) {
 }
 
 fn tail(a: TailArgs) -> Result<()> {
-    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let log = LogReader::open(&a.dir)?;
     let from = log.size().saturating_sub(a.lines);
     log.scan(from, |i, e| {
         show(a.json, i, e);
@@ -532,7 +639,7 @@ fn split_kv(s: &str) -> Result<(String, String)> {
 }
 
 fn search(a: SearchArgs) -> Result<()> {
-    let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
+    let log = LogReader::open(&a.dir)?;
     let mut filter = Filter {
         actor: a.actor,
         action: a.action,

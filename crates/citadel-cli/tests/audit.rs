@@ -340,3 +340,175 @@ fn a_pause_in_the_input_still_acknowledges_within_the_window() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+fn code(c: &mut Command) -> (i32, String, String) {
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue 12, items 10-12, 14 and 15, as a user meets them.
+#[test]
+fn reading_never_changes_the_log_and_proofs_name_their_log() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    citadel(p)
+        .args([
+            "audit",
+            "init",
+            "--dir",
+            "log",
+            "--origin",
+            "example.org/audit",
+        ])
+        .assert()
+        .success();
+    stdout(
+        citadel(p)
+            .args(["audit", "append", "--dir", "log", "--fsync", "every"])
+            .write_stdin(lines(2, 0)),
+    );
+    stdout(citadel(p).args(["audit", "checkpoint", "--dir", "log"]));
+    fs::copy(p.join("log/checkpoint"), p.join("published.cp")).unwrap();
+    stdout(
+        citadel(p)
+            .args(["audit", "append", "--dir", "log", "--fsync", "every"])
+            .write_stdin(lines(4, 2)),
+    );
+    // Item 11: entries no checkpoint covers are reported.
+    let out = stdout(citadel(p).args(["audit", "verify", "--dir", "log"]));
+    assert!(
+        out.contains("6 entries")
+            && out.contains("the last 4 are not covered by a signed checkpoint"),
+        "{out}"
+    );
+    // Item 12: a consistency proof to a stale checkpoint is refused (exit
+    // 2), not a silent 2 -> 2.
+    let (c, _, err) = code(citadel(p).args([
+        "audit",
+        "consistency",
+        "--dir",
+        "log",
+        "--old",
+        "published.cp",
+    ]));
+    assert_eq!(c, 2, "{err}");
+    assert!(
+        err.contains("run `citadel audit checkpoint` first"),
+        "{err}"
+    );
+    // Input errors exit 2, not 1.
+    fs::write(p.join("empty"), b"").unwrap();
+    let (c, _, err) =
+        code(citadel(p).args(["audit", "verify", "--dir", "log", "--checkpoint", "empty"]));
+    assert_eq!(c, 2, "{err}");
+    let (c, _, err) = code(citadel(p).args([
+        "audit",
+        "verify-proof",
+        "--vkeys",
+        "log/log.vkeys",
+        "--proof",
+        "empty",
+        "--entry",
+        "empty",
+    ]));
+    assert_eq!(c, 2, "{err}");
+    // Item 15: a huge file is refused without being read whole.
+    let big = fs::File::create(p.join("big.cp")).unwrap();
+    big.set_len(100 << 20).unwrap();
+    let (c, _, err) =
+        code(citadel(p).args(["audit", "verify", "--dir", "log", "--checkpoint", "big.cp"]));
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("larger than"), "{err}");
+    // Item 14: a checkpoint signed with the log's keys for another origin
+    // (or the right name with a trailing space) does not verify a proof.
+    stdout(citadel(p).args(["audit", "checkpoint", "--dir", "log"]));
+    let proof = stdout(citadel(p).args([
+        "audit",
+        "prove",
+        "--dir",
+        "log",
+        "--index",
+        "1",
+        "--entry-out",
+        "e1",
+    ]));
+    fs::write(p.join("p1"), &proof).unwrap();
+    stdout(citadel(p).args([
+        "audit",
+        "verify-proof",
+        "--vkeys",
+        "log/log.vkeys",
+        "--proof",
+        "p1",
+        "--entry",
+        "e1",
+    ]));
+    // An insider with the log's keys signs the same tree under another
+    // origin, or the right name with a trailing space.
+    let skey = |n: &str| {
+        citadel_audit::note::NoteSigner::parse(
+            fs::read_to_string(p.join("log/keys").join(n))
+                .unwrap()
+                .trim(),
+        )
+        .unwrap()
+    };
+    let (ed, ml) = (skey("ed25519.skey"), skey("ml-dsa-65.skey"));
+    let at = proof.find("example.org/audit\n").unwrap();
+    let (head, note) = proof.split_at(at);
+    let body: String = note.split_inclusive('\n').take(3).collect();
+    for other in ["evil.example/other-log", "example.org/audit "] {
+        let forged_body = body.replacen("example.org/audit", other, 1);
+        let signed = citadel_audit::note::sign(&forged_body, &[&ed, &ml]).unwrap();
+        fs::write(p.join("p-other"), format!("{head}{signed}")).unwrap();
+        let (c, _, err) = code(citadel(p).args([
+            "audit",
+            "verify-proof",
+            "--vkeys",
+            "log/log.vkeys",
+            "--proof",
+            "p-other",
+            "--entry",
+            "e1",
+        ]));
+        assert_eq!(c, 1, "{other:?}: {err}");
+        assert!(err.contains("expected"), "{err}");
+    }
+    // Item 10: flip a bit of entry 4's length: search and verify report
+    // it and change nothing; append refuses and deletes nothing.
+    let seg = fs::read_dir(p.join("log/segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut b = fs::read(&seg).unwrap();
+    let mut at = 8;
+    for _ in 0..4 {
+        let len = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+        at += 16 + len;
+    }
+    b[at + 1] ^= 1;
+    fs::write(&seg, &b).unwrap();
+    let (c, _, _) = code(citadel(p).args(["audit", "verify", "--dir", "log"]));
+    assert_eq!(c, 1);
+    let _ = code(citadel(p).args(["audit", "search", "--dir", "log", "--actor", "u1"]));
+    let _ = code(citadel(p).args(["audit", "tail", "--dir", "log"]));
+    assert_eq!(fs::read(&seg).unwrap(), b, "reading changed the log");
+    let (c, _, err) = code(
+        citadel(p)
+            .args(["audit", "append", "--dir", "log"])
+            .write_stdin(lines(1, 9)),
+    );
+    assert_ne!(c, 0);
+    assert!(err.contains("nothing was removed"), "{err}");
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        b,
+        "append cut acknowledged entries"
+    );
+}
