@@ -8,8 +8,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS=${1:-60}
-# Seed the age target with the CCTV vectors' age files.
-mkdir -p corpus/age_decrypt
+# Seed every target with the corpus `cargo test` replays
+# (crates/*/tests/data/fuzz/TARGET/); new crash inputs worth keeping go
+# there too, so the replay catches a regression deterministically.
+for d in ../crates/*/tests/data/fuzz/*/; do
+  t=$(basename "$d")
+  [ "$t" = vault_core ] && t=vault_api
+  mkdir -p "corpus/$t"
+  cp "$d"* "corpus/$t/"
+done
+# The age target also starts from the CCTV vectors' age files.
 python3 - <<'PY'
 import os, zlib
 src = '../crates/citadel-age/tests/data/cctv'
@@ -20,9 +28,6 @@ for n in os.listdir(src):
     if len(body) < 200_000:
         open(f'corpus/age_decrypt/{n}', 'wb').write(body)
 PY
-# Seed the vault target with the corpus `cargo test` replays.
-mkdir -p corpus/vault_api
-cp ../crates/citadel-vault/tests/data/fuzz/vault_core/* corpus/vault_api/
 for t in key_files age_decrypt age_strings manifest audit_text transfer_receiver vault_api; do
   echo "== $t"
   RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" -- -max_total_time="$SECS" -max_len=100000

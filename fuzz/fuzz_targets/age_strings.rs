@@ -1,12 +1,9 @@
-//! Recipient and identity strings (Bech32 without length limit): never panic.
+//! See crates/citadel-age/tests/fuzz/age_strings.rs: the body is shared with the corpus
+//! replay `cargo test` runs (crates/citadel-age/tests/fuzz_replay.rs).
 #![no_main]
-use citadel_age::{Identity, Recipient};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = Recipient::parse(s);
-        let _ = Identity::parse(s);
-        let _ = Identity::parse_file(s);
-    }
-});
+#[path = "../../crates/citadel-age/tests/fuzz/age_strings.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| harness::run_one(data));

@@ -1,17 +1,9 @@
-//! Signed notes, checkpoints, tlog-proofs and vkeys: never panic, and a
-//! note that parses re-encodes to the same bytes.
+//! See crates/citadel-audit/tests/fuzz/audit_text.rs: the body is shared with the corpus
+//! replay `cargo test` runs (crates/citadel-audit/tests/fuzz_replay.rs).
 #![no_main]
-use citadel_audit::checkpoint::{Checkpoint, TlogProof};
-use citadel_audit::note::{Note, NoteVerifier};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(n) = Note::parse(data) {
-        assert_eq!(n.encode().as_bytes(), data);
-    }
-    let _ = TlogProof::parse(data);
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = Checkpoint::parse(s);
-        let _ = NoteVerifier::parse(s);
-    }
-});
+#[path = "../../crates/citadel-audit/tests/fuzz/audit_text.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| harness::run_one(data));

@@ -1,9 +1,9 @@
-//! DSSE envelopes and manifest statements: never panic.
+//! See crates/citadel-artifact/tests/fuzz/manifest.rs: the body is shared with the corpus
+//! replay `cargo test` runs (crates/citadel-artifact/tests/fuzz_replay.rs).
 #![no_main]
-use citadel_artifact::{Envelope, Manifest};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = Envelope::from_json(data);
-    let _ = Manifest::from_statement(data);
-});
+#[path = "../../crates/citadel-artifact/tests/fuzz/manifest.rs"]
+mod harness;
+
+fuzz_target!(|data: &[u8]| harness::run_one(data));

@@ -1,57 +1,9 @@
-//! The receiving end of a transfer fed arbitrary bytes as the sender's
-//! stream: never panics, never writes outside its directory. When the input
-//! starts with a length-prefixed block, that block is signed as the manifest
-//! JSON by the harness (as a compromised sender would), so the fuzzer
-//! reaches manifest validation and file assembly behind the signature.
+//! See crates/citadel-transfer/tests/fuzz/transfer_receiver.rs: the body is shared with the corpus
+//! replay `cargo test` runs (crates/citadel-transfer/tests/fuzz_replay.rs).
 #![no_main]
-use citadel_crypto::Algorithm;
-use citadel_crypto::sig::SigningKey;
-use citadel_transfer::session::Receiver;
 use libfuzzer_sys::fuzz_target;
-use std::io::{Cursor, Read, Write};
-use std::sync::OnceLock;
 
-struct Peer(Cursor<Vec<u8>>);
-impl Read for Peer {
-    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(b)
-    }
-}
-impl Write for Peer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+#[path = "../../crates/citadel-transfer/tests/fuzz/transfer_receiver.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    static KEY: OnceLock<SigningKey> = OnceLock::new();
-    let key = KEY.get_or_init(|| SigningKey::from_seed(Algorithm::MlDsa44, &[7; 32]).unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("a/b/out");
-    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
-    let rx = Receiver::open(&out, 0o022).unwrap();
-    let mut stream = data.to_vec();
-    if let [1, hi, lo, rest @ ..] = data {
-        let n = (usize::from(*hi) << 8 | usize::from(*lo)).min(rest.len());
-        let (json, frames) = rest.split_at(n);
-        let sig = key.sign(json, b"citadel-transfer-v1").unwrap();
-        let mut payload = (sig.len() as u16).to_be_bytes().to_vec();
-        payload.extend_from_slice(&sig);
-        payload.extend_from_slice(json);
-        stream = vec![1];
-        stream.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        stream.extend_from_slice(&payload);
-        stream.extend_from_slice(frames);
-    }
-    let _ = rx.serve(&mut Peer(Cursor::new(stream)), &key.verifying_key());
-    // Nothing may appear beside the output directory.
-    for up in [dir.path().join("a/b"), dir.path().join("a"), dir.path().to_path_buf()] {
-        for e in std::fs::read_dir(&up).unwrap() {
-            let name = e.unwrap().file_name();
-            assert!(["a", "b", "out"].contains(&name.to_str().unwrap()), "{name:?} escaped");
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| harness::run_one(data));

@@ -135,6 +135,32 @@ fn mldsa_sign<P: MlDsaParams>(
         .to_vec()
 }
 
+/// Whether the packed s1 and s2 of an expanded ML-DSA key (FIPS 204
+/// skEncode: ρ (32) ‖ K (32) ‖ tr (64) ‖ s1 (ℓ polynomials) ‖ s2 (k
+/// polynomials) ‖ t0 (k polynomials of 13-bit values, all valid)) hold
+/// only values η − s ≤ 2η, each polynomial 256 values of bitlen(2η) bits,
+/// least significant bit first. The length was checked by the caller.
+fn mldsa_expanded_in_range(alg: Algorithm, bytes: &[u8]) -> bool {
+    let (k, l, eta) = match alg {
+        Algorithm::MlDsa44 => (4usize, 4usize, 2u32),
+        Algorithm::MlDsa65 => (6, 5, 4),
+        Algorithm::MlDsa87 => (8, 7, 2),
+        _ => return false,
+    };
+    let bits = if eta == 2 { 3usize } else { 4 };
+    let len = (k + l) * 256 * bits / 8;
+    let Some(packed) = bytes.get(128..128 + len) else {
+        return false;
+    };
+    (0..(k + l) * 256).all(|i| {
+        let bit = i * bits;
+        let lo = u32::from(packed[bit / 8]);
+        let hi = packed.get(bit / 8 + 1).copied().map_or(0, u32::from);
+        let v = ((lo | hi << 8) >> (bit % 8)) & ((1 << bits) - 1);
+        v <= 2 * eta
+    })
+}
+
 #[allow(deprecated)]
 fn mldsa_expanded_from_bytes<P: MlDsaParams>(
     alg: Algorithm,
@@ -150,12 +176,16 @@ fn mldsa_expanded_from_bytes<P: MlDsaParams>(
         )
     })?;
     // The backend documents that malformed expanded keys may panic while
-    // decoding; a key file is untrusted input, so contain that here and
-    // require an exact re-encoding (which rejects out-of-range coefficients).
-    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        ml_dsa::ExpandedSigningKey::<P>::from_expanded(&enc)
-    }))
-    .map_err(|_| crate::error::invalid_key(alg.name(), "expanded private key is malformed"))?;
+    // decoding. A key file is untrusted input, so the coefficient ranges
+    // are checked first (nothing is left to panic on, even in a
+    // `panic = "abort"` build), then an exact re-encoding is required.
+    if !mldsa_expanded_in_range(alg, bytes) {
+        return Err(crate::error::invalid_key(
+            alg.name(),
+            "expanded private key is malformed (a coefficient of s1 or s2 is out of range)",
+        ));
+    }
+    let decoded = ml_dsa::ExpandedSigningKey::<P>::from_expanded(&enc);
     if decoded.to_expanded().as_slice() != bytes {
         return Err(crate::error::invalid_key(
             alg.name(),
@@ -827,6 +857,33 @@ mod tests {
             *b = 0xFF;
         }
         assert!(SigningKey::from_expanded(Algorithm::MlDsa44, &bytes).is_err());
+    }
+
+    /// Issue 12: the range check alone refuses every out-of-range value of
+    /// s1 and s2 (no `catch_unwind` left): one coefficient at a time, at
+    /// the first and last position of s1 and s2, for each parameter set.
+    #[test]
+    fn every_out_of_range_coefficient_is_caught_before_decoding() {
+        for (alg, k, l, bits) in [
+            (Algorithm::MlDsa44, 4usize, 4usize, 3usize),
+            (Algorithm::MlDsa65, 6, 5, 4),
+            (Algorithm::MlDsa87, 8, 7, 3),
+        ] {
+            let sk = SigningKey::generate(alg).unwrap();
+            let good = sk.expanded().expose().to_vec();
+            assert!(mldsa_expanded_in_range(alg, &good), "{alg:?}");
+            let n = (k + l) * 256;
+            for coeff in [0, l * 256 - 1, l * 256, n - 1] {
+                let mut bad = good.clone();
+                let bit = coeff * bits;
+                // All ones: 7 for eta 2 (max 4), 15 for eta 4 (max 8).
+                for b in bit..bit + bits {
+                    bad[128 + b / 8] |= 1 << (b % 8);
+                }
+                assert!(!mldsa_expanded_in_range(alg, &bad), "{alg:?} {coeff}");
+                assert!(SigningKey::from_expanded(alg, &bad).is_err());
+            }
+        }
     }
 
     #[test]

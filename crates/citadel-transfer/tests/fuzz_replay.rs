@@ -1,0 +1,19 @@
+//! Replays the `transfer_receiver` fuzz corpus (`tests/data/fuzz/transfer_receiver/`: seeds, and
+//! every crash input kept) through the body the fuzz target runs
+//! (`tests/fuzz/transfer_receiver.rs`), so every `cargo test` checks it;
+//! `scripts/fuzz.sh` starts the open-ended search from the same corpus.
+
+#[path = "fuzz/transfer_receiver.rs"]
+mod harness;
+
+#[test]
+fn the_transfer_receiver_corpus_replays_clean() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz/transfer_receiver");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        harness::run_one(&std::fs::read(e.unwrap().path()).unwrap());
+        n += 1;
+    }
+    assert!(n >= 5, "{n} inputs");
+}
