@@ -31,6 +31,11 @@ pub(crate) const MAX_CONNECTIONS: usize = 4096;
 pub(crate) const MAX_PENDING_PER_ADDRESS: usize = 256;
 /// Connections carrying a transfer at once (each on a thread).
 pub(crate) const MAX_SESSIONS: usize = 256;
+/// Connections carrying a transfer from one address at once (a transfer
+/// uses at most 64 streams).
+pub(crate) const MAX_SESSIONS_PER_ADDRESS: usize = 64;
+/// How long a connection that started a transfer waits for a thread.
+pub(crate) const SESSION_WAIT: Duration = Duration::from_secs(10);
 
 /// The process's umask, read once at start-up (setting it back at once;
 /// no other thread exists yet).
@@ -40,21 +45,31 @@ fn process_umask() -> u32 {
     old.as_raw_mode()
 }
 
-/// Connections per address that have not started a transfer.
-#[derive(Default)]
-struct Pending(Mutex<HashMap<IpAddr, usize>>);
+/// Connections per address (not yet carrying a transfer, or carrying one),
+/// up to a limit.
+struct PerAddress {
+    counts: Mutex<HashMap<IpAddr, usize>>,
+    limit: usize,
+}
 
-/// One pending connection, counted until dropped.
+/// One connection counted against its address until dropped.
 struct PendingSlot {
-    table: Arc<Pending>,
+    table: Arc<PerAddress>,
     ip: IpAddr,
 }
 
-impl Pending {
+impl PerAddress {
+    fn new(limit: usize) -> Self {
+        Self {
+            counts: Mutex::new(HashMap::new()),
+            limit,
+        }
+    }
+
     fn take(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
-        let mut t = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let n = t.entry(ip).or_insert(0);
-        if *n >= MAX_PENDING_PER_ADDRESS {
+        if *n >= self.limit {
             return None;
         }
         *n += 1;
@@ -67,7 +82,7 @@ impl Pending {
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        let mut t = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.table.counts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = t.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -103,6 +118,42 @@ impl<S: Write> Write for Prefixed<S> {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A socket read in large blocks: rustls asks for at most one TLS record
+/// (16 KiB) per read, so without this each record costs a system call and,
+/// when the receiver keeps up, a wake-up. Writes go straight through.
+struct BufTcp {
+    reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+/// Bytes read from the socket at once (when that much has arrived).
+const SOCKET_READ: usize = 256 * 1024;
+
+impl BufTcp {
+    fn new(tcp: std::net::TcpStream) -> Self {
+        Self {
+            reader: std::io::BufReader::with_capacity(SOCKET_READ, tcp),
+        }
+    }
+}
+
+impl Read for BufTcp {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.reader.read(buf)
+    }
+}
+
+impl Write for BufTcp {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.reader.get_mut().write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.reader.get_mut().write_vectored(bufs)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.reader.get_mut().flush()
     }
 }
 
@@ -143,6 +194,7 @@ struct Shared {
     receiver: session::Receiver,
     json: bool,
     sessions: Arc<Semaphore>,
+    sessions_per_address: Arc<PerAddress>,
 }
 
 /// Raises the soft limit on open descriptors to the hard one, so the
@@ -186,6 +238,7 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
         receiver,
         json: a.json,
         sessions: Arc::new(Semaphore::new(MAX_SESSIONS)),
+        sessions_per_address: Arc::new(PerAddress::new(MAX_SESSIONS_PER_ADDRESS)),
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -202,7 +255,7 @@ async fn accept_loop(
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
     let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let pending = Arc::new(Pending::default());
+    let pending = Arc::new(PerAddress::new(MAX_PENDING_PER_ADDRESS));
     // With --once, the first transfer to end, or the first peer refused,
     // ends the process with its outcome.
     let (ended, mut outcome) = mpsc::unbounded_channel::<Result<()>>();
@@ -255,6 +308,7 @@ async fn connection(
     pending: PendingSlot,
 ) -> Result<Ended, Failure> {
     let start = Instant::now();
+    let peer_ip = pending.ip;
     tcp.set_nodelay(true).map_err(|e| quiet(e.into()))?;
     let (cfg, reload_error) = shared.configs.current();
     if let Some(e) = reload_error {
@@ -281,9 +335,25 @@ async fn connection(
             // the connection closes (closing with its data unread would
             // reset the connection and lose the alert).
             linger(tcp).await;
-            return Err(match tls_error(&e) {
-                Some(why) => decisive(anyhow!("{why}")),
-                None => quiet(anyhow!("the TLS handshake failed: {e}")),
+            // With --once, a peer refused for its certificate or key
+            // exchange ends the receiver; bytes that are not a TLS client
+            // (a port scan, a stray HTTP request) do not.
+            let refused = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<citadel_tls::rustls::Error>())
+                .is_some_and(|t| {
+                    matches!(
+                        t,
+                        citadel_tls::rustls::Error::InvalidCertificate(_)
+                            | citadel_tls::rustls::Error::NoCertificatesPresented
+                            | citadel_tls::rustls::Error::PeerIncompatible(_)
+                    )
+                });
+            let why = tls_error(&e).unwrap_or_else(|| format!("the TLS handshake failed: {e}"));
+            return Err(if refused {
+                decisive(anyhow!("{why}"))
+            } else {
+                quiet(anyhow!("{why}"))
             });
         }
     };
@@ -308,15 +378,38 @@ async fn connection(
         Ok(Ok(_)) => {}
     }
     drop(pending);
-    let session = Arc::clone(&shared.sessions)
-        .acquire_owned()
-        .await
-        .map_err(|_| quiet(anyhow!("the receiver is stopping")))?;
+    // Bounded per address and in all, and never waited for long: a peer
+    // told to come back is better than one left hanging.
+    let Some(per_address) = shared.sessions_per_address.take(peer_ip) else {
+        return Err(refuse(
+            &mut tls,
+            format!("too many transfers from {peer_ip} at once ({MAX_SESSIONS_PER_ADDRESS}); try again when some have finished"),
+        )
+        .await);
+    };
+    let session = match tokio::time::timeout(
+        SESSION_WAIT,
+        Arc::clone(&shared.sessions).acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return Err(quiet(anyhow!("the receiver is stopping"))),
+        Err(_) => {
+            return Err(refuse(
+                &mut tls,
+                format!(
+                    "the receiver is busy ({MAX_SESSIONS} transfers at once); try again shortly"
+                ),
+            )
+            .await);
+        }
+    };
     let (tcp, conn) = tls.into_inner();
     let tcp = tcp.into_std().map_err(|e| quiet(e.into()))?;
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
-        let _session = session;
+        let _session = (session, per_address);
         let run = || -> Result<Option<session::Summary>, citadel_transfer::Error> {
             let io = |source| citadel_transfer::Error::Connection {
                 context: "the connection could not be set up",
@@ -329,7 +422,7 @@ async fn connection(
             let mut stream = Prefixed {
                 prefix: first,
                 pos: 0,
-                inner: StreamOwned::<ServerConnection, _>::new(conn, tcp),
+                inner: StreamOwned::<ServerConnection, _>::new(conn, BufTcp::new(tcp)),
             };
             shared.receiver.serve(&mut stream, &sender)
         };
@@ -354,6 +447,25 @@ async fn connection(
     })
     .await
     .unwrap_or_else(|_| Err(decisive(anyhow!("the receiving thread panicked"))))
+}
+
+/// Tells a peer that started a transfer why it is turned away (an `ERROR`
+/// frame, then the TLS close), and returns the failure to log.
+async fn refuse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    tls: &mut S,
+    why: String,
+) -> Failure {
+    use tokio::io::AsyncWriteExt;
+    if let Ok(frame) =
+        citadel_transfer::frame::encode(citadel_transfer::frame::Kind::Error, why.as_bytes())
+    {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = tls.write_all(&frame).await;
+            let _ = tls.shutdown().await;
+        })
+        .await;
+    }
+    quiet(anyhow!("{why}"))
 }
 
 /// Half-closes a refused connection and reads what the peer still sends,

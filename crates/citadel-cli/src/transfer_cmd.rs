@@ -81,6 +81,11 @@ pub(crate) fn tls_error(e: &std::io::Error) -> Option<String> {
         .map(explain)
 }
 
+/// How long `send` waits to connect and complete the TLS handshake.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long either end waits for a silent peer.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Which end a message is written for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Side {
@@ -112,6 +117,7 @@ pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::
                             | A::CertificateUnknown
                             | A::CertificateExpired
                             | A::AccessDenied
+                            | A::DecryptError
                     )
                 )
             });
@@ -174,11 +180,20 @@ fn connect(
     StreamOwned<ClientConnection, TcpStream>,
     citadel_tls::info::Negotiated,
 )> {
-    let mut tcp = TcpStream::connect(addr).with_context(|| format!("cannot connect to {to}"))?;
+    let mut tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+        .with_context(|| format!("cannot connect to {to}"))?;
     tcp.set_nodelay(true)?;
+    // A receiver that stops answering is given up on, not waited for
+    // forever: the handshake within 30 s, then 300 s of silence at most.
+    tcp.set_read_timeout(Some(CONNECT_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IDLE_TIMEOUT))?;
     let mut conn = ClientConnection::new(cfg.clone(), server_name(to)?)?;
     handshake(&mut conn, &mut tcp)?;
     let info = negotiated(&conn);
+    // Let one write hand the socket up to 1 MiB of records (a system call
+    // per 64 KiB otherwise).
+    conn.set_buffer_limit(Some(1 << 20));
+    tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
     Ok((StreamOwned::new(conn, tcp), info))
 }
 

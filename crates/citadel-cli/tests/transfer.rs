@@ -619,6 +619,33 @@ fn a_refused_sender_is_told_why() {
         let (_, err) = stderr_of(recv);
         assert!(err.contains("revoked"), "{err}");
     }
+    // A client of another CA with the same default name (the receiver
+    // answers its signature with a decrypt_error alert): told the same.
+    citadel(p)
+        .args(["ca", "init", "--dir", "TWIN"])
+        .assert()
+        .success();
+    citadel(p)
+        .args(["ca", "issue", "--ca", "TWIN", "--name", "eve", "--client"])
+        .assert()
+        .success();
+    for _ in 0..3 {
+        let (recv, addr) = start_recv(p, "out", &["--once"]);
+        let out = bin()
+            .current_dir(p)
+            .args(["send", "f.txt", "--to", &addr, "--ca", "CA"])
+            .args(["--cert", "TWIN/eve.crt", "--key", "TWIN/eve.key"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the receiver refused our certificate"),
+            "{err}"
+        );
+        let (_, err) = stderr_of(recv);
+        assert!(!err.contains('{'), "a debug dump: {err}");
+    }
     // A sender killed mid-transfer: the receiver says so once, plainly.
     fs::write(p.join("big.bin"), pattern(40 * 1024 * 1024, 9)).unwrap();
     let (recv, addr) = start_recv(p, "out", &["--once"]);
@@ -705,4 +732,76 @@ fn raise_fd_limit() {
             maximum: l.maximum,
         },
     );
+}
+
+/// Fourth review, F8: with --once, bytes that are not a TLS client (a port
+/// scan, a stray HTTP request, a bare alert) do not end the receiver.
+#[test]
+fn junk_does_not_end_a_once_receiver() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("f.txt"), b"data").unwrap();
+    let (mut recv, addr) = start_recv(p, "out", &["--once"]);
+    for junk in [
+        &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        &[0x16, 0x03, 0x01, 0xff, 0xff, 0x01][..],
+        &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28][..],
+    ] {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.write_all(junk).unwrap();
+        let _ = s.shutdown(Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        recv.try_wait().unwrap().is_none(),
+        "junk ended the receiver"
+    );
+    json_of(&send_cmd(p, "f.txt", &addr, "alice").output().unwrap());
+    let (ok, err) = stderr_of(recv);
+    assert!(ok, "{err}");
+}
+
+/// Fourth review, F5: connections that start a transfer and stall are
+/// bounded per address; the one over the bound is told so at once instead
+/// of waiting, and each costs one thread at most.
+#[test]
+fn stalled_transfers_are_bounded_per_address() {
+    let d = setup();
+    let p = d.path();
+    let (recv, addr) = start_recv(p, "out", &[]);
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let mut tls = raw_client(p, &addr, false).unwrap();
+        // A MANIFEST frame header promising 1,000 bytes, then nothing.
+        tls.write_all(&[1, 0, 0, 0x03, 0xe8]).unwrap();
+        tls.flush().unwrap();
+        stalled.push(tls);
+    }
+    thread::sleep(Duration::from_millis(500));
+    let mut extra = raw_client(p, &addr, false).unwrap();
+    extra.write_all(&[1, 0, 0, 0x03, 0xe8]).unwrap();
+    extra.flush().unwrap();
+    extra
+        .sock
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = [0u8; 5];
+    extra.read_exact(&mut head).unwrap();
+    assert_eq!(head[0], 5, "an ERROR frame");
+    let mut msg = vec![0u8; u32::from_be_bytes(head[1..5].try_into().unwrap()) as usize];
+    extra.read_exact(&mut msg).unwrap();
+    let msg = String::from_utf8_lossy(&msg);
+    assert!(msg.contains("too many transfers"), "{msg}");
+    let status = fs::read_to_string(format!("/proc/{}/status", recv.id())).unwrap();
+    let threads: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(threads < 64 + 16, "{threads} threads");
+    drop(stalled);
 }

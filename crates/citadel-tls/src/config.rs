@@ -256,13 +256,25 @@ pub fn explain(e: &rustls::Error) -> String {
         E::InvalidCertificate(C::Expired) | E::InvalidCertificate(C::ExpiredContext { .. }) => {
             "the peer's certificate has expired".into()
         }
+        E::InvalidCertificate(C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. })
+        | E::InvalidCertificate(C::UnsupportedSignatureAlgorithmContext { .. }) => {
+            "the peer's certificate was not issued by this CA (its signature algorithm does not match the CA key)".into()
+        }
+        E::InvalidCertificate(_) => {
+            "the peer's certificate is not valid for this CA".into()
+        }
         E::NoCertificatesPresented => "the client presented no certificate (mutual TLS is required)".into(),
         E::AlertReceived(A::HandshakeFailure) => {
             "the peer refused the handshake (it may require post-quantum key exchange or another CA)".into()
         }
-        E::AlertReceived(A::BadCertificate | A::UnknownCA | A::CertificateRevoked | A::CertificateUnknown) => {
-            "the peer refused our certificate (revoked, or from another CA)".into()
-        }
+        E::AlertReceived(
+            A::BadCertificate
+            | A::UnknownCA
+            | A::CertificateRevoked
+            | A::CertificateUnknown
+            | A::CertificateExpired
+            | A::DecryptError,
+        ) => "the peer refused our certificate (revoked, or issued by another CA)".into(),
         E::DecryptError => {
             "a TLS record failed authentication: the data was modified in transit, so the connection was aborted".into()
         }

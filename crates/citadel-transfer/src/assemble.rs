@@ -80,12 +80,14 @@ struct Progress {
 pub struct FileAssembler {
     entry: FileEntry,
     hashes: Vec<[u8; 32]>,
-    /// The destination's directory, and its name there.
-    parent: File,
+    /// Where the destination is resolved (again, when it is published).
+    root: Root,
+    /// The destination's directory (relative to the root) and its name.
+    parent: String,
     name: String,
     /// The receiver's state directory, and the names of this file's data
     /// and progress there.
-    state_dir: File,
+    state_dir: Arc<File>,
     partial: String,
     state: String,
     /// For messages: the operator's path of the destination.
@@ -97,10 +99,12 @@ pub struct FileAssembler {
     file: Mutex<Option<Arc<File>>>,
     /// Whether the partial file holds verified chunks to keep when opened.
     resumed: bool,
-    /// The destination already holds exactly this file.
-    in_place: bool,
+    /// The destination already holds exactly this file: its identity.
+    in_place: Option<beneath::FileId>,
     progress: Mutex<Progress>,
     flushing: Arc<AtomicBool>,
+    /// No other transfer of this receiver writes this file meanwhile.
+    _claim: beneath::Claim,
 }
 
 /// Maps a write error to the clearest message: a full disk says what to do.
@@ -154,22 +158,24 @@ impl FileAssembler {
     pub fn open(root: &Root, entry: &FileEntry) -> Result<Self> {
         validate_path(&entry.path)?;
         let hashes = decode_hashes(entry)?;
-        let (parent, name) = root.parent_of(&entry.path)?;
+        let (parent_rel, name) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
+        let parent = root.dir(parent_rel, true)?;
         let shown = root.display(&entry.path);
-        let state_dir = root.state().map_err(io_at(&shown))?;
+        let state_dir = root.state();
         let mut key = blake3::Hasher::new();
         key.update(b"citadel-recv-v1\0");
         key.update(entry.path.as_bytes());
         key.update(b"\0");
         key.update(entry.root.as_bytes());
         let key = hex::encode(&key.finalize().as_bytes()[..16]);
+        let claim = root.claim(&key, &shown)?;
         let partial = format!("{key}.partial");
         let state = format!("{key}.state");
         let n = chunk_count(entry.size) as usize;
-        let claimed = beneath::open_file(&state_dir, &state, OFlags::RDONLY | OFlags::NONBLOCK)
+        let claimed = beneath::open_sole_regular(&state_dir, &state)
             .ok()
-            .filter(|f| beneath::regular_size(f).ok().flatten().is_some())
-            .and_then(|f| {
+            .flatten()
+            .and_then(|(f, _, _)| {
                 let mut b = Vec::new();
                 f.take(MAX_STATE).read_to_end(&mut b).ok()?;
                 serde_json::from_slice::<State>(&b).ok()
@@ -178,26 +184,22 @@ impl FileAssembler {
             .and_then(|s| bitmap_from_hex(&s.have, n));
         let mut have = vec![false; n];
         if let Some(claimed) = claimed {
-            if let Ok(file) =
-                beneath::open_file(&state_dir, &partial, OFlags::RDONLY | OFlags::NONBLOCK)
-            {
-                if beneath::regular_size(&file).ok().flatten().is_some() {
-                    have = verified_chunks(&file, entry.size, &hashes, Some(&claimed));
-                }
+            if let Ok(Some((file, _, _))) = beneath::open_sole_regular(&state_dir, &partial) {
+                have = verified_chunks(&file, entry.size, &hashes, Some(&claimed));
             }
         }
         let resumed = have.iter().any(|h| *h);
         // Nothing of it in progress: the destination may hold it already
         // (a transfer interrupted after this file was published, or the
-        // same tree sent again).
-        let mut in_place = false;
+        // same tree sent again). Only a regular file with one name counts.
+        let mut in_place = None;
         if !resumed {
-            if let Ok(f) = beneath::open_file(&parent, name, OFlags::RDONLY | OFlags::NONBLOCK) {
-                if beneath::regular_size(&f).ok().flatten() == Some(entry.size) {
+            if let Ok(Some((f, id, size))) = beneath::open_sole_regular(&parent, name) {
+                if size == entry.size {
                     let all = verified_chunks(&f, entry.size, &hashes, None);
                     if all.iter().all(|h| *h) {
                         have = all;
-                        in_place = true;
+                        in_place = Some(id);
                     }
                 }
             }
@@ -206,7 +208,8 @@ impl FileAssembler {
         Ok(Self {
             entry: entry.clone(),
             hashes,
-            parent,
+            root: root.clone(),
+            parent: parent_rel.to_string(),
             name: name.to_string(),
             state_dir,
             partial,
@@ -225,26 +228,30 @@ impl FileAssembler {
                 finished: false,
             }),
             flushing: Arc::new(AtomicBool::new(false)),
+            _claim: claim,
         })
     }
 
-    /// The partial file, opened (and sized) on first use.
+    /// The partial file, opened (and sized) on first use: the verified one
+    /// when resuming (a regular file with one name), else a new one.
     fn handle(&self) -> Result<Arc<File>> {
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = slot.as_ref() {
             return Ok(Arc::clone(f));
         }
-        let mut flags = OFlags::RDWR | OFlags::CREATE;
-        if !self.resumed {
-            flags |= OFlags::TRUNC;
-        }
-        let f = beneath::open_file(&self.state_dir, &self.partial, flags)
-            .map_err(write_error(&self.shown))?;
-        if beneath::regular_size(&f).ok().flatten().is_none() {
-            return Err(io_at(&self.shown)(std::io::Error::other(
-                "the receiver's partial file is not a regular file",
-            )));
-        }
+        let f = if self.resumed {
+            let f = beneath::open_file(&self.state_dir, &self.partial, OFlags::RDWR)
+                .map_err(write_error(&self.shown))?;
+            if beneath::sole_regular(&f).ok().flatten().is_none() {
+                return Err(io_at(&self.shown)(std::io::Error::other(
+                    "the receiver's partial file is not a regular file with one name",
+                )));
+            }
+            f
+        } else {
+            beneath::create_fresh(&self.state_dir, &self.partial)
+                .map_err(write_error(&self.shown))?
+        };
         f.set_len(self.entry.size)
             .map_err(write_error(&self.shown))?;
         let f = Arc::new(f);
@@ -265,7 +272,7 @@ impl FileAssembler {
 
     /// Whether the destination already held exactly this file.
     pub fn was_in_place(&self) -> bool {
-        self.in_place
+        self.in_place.is_some()
     }
 
     /// Which chunks are already verified on disk.
@@ -299,7 +306,7 @@ impl FileAssembler {
         {
             return Err(bad());
         }
-        if self.in_place {
+        if self.in_place.is_some() {
             return Ok(false);
         }
         let file = self.handle()?;
@@ -327,7 +334,7 @@ impl FileAssembler {
     /// re-checked then), atomically replacing the previous one.
     pub fn save_state(&self) -> Result<()> {
         let mut p = self.lock();
-        if p.finished || self.in_place {
+        if p.finished || self.in_place.is_some() {
             return Ok(());
         }
         self.save_locked(&mut p)
@@ -340,12 +347,8 @@ impl FileAssembler {
         };
         let json = serde_json::to_vec(&s).map_err(|e| Error::Manifest(e.to_string()))?;
         let tmp = format!("{}-tmp", self.state);
-        let mut f = beneath::open_file(
-            &self.state_dir,
-            &tmp,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC,
-        )
-        .map_err(write_error(&self.shown))?;
+        let mut f =
+            beneath::create_fresh(&self.state_dir, &tmp).map_err(write_error(&self.shown))?;
         f.write_all(&json).map_err(write_error(&self.shown))?;
         beneath::rename(&self.state_dir, &tmp, &self.state_dir, &self.state)
             .map_err(io_at(&self.shown))?;
@@ -377,19 +380,36 @@ impl FileAssembler {
                 self.entry.path, p.missing
             )));
         }
-        if self.in_place {
+        let mtime =
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.entry.mtime.max(0) as u64);
+        // The directory is resolved again beneath the root: one replaced by
+        // a link meanwhile is refused, not followed.
+        let parent = self.root.dir(&self.parent, true)?;
+        if let Some(id) = self.in_place {
+            // Kept as it is, with the manifest's mode and time, if it is
+            // still the file that was verified.
+            match beneath::open_sole_regular(&parent, &self.name) {
+                Ok(Some((f, again, _))) if again == id => {
+                    beneath::chmod(&f, self.mode).map_err(io_at(&self.shown))?;
+                    f.set_modified(mtime).map_err(io_at(&self.shown))?;
+                }
+                _ => {
+                    return Err(Error::BadFile(format!(
+                        "{} changed on the receiver during the transfer; send again",
+                        self.entry.path
+                    )));
+                }
+            }
             p.finished = true;
             return Ok(self.destination());
         }
         let file = self.handle()?;
         file.sync_all().map_err(write_error(&self.shown))?;
         beneath::chmod(&file, self.mode).map_err(io_at(&self.shown))?;
-        let mtime =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.entry.mtime.max(0) as u64);
         file.set_modified(mtime).map_err(io_at(&self.shown))?;
-        beneath::rename(&self.state_dir, &self.partial, &self.parent, &self.name)
+        beneath::rename(&self.state_dir, &self.partial, &parent, &self.name)
             .map_err(io_at(&self.shown))?;
-        let _ = self.parent.sync_all();
+        let _ = parent.sync_all();
         let _ = beneath::remove(&self.state_dir, &self.state);
         p.finished = true;
         *self.file.lock().unwrap_or_else(|p| p.into_inner()) = None;
@@ -431,6 +451,7 @@ mod tests {
     use super::*;
     use crate::manifest::Manifest;
     use std::fs;
+    use std::os::unix::fs::MetadataExt;
 
     fn setup(size: usize) -> (tempfile::TempDir, Vec<u8>, FileEntry) {
         let d = tempfile::tempdir().unwrap();
@@ -697,5 +718,103 @@ mod tests {
         assert!(meta.is_file());
         assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 1);
+    }
+
+    /// Fourth review, F1: a state directory others can write is refused,
+    /// and a hard link planted at a partial or state name is replaced, never
+    /// written through.
+    #[test]
+    fn planted_links_in_the_state_directory_are_never_written_through() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, data, entry) = setup(10);
+        let out = d.path().join("out");
+        let outside = d.path().join("victim");
+        fs::write(&outside, b"keep me").unwrap();
+        fs::set_permissions(&outside, fs::Permissions::from_mode(0o600)).unwrap();
+        fs::create_dir_all(out.join(crate::beneath::STATE_DIR)).unwrap();
+        fs::set_permissions(
+            out.join(crate::beneath::STATE_DIR),
+            fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        assert!(
+            Root::open(&out, 0o022).is_err(),
+            "a world-writable state directory"
+        );
+        fs::set_permissions(
+            out.join(crate::beneath::STATE_DIR),
+            fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        // Hard links at every name the assembler will use.
+        let r = root(&out);
+        let a = FileAssembler::open(&r, &entry).unwrap();
+        for n in [&a.partial, &a.state, &format!("{}-tmp", a.state)] {
+            fs::hard_link(&outside, out.join(crate::beneath::STATE_DIR).join(n)).unwrap();
+        }
+        drop(a);
+        let a = FileAssembler::open(&r, &entry).unwrap();
+        a.write_chunk(0, &data).unwrap();
+        a.save_state().unwrap();
+        a.finish().unwrap();
+        assert_eq!(fs::read(&outside).unwrap(), b"keep me");
+        assert_eq!(
+            fs::metadata(&outside).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read(out.join("src.bin")).unwrap(), data);
+    }
+
+    /// Fourth review, F2: a second transfer of the same file is refused
+    /// while the first receives it (it would truncate the shared partial
+    /// file); once the first ends, it may go.
+    #[test]
+    fn one_file_is_received_by_one_transfer_at_a_time() {
+        let (d, data, entry) = setup(CHUNK_SIZE as usize + 10);
+        let out = d.path().join("out");
+        let r = root(&out);
+        let first = FileAssembler::open(&r, &entry).unwrap();
+        first.write_chunk(0, chunk(&data, 0)).unwrap();
+        assert!(matches!(
+            FileAssembler::open(&r, &entry),
+            Err(Error::Busy(_))
+        ));
+        first.write_chunk(1, chunk(&data, 1)).unwrap();
+        first.finish().unwrap();
+        drop(first);
+        assert_eq!(fs::read(out.join("src.bin")).unwrap(), data);
+        FileAssembler::open(&r, &entry).unwrap();
+    }
+
+    /// Fourth review, F3: a hard link to an identical file is not "in
+    /// place" (it is replaced); a kept file gets the manifest's mode and
+    /// time (no setuid left behind).
+    #[test]
+    fn only_a_file_with_one_name_is_kept_and_it_gets_the_manifests_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, data, mut entry) = setup(10);
+        let out = d.path().join("out");
+        fs::create_dir_all(&out).unwrap();
+        let elsewhere = d.path().join("elsewhere");
+        fs::write(&elsewhere, &data).unwrap();
+        fs::hard_link(&elsewhere, out.join("src.bin")).unwrap();
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
+        assert!(!a.was_in_place());
+        a.write_chunk(0, &data).unwrap();
+        a.finish().unwrap();
+        assert_eq!(fs::metadata(&elsewhere).unwrap().nlink(), 1);
+        drop(a);
+        // Now a sole, identical file, setuid: kept, with the mode tamed.
+        fs::set_permissions(out.join("src.bin"), fs::Permissions::from_mode(0o4777)).unwrap();
+        entry.mode = 0o640;
+        let a = FileAssembler::open(&root(&out), &entry).unwrap();
+        assert!(a.was_in_place());
+        a.finish().unwrap();
+        let meta = fs::metadata(out.join("src.bin")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(
+            meta.modified().unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(entry.mtime as u64)
+        );
     }
 }

@@ -11,9 +11,11 @@
 
 use crate::{Error, Result};
 use rustix::fs::{AtFlags, Mode, OFlags};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 /// The receiver's state directory, at the top of its output directory.
 pub const STATE_DIR: &str = ".citadel-recv";
@@ -62,20 +64,84 @@ pub(crate) fn chmod(f: &File, mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether an open file is a regular file, and its size.
-pub(crate) fn regular_size(f: &File) -> io::Result<Option<u64>> {
+/// What identifies an open file: (device, inode).
+pub(crate) type FileId = (u64, u64);
+
+/// An open file's identity and size, if it is a regular file with exactly
+/// one name (a hard link to a file elsewhere is never written through or
+/// kept).
+pub(crate) fn sole_regular(f: &File) -> io::Result<Option<(FileId, u64)>> {
     let st = rustix::fs::fstat(f)?;
     let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
-    Ok((kind == rustix::fs::FileType::RegularFile).then_some(st.st_size as u64))
+    Ok(
+        (kind == rustix::fs::FileType::RegularFile && st.st_nlink == 1)
+            .then_some(((st.st_dev, st.st_ino), st.st_size as u64)),
+    )
 }
 
-/// The receiver's output directory, opened once.
+/// Creates `name` in `dir` afresh (removing whatever had the name, never
+/// following or reusing it), for reading and writing, mode 0600.
+pub(crate) fn create_fresh(dir: &File, name: &str) -> io::Result<File> {
+    remove(dir, name)?;
+    open_file(dir, name, OFlags::RDWR | OFlags::CREATE | OFlags::EXCL)
+}
+
+/// Opens `name` in `dir` for reading only if it is a regular file with one
+/// name, checking its type before opening it for reading (a device or FIFO
+/// at the name is never opened): the file, its identity and size.
+pub(crate) fn open_sole_regular(dir: &File, name: &str) -> io::Result<Option<(File, FileId, u64)>> {
+    let probe = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let Some((id, _)) = sole_regular(&probe)? else {
+        return Ok(None);
+    };
+    let f = open_file(dir, name, OFlags::RDONLY | OFlags::NONBLOCK)?;
+    Ok(match sole_regular(&f)? {
+        Some((again, size)) if again == id => Some((f, id, size)),
+        _ => None,
+    })
+}
+
+/// The receiver's output directory, opened once; cheap to clone (the
+/// handles are shared, not duplicated).
+#[derive(Clone, Debug)]
+pub struct Root(Arc<Inner>);
+
 #[derive(Debug)]
-pub struct Root {
+struct Inner {
     dir: File,
-    state: File,
+    state: Arc<File>,
     path: PathBuf,
     umask: u32,
+    /// Files being received, by state key: a second transfer of the same
+    /// file is refused rather than sharing the first one's partial file.
+    busy: Mutex<HashSet<String>>,
+}
+
+/// A file being received, claimed until dropped.
+#[derive(Debug)]
+pub(crate) struct Claim {
+    root: Root,
+    key: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.root
+            .0
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
 }
 
 impl Root {
@@ -96,8 +162,9 @@ impl Root {
             Ok(()) | Err(rustix::io::Errno::EXIST) => {}
             Err(e) => return Err(io_err(e.into())),
         }
+        let shown = path.join(STATE_DIR).display().to_string();
         let state = open_dir(&dir, STATE_DIR).map_err(|e| Error::Io {
-            path: path.join(STATE_DIR).display().to_string(),
+            path: shown.clone(),
             source: if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
                 || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
             {
@@ -108,11 +175,39 @@ impl Root {
                 e
             },
         })?;
-        Ok(Self {
+        // Another user who can write there could plant links to files
+        // elsewhere among the receiver's own: it must be this user's alone.
+        let st = rustix::fs::fstat(&state).map_err(|e| Error::Io {
+            path: shown.clone(),
+            source: e.into(),
+        })?;
+        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+            return Err(Error::Io {
+                path: shown,
+                source: io::Error::other(
+                    "the receiver's state directory is owned by another user or writable by others; remove it (it is recreated with mode 0700)",
+                ),
+            });
+        }
+        Ok(Self(Arc::new(Inner {
             dir,
-            state,
+            state: Arc::new(state),
             path: path.to_path_buf(),
             umask: umask & 0o777,
+            busy: Mutex::new(HashSet::new()),
+        })))
+    }
+
+    /// Claims the file with state key `key` for one transfer, or says that
+    /// another transfer is receiving it now.
+    pub(crate) fn claim(&self, key: &str, shown: &str) -> Result<Claim> {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if !busy.insert(key.to_string()) {
+            return Err(Error::Busy(shown.to_string()));
+        }
+        Ok(Claim {
+            root: self.clone(),
+            key: key.to_string(),
         })
     }
 
@@ -120,20 +215,20 @@ impl Root {
     /// permission bits only (no setuid, setgid or sticky bit), less the
     /// receiver's umask, as `scp` and `rsync --no-perms` do.
     pub fn mode(&self, mode: u32) -> u32 {
-        mode & 0o777 & !self.umask
+        mode & 0o777 & !self.0.umask
     }
 
-    /// The state directory's handle.
-    pub(crate) fn state(&self) -> io::Result<File> {
-        self.state.try_clone()
+    /// The state directory's handle (shared, not duplicated).
+    pub(crate) fn state(&self) -> Arc<File> {
+        Arc::clone(&self.0.state)
     }
 
     /// The operator's path of `rel`, for messages.
     pub(crate) fn display(&self, rel: &str) -> String {
         if rel.is_empty() {
-            self.path.display().to_string()
+            self.0.path.display().to_string()
         } else {
-            self.path.join(rel).display().to_string()
+            self.0.path.join(rel).display().to_string()
         }
     }
 
@@ -142,7 +237,7 @@ impl Root {
     /// symbolic link; with `create`, missing components are made (mode
     /// 0777 less the process umask, as `mkdir` does).
     pub fn dir(&self, rel: &str, create: bool) -> Result<File> {
-        let mut cur = self.dir.try_clone().map_err(|source| Error::Io {
+        let mut cur = self.0.dir.try_clone().map_err(|source| Error::Io {
             path: self.display(""),
             source,
         })?;

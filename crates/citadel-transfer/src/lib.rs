@@ -51,6 +51,9 @@ pub enum Error {
         "{0} is a symbolic link or a file on the receiver, where the transfer needs a directory; nothing is written through it (remove or rename it on the receiver)"
     )]
     NotBeneath(String),
+    /// Another transfer is receiving the same file right now.
+    #[error("{0} is being received by another transfer right now; send again once it has finished")]
+    Busy(String),
     /// A symbolic link or special file in the tree to send.
     #[error(
         "{0} is a symbolic link or special file; only regular files and directories can be sent"
@@ -67,6 +70,9 @@ pub enum Error {
         /// The underlying error (for a TLS stream it may wrap the TLS error).
         source: std::io::Error,
     },
+    /// The other end stopped the transfer and said why.
+    #[error("the other end stopped the transfer: {0}")]
+    Peer(String),
     /// A frame is malformed.
     #[error("malformed frame: {0}")]
     Frame(String),

@@ -78,10 +78,7 @@ fn write_frame(w: &mut (impl Write + ?Sized), kind: Kind, payload: &[u8]) -> Res
 }
 
 fn peer_error(payload: &[u8]) -> Error {
-    Error::Frame(format!(
-        "the peer aborted: {}",
-        String::from_utf8_lossy(payload)
-    ))
+    Error::Peer(String::from_utf8_lossy(payload).into_owned())
 }
 
 /// Reads the peer's answer, expecting `want`.
@@ -251,7 +248,9 @@ fn send_chunks<'a>(
     progress: Progress<'_>,
     abort: &AtomicBool,
 ) -> Result<()> {
-    let mut chunk = vec![0u8; 12 + CHUNK_SIZE as usize];
+    // One buffer holds the whole frame (header, chunk header, data), so
+    // each chunk is a single write: the TLS layer cuts it into full records.
+    let mut chunk = vec![0u8; 5 + 12 + CHUNK_SIZE as usize];
     let mut open: Option<(usize, File)> = None;
     for &(i, c, len) in share {
         if abort.load(Ordering::Relaxed) {
@@ -262,8 +261,9 @@ fn send_chunks<'a>(
             Some((j, f)) if *j == i => f,
             _ => &open.insert((i, File::open(path).map_err(io(path))?)).1,
         };
-        chunk[..12].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
-        f.read_exact_at(&mut chunk[12..12 + len], c * CHUNK_SIZE)
+        chunk[..5].copy_from_slice(&frame::header(Kind::Chunk, 12 + len)?);
+        chunk[5..17].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
+        f.read_exact_at(&mut chunk[17..17 + len], c * CHUNK_SIZE)
             .map_err(|e| match e.kind() {
                 std::io::ErrorKind::UnexpectedEof => Error::Manifest(format!(
                     "{} shrank while being sent; run the command again to send its new content",
@@ -271,8 +271,11 @@ fn send_chunks<'a>(
                 )),
                 _ => io(path)(e),
             })?;
-        if let Err(e) = write_frame(stream, Kind::Chunk, &chunk[..12 + len]) {
-            return Err(why_lost(stream, e));
+        if let Err(e) = stream.write_all(&chunk[..17 + len]) {
+            return Err(why_lost(
+                stream,
+                Error::Frame(format!("connection lost: {e}")),
+            ));
         }
         progress(i, len as u64);
     }
