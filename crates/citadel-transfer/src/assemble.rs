@@ -39,7 +39,7 @@ const SAVE_EVERY: u64 = 16;
 const SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes written between two background flushes of the data to disk, so the
 /// final `fsync` has little left to do.
-const FLUSH_EVERY: u64 = 256 * 1024 * 1024;
+const FLUSH_EVERY: u64 = 32 * 1024 * 1024;
 /// The largest state file read back (a bitmap of a 16 TiB file is 1 MiB).
 const MAX_STATE: u64 = 4 * 1024 * 1024;
 

@@ -84,26 +84,61 @@ pub fn root_of(chunks: &[[u8; 32]]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-/// Hashes a file chunk by chunk: (chunk hashes, root).
+/// Hashes the first `size` bytes of a file chunk by chunk: (chunk
+/// hashes, root). Chunks are independent, so a large file is hashed on as
+/// many threads as the machine has cores (up to 8), each reading its own
+/// chunks with positioned reads: the manifest of one big file costs a
+/// fraction of its transfer, not a single core's full pass.
 pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
-    let mut f = fs::File::open(path).map_err(io(path))?;
-    let mut buf = vec![0u8; CHUNK_SIZE as usize];
-    let mut chunks = Vec::new();
-    loop {
-        let mut n = 0;
-        while n < buf.len() {
-            let k = f.read(&mut buf[n..]).map_err(io(path))?;
-            if k == 0 {
-                break;
-            }
-            n += k;
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(path).map_err(io(path))?;
+    let size = f.metadata().map_err(io(path))?.len();
+    let n = chunk_count(size) as usize;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, 8)
+        .min(n.max(1));
+    let shrank = || {
+        Error::Manifest(format!(
+            "{} changed while it was being hashed; run the command again",
+            path.display()
+        ))
+    };
+    let hash_share = |k: usize| -> Result<Vec<(usize, [u8; 32])>> {
+        let mut buf = vec![0u8; CHUNK_SIZE.min(size) as usize];
+        let mut out = Vec::with_capacity(n / threads + 1);
+        for i in (k..n).step_by(threads) {
+            let start = i as u64 * CHUNK_SIZE;
+            let len = (size - start).min(CHUNK_SIZE) as usize;
+            f.read_exact_at(&mut buf[..len], start).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    shrank()
+                } else {
+                    io(path)(e)
+                }
+            })?;
+            out.push((i, *blake3::hash(&buf[..len]).as_bytes()));
         }
-        if n == 0 {
-            break;
-        }
-        chunks.push(*blake3::hash(&buf[..n]).as_bytes());
-        if n < buf.len() {
-            break;
+        Ok(out)
+    };
+    let shares: Vec<Result<Vec<(usize, [u8; 32])>>> = if threads <= 1 {
+        vec![hash_share(0)]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|k| s.spawn(move || hash_share(k))).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Manifest("a hashing thread panicked".into())))
+                })
+                .collect()
+        })
+    };
+    let mut chunks = vec![[0u8; 32]; n];
+    for share in shares {
+        for (i, h) in share? {
+            chunks[i] = h;
         }
     }
     let root = root_of(&chunks);
