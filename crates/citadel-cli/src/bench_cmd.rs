@@ -178,6 +178,10 @@ pub(crate) struct ConnectionsArgs {
     /// Seconds to hold them after the last one opened.
     #[arg(long, default_value_t = 5.0)]
     hold: f64,
+    /// Local IPv4 addresses to connect from, in turn (e.g. 127.0.0.1
+    /// 127.0.0.2 on loopback): a receiver bounds connections per address.
+    #[arg(long = "from", value_name = "IP", num_args = 1..)]
+    from: Vec<std::net::Ipv4Addr>,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -189,6 +193,7 @@ fn run_connections(a: ConnectionsArgs) -> Result<()> {
         &a.tls,
         a.count,
         Duration::from_secs_f64(a.hold.max(0.0)),
+        &a.from,
     )?;
     let rate = held.opened as f64 / held.seconds_to_open.max(1e-9);
     if a.json {

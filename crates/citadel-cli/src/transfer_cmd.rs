@@ -180,8 +180,32 @@ fn connect(
     StreamOwned<ClientConnection, TcpStream>,
     citadel_tls::info::Negotiated,
 )> {
-    let mut tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .with_context(|| format!("cannot connect to {to}"))?;
+    connect_from(to, addr, cfg, None)
+}
+
+/// [`connect`] from a given local IPv4 address.
+fn connect_from(
+    to: &str,
+    addr: std::net::SocketAddr,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+    source: Option<std::net::Ipv4Addr>,
+) -> Result<(
+    StreamOwned<ClientConnection, TcpStream>,
+    citadel_tls::info::Negotiated,
+)> {
+    let mut tcp = match (source, addr) {
+        (Some(ip), std::net::SocketAddr::V4(v4)) => {
+            use rustix::net::{AddressFamily, SocketType, bind, connect as tcp_connect, socket};
+            let sock = socket(AddressFamily::INET, SocketType::STREAM, None)?;
+            bind(&sock, &std::net::SocketAddrV4::new(ip, 0))
+                .with_context(|| format!("cannot bind to {ip}"))?;
+            tcp_connect(&sock, &v4).with_context(|| format!("cannot connect to {to}"))?;
+            TcpStream::from(sock)
+        }
+        (Some(_), _) => bail!("--from takes IPv4 addresses, for an IPv4 receiver"),
+        (None, _) => TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .with_context(|| format!("cannot connect to {to}"))?,
+    };
     tcp.set_nodelay(true)?;
     // A receiver that stops answering is given up on, not waited for
     // forever: the handshake within 30 s, then 300 s of silence at most.
@@ -365,6 +389,7 @@ pub(crate) fn hold_connections(
     tls: &TlsArgs,
     count: usize,
     hold: std::time::Duration,
+    from: &[std::net::Ipv4Addr],
 ) -> Result<Held> {
     let trust = Trust::from_dir(&tls.ca)?;
     let opts = TlsOptions {
@@ -383,8 +408,13 @@ pub(crate) fn hold_connections(
         let workers: Vec<_> = (0..4)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < count {
-                        let (stream, _) = connect(to, addr, &cfg)?;
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= count {
+                            break;
+                        }
+                        let source = (!from.is_empty()).then(|| from[i % from.len()]);
+                        let (stream, _) = connect_from(to, addr, &cfg, source)?;
                         open.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
                     }
                     Ok(())

@@ -5,7 +5,6 @@ use crate::{CHUNK_SIZE, Error, Result, io};
 use citadel_crypto::sig::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::fs;
-use std::io::Read;
 use std::path::Path;
 
 /// Context string of manifest signatures (FIPS 204 pure mode).
@@ -125,12 +124,15 @@ pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
         vec![hash_share(0)]
     } else {
         std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads).map(|k| s.spawn(move || hash_share(k))).collect();
+            let handles: Vec<_> = (0..threads)
+                .map(|k| s.spawn(move || hash_share(k)))
+                .collect();
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Manifest("a hashing thread panicked".into())))
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Manifest("a hashing thread panicked".into()))
+                    })
                 })
                 .collect()
         })
