@@ -83,6 +83,9 @@ pub fn root_of(chunks: &[[u8; 32]]) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
+/// Chunk hashes computed by one thread: (chunk index, hash).
+type Share = Vec<(usize, [u8; 32])>;
+
 /// Hashes the first `size` bytes of a file chunk by chunk: (chunk
 /// hashes, root). Chunks are independent, so a large file is hashed on as
 /// many threads as the machine has cores (up to 8), each reading its own
@@ -103,7 +106,7 @@ pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
             path.display()
         ))
     };
-    let hash_share = |k: usize| -> Result<Vec<(usize, [u8; 32])>> {
+    let hash_share = |k: usize| -> Result<Share> {
         let mut buf = vec![0u8; CHUNK_SIZE.min(size) as usize];
         let mut out = Vec::with_capacity(n / threads + 1);
         for i in (k..n).step_by(threads) {
@@ -120,7 +123,7 @@ pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
         }
         Ok(out)
     };
-    let shares: Vec<Result<Vec<(usize, [u8; 32])>>> = if threads <= 1 {
+    let shares: Vec<Result<Share>> = if threads <= 1 {
         vec![hash_share(0)]
     } else {
         std::thread::scope(|s| {
