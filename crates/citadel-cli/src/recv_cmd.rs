@@ -172,12 +172,16 @@ struct Failure {
     /// The peer was refused or its transfer failed (ends `--once`); not a
     /// silent connection or a further stream.
     decisive: bool,
+    /// A connection that never completed a TLS handshake (a probe, a scan,
+    /// junk): logged as a count at most every [`PROBE_LOG_EVERY`].
+    probe: bool,
 }
 
 fn decisive(error: anyhow::Error) -> Failure {
     Failure {
         error,
         decisive: true,
+        probe: false,
     }
 }
 
@@ -185,6 +189,40 @@ fn quiet(error: anyhow::Error) -> Failure {
     Failure {
         error,
         decisive: false,
+        probe: false,
+    }
+}
+
+fn probe(error: anyhow::Error) -> Failure {
+    Failure {
+        error,
+        decisive: false,
+        probe: true,
+    }
+}
+
+/// How often dropped probes are summed up in the log.
+const PROBE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Connections dropped before a TLS handshake completed, since the last
+/// log line about them.
+#[derive(Default)]
+struct Probes {
+    count: u64,
+    last: Option<String>,
+}
+
+impl Probes {
+    fn flush(&mut self) {
+        if self.count > 0 {
+            eprintln!(
+                "citadel: {} connection(s) dropped before completing a TLS handshake in the last {} s (the last: {})",
+                self.count,
+                PROBE_LOG_EVERY.as_secs(),
+                self.last.take().unwrap_or_default()
+            );
+            self.count = 0;
+        }
     }
 }
 
@@ -259,9 +297,15 @@ async fn accept_loop(
     // With --once, the first transfer to end, or the first peer refused,
     // ends the process with its outcome.
     let (ended, mut outcome) = mpsc::unbounded_channel::<Result<()>>();
+    let probes = Arc::new(Mutex::new(Probes::default()));
+    let mut tick = tokio::time::interval(PROBE_LOG_EVERY);
     loop {
         let (tcp, peer) = tokio::select! {
             r = outcome.recv() => return r.unwrap_or_else(|| Err(anyhow!("the listener stopped"))),
+            _ = tick.tick() => {
+                probes.lock().unwrap_or_else(|p| p.into_inner()).flush();
+                continue;
+            }
             a = listener.accept() => match a {
                 Ok(c) => c,
                 Err(e) => {
@@ -283,6 +327,7 @@ async fn accept_loop(
         };
         let shared = Arc::clone(&shared);
         let ended = ended.clone();
+        let probes = Arc::clone(&probes);
         tokio::spawn(async move {
             let r = connection(tcp, &shared, slot).await;
             drop(permit);
@@ -293,6 +338,11 @@ async fn accept_loop(
                 (_, Ok(_)) => {}
                 (true, Err(f)) if f.decisive => {
                     let _ = ended.send(Err(anyhow!("{peer}: {:#}", f.error)));
+                }
+                (_, Err(f)) if f.probe => {
+                    let mut p = probes.lock().unwrap_or_else(|p| p.into_inner());
+                    p.count += 1;
+                    p.last = Some(format!("{peer}: {:#}", f.error));
                 }
                 (_, Err(f)) => eprintln!("citadel: {peer}: {:#}", f.error),
             }
@@ -321,8 +371,8 @@ async fn connection(
     let accepted =
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp).into_fallible()).await {
             Err(_) => {
-                return Err(quiet(anyhow!(
-                    "no TLS handshake within {} s; connection dropped",
+                return Err(probe(anyhow!(
+                    "no TLS handshake within {} s",
                     HANDSHAKE_TIMEOUT.as_secs()
                 )));
             }
@@ -353,7 +403,7 @@ async fn connection(
             return Err(if refused {
                 decisive(anyhow!("{why}"))
             } else {
-                quiet(anyhow!("{why}"))
+                probe(anyhow!("{why}"))
             });
         }
     };
@@ -441,6 +491,7 @@ async fn connection(
                 Err(Failure {
                     error: transfer_error(e, Side::Receiver),
                     decisive: !joined,
+                    probe: false,
                 })
             }
         }

@@ -660,37 +660,52 @@ fn a_refused_sender_is_told_why() {
     send.wait().unwrap();
     let (ok, err) = stderr_of(recv);
     assert!(!ok);
+    // One plain sentence per connection of the transfer (two streams),
+    // the cause said once.
     let lines: Vec<&str> = err.lines().collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(
-        lines[0].contains("the sender disconnected before the transfer ended"),
-        "{err}"
-    );
+    assert!(!lines.is_empty() && lines.len() <= 2, "{err}");
+    for l in &lines {
+        assert_eq!(
+            l.matches("the sender disconnected before the transfer ended")
+                .count(),
+            1,
+            "{err}"
+        );
+    }
     assert!(!err.contains("http"), "{err}");
 }
 
 /// Issue 12, item 4: 2,000 connections that never speak TLS neither crash
-/// the receiver nor stop a transfer running beside them.
+/// the receiver nor stop a 1 GiB transfer running beside them.
 #[test]
 fn a_flood_of_idle_connections_does_not_stop_a_transfer() {
     raise_fd_limit();
     let d = setup();
     let p = d.path();
-    let size = 256 * 1024 * 1024;
-    let big = pattern(size, 11);
-    fs::write(p.join("big.bin"), &big).unwrap();
+    // 1 GiB, written and compared in 16 MiB pieces.
+    let piece = pattern(16 << 20, 11);
+    let pieces = 64;
+    {
+        let mut f = fs::File::create(p.join("big.bin")).unwrap();
+        for i in 0..pieces {
+            let mut b = piece.clone();
+            b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            f.write_all(&b).unwrap();
+        }
+    }
+    let size = piece.len() * pieces;
     let (mut recv, addr) = start_recv(p, "out", &[]);
     let target: SocketAddr = addr.parse().unwrap();
-    // The flood comes from another loopback address, as an attacker's
-    // connections come from theirs.
+    // The flood comes from other loopback addresses, as an attacker's
+    // connections come from theirs: 250 from each of 8, under the bound of
+    // 256 per address, so the receiver holds all 2,000.
     let mut idle = Vec::new();
-    for _ in 0..2000 {
-        let s = socket_from("127.0.0.2", target);
-        if let Some(s) = s {
+    for k in 0..2000 {
+        if let Some(s) = socket_from(&format!("127.0.0.{}", 2 + k % 8), target) {
             idle.push(s);
         }
     }
-    assert!(idle.len() >= 1900, "only {} flood connections", idle.len());
+    assert!(idle.len() >= 1990, "only {} flood connections", idle.len());
     // They cost tasks, not threads.
     thread::sleep(Duration::from_millis(500));
     let status = fs::read_to_string(format!("/proc/{}/status", recv.id())).unwrap();
@@ -702,9 +717,30 @@ fn a_flood_of_idle_connections_does_not_stop_a_transfer() {
         .parse()
         .unwrap();
     assert!(threads < 64, "{threads} threads for idle connections");
+    // All of the flood is held (the handshake timeout is 10 s).
+    let mut alive = 0;
+    for s in &idle {
+        s.set_nonblocking(true).unwrap();
+        let mut one = [0u8; 1];
+        if matches!((&*s).read(&mut one), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            alive += 1;
+        }
+    }
+    assert!(alive >= 1990, "{alive} flood connections still held");
+
     let v = json_of(&send_cmd(p, "big.bin", &addr, "alice").output().unwrap());
     assert_eq!(v["sent_bytes"].as_u64().unwrap(), size as u64);
-    assert_eq!(fs::read(p.join("out/big.bin")).unwrap(), big);
+    let (mut a, mut b) = (
+        fs::File::open(p.join("big.bin")).unwrap(),
+        fs::File::open(p.join("out/big.bin")).unwrap(),
+    );
+    let (mut x, mut y) = (vec![0u8; 16 << 20], vec![0u8; 16 << 20]);
+    for _ in 0..pieces {
+        a.read_exact(&mut x).unwrap();
+        b.read_exact(&mut y).unwrap();
+        assert!(x == y, "the copy differs");
+    }
+    assert_eq!(b.read(&mut y).unwrap(), 0);
     assert!(recv.try_wait().unwrap().is_none(), "the receiver exited");
     drop(idle);
 }
@@ -761,6 +797,8 @@ fn junk_does_not_end_a_once_receiver() {
     json_of(&send_cmd(p, "f.txt", &addr, "alice").output().unwrap());
     let (ok, err) = stderr_of(recv);
     assert!(ok, "{err}");
+    // Probes are summed up at most every 10 s, not logged one by one.
+    assert!(err.lines().count() <= 1, "{err}");
 }
 
 /// Fourth review, F5: connections that start a transfer and stall are
