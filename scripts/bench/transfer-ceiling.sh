@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The transfer's own ceiling, side by side in one run: raw loopback TCP
 # (iperf3), `dd` writing the same destination (tmpfs, and disk with fsync),
-# and `citadel send` -> `citadel recv` on the same file (tmpfs -> tmpfs, and
-# tmpfs -> disk), with the receiver's CPU time (user and system) per run.
+# OpenSSH's scp, and `citadel send` -> `citadel recv` on the same file
+# (tmpfs -> tmpfs, and tmpfs -> disk), with the receiver's CPU time (user
+# and system) per run.
 #
 #   scripts/bench/transfer-ceiling.sh            # SIZE=2G STREAMS=2 RUNS=3
 #
 # Environment: SIZE (dd-style, default 2G), STREAMS (default 2), RUNS (best
-# of, default 3), DISK (a directory on disk, default /tmp). Needs iperf3
-# (Debian package iperf3; installed with apt-get when missing).
+# of, default 3), DISK (a directory on disk, default /tmp), PORT (sshd,
+# default 2223). Needs iperf3 and an sshd it may start (Debian packages
+# iperf3, openssh-server; installed with apt-get when missing).
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
@@ -19,12 +21,14 @@ DISK=${DISK:-/tmp}
 C=$PWD/target/release/citadel
 W=$(mktemp -d /dev/shm/citadel-ceiling.XXXXXX)
 D=$(mktemp -d "$DISK/citadel-ceiling.XXXXXX")
+PORT=${PORT:-2223}
 RECV_PID=
 IPERF_PID=
-trap 'kill $RECV_PID $IPERF_PID 2>/dev/null || true; rm -rf "$W" "$D"' EXIT
+trap 'kill $RECV_PID $IPERF_PID $(cat "$W/sshd.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$W" "$D"' EXIT
 
 cargo build --release -q -p citadel-cli
 command -v iperf3 >/dev/null || apt-get install -y -q iperf3 >/dev/null
+[ -x /usr/sbin/sshd ] || apt-get install -y -q openssh-server >/dev/null
 
 bytes=$(numfmt --from=iec "$SIZE")
 mb() { awk -v b="$bytes" -v s="$1" 'BEGIN{printf "%.0f", b/1e6/s}'; }
@@ -92,15 +96,53 @@ run_citadel() {
   # user and system seconds of the receiver in the last run, peak RSS (KiB)
   echo "$b $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{split(a,x," "); split(b,y," "); printf "%.2f %.2f", y[1]-x[1], y[2]-x[2]}') $rss"
 }
-read -r T_TMPFS U_TMPFS S_TMPFS R_TMPFS <<<"$(run_citadel "$W/in")"
-read -r T_DISK U_DISK S_DISK R_DISK <<<"$(run_citadel "$D/in")"
+read -r T_TMPFS U_TMPFS S_TMPFS_SYS R_TMPFS <<<"$(run_citadel "$W/in")"
+read -r T_DISK U_DISK S_DISK_SYS R_DISK <<<"$(run_citadel "$D/in")"
+
+# --- scp, same file, same destinations -------------------------------------------
+ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$W/user_key"
+cp "$W/user_key.pub" "$W/authorized_keys"
+cat > "$W/sshd_config" <<CFG
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $W/host_key
+AuthorizedKeysFile $W/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin yes
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+PidFile $W/sshd.pid
+CFG
+mkdir -p /run/sshd
+/usr/sbin/sshd -f "$W/sshd_config" -E "$W/sshd.log"
+SSHOPTS=(-P "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR)
+for _ in $(seq 50); do ssh -p "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "$(id -un)@127.0.0.1" true 2>/dev/null && break; sleep 0.1; done
+best_scp() {
+  local out=$1 b=
+  mkdir -p "$out"
+  for _ in $(seq "$RUNS"); do
+    rm -f "$out/src.bin"; sync
+    local t0 t1; t0=$(now)
+    scp -q "${SSHOPTS[@]}" "$W/src.bin" "$(id -un)@127.0.0.1:$out/"
+    t1=$(now)
+    b=$(min "$b" "$(elapsed "$t0" "$t1")")
+  done
+  cmp -s "$W/src.bin" "$out/src.bin" || { echo "the scp copy differs" >&2; exit 1; }
+  rm -f "$out/src.bin"
+  echo "$b"
+}
+S_TMPFS=$(best_scp "$W/scp")
+S_DISK=$(best_scp "$D/scp")
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.0f%%", 100*a/b}'; }
 echo
-echo "| path | citadel send -> recv (--streams $STREAMS) | ceiling | citadel / ceiling | receiver CPU (user / system, last run) |"
-echo "| --- | ---: | ---: | ---: | ---: |"
-echo "| tmpfs -> tmpfs | $(mb "$T_TMPFS") MB/s ($T_TMPFS s) | $TCP MB/s (iperf3 loopback TCP) | $(pct "$(mb "$T_TMPFS")" "$TCP") | $U_TMPFS s / $S_TMPFS s |"
-echo "| tmpfs -> disk, fsync | $(mb "$T_DISK") MB/s ($T_DISK s) | $(mb "$DD_DISK") MB/s (dd conv=fsync) | $(pct "$(mb "$T_DISK")" "$(mb "$DD_DISK")") | $U_DISK s / $S_DISK s |"
+echo "| path | citadel send -> recv (--streams $STREAMS) | ceiling | citadel / ceiling | scp | citadel / scp | receiver CPU (user / system, last run) |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| tmpfs -> tmpfs | $(mb "$T_TMPFS") MB/s ($T_TMPFS s) | $TCP MB/s (iperf3 loopback TCP) | $(pct "$(mb "$T_TMPFS")" "$TCP") | $(mb "$S_TMPFS") MB/s | $(awk -v a="$S_TMPFS" -v b="$T_TMPFS" 'BEGIN{printf "%.2fx", a/b}') | $U_TMPFS s / $S_TMPFS_SYS s |"
+echo "| tmpfs -> disk, fsync | $(mb "$T_DISK") MB/s ($T_DISK s) | $(mb "$DD_DISK") MB/s (dd conv=fsync) | $(pct "$(mb "$T_DISK")" "$(mb "$DD_DISK")") | $(mb "$S_DISK") MB/s (no fsync) | $(awk -v a="$S_DISK" -v b="$T_DISK" 'BEGIN{printf "%.2fx", a/b}') | $U_DISK s / $S_DISK_SYS s |"
 echo
 echo "dd to tmpfs: $(mb "$DD_TMPFS") MB/s. Receiver peak RSS: $R_TMPFS KiB (tmpfs run), $R_DISK KiB (disk run)."
 echo "Each citadel time includes process start, both handshakes, and hashing the file into the signed manifest."
