@@ -98,7 +98,6 @@ pub(crate) enum Side {
 /// repeated by the error chain).
 pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::Error {
     use citadel_transfer::Error as E;
-    use rustls::AlertDescription as A;
     let inner = match &e {
         E::Stream(inner) => inner.as_ref(),
         other => other,
@@ -107,20 +106,7 @@ pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::
         let refused = source
             .get_ref()
             .and_then(|i| i.downcast_ref::<rustls::Error>())
-            .is_some_and(|t| {
-                matches!(
-                    t,
-                    rustls::Error::AlertReceived(
-                        A::BadCertificate
-                            | A::UnknownCA
-                            | A::CertificateRevoked
-                            | A::CertificateUnknown
-                            | A::CertificateExpired
-                            | A::AccessDenied
-                            | A::DecryptError
-                    )
-                )
-            });
+            .is_some_and(citadel_tls::config::peer_refused_our_certificate);
         if refused && side == Side::Sender {
             return anyhow!(
                 "the receiver refused our certificate (revoked, or issued by another CA)"

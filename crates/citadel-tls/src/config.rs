@@ -235,6 +235,25 @@ pub fn client_config_server_auth(
     Ok(Arc::new(cfg))
 }
 
+/// Whether the peer's alert says it refused our certificate (revoked,
+/// unknown, expired, or a signature it could not verify: another CA with
+/// the same name answers `decrypt_error`).
+pub fn peer_refused_our_certificate(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e,
+        rustls::Error::AlertReceived(
+            A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateRevoked
+                | A::CertificateUnknown
+                | A::CertificateExpired
+                | A::AccessDenied
+                | A::DecryptError
+        )
+    )
+}
+
 /// A one-line explanation of a handshake failure, with the fix where there is one.
 pub fn explain(e: &rustls::Error) -> String {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E, PeerIncompatible as P};
@@ -267,14 +286,9 @@ pub fn explain(e: &rustls::Error) -> String {
         E::AlertReceived(A::HandshakeFailure) => {
             "the peer refused the handshake (it may require post-quantum key exchange or another CA)".into()
         }
-        E::AlertReceived(
-            A::BadCertificate
-            | A::UnknownCA
-            | A::CertificateRevoked
-            | A::CertificateUnknown
-            | A::CertificateExpired
-            | A::DecryptError,
-        ) => "the peer refused our certificate (revoked, or issued by another CA)".into(),
+        e if peer_refused_our_certificate(e) => {
+            "the peer refused our certificate (revoked, or issued by another CA)".into()
+        }
         E::DecryptError => {
             "a TLS record failed authentication: the data was modified in transit, so the connection was aborted".into()
         }

@@ -655,6 +655,14 @@ mod tests {
         )
     }
 
+    fn file_device(file_path: PathBuf) -> Device {
+        Device {
+            kind: "file".into(),
+            description: String::new(),
+            file_path,
+        }
+    }
+
     fn record<'a>(token: &'a str) -> Record<'a> {
         Record {
             kind: "request",
@@ -675,11 +683,7 @@ mod tests {
     fn tokens_are_hmaced_whatever_they_look_like() {
         let dir = tempfile::tempdir().unwrap();
         let (d, _) = devices(Duration::from_secs(3600));
-        let dev = Device {
-            kind: "file".into(),
-            description: String::new(),
-            file_path: dir.path().join("log"),
-        };
+        let dev = file_device(dir.path().join("log"));
         d.enable("file/", &dev).unwrap();
         let forged = "hmac-sha256:0000000000000000000000000000000000000000000000000000000000000000";
         d.record(&record(forged)).unwrap();
@@ -706,11 +710,7 @@ mod tests {
     fn checkpoints_are_signed_while_entries_arrive() {
         let dir = tempfile::tempdir().unwrap();
         let (d, epoch) = devices(Duration::from_millis(50));
-        let dev = Device {
-            kind: "file".into(),
-            description: String::new(),
-            file_path: dir.path().join("log"),
-        };
+        let dev = file_device(dir.path().join("log"));
         d.enable("file/", &dev).unwrap();
         for _ in 0..5 {
             d.record(&record("t")).unwrap();
@@ -738,11 +738,7 @@ mod tests {
     fn anchors_stay_within_reach_of_the_end() {
         let dir = tempfile::tempdir().unwrap();
         let (d, _) = devices(Duration::from_secs(3600));
-        let dev = Device {
-            kind: "file".into(),
-            description: String::new(),
-            file_path: dir.path().join("log"),
-        };
+        let dev = file_device(dir.path().join("log"));
         d.enable("file/", &dev).unwrap();
         for _ in 0..(ANCHOR_EVERY * 5 + 3) {
             d.record(&record("t")).unwrap();

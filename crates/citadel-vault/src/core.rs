@@ -675,6 +675,28 @@ mod tests {
     use super::*;
     use crate::request::Operation;
 
+    /// A development vault in memory: the core, its unseal key and root token.
+    fn dev_core() -> (Core, Zeroizing<Vec<u8>>, Zeroizing<String>) {
+        let core = Core::new(
+            Arc::new(crate::storage::Memory::default()),
+            "inmem",
+            Config::default(),
+        );
+        let (key, root) = core.init_dev().unwrap();
+        (core, key, root)
+    }
+
+    /// Enables a file audit device logging to `dir`.
+    fn enable_audit(core: &Core, root: &str, dir: &std::path::Path) {
+        let body = serde_json::json!({"type": "file", "options": {"file_path": dir}});
+        let r = core.handle(
+            Request::new(Operation::Update, "sys/audit/file")
+                .token(root)
+                .json(&body),
+        );
+        assert_eq!(r.status, 204);
+    }
+
     /// Found by the races review: with a failed audit device, seal-status,
     /// health, leader and unseal answered 500, so an operator could not
     /// even see the seal state. They are not audited (as Vault's raw
@@ -682,20 +704,8 @@ mod tests {
     #[test]
     fn a_failed_audit_device_leaves_the_sealed_routes_working() {
         let dir = tempfile::tempdir().unwrap();
-        let core = Core::new(
-            Arc::new(crate::storage::Memory::default()),
-            "inmem",
-            Config::default(),
-        );
-        let (_, root) = core.init_dev().unwrap();
-        let body =
-            serde_json::json!({"type": "file", "options": {"file_path": dir.path().join("a")}});
-        let r = core.handle(
-            Request::new(Operation::Update, "sys/audit/file")
-                .token(&root)
-                .json(&body),
-        );
-        assert_eq!(r.status, 204);
+        let (core, _, root) = dev_core();
+        enable_audit(&core, &root, &dir.path().join("a"));
         core.services.audit.fail_all("disk full");
         for path in ["sys/seal-status", "sys/health", "sys/leader", "sys/init"] {
             let r = core.handle(Request::new(Operation::Read, path));
@@ -711,12 +721,7 @@ mod tests {
     /// finishes, the vault answers as sealed.
     #[test]
     fn requests_wait_for_the_whole_unseal() {
-        let core = Core::new(
-            Arc::new(crate::storage::Memory::default()),
-            "inmem",
-            Config::default(),
-        );
-        let (key, root) = core.init_dev().unwrap();
+        let (core, key, root) = dev_core();
         let get = || core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
         assert_eq!(get().status, 200);
         core.services.seal();
@@ -735,14 +740,7 @@ mod tests {
         assert_eq!(get().status, 200);
         // A response is not recorded to devices other than its request's.
         let dir = tempfile::tempdir().unwrap();
-        let body =
-            serde_json::json!({"type": "file", "options": {"file_path": dir.path().join("a")}});
-        let r = core.handle(
-            Request::new(Operation::Update, "sys/audit/file")
-                .token(&root)
-                .json(&body),
-        );
-        assert_eq!(r.status, 204);
+        enable_audit(&core, &root, &dir.path().join("a"));
         let rec = crate::audit::Record {
             kind: "request",
             operation: "read",
