@@ -30,6 +30,9 @@ pub enum Error {
     /// The directory is not a log, or already is one.
     #[error("{0}")]
     Setup(String),
+    /// Another process holds the log open for writing.
+    #[error("{0}")]
+    Busy(String),
     /// An index or size beyond the log.
     #[error("{0}")]
     OutOfRange(String),

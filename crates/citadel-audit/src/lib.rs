@@ -49,6 +49,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod error;
+mod files;
 pub mod log;
 pub mod merkle;
 pub mod note;

@@ -26,12 +26,13 @@
 
 use crate::checkpoint::{Checkpoint, LogSigner, LogVerifier, SignedCheckpoint};
 use crate::error::{Error, io};
+use crate::files::{Access, LogDir};
 use crate::merkle::{self, Hash, NodeSource, leaf_hash};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::segment::{self, MAGIC, Record};
 use crate::tree::TreeFiles;
 use serde::{Deserialize, Serialize};
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -70,35 +71,25 @@ struct State {
 
 const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
-fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(data).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+/// The largest small file of a log (settings, keys, a checkpoint) read.
+pub(crate) const MAX_SMALL_FILE: u64 = 64 << 10;
+
+fn read_text(dir: &LogDir, rel: &str) -> Result<String, Error> {
+    String::from_utf8(dir.read(rel, MAX_SMALL_FILE)?).map_err(|_| Error::Corrupt {
+        index: None,
+        why: format!("{} is not UTF-8 text", dir.path(rel).display()),
+    })
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
-}
-
-fn read_text(path: &Path) -> Result<String, Error> {
-    fs::read_to_string(path).map_err(io(path))
+fn segment_rel(name: &str) -> String {
+    format!("segments/{name}")
 }
 
 /// The high-water mark file: entries below the size it holds were
 /// acknowledged (made durable and reported to the writer).
 const ACKED: &str = "acked";
 
-fn encode_acked(size: u64) -> [u8; 16] {
+pub(crate) fn encode_acked(size: u64) -> [u8; 16] {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&size.to_be_bytes());
     let crc = crc32fast::hash(&size.to_be_bytes());
@@ -107,58 +98,99 @@ fn encode_acked(size: u64) -> [u8; 16] {
     b
 }
 
-/// The size in the high-water mark of the log at `dir` (0 when there is
-/// none: a log made before it existed, or never appended to).
-pub(crate) fn read_acked(dir: &Path) -> Result<u64, Error> {
-    let p = dir.join(ACKED);
-    let b = match fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io(&p)(e)),
+/// The size in the high-water mark of the log. `init` writes it, so a
+/// missing mark is damage like a garbled one.
+pub(crate) fn read_acked(dir: &LogDir) -> Result<u64, Error> {
+    let p = dir.path(ACKED);
+    let damaged = |what: &str| Error::Corrupt {
+        index: None,
+        why: format!(
+            "{} is {what}: how many entries were acknowledged is unknown; `citadel audit verify` checks the rest of the log, and `citadel audit repair` accepts the log as it stands",
+            p.display()
+        ),
     };
+    let b = dir.read_opt(ACKED, 64)?.ok_or_else(|| damaged("missing"))?;
     let ok =
         b.len() == 16 && &b[12..] == b"ACK\n" && crc32fast::hash(&b[..8]).to_be_bytes() == b[8..12];
     if !ok {
-        return Err(Error::Corrupt {
-            index: None,
-            why: format!(
-                "{} is damaged: the number of acknowledged entries is unknown; run `citadel audit verify`",
-                p.display()
-            ),
-        });
+        return Err(damaged("damaged"));
     }
     let mut n = [0u8; 8];
     n.copy_from_slice(&b[..8]);
     Ok(u64::from_be_bytes(n))
 }
 
+/// The newest checkpoint among `LOG/checkpoint` and the highest-numbered
+/// file of `LOG/checkpoints/`, verified with `v`; `None` without any. A
+/// file that does not verify is damage, named in the error.
+pub(crate) fn newest_checkpoint(
+    dir: &LogDir,
+    v: &LogVerifier,
+) -> Result<Option<SignedCheckpoint>, Error> {
+    let mut found: Option<SignedCheckpoint> = None;
+    let last = checkpoint_files(dir)?.pop();
+    for rel in ["checkpoint".to_string()].into_iter().chain(last) {
+        let Some(bytes) = dir.read_opt(&rel, MAX_SMALL_FILE)? else {
+            continue;
+        };
+        let c = SignedCheckpoint::open(&bytes, v).map_err(|e| Error::Corrupt {
+            index: None,
+            why: format!(
+                "{}: {e}: restore it (`LOG/checkpoint` is a copy of the newest of `LOG/checkpoints/`; `citadel audit repair` rewrites it), then run `citadel audit verify`",
+                dir.path(&rel).display()
+            ),
+        })?;
+        if found
+            .as_ref()
+            .is_none_or(|f| f.checkpoint().size() < c.checkpoint().size())
+        {
+            found = Some(c);
+        }
+    }
+    Ok(found)
+}
+
+/// The files of `LOG/checkpoints/` (`checkpoints/NNN….txt`), oldest first.
+pub(crate) fn checkpoint_files(dir: &LogDir) -> Result<Vec<String>, Error> {
+    if !dir.exists("checkpoints")? {
+        return Ok(Vec::new());
+    }
+    let mut names: Vec<String> = dir
+        .list("checkpoints")?
+        .into_iter()
+        .filter(|n| n.ends_with(".txt") && !n.starts_with('.'))
+        .collect();
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|n| format!("checkpoints/{n}"))
+        .collect())
+}
+
 /// How many entries of the log at `dir` were acknowledged: the largest of
-/// the high-water mark and the latest checkpoint's size (verified with the
+/// the high-water mark and the newest checkpoint's size (verified with the
 /// log's keys). Entries below it were durable when reported, so they can
 /// be missing or damaged only by tampering or a failing disk.
 pub fn acknowledged(dir: &Path) -> Result<u64, Error> {
+    acknowledged_at(&LogDir::open(dir)?)
+}
+
+fn acknowledged_at(dir: &LogDir) -> Result<u64, Error> {
     let mark = read_acked(dir)?;
-    let p = dir.join("checkpoint");
-    let covered = if p.exists() {
-        let v = load_verifier(dir)?;
-        SignedCheckpoint::open(read_text(&p)?.as_bytes(), &v)
-            .map_err(|e| Error::Corrupt {
-                index: None,
-                why: format!("{}: {e}", p.display()),
-            })?
-            .checkpoint()
-            .size()
-    } else {
-        0
-    };
+    let v = verifier_at(dir)?;
+    let covered = newest_checkpoint(dir, &v)?.map_or(0, |c| c.checkpoint().size());
     Ok(mark.max(covered))
 }
 
 /// The public keys of the log at `dir` (from `log.vkeys`) as a verifier
 /// requiring both signatures.
 pub fn load_verifier(dir: &Path) -> Result<LogVerifier, Error> {
+    verifier_at(&LogDir::open(dir)?)
+}
+
+pub(crate) fn verifier_at(dir: &LogDir) -> Result<LogVerifier, Error> {
     let config = load_config(dir)?;
-    verifier_from_vkeys(&config.origin, &read_text(&dir.join("log.vkeys"))?)
+    verifier_from_vkeys(&config.origin, &read_text(dir, "log.vkeys")?)
 }
 
 /// A verifier from the two vkey lines of a `log.vkeys` file.
@@ -178,14 +210,14 @@ pub fn verifier_from_vkeys(origin: &str, text: &str) -> Result<LogVerifier, Erro
     Ok(LogVerifier::new(origin, ed, ml)?)
 }
 
-fn load_config(dir: &Path) -> Result<Config, Error> {
-    let p = dir.join("log.json");
-    let text = fs::read(&p).map_err(|_| {
-        Error::Setup(format!(
+pub(crate) fn load_config(dir: &LogDir) -> Result<Config, Error> {
+    let p = dir.path("log.json");
+    let Some(text) = dir.read_opt("log.json", MAX_SMALL_FILE)? else {
+        return Err(Error::Setup(format!(
             "{} is not an audit log (no log.json); create one with `citadel audit init`",
-            dir.display()
-        ))
-    })?;
+            dir.root_path().display()
+        )));
+    };
     let c: Config =
         serde_json::from_slice(&text).map_err(|e| Error::Setup(format!("{}: {e}", p.display())))?;
     if c.version != 1 {
@@ -198,14 +230,28 @@ fn load_config(dir: &Path) -> Result<Config, Error> {
     Ok(c)
 }
 
+/// How an [`AuditLog`] was opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// For appending: this process holds the writer's lock.
+    Write,
+    /// For reading, holding the writer's lock: the derived files may be
+    /// rebuilt.
+    Read,
+    /// For reading while another process writes: nothing is changed, and
+    /// the log ends where the derived files the writer flushed end.
+    Live,
+}
+
 /// An open log, for appending and reading.
 pub struct AuditLog {
-    dir: PathBuf,
+    dir: LogDir,
     config: Config,
     durability: Durability,
-    /// The high-water mark file; `None` when opened for reading.
+    mode: Mode,
+    /// The high-water mark file (when writing).
     acked: Option<File>,
-    segments: Vec<(u64, PathBuf)>,
+    segments: Vec<(u64, String)>,
     seg: BufWriter<File>,
     seg_len: u64,
     offsets: BufWriter<File>,
@@ -217,36 +263,47 @@ pub struct AuditLog {
     record: Vec<u8>,
 }
 
+fn busy(dir: &LogDir) -> Error {
+    Error::Busy(format!(
+        "{} is open for writing by another process (a running vault's audit device, or another `citadel audit` command): a log has one writer at a time; wait for it or stop it",
+        dir.root_path().display()
+    ))
+}
+
 impl AuditLog {
     /// Creates a log in `dir` (which must not hold one), with new Ed25519
     /// and ML-DSA-65 signing keys and an HMAC key.
     pub fn init(dir: &Path, origin: &str) -> Result<LogVerifier, Error> {
-        if dir.join("log.json").exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let d = LogDir::open(dir)?;
+        if !d.try_lock()? {
+            return Err(busy(&d));
+        }
+        if d.exists("log.json")? {
             return Err(Error::Setup(format!(
                 "{} already holds an audit log",
                 dir.display()
             )));
         }
         let signer = LogSigner::generate(origin)?;
-        for sub in ["keys", "segments", "tree", "checkpoints"] {
-            let p = dir.join(sub);
-            fs::create_dir_all(&p).map_err(io(&p))?;
+        d.mkdir("keys", 0o700)?;
+        for sub in ["segments", "tree", "checkpoints"] {
+            d.mkdir(sub, 0o755)?;
         }
-        let keys = dir.join("keys");
-        write_atomic(
-            &keys.join("ed25519.skey"),
+        d.write_atomic(
+            "keys/ed25519.skey",
             signer.ed25519().skey()?.as_bytes(),
             0o600,
         )?;
-        write_atomic(
-            &keys.join("ml-dsa-65.skey"),
+        d.write_atomic(
+            "keys/ml-dsa-65.skey",
             signer.ml_dsa_65().skey()?.as_bytes(),
             0o600,
         )?;
         let hmac = citadel_crypto::random::secret_array::<32>()
             .map_err(|e| Error::Setup(format!("random: {e}")))?;
-        write_atomic(
-            &keys.join("hmac.key"),
+        d.write_atomic(
+            "keys/hmac.key",
             Zeroizing::new(hex::encode(hmac.as_slice())).as_bytes(),
             0o600,
         )?;
@@ -256,15 +313,14 @@ impl AuditLog {
             .iter()
             .map(|k| format!("{}\n", k.vkey()))
             .collect::<String>();
-        write_atomic(&dir.join("log.vkeys"), vkeys.as_bytes(), 0o644)?;
-        let first = dir.join("segments").join(segment::file_name(0));
-        write_atomic(&first, MAGIC, 0o644)?;
-        write_atomic(
-            &dir.join("state.json"),
+        d.write_atomic("log.vkeys", vkeys.as_bytes(), 0o644)?;
+        d.write_atomic(&segment_rel(&segment::file_name(0)), MAGIC, 0o644)?;
+        d.write_atomic(
+            "state.json",
             &serde_json::to_vec(&State::default()).unwrap_or_default(),
             0o644,
         )?;
-        write_atomic(&dir.join(ACKED), &encode_acked(0), 0o644)?;
+        d.write_atomic(ACKED, &encode_acked(0), 0o644)?;
         let config = Config {
             version: 1,
             origin: origin.to_string(),
@@ -272,40 +328,55 @@ impl AuditLog {
             sensitive: Vec::new(),
         };
         let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::Setup(e.to_string()))?;
-        write_atomic(&dir.join("log.json"), &json, 0o644)?;
+        d.write_atomic("log.json", &json, 0o644)?;
         Ok(v)
     }
 
     /// Opens the log at `dir` for appending, recovering from a crash: a
     /// torn record at the tail of the last segment, beyond every
     /// acknowledged entry, is cut off (it was never acknowledged) and the
-    /// derived index and tree are brought up to date. A log damaged or
-    /// shorter below what was acknowledged is refused and left as it is.
+    /// derived index and tree are brought up to date, each rebuilt hash
+    /// compared with the one recorded when its entry was appended. A log
+    /// damaged or shorter below what was acknowledged, or whose entries
+    /// differ from their recorded hashes, is refused and left as it is.
+    ///
+    /// The process holds the log's writer lock (an exclusive `flock` on
+    /// its directory) until the log is dropped: a second writer gets
+    /// [`Error::Busy`].
     pub fn open(dir: &Path, durability: Durability) -> Result<Self, Error> {
         Self::open_with(dir, durability, true)
     }
 
-    /// Opens the log at `dir` for reading and proofs: like
-    /// [`AuditLog::open`], but a torn tail is left in place (the log ends
-    /// before it) and appending is refused. Only the derived files (index
-    /// and tree, caches of the segments) may be rebuilt.
+    /// Opens the log at `dir` for reading and proofs; appending is
+    /// refused. With no writer, like [`AuditLog::open`] but a torn tail is
+    /// left in place (the log ends before it), and only the derived files
+    /// (index and tree, caches of the segments) may be rebuilt. While
+    /// another process writes the log, nothing is changed: the log ends
+    /// where the derived files that writer flushed end.
     pub fn open_read(dir: &Path) -> Result<Self, Error> {
         Self::open_with(dir, Durability::EveryAppend, false)
     }
 
-    fn open_with(dir: &Path, durability: Durability, write: bool) -> Result<Self, Error> {
-        let config = load_config(dir)?;
-        let floor = acknowledged(dir)?;
-        let seg_dir = dir.join("segments");
-        let segments = segment::list(&seg_dir)?;
-        let Some(&(last_first, ref last_path)) = segments.last() else {
+    fn open_with(path: &Path, durability: Durability, write: bool) -> Result<Self, Error> {
+        let dir = LogDir::open(path)?;
+        let config = load_config(&dir)?;
+        if !dir.try_lock()? {
+            if write {
+                return Err(busy(&dir));
+            }
+            return Self::open_live(dir, config);
+        }
+        let floor = acknowledged_at(&dir)?;
+        let segments = segment::list(dir.list("segments")?);
+        let Some((_, last_name)) = segments.last() else {
             return Err(Error::Corrupt {
                 index: None,
-                why: format!("{}: no segment files", seg_dir.display()),
+                why: format!("{}: no segment files", dir.path("segments").display()),
             });
         };
-        let state: State = fs::read(dir.join("state.json"))
-            .ok()
+        let last_rel = segment_rel(last_name);
+        let state: State = dir
+            .read_opt("state.json", MAX_SMALL_FILE)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         // Derived data is trusted only up to what was fsynced, and only
@@ -315,14 +386,8 @@ impl AuditLog {
             .rposition(|(first, _)| *first <= state.derived)
             .unwrap_or(0);
         let rescan_from = segments[start_seg].0;
-        let offsets_path = dir.join("index.bin");
-        let offsets_file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&offsets_path)
-            .map_err(io(&offsets_path))?;
+        let offsets_path = dir.path("index.bin");
+        let offsets_file = dir.file("index.bin", Access::Create(0o644))?;
         let have_offsets = offsets_file.metadata().map_err(io(&offsets_path))?.len() / 8;
         if have_offsets < rescan_from {
             return Err(Error::Corrupt {
@@ -334,7 +399,7 @@ impl AuditLog {
         offsets_file
             .set_len(rescan_from * 8)
             .map_err(io(&offsets_path))?;
-        let (mut tree, in_tree) = TreeFiles::open(&dir.join("tree"), rescan_from)?;
+        let (mut tree, in_tree) = TreeFiles::open(&dir, rescan_from)?;
         if in_tree < rescan_from {
             return Err(Error::Corrupt {
                 index: Some(in_tree),
@@ -342,14 +407,17 @@ impl AuditLog {
                     .into(),
             });
         }
+        let offsets_reader = offsets_file.try_clone().map_err(io(&offsets_path))?;
         let mut offsets = BufWriter::with_capacity(1 << 16, offsets_file);
         std::io::Seek::seek(&mut offsets, std::io::SeekFrom::End(0)).map_err(io(&offsets_path))?;
         // Rescan: every segment from `start_seg`; only the last may end in
         // a torn record.
         let mut size = rescan_from;
         let mut seg_len = 0;
-        for (i, (first, path)) in segments.iter().enumerate().skip(start_seg) {
+        for (i, (first, name)) in segments.iter().enumerate().skip(start_seg) {
             let last = i + 1 == segments.len();
+            let rel = segment_rel(name);
+            let path = dir.path(&rel);
             if *first != size {
                 return Err(Error::Corrupt {
                     index: Some(size),
@@ -359,13 +427,25 @@ impl AuditLog {
                     ),
                 });
             }
-            let mut r = segment::Reader::open(path)?;
+            let file = dir.file(&rel, Access::Read)?;
+            let probe = file.try_clone().map_err(io(&path))?;
+            let mut r = segment::Reader::new(file, &path)?;
             loop {
                 let at = r.offset;
-                let (rec, entry) = r.read_record().map_err(io(path))?;
+                let (rec, entry) = r.read_record().map_err(io(&path))?;
                 match rec {
                     Record::Entry(ix) if ix == size => {
-                        tree.push(leaf_hash(entry))?;
+                        let h = leaf_hash(entry);
+                        if tree.recorded(size)?.is_some_and(|want| want != h) {
+                            return Err(Error::Corrupt {
+                                index: Some(size),
+                                why: format!(
+                                    "in {}: its content differs from the hash recorded when it was appended (changed afterwards); nothing was signed or removed: restore the segment from a copy, and run `citadel audit verify`",
+                                    path.display()
+                                ),
+                            });
+                        }
+                        tree.push(h)?;
                         offsets
                             .write_all(&at.to_be_bytes())
                             .map_err(io(&offsets_path))?;
@@ -390,8 +470,7 @@ impl AuditLog {
                                 ),
                             });
                         }
-                        let len = fs::metadata(path).map_err(io(path))?.len();
-                        if !last || !torn_tail(path, at, len)? {
+                        if !last || !torn_tail(&probe, at).map_err(io(&path))? {
                             return Err(Error::Corrupt {
                                 index: Some(size),
                                 why: format!(
@@ -402,12 +481,9 @@ impl AuditLog {
                         }
                         // Never acknowledged: cut it off (when writing).
                         if write {
-                            let f = OpenOptions::new()
-                                .write(true)
-                                .open(path)
-                                .map_err(io(path))?;
-                            f.set_len(at).map_err(io(path))?;
-                            f.sync_all().map_err(io(path))?;
+                            let f = dir.file(&rel, Access::ReadWrite)?;
+                            f.set_len(at).map_err(io(&path))?;
+                            f.sync_all().map_err(io(&path))?;
                         }
                         break;
                     }
@@ -424,35 +500,28 @@ impl AuditLog {
             });
         }
         offsets.flush().map_err(io(&offsets_path))?;
-        tree.flush()?;
-        let seg_file = OpenOptions::new()
-            .append(true)
-            .open(last_path)
-            .map_err(io(last_path))?;
-        let _ = last_first;
-        let offsets_reader = File::open(&offsets_path).map_err(io(&offsets_path))?;
-        let acked = if write {
+        tree.trim()?;
+        let (seg_file, acked) = if write {
+            // The files this open created (index, tree levels) stay.
+            dir.sync_dir("tree")?;
+            dir.sync_dir("")?;
+            let seg_file = dir.file(&last_rel, Access::Append)?;
             // What the segment holds now counts as acknowledged from here
             // on: make it durable first.
-            seg_file.sync_data().map_err(io(last_path))?;
-            let p = dir.join(ACKED);
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&p)
-                .map_err(io(&p))?;
+            seg_file.sync_data().map_err(io(&dir.path(&last_rel)))?;
+            let p = dir.path(ACKED);
+            let f = dir.file(ACKED, Access::ReadWrite)?;
             f.write_all_at(&encode_acked(size), 0).map_err(io(&p))?;
             f.sync_data().map_err(io(&p))?;
-            Some(f)
+            (seg_file, Some(f))
         } else {
-            None
+            (dir.file(&last_rel, Access::Read)?, None)
         };
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir,
             config,
             durability,
+            mode: if write { Mode::Write } else { Mode::Read },
             acked,
             segments,
             seg: BufWriter::with_capacity(1 << 20, seg_file),
@@ -467,6 +536,47 @@ impl AuditLog {
         })
     }
 
+    /// Opens a log another process writes, changing nothing.
+    fn open_live(dir: LogDir, config: Config) -> Result<Self, Error> {
+        let segments = segment::list(dir.list("segments")?);
+        let Some((_, last_name)) = segments.last() else {
+            return Err(Error::Corrupt {
+                index: None,
+                why: format!("{}: no segment files", dir.path("segments").display()),
+            });
+        };
+        let seg_file = dir.file(&segment_rel(last_name), Access::Read)?;
+        let offsets_path = dir.path("index.bin");
+        let offsets_file = dir.file("index.bin", Access::Read)?;
+        let indexed = offsets_file.metadata().map_err(io(&offsets_path))?.len() / 8;
+        let tree = TreeFiles::open_read_only(&dir)?;
+        let size = indexed.min(tree.size());
+        Ok(Self {
+            offsets_reader: offsets_file.try_clone().map_err(io(&offsets_path))?,
+            offsets: BufWriter::new(offsets_file),
+            dir,
+            config,
+            durability: Durability::EveryAppend,
+            mode: Mode::Live,
+            acked: None,
+            segments,
+            seg: BufWriter::new(seg_file),
+            seg_len: 0,
+            tree,
+            size,
+            durable: size,
+            oldest_unsynced: None,
+            record: Vec::new(),
+        })
+    }
+
+    /// Whether another process was writing the log when it was opened for
+    /// reading: the log then ends where that writer's flushed derived
+    /// files end, and entries may follow.
+    pub fn is_live(&self) -> bool {
+        self.mode == Mode::Live
+    }
+
     /// The log's settings.
     pub fn config(&self) -> &Config {
         &self.config
@@ -474,7 +584,7 @@ impl AuditLog {
 
     /// The directory of the log.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.root_path()
     }
 
     /// Entries in the log (durable or not yet).
@@ -509,7 +619,7 @@ impl AuditLog {
     /// Appends raw entry bytes; returns the entry's index. It is durable
     /// once [`durable_size`](Self::durable_size) exceeds the index.
     pub fn append(&mut self, entry: &[u8]) -> Result<u64, Error> {
-        if self.acked.is_none() {
+        if self.mode != Mode::Write {
             return Err(Error::Setup(
                 "the log was opened for reading; open it for writing to append".into(),
             ));
@@ -528,11 +638,11 @@ impl AuditLog {
         let index = self.size;
         self.record.clear();
         segment::encode_record(index, entry, &mut self.record);
-        let seg_path = self.current_segment().to_path_buf();
+        let seg_path = self.current_segment();
         self.seg.write_all(&self.record).map_err(io(&seg_path))?;
         self.offsets
             .write_all(&self.seg_len.to_be_bytes())
-            .map_err(io(&self.dir.join("index.bin")))?;
+            .map_err(io(&self.dir.path("index.bin")))?;
         self.tree.push(leaf_hash(entry))?;
         self.seg_len += rec_len;
         self.size += 1;
@@ -548,40 +658,34 @@ impl AuditLog {
         Ok(index)
     }
 
-    fn current_segment(&self) -> &Path {
-        self.segments
-            .last()
-            .map(|(_, p)| p.as_path())
-            .unwrap_or(Path::new("segment"))
+    /// The path of the segment being written, for messages.
+    fn current_segment(&self) -> PathBuf {
+        let name = self.segments.last().map_or("", |(_, n)| n.as_str());
+        self.dir.path(&segment_rel(name))
     }
 
     /// Seals the current segment and starts the next.
     fn roll(&mut self) -> Result<(), Error> {
         self.commit()?;
-        let path = self
-            .dir
-            .join("segments")
-            .join(segment::file_name(self.size));
-        write_atomic(&path, MAGIC, 0o644)?;
-        let f = OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let name = segment::file_name(self.size);
+        let rel = segment_rel(&name);
+        self.dir.write_atomic(&rel, MAGIC, 0o644)?;
+        let f = self.dir.file(&rel, Access::Append)?;
         self.seg = BufWriter::with_capacity(1 << 20, f);
         self.seg_len = MAGIC.len() as u64;
-        self.segments.push((self.size, path));
+        self.segments.push((self.size, name));
         Ok(())
     }
 
     /// Makes every appended entry durable (one `fdatasync` of the segment).
     pub fn commit(&mut self) -> Result<(), Error> {
-        let seg_path = self.current_segment().to_path_buf();
+        let seg_path = self.current_segment();
         self.seg.flush().map_err(io(&seg_path))?;
         if self.durable < self.size {
             self.seg.get_ref().sync_data().map_err(io(&seg_path))?;
             // The mark only ever follows data already durable.
             if let Some(f) = &self.acked {
-                let p = self.dir.join(ACKED);
+                let p = self.dir.path(ACKED);
                 f.write_all_at(&encode_acked(self.size), 0)
                     .map_err(io(&p))?;
                 f.sync_data().map_err(io(&p))?;
@@ -589,7 +693,7 @@ impl AuditLog {
         }
         self.offsets
             .flush()
-            .map_err(io(&self.dir.join("index.bin")))?;
+            .map_err(io(&self.dir.path("index.bin")))?;
         self.tree.flush()?;
         self.durable = self.size;
         self.oldest_unsynced = None;
@@ -604,15 +708,15 @@ impl AuditLog {
 
     fn sync_all(&mut self) -> Result<(), Error> {
         self.commit()?;
-        if self.acked.is_none() {
+        if self.mode != Mode::Write {
             return Ok(());
         }
-        let ip = self.dir.join("index.bin");
+        let ip = self.dir.path("index.bin");
         self.offsets.get_ref().sync_data().map_err(io(&ip))?;
         self.tree.sync()?;
         let state = State { derived: self.size };
-        write_atomic(
-            &self.dir.join("state.json"),
+        self.dir.write_atomic(
+            "state.json",
             &serde_json::to_vec(&state).unwrap_or_default(),
             0o644,
         )
@@ -651,14 +755,16 @@ impl AuditLog {
         }
         self.commit()?;
         let mut off = [0u8; 8];
-        let ip = self.dir.join("index.bin");
+        let ip = self.dir.path("index.bin");
         self.offsets_reader
             .read_exact_at(&mut off, index * 8)
             .map_err(io(&ip))?;
         let offset = u64::from_be_bytes(off);
         let seg = self.segments.partition_point(|(first, _)| *first <= index);
-        let (_, path) = &self.segments[seg.saturating_sub(1)];
-        let f = File::open(path).map_err(io(path))?;
+        let (_, name) = &self.segments[seg.saturating_sub(1)];
+        let rel = segment_rel(name);
+        let path = &self.dir.path(&rel);
+        let f = self.dir.file(&rel, Access::Read)?;
         let mut head = [0u8; 12];
         f.read_exact_at(&mut head, offset).map_err(io(path))?;
         let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
@@ -686,46 +792,58 @@ impl AuditLog {
     /// it returns `false`.
     pub fn scan(&mut self, from: u64, f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), Error> {
         self.commit()?;
-        scan_segments(&self.segments, self.size, from, f)
+        scan_segments(&self.dir, &self.segments, self.size, from, f)
     }
 
     /// Signs a checkpoint of the whole log with both keys, stores it as
-    /// `checkpoint` and under `checkpoints/`, and returns it.
+    /// `checkpoint` and under `checkpoints/`, and returns it. The tree must
+    /// extend the newest checkpoint already issued (its root at that size
+    /// is the one signed then): a log whose earlier entries changed is
+    /// refused, never signed.
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, Error> {
-        if self.acked.is_none() {
+        if self.mode != Mode::Write {
             return Err(Error::Setup(
                 "the log was opened for reading; open it for writing to sign a checkpoint".into(),
             ));
         }
         self.sync_all()?;
-        let keys = self.dir.join("keys");
-        let ed = NoteSigner::parse(&Zeroizing::new(read_text(&keys.join("ed25519.skey"))?))?;
-        let ml = NoteSigner::parse(&Zeroizing::new(read_text(&keys.join("ml-dsa-65.skey"))?))?;
+        if let Some(prev) = self.latest_checkpoint()? {
+            let c = prev.checkpoint();
+            if c.size() > self.size || merkle::root_at(&self.tree, c.size())? != *c.root() {
+                return Err(Error::Corrupt {
+                    index: None,
+                    why: format!(
+                        "the log no longer extends its checkpoint of size {} (entries below it were changed or removed); nothing was signed: run `citadel audit verify`",
+                        c.size()
+                    ),
+                });
+            }
+        }
+        let ed = NoteSigner::parse(&Zeroizing::new(read_text(&self.dir, "keys/ed25519.skey")?))?;
+        let ml = NoteSigner::parse(&Zeroizing::new(read_text(
+            &self.dir,
+            "keys/ml-dsa-65.skey",
+        )?))?;
         let signer = LogSigner::new(ed, ml)?;
         let root = merkle::root_at(&self.tree, self.size)?;
         let cp = Checkpoint::new(&self.config.origin, self.size, root)?;
         let signed = SignedCheckpoint::sign(cp, &signer)?;
         let text = signed.to_text();
-        write_atomic(
-            &self
-                .dir
-                .join("checkpoints")
-                .join(format!("{:020}.txt", self.size)),
+        self.dir.mkdir("checkpoints", 0o755)?;
+        self.dir.write_atomic(
+            &format!("checkpoints/{:020}.txt", self.size),
             text.as_bytes(),
             0o644,
         )?;
-        write_atomic(&self.dir.join("checkpoint"), text.as_bytes(), 0o644)?;
+        self.dir
+            .write_atomic("checkpoint", text.as_bytes(), 0o644)?;
         Ok(signed)
     }
 
-    /// The latest stored checkpoint, verified with the log's public keys.
+    /// The newest stored checkpoint (of `checkpoint` and the files of
+    /// `checkpoints/`), verified with the log's public keys.
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, Error> {
-        let p = self.dir.join("checkpoint");
-        if !p.exists() {
-            return Ok(None);
-        }
-        let v = load_verifier(&self.dir)?;
-        Ok(Some(SignedCheckpoint::open(read_text(&p)?.as_bytes(), &v)?))
+        newest_checkpoint(&self.dir, &verifier_at(&self.dir)?)
     }
 }
 
@@ -741,7 +859,8 @@ impl Drop for AuditLog {
 /// order, until it returns `false`; a bad record at the end of the log (a
 /// torn tail left in place) ends it, anywhere else it is an error.
 fn scan_segments(
-    segments: &[(u64, PathBuf)],
+    dir: &LogDir,
+    segments: &[(u64, String)],
     size: u64,
     from: u64,
     mut f: impl FnMut(u64, &[u8]) -> bool,
@@ -749,9 +868,11 @@ fn scan_segments(
     let start = segments
         .partition_point(|(first, _)| *first <= from)
         .saturating_sub(1);
-    for (first, path) in &segments[start..] {
+    for (first, name) in &segments[start..] {
         let mut next = *first;
-        let mut r = segment::Reader::open(path)?;
+        let rel = segment_rel(name);
+        let path = &dir.path(&rel);
+        let mut r = segment::Reader::new(dir.file(&rel, Access::Read)?, path)?;
         loop {
             match r.read_record().map_err(io(path))? {
                 (Record::Entry(ix), _) if ix >= size => return Ok(()),
@@ -779,8 +900,8 @@ fn scan_segments(
 /// even the derived files): for `tail` and `search`, also on a read-only
 /// copy.
 pub struct LogReader {
-    dir: PathBuf,
-    segments: Vec<(u64, PathBuf)>,
+    dir: LogDir,
+    segments: Vec<(u64, String)>,
     size: u64,
 }
 
@@ -788,18 +909,20 @@ impl LogReader {
     /// Opens the log at `dir` for reading. The log ends at its last whole
     /// record (a torn tail beyond every acknowledged entry is skipped, not
     /// removed); a log shorter than what was acknowledged is refused.
-    pub fn open(dir: &Path) -> Result<Self, Error> {
-        load_config(dir)?;
-        let seg_dir = dir.join("segments");
-        let segments = segment::list(&seg_dir)?;
-        let Some((last_first, last_path)) = segments.last() else {
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let dir = LogDir::open(path)?;
+        load_config(&dir)?;
+        let segments = segment::list(dir.list("segments")?);
+        let Some((last_first, last_name)) = segments.last() else {
             return Err(Error::Corrupt {
                 index: None,
-                why: format!("{}: no segment files", seg_dir.display()),
+                why: format!("{}: no segment files", dir.path("segments").display()),
             });
         };
         let mut size = *last_first;
-        let mut r = segment::Reader::open(last_path)?;
+        let last_rel = segment_rel(last_name);
+        let last_path = &dir.path(&last_rel);
+        let mut r = segment::Reader::new(dir.file(&last_rel, Access::Read)?, last_path)?;
         loop {
             match r.read_record().map_err(io(last_path))? {
                 (Record::Entry(ix), _) if ix == size => size += 1,
@@ -814,7 +937,7 @@ impl LogReader {
                 (Record::End, _) | (Record::Bad(_), _) => break,
             }
         }
-        let floor = acknowledged(dir)?;
+        let floor = acknowledged_at(&dir)?;
         if size < floor {
             return Err(Error::Corrupt {
                 index: Some(size),
@@ -824,7 +947,7 @@ impl LogReader {
             });
         }
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir,
             segments,
             size,
         })
@@ -843,26 +966,27 @@ impl LogReader {
     /// Calls `f(index, entry)` for entries from `from` on, in order, until
     /// it returns `false`.
     pub fn scan(&self, from: u64, f: impl FnMut(u64, &[u8]) -> bool) -> Result<(), Error> {
-        scan_segments(&self.segments, self.size, from, f)
+        scan_segments(&self.dir, &self.segments, self.size, from, f)
     }
 }
 
-fn read_hmac_key(dir: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let p = dir.join("keys/hmac.key");
-    let text = Zeroizing::new(read_text(&p)?);
+fn read_hmac_key(dir: &LogDir) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let rel = "keys/hmac.key";
+    let text = Zeroizing::new(read_text(dir, rel)?);
     hex::decode(text.trim())
         .map(Zeroizing::new)
-        .map_err(|_| Error::Setup(format!("{}: not a hex key", p.display())))
+        .map_err(|_| Error::Setup(format!("{}: not a hex key", dir.path(rel).display())))
 }
 
-/// Whether the bytes from `at` to the end of a segment are a torn write
-/// (one partial record, possibly followed by zeros a crash left behind)
-/// rather than damage followed by more records.
-fn torn_tail(path: &Path, at: u64, len: u64) -> Result<bool, Error> {
-    let f = File::open(path).map_err(io(path))?;
+/// Whether the bytes from `at` to the end of the segment `f` are a torn
+/// write (one partial record, or zeros a crash left behind where blocks
+/// were allocated but not written) rather than damage followed by more
+/// records. Opening for writing cuts them; verification reports them.
+pub(crate) fn torn_tail(f: &File, at: u64) -> std::io::Result<bool> {
+    let len = f.metadata()?.len();
     let rest = len.saturating_sub(at);
     let mut tail = vec![0u8; rest.min(segment::MAX_ENTRY as u64 + 64) as usize];
-    f.read_exact_at(&mut tail, at).map_err(io(path))?;
+    f.read_exact_at(&mut tail, at)?;
     if rest > tail.len() as u64 {
         return Ok(false);
     }

@@ -4,10 +4,10 @@
 //! everything before it in the record. Segments are named after the index
 //! of their first entry (20 decimal digits, `.seg`).
 
-use crate::error::{Error, io};
+use crate::error::Error;
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The first bytes of every segment file.
 pub const MAGIC: &[u8; 8] = b"CITAUD1\n";
@@ -31,24 +31,20 @@ pub fn file_name(first: u64) -> String {
     format!("{first:020}.seg")
 }
 
-/// The segments in `dir`, sorted by first index: (first index, path).
-pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io(dir))? {
-        let e = e.map_err(io(dir))?;
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(num) = name.strip_suffix(".seg") else {
-            continue;
-        };
-        if num.len() == 20 {
-            if let Ok(first) = num.parse::<u64>() {
-                out.push((first, e.path()));
-            }
-        }
-    }
+/// The segments among the file `names` of a segment directory, sorted by
+/// first index: (first index, name). Other names are ignored.
+pub fn list(names: impl IntoIterator<Item = String>) -> Vec<(u64, String)> {
+    let mut out: Vec<(u64, String)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let num = name.strip_suffix(".seg")?;
+            let first = (num.len() == 20 && num.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| num.parse::<u64>().ok())??;
+            Some((first, name))
+        })
+        .collect();
     out.sort();
-    Ok(out)
+    out
 }
 
 /// What reading a record found.
@@ -75,9 +71,9 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Opens a segment and checks its magic.
-    pub fn open(path: &Path) -> Result<Self, Error> {
-        let mut file = File::open(path).map_err(io(path))?;
+    /// Reads the segment open as `file` (named `path` in messages) and
+    /// checks its magic.
+    pub fn new(mut file: File, path: &Path) -> Result<Self, Error> {
         let mut magic = [0u8; 8];
         file.read_exact(&mut magic).map_err(|_| Error::Corrupt {
             index: None,
@@ -178,7 +174,7 @@ mod tests {
             .unwrap()
             .write_all(&bytes)
             .unwrap();
-        let mut r = Reader::open(&p).unwrap();
+        let mut r = Reader::new(File::open(&p).unwrap(), &p).unwrap();
         assert_eq!(
             r.read_record().unwrap(),
             (Record::Entry(0), &b"{\"a\":1}"[..])
@@ -187,6 +183,15 @@ mod tests {
         let after_two = r.offset;
         assert!(matches!(r.read_record().unwrap().0, Record::Bad(_)));
         assert_eq!(r.offset, after_two, "offset stays at the last good record");
-        assert_eq!(list(d.path()).unwrap(), vec![(0, p)]);
+        let names = [
+            "x.seg",
+            "00000000000000000007.seg",
+            "+0000000000000000001.seg",
+            "00000000000000000000.seg",
+        ];
+        assert_eq!(
+            list(names.map(String::from)),
+            vec![(0, names[3].to_string()), (7, names[1].to_string())]
+        );
     }
 }

@@ -4,13 +4,17 @@
 //! recomputed from the entries alone. Nothing derived is trusted
 //! (`state.json` is not read); the high-water mark of acknowledged entries
 //! (`acked`) and every checkpoint bound how short the log may be.
+//!
+//! [`repair`] is the way back from damage to the bookkeeping files only
+//! (the mark, the copy of the newest checkpoint): it verifies everything
+//! else as strictly, then accepts the entries as they stand.
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::error::{Error, io};
-use crate::log::load_verifier;
+use crate::files::{Access, LogDir};
+use crate::log::{MAX_SMALL_FILE, checkpoint_files, read_acked, torn_tail, verifier_at};
 use crate::merkle::{Hash, empty_root, leaf_hash, node_hash};
 use crate::segment::{self, Record};
-use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
@@ -26,6 +30,11 @@ pub struct Report {
     pub covered: u64,
     /// Entries the log's high-water mark says were acknowledged.
     pub acknowledged: u64,
+    /// Entries beyond every checkpoint with no hash recorded in the tree
+    /// to compare with (`tree/00.bin` shorter or zero there: a crash
+    /// before the tree was synced, or removed): nothing but a future
+    /// checkpoint vouches for them.
+    pub unrecorded: u64,
     /// Bytes of a torn record at the tail (never acknowledged; the next
     /// open removes them).
     pub torn_tail_bytes: u64,
@@ -77,30 +86,89 @@ fn corrupt(index: u64, why: impl Into<String>) -> Error {
 /// detect truncation or rewriting behind it). The error names the first
 /// bad entry where one can be named.
 pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
-    let verifier = load_verifier(dir)?;
+    run(&LogDir::open(dir)?, extra, false)
+}
+
+/// What [`repair`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repaired {
+    /// The verification the repair rests on.
+    pub report: Report,
+    /// The high-water mark before (`None`: missing or damaged).
+    pub mark_before: Option<u64>,
+    /// Whether `LOG/checkpoint` was rewritten (or removed, without any
+    /// checkpoint in `LOG/checkpoints/`).
+    pub checkpoint_restored: bool,
+}
+
+/// Accepts the log as it stands after damage to its bookkeeping files:
+/// verifies it like [`verify`] but without trusting the high-water mark or
+/// `LOG/checkpoint` (the copy of the newest checkpoint), then sets the
+/// mark to the entries found and restores the copy from
+/// `LOG/checkpoints/`. Every checkpoint there is still checked, so no
+/// entry they cover can be given up; entries are never changed. Holds the
+/// writer's lock.
+pub fn repair(path: &Path) -> Result<Repaired, Error> {
+    let dir = LogDir::open(path)?;
+    if !dir.try_lock()? {
+        return Err(Error::Busy(format!(
+            "{} is open for writing by another process; stop it before a repair",
+            path.display()
+        )));
+    }
+    let report = run(&dir, None, true)?;
+    let mark_before = read_acked(&dir).ok();
+    if mark_before != Some(report.entries) {
+        dir.write_atomic("acked", &crate::log::encode_acked(report.entries), 0o644)?;
+    }
+    let newest = match checkpoint_files(&dir)?.pop() {
+        Some(rel) => Some(dir.read(&rel, MAX_SMALL_FILE)?),
+        None => None,
+    };
+    let current = dir.read_opt("checkpoint", MAX_SMALL_FILE).ok().flatten();
+    let checkpoint_restored = match (newest, current) {
+        (Some(n), c) if c.as_ref() != Some(&n) => {
+            dir.write_atomic("checkpoint", &n, 0o644)?;
+            true
+        }
+        (None, Some(_)) => {
+            dir.remove("checkpoint")?;
+            true
+        }
+        (None, None) if dir.exists("checkpoint")? => {
+            dir.remove("checkpoint")?;
+            true
+        }
+        _ => false,
+    };
+    Ok(Repaired {
+        report,
+        mark_before,
+        checkpoint_restored,
+    })
+}
+
+fn run(dir: &LogDir, extra: Option<&str>, repairing: bool) -> Result<Report, Error> {
+    let verifier = verifier_at(dir)?;
     // Every checkpoint, signatures first.
     let mut checkpoints: Vec<(u64, Hash, String)> = Vec::new();
-    let mut texts: Vec<(String, String)> = Vec::new();
-    let cdir = dir.join("checkpoints");
-    if let Ok(rd) = std::fs::read_dir(&cdir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            let t = std::fs::read_to_string(&p).map_err(io(&p))?;
-            texts.push((p.display().to_string(), t));
-        }
-    }
-    let latest = dir.join("checkpoint");
-    if latest.exists() {
+    let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
+    for rel in checkpoint_files(dir)? {
         texts.push((
-            latest.display().to_string(),
-            std::fs::read_to_string(&latest).map_err(io(&latest))?,
+            dir.path(&rel).display().to_string(),
+            dir.read(&rel, MAX_SMALL_FILE)?,
         ));
     }
+    if !repairing {
+        if let Some(t) = dir.read_opt("checkpoint", MAX_SMALL_FILE)? {
+            texts.push((dir.path("checkpoint").display().to_string(), t));
+        }
+    }
     if let Some(t) = extra {
-        texts.push(("the given checkpoint".into(), t.to_string()));
+        texts.push(("the given checkpoint".into(), t.as_bytes().to_vec()));
     }
     for (name, t) in texts {
-        let s = SignedCheckpoint::open(t.as_bytes(), &verifier).map_err(|e| Error::Corrupt {
+        let s = SignedCheckpoint::open(&t, &verifier).map_err(|e| Error::Corrupt {
             index: None,
             why: format!("{name}: {e}"),
         })?;
@@ -108,12 +176,21 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
         checkpoints.push((c.size(), *c.root(), name));
     }
     checkpoints.sort_by_key(|c| c.0);
-    let acked = crate::log::read_acked(dir)?;
-    let floor = acked.max(checkpoints.last().map_or(0, |c| c.0));
-    let level0 = dir.join("tree/00.bin");
-    let mut recorded = File::open(&level0)
-        .ok()
+    let acked = if repairing {
+        read_acked(dir).unwrap_or(0)
+    } else {
+        read_acked(dir)?
+    };
+    let signed = checkpoints.last().map_or(0, |c| c.0);
+    let floor = acked.max(signed);
+    // The hashes recorded when entries were appended. The tree is synced
+    // before every checkpoint, so below the largest checkpoint every hash
+    // must be there.
+    let level0_path = dir.path("tree/00.bin");
+    let mut recorded = dir
+        .file_opt("tree/00.bin")?
         .map(|f| BufReader::with_capacity(1 << 20, f));
+    let mut unrecorded = 0u64;
 
     let mut range = CompactRange::default();
     let mut n: u64 = 0;
@@ -142,9 +219,11 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
         Ok(())
     };
     check_cps(0, &range, &mut next_cp)?;
-    let segments = segment::list(&dir.join("segments"))?;
+    let segments = segment::list(dir.list("segments")?);
     let mut torn = 0;
-    for (i, (first, path)) in segments.iter().enumerate() {
+    for (i, (first, name)) in segments.iter().enumerate() {
+        let rel = format!("segments/{name}");
+        let path = dir.path(&rel);
         if *first != n {
             return Err(corrupt(
                 n,
@@ -154,10 +233,12 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                 ),
             ));
         }
-        let mut r = segment::Reader::open(path)?;
+        let file = dir.file(&rel, Access::Read)?;
+        let probe = file.try_clone().map_err(io(&path))?;
+        let mut r = segment::Reader::new(file, &path)?;
         loop {
             let at = r.offset;
-            let (rec, entry) = r.read_record().map_err(io(path))?;
+            let (rec, entry) = r.read_record().map_err(io(&path))?;
             match rec {
                 Record::Entry(ix) => {
                     if ix != n {
@@ -172,16 +253,35 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                     // Every hash the tree recorded is compared, whatever
                     // the cache state says (an all-zero slot is a crash's
                     // unwritten block, not a record).
-                    if let Some(rd) = recorded.as_mut() {
-                        let mut want = [0u8; 32];
-                        if rd.read_exact(&mut want).is_err() {
-                            recorded = None;
-                        } else if want != [0u8; 32] && want != h {
+                    let mut want = [0u8; 32];
+                    let have = match recorded.as_mut() {
+                        Some(rd) => match rd.read_exact(&mut want) {
+                            Ok(()) => want != [0u8; 32],
+                            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                                recorded = None;
+                                false
+                            }
+                            Err(e) => return Err(io(&level0_path)(e)),
+                        },
+                        None => false,
+                    };
+                    if have && want != h {
+                        return Err(corrupt(
+                            n,
+                            "its content differs from the hash recorded when it was appended (changed afterwards)",
+                        ));
+                    }
+                    if !have {
+                        if n < signed {
                             return Err(corrupt(
                                 n,
-                                "its content differs from the hash recorded when it was appended (changed afterwards)",
+                                format!(
+                                    "no hash is recorded for it in {} although a checkpoint covers it (the tree is synced before every checkpoint): the tree file was truncated, zeroed or removed",
+                                    level0_path.display()
+                                ),
                             ));
                         }
+                        unrecorded += 1;
                     }
                     range.push(h);
                     n += 1;
@@ -189,21 +289,9 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
                 }
                 Record::End => break,
                 Record::Bad(why) => {
-                    let len = std::fs::metadata(path).map_err(io(path))?.len();
-                    let rest = len - at;
                     let last = i + 1 == segments.len();
-                    let claimed = {
-                        let mut h = [0u8; 4];
-                        File::open(path)
-                            .and_then(|f| {
-                                use std::os::unix::fs::FileExt;
-                                f.read_exact_at(&mut h, at)
-                            })
-                            .map(|_| u32::from_be_bytes(h) as u64 + segment::OVERHEAD)
-                            .unwrap_or(0)
-                    };
-                    if last && n >= floor && (rest < 12 || claimed > rest) {
-                        torn = rest;
+                    if last && n >= floor && torn_tail(&probe, at).map_err(io(&path))? {
+                        torn = probe.metadata().map_err(io(&path))?.len() - at;
                         break;
                     }
                     if n < floor {
@@ -228,7 +316,7 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
             ),
         ));
     }
-    if n < acked {
+    if n < acked && !repairing {
         return Err(corrupt(
             n,
             format!(
@@ -240,6 +328,7 @@ pub fn verify(dir: &Path, extra: Option<&str>) -> Result<Report, Error> {
         entries: n,
         covered: good_cp.last().copied().unwrap_or(0),
         acknowledged: acked,
+        unrecorded,
         checkpoints: good_cp,
         torn_tail_bytes: torn,
         root: range.root(),

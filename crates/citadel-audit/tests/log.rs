@@ -279,8 +279,19 @@ fn a_published_checkpoint_catches_truncation_and_rollback() {
     // item 9)...
     assert_eq!(bad_index(verify(&dir, None)), 20);
     assert!(AuditLog::open(&dir, Durability::EveryAppend).is_err());
-    // ...so the insider removes it too.
+    // ...and a missing mark is damage too (issue 12, attack F4)...
     fs::remove_file(dir.join("acked")).unwrap();
+    assert!(matches!(
+        verify(&dir, None),
+        Err(Error::Corrupt { index: None, .. })
+    ));
+    assert!(matches!(
+        AuditLog::open(&dir, Durability::EveryAppend),
+        Err(Error::Corrupt { index: None, .. })
+    ));
+    // ...so the insider accepts the log as it stands.
+    let r = citadel_audit::verify::repair(&dir).unwrap();
+    assert_eq!((r.report.entries, r.mark_before), (20, None));
     assert_eq!(verify(&dir, None).unwrap().entries, 20);
     assert_eq!(bad_index(verify(&dir, Some(&published.to_text()))), 20);
     // A checkpoint signed by someone else is refused outright.
@@ -411,4 +422,339 @@ fn readers_skip_a_torn_tail_and_leave_it() {
     let report = verify(&dir, None).unwrap();
     assert_eq!((report.entries, report.covered), (10, 0));
     assert!(report.torn_tail_bytes > 0);
+}
+
+// Issue 12, the second attack on the log (a hostile disk and insider).
+
+/// Rewrites entry `i` of `seg` in place (same length, checksum fixed).
+fn rewrite_entry(seg: &Path, i: usize) {
+    let (at, len) = record_offsets(seg)[i];
+    let mut b = fs::read(seg).unwrap();
+    let pos = b[at..at + len]
+        .windows(4)
+        .position(|w| w == b"user")
+        .unwrap();
+    b[at + pos + 4] = if b[at + pos + 4] == b'9' { b'8' } else { b'9' };
+    let crc = crc32fast_hash(&b[at..at + len - 4]);
+    b[at + len - 4..at + len].copy_from_slice(&crc.to_be_bytes());
+    fs::write(seg, &b).unwrap();
+}
+
+fn corrupt_at(r: Result<AuditLog, Error>) -> Option<u64> {
+    match r {
+        Err(Error::Corrupt { index, why }) => {
+            eprintln!("{why}");
+            index
+        }
+        Err(e) => panic!("expected a corruption report, got {e}"),
+        Ok(_) => panic!("expected a corruption report, the log opened"),
+    }
+}
+
+/// F1: opening (to read or to write) rebuilds the tree from the segments;
+/// it compared nothing, so a rewritten entry's hash replaced the recorded
+/// one, verify passed, and the next checkpoint signed the forgery.
+#[test]
+fn a_rebuild_compares_every_recorded_hash_and_launders_nothing() {
+    let (_d, dir) = new_log(10, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    for i in 10..14 {
+        log.append(&entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    let seg = segments(&dir).pop().unwrap();
+    rewrite_entry(&seg, 12);
+    fs::write(dir.join("state.json"), b"{\"derived\":0}").unwrap();
+    let tree0 = fs::read(dir.join("tree/00.bin")).unwrap();
+    assert_eq!(corrupt_at(AuditLog::open_read(&dir)), Some(12));
+    assert_eq!(
+        corrupt_at(AuditLog::open(&dir, Durability::EveryAppend)),
+        Some(12)
+    );
+    assert_eq!(fs::read(dir.join("tree/00.bin")).unwrap(), tree0);
+    assert_eq!(bad_index(verify(&dir, None)), 12);
+}
+
+/// F1: with the tree removed too, the rebuild has nothing to compare
+/// with, but a checkpoint is signed only over a tree that extends the
+/// newest one issued.
+#[test]
+fn a_checkpoint_is_never_signed_over_changed_entries() {
+    let (_d, dir) = new_log(10, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    log.append(&entry(10)).unwrap();
+    log.close().unwrap();
+    let seg = segments(&dir).pop().unwrap();
+    rewrite_entry(&seg, 3);
+    fs::remove_dir_all(dir.join("tree")).unwrap();
+    fs::write(dir.join("state.json"), b"{\"derived\":0}").unwrap();
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    assert!(matches!(
+        log.checkpoint(),
+        Err(Error::Corrupt { index: None, .. })
+    ));
+    drop(log);
+    assert_eq!(
+        fs::read_dir(dir.join("checkpoints")).unwrap().count(),
+        1,
+        "nothing was signed"
+    );
+    assert_eq!(bad_index(verify(&dir, None)), 0);
+}
+
+/// F1: removing, cutting or zeroing the recorded hashes silenced verify.
+/// Below a checkpoint (the tree is synced before each) a missing hash is
+/// tampering; beyond it, a crash can explain it, and it is counted.
+#[test]
+fn recorded_hashes_removed_below_a_checkpoint_are_tampering() {
+    type Cut = fn(&Path);
+    let cases: [(&str, Cut, Result<u64, u64>); 4] = [
+        ("removed", |t| fs::remove_file(t).unwrap(), Err(0)),
+        (
+            "cut",
+            |t| {
+                let f = fs::OpenOptions::new().write(true).open(t).unwrap();
+                f.set_len(5 * 32).unwrap();
+            },
+            Err(5),
+        ),
+        (
+            "zeroed",
+            |t| {
+                let mut b = fs::read(t).unwrap();
+                b[3 * 32..4 * 32].fill(0);
+                fs::write(t, b).unwrap();
+            },
+            Err(3),
+        ),
+        (
+            "cut beyond the checkpoint",
+            |t| {
+                let f = fs::OpenOptions::new().write(true).open(t).unwrap();
+                f.set_len(12 * 32).unwrap();
+            },
+            Ok(3),
+        ),
+    ];
+    for (name, cut, want) in cases {
+        let (_d, dir) = new_log(10, None);
+        let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+        log.checkpoint().unwrap();
+        for i in 10..15 {
+            log.append(&entry(i)).unwrap();
+        }
+        log.close().unwrap();
+        assert_eq!(verify(&dir, None).unwrap().unrecorded, 0);
+        cut(&dir.join("tree/00.bin"));
+        match want {
+            Err(i) => assert_eq!(bad_index(verify(&dir, None)), i, "{name}"),
+            Ok(n) => assert_eq!(verify(&dir, None).unwrap().unrecorded, n, "{name}"),
+        }
+    }
+}
+
+/// F2: every file of the log was opened by path, following links: a link
+/// planted at `index.bin`, a tree level, `acked`, a segment or a `.tmp`
+/// name made the writer truncate or create a file elsewhere.
+#[test]
+fn the_log_never_follows_a_link_or_opens_a_special_file() {
+    for name in [
+        "index.bin",
+        "tree/00.bin",
+        "tree/01.bin",
+        "acked",
+        "segments/00000000000000000000.seg",
+        "state.json.tmp",
+        "checkpoint.tmp",
+        "tree",
+        "checkpoint",
+    ] {
+        let (d, dir) = new_log(6, None);
+        let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+        log.checkpoint().unwrap();
+        drop(log);
+        let victim = d.path().join("victim");
+        fs::create_dir_all(d.path().join("victim-dir")).unwrap();
+        fs::write(&victim, b"precious").unwrap();
+        let at = dir.join(name);
+        if at.is_dir() {
+            fs::remove_dir_all(&at).unwrap();
+            std::os::unix::fs::symlink(d.path().join("victim-dir"), &at).unwrap();
+        } else {
+            let _ = fs::remove_file(&at);
+            std::os::unix::fs::symlink(&victim, &at).unwrap();
+        }
+        if let Ok(mut log) = AuditLog::open(&dir, Durability::EveryAppend) {
+            assert!(
+                name.ends_with(".tmp"),
+                "{name}: a link must be refused, not followed"
+            );
+            log.append(&entry(6)).unwrap();
+            log.checkpoint().unwrap();
+            log.close().unwrap();
+        }
+        let _ = verify(&dir, None);
+        let _ = AuditLog::open_read(&dir).map(|mut l| l.scan(0, |_, _| true));
+        assert_eq!(fs::read(&victim).unwrap(), b"precious", "{name}");
+        assert_eq!(
+            fs::read_dir(d.path().join("victim-dir")).unwrap().count(),
+            0,
+            "{name}"
+        );
+    }
+}
+
+/// Runs `f` on another thread and fails if it has not returned in 20 s
+/// (a FIFO opened for reading waits for a writer forever).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{what} hung"))
+}
+
+/// F5: a FIFO or a device in place of a log file hung or flooded every
+/// command; they are refused at once.
+#[test]
+fn a_fifo_or_a_device_in_the_log_is_refused_at_once() {
+    for name in [
+        "acked",
+        "checkpoint",
+        "checkpoints/00000000000000000009.txt",
+    ] {
+        for special in ["fifo", "/dev/zero"] {
+            let (_d, dir) = new_log(6, None);
+            let at = dir.join(name);
+            let _ = fs::remove_file(&at);
+            if special == "fifo" {
+                let st = std::process::Command::new("mkfifo")
+                    .arg(&at)
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            } else {
+                std::os::unix::fs::symlink(special, &at).unwrap();
+            }
+            let d2 = dir.clone();
+            assert!(
+                within(name, move || AuditLog::open(&d2, Durability::EveryAppend)
+                    .is_err()),
+                "{name} as {special}"
+            );
+            let d2 = dir.clone();
+            assert!(within(name, move || verify(&d2, None).is_err()));
+            let d2 = dir.clone();
+            assert!(within(name, move || citadel_audit::log::LogReader::open(
+                &d2
+            )
+            .is_err()));
+        }
+    }
+}
+
+/// F3: two writers at once interleaved records and corrupted the log; the
+/// second is refused, and a reader meanwhile changes nothing.
+#[test]
+fn one_writer_at_a_time_and_readers_change_nothing_meanwhile() {
+    let (_d, dir) = new_log(5, None);
+    let mut a = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    a.append(&entry(5)).unwrap();
+    assert!(matches!(
+        AuditLog::open(&dir, Durability::EveryAppend),
+        Err(Error::Busy(_))
+    ));
+    assert!(matches!(
+        citadel_audit::verify::repair(&dir),
+        Err(Error::Busy(_))
+    ));
+    let tree0 = fs::read(dir.join("tree/00.bin")).unwrap();
+    let mut r = AuditLog::open_read(&dir).unwrap();
+    assert!(r.is_live());
+    assert_eq!(r.size(), 6);
+    assert_eq!(r.entry(5).unwrap(), entry(5));
+    assert!(r.append(&entry(6)).is_err());
+    drop(r);
+    assert_eq!(fs::read(dir.join("tree/00.bin")).unwrap(), tree0);
+    a.append(&entry(6)).unwrap();
+    drop(a);
+    let mut b = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    assert_eq!(b.size(), 7);
+    b.append(&entry(7)).unwrap();
+    drop(b);
+    assert_eq!(verify(&dir, None).unwrap().entries, 8);
+}
+
+fn mark(size: u64) -> Vec<u8> {
+    let mut b = size.to_be_bytes().to_vec();
+    b.extend_from_slice(&crc32fast_hash(&size.to_be_bytes()).to_be_bytes());
+    b.extend_from_slice(b"ACK\n");
+    b
+}
+
+/// F4: only `LOG/checkpoint` bounded the log, not the newest checkpoint in
+/// `LOG/checkpoints/`; F6: a garbled `LOG/checkpoint` blocked the log with
+/// no way back but by hand. `repair` restores the bookkeeping, never below
+/// a checkpoint.
+#[test]
+fn every_checkpoint_bounds_the_log_and_repair_restores_the_bookkeeping() {
+    let (_d, dir) = new_log(10, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    drop(log);
+    let seg = segments(&dir).pop().unwrap();
+    let full = fs::read(&seg).unwrap();
+    let (at, _) = record_offsets(&seg)[8];
+    fs::write(&seg, &full[..at]).unwrap();
+    fs::remove_file(dir.join("checkpoint")).unwrap();
+    fs::write(dir.join("acked"), mark(5)).unwrap();
+    assert_eq!(
+        corrupt_at(AuditLog::open(&dir, Durability::EveryAppend)),
+        Some(8)
+    );
+    assert!(
+        citadel_audit::verify::repair(&dir).is_err(),
+        "not below a checkpoint"
+    );
+    fs::write(&seg, &full).unwrap();
+    fs::write(dir.join("checkpoint"), b"garbage\n").unwrap();
+    assert_eq!(
+        corrupt_at(AuditLog::open(&dir, Durability::EveryAppend)),
+        None
+    );
+    assert!(citadel_audit::log::LogReader::open(&dir).is_err());
+    let r = citadel_audit::verify::repair(&dir).unwrap();
+    assert!(r.checkpoint_restored);
+    assert_eq!((r.mark_before, r.report.entries), (Some(5), 10));
+    assert_eq!(fs::read(dir.join("acked")).unwrap(), mark(10));
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    assert_eq!(
+        log.latest_checkpoint()
+            .unwrap()
+            .unwrap()
+            .checkpoint()
+            .size(),
+        10
+    );
+    log.append(&entry(10)).unwrap();
+}
+
+/// F7: zeros after the last record beyond the acknowledged entries (what a
+/// crash leaves where blocks were allocated) are a torn tail for verify as
+/// for the writer that cuts them.
+#[test]
+fn zeros_beyond_the_acknowledged_entries_are_a_torn_tail_for_everyone() {
+    let (_d, dir) = new_log(4, None);
+    let seg = segments(&dir).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let len = b.len() as u64;
+    b.extend_from_slice(&[0u8; 4096]);
+    fs::write(&seg, &b).unwrap();
+    assert_eq!(verify(&dir, None).unwrap().torn_tail_bytes, 4096);
+    drop(AuditLog::open(&dir, Durability::EveryAppend).unwrap());
+    assert_eq!(fs::metadata(&seg).unwrap().len(), len);
+    assert_eq!(verify(&dir, None).unwrap().torn_tail_bytes, 0);
 }

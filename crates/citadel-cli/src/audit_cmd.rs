@@ -9,7 +9,7 @@ use citadel_audit::checkpoint::{Checkpoint, SignedCheckpoint, TlogProof};
 use citadel_audit::entry::{Filter, hmac_value, now, parse_time};
 use citadel_audit::log::{AuditLog, Durability, LogReader, load_verifier, verifier_from_vkeys};
 use citadel_audit::merkle::{Hash, leaf_hash, verify_consistency};
-use citadel_audit::verify::verify;
+use citadel_audit::verify::{Report, verify};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 use std::io::{BufRead, Write};
@@ -29,6 +29,12 @@ pub(crate) enum AuditCommand {
     /// Recompute everything from the raw files; exit 1 naming the first bad
     /// entry on any tampering.
     Verify(VerifyArgs),
+    /// Accept the log as it stands after damage to its bookkeeping files
+    /// (LOG/acked, the high-water mark; LOG/checkpoint, the copy of the
+    /// newest checkpoint): verify everything else as strictly, then rewrite
+    /// them. Entries are never changed, and every checkpoint in
+    /// LOG/checkpoints/ still bounds the log.
+    Repair(DirArgs),
     /// Print an inclusion proof (c2sp.org/tlog-proof) of an entry against
     /// the latest checkpoint.
     Prove(ProveArgs),
@@ -218,6 +224,7 @@ pub(crate) fn run(c: AuditCommand) -> Result<()> {
         AuditCommand::Append(a) => append(a),
         AuditCommand::Checkpoint(a) => checkpoint(a),
         AuditCommand::Verify(a) => verify_cmd(a),
+        AuditCommand::Repair(a) => repair(a),
         AuditCommand::Prove(a) => prove(a),
         AuditCommand::Consistency(a) => consistency(a),
         AuditCommand::VerifyProof(a) => verify_proof(a),
@@ -233,7 +240,17 @@ const MAX_TEXT: u64 = citadel_audit::note::MAX_NOTE_LEN as u64;
 /// a larger one is refused before it costs memory.
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opening a FIFO waits for a writer unless O_NONBLOCK: a pipe from
+    // `<(…)` still works (reads block again below), one nobody writes to
+    // reads as empty instead of hanging.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    rustix::fs::fcntl_setfl(&f, rustix::fs::OFlags::empty())
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     f.take(limit + 1)
         .read_to_end(&mut out)
@@ -269,7 +286,7 @@ fn proof_failure(what: &Path, e: citadel_audit::checkpoint::CheckpointError) -> 
         C::OriginMismatch { .. }
             | C::MissingSignature { .. }
             | C::Proof(_)
-            | C::Note(N::InvalidSignature { .. })
+            | C::Note(N::InvalidSignature { .. } | N::NoVerifiedSignature)
     );
     if verification {
         VerificationFailed(format!(
@@ -423,30 +440,11 @@ fn verify_cmd(a: VerifyArgs) -> Result<()> {
                 print_json(
                     &json!({"ok": true, "entries": r.entries, "checkpoints": r.checkpoints,
                     "covered": r.covered, "uncovered": uncovered, "acknowledged": r.acknowledged,
+                    "unrecorded": r.unrecorded,
                     "torn_tail_bytes": r.torn_tail_bytes, "root": B64.encode(r.root), "seconds": secs}),
                 );
             } else {
-                println!(
-                    "ok: {} entries, {} checkpoints match, root {}{}{}",
-                    r.entries,
-                    r.checkpoints.len(),
-                    B64.encode(r.root),
-                    if uncovered > 0 {
-                        format!(
-                            "; the last {uncovered} are not covered by a signed checkpoint (run `citadel audit checkpoint`)"
-                        )
-                    } else {
-                        String::new()
-                    },
-                    if r.torn_tail_bytes > 0 {
-                        format!(
-                            "; a torn record of {} bytes at the tail (beyond every acknowledged entry) is removed when the log is next opened for writing",
-                            r.torn_tail_bytes
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
+                println!("ok: {}", summary(&r));
             }
             Ok(())
         }
@@ -462,6 +460,76 @@ fn verify_cmd(a: VerifyArgs) -> Result<()> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// One line on what a verification found.
+fn summary(r: &Report) -> String {
+    let uncovered = r.entries - r.covered.min(r.entries);
+    let mut out = format!(
+        "{} entries, {} checkpoints match, root {}",
+        r.entries,
+        r.checkpoints.len(),
+        B64.encode(r.root)
+    );
+    if uncovered > 0 {
+        out += &format!(
+            "; the last {uncovered} are not covered by a signed checkpoint (run `citadel audit checkpoint`)"
+        );
+    }
+    if r.unrecorded > 0 {
+        out += &format!(
+            "; {} of them have no hash recorded in LOG/tree to compare with (a crash before the tree was synced, or the tree was cut): only a checkpoint will vouch for them",
+            r.unrecorded
+        );
+    }
+    if r.torn_tail_bytes > 0 {
+        out += &format!(
+            "; a torn record of {} bytes at the tail (beyond every acknowledged entry) is removed when the log is next opened for writing",
+            r.torn_tail_bytes
+        );
+    }
+    out
+}
+
+fn repair(a: DirArgs) -> Result<()> {
+    let r = match citadel_audit::verify::repair(&a.dir) {
+        Ok(r) => r,
+        Err(citadel_audit::Error::Corrupt { index, why }) => {
+            return Err(VerificationFailed(format!(
+                "not repaired: the log itself is damaged ({}{why}); restore it from a copy",
+                index
+                    .map(|i| format!("first bad entry {i}: "))
+                    .unwrap_or_default()
+            ))
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mark = match r.mark_before {
+        Some(m) if m == r.report.entries => format!("the high-water mark was right ({m})"),
+        Some(m) => format!("the high-water mark said {m}, now {}", r.report.entries),
+        None => format!(
+            "the high-water mark was missing or damaged, now {}",
+            r.report.entries
+        ),
+    };
+    if a.json {
+        print_json(
+            &json!({"ok": true, "entries": r.report.entries, "mark_before": r.mark_before,
+            "checkpoint_restored": r.checkpoint_restored, "covered": r.report.covered}),
+        );
+    } else {
+        println!(
+            "repaired: {mark}; LOG/checkpoint {}; {}",
+            if r.checkpoint_restored {
+                "restored from LOG/checkpoints/"
+            } else {
+                "was right"
+            },
+            summary(&r.report)
+        );
+    }
+    Ok(())
 }
 
 fn latest(log: &AuditLog) -> Result<SignedCheckpoint> {
@@ -499,7 +567,11 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
         bail!("the old checkpoint (size {o}) is newer than the latest (size {n})");
     }
     // A proof to a stale checkpoint would say nothing of the newer entries.
-    if n < log.size() {
+    if n < log.size() && log.is_live() {
+        eprintln!(
+            "citadel: the log is being written (by a running vault's audit device, say): the proof covers the {n} entries of its latest checkpoint, not the ones appended since"
+        );
+    } else if n < log.size() {
         bail!(
             "the log has {} entries but its latest checkpoint covers {n}: run `citadel audit checkpoint` first, so the proof covers them",
             log.size()
@@ -586,6 +658,12 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
         )
     })?;
     let entry = read_limited(entry_path, citadel_audit::segment::MAX_ENTRY as u64)?;
+    if entry.is_empty() {
+        bail!(
+            "{} is empty: give the entry's stored bytes (`citadel audit prove --entry-out`)",
+            entry_path.display()
+        );
+    }
     let text = read_limited(
         &a.proof,
         citadel_audit::checkpoint::MAX_TLOG_PROOF_LEN as u64,

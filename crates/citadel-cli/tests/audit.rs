@@ -512,3 +512,156 @@ fn reading_never_changes_the_log_and_proofs_name_their_log() {
         "append cut acknowledged entries"
     );
 }
+
+/// Issue 12, the second attack on the log (F3-F7) as a user meets it: one
+/// writer at a time and reading beside it, the bookkeeping repaired, exit
+/// codes that say whether a check failed or the input was wrong, and a
+/// FIFO that nobody writes refused instead of waited on.
+#[test]
+fn one_writer_repairs_and_exit_codes() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for log in ["a", "b"] {
+        stdout(citadel(p).args([
+            "audit",
+            "init",
+            "--dir",
+            log,
+            "--origin",
+            "example.org/audit",
+        ]));
+        stdout(
+            citadel(p)
+                .args(["audit", "append", "--dir", log, "--fsync", "every"])
+                .write_stdin(lines(3, 0)),
+        );
+        stdout(citadel(p).args(["audit", "checkpoint", "--dir", log]));
+    }
+    // F7: a checkpoint signed by another log's keys of the same name fails
+    // verification (exit 1), it is not malformed input (2).
+    let (c, _, err) = code(citadel(p).args([
+        "audit",
+        "verify",
+        "--dir",
+        "a",
+        "--checkpoint",
+        "b/checkpoint",
+    ]));
+    assert_eq!(c, 1, "{err}");
+    fs::write(
+        p.join("pb"),
+        stdout(citadel(p).args([
+            "audit",
+            "prove",
+            "--dir",
+            "b",
+            "--index",
+            "1",
+            "--entry-out",
+            "eb",
+        ])),
+    )
+    .unwrap();
+    let vp = |proof: &str, entry: &str| {
+        code(
+            citadel(p)
+                .args([
+                    "audit",
+                    "verify-proof",
+                    "--vkeys",
+                    "a/log.vkeys",
+                    "--proof",
+                    proof,
+                    "--entry",
+                    entry,
+                ])
+                .timeout(std::time::Duration::from_secs(30)),
+        )
+    };
+    let (c, _, err) = vp("pb", "eb");
+    assert_eq!(c, 1, "{err}");
+    // F7: an empty entry is an input error.
+    fs::write(p.join("empty"), b"").unwrap();
+    let (c, _, err) = vp("pb", "empty");
+    assert_eq!((c, err.contains("is empty")), (2, true), "{err}");
+    // F5: a FIFO nobody writes to reads as empty instead of hanging.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(p.join("fifo"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (c, _, err) = vp("fifo", "eb");
+    assert_eq!(c, 2, "{err}");
+
+    // F3: while one `append` holds the log, a second writer is refused;
+    // proofs are served beside it from what the writer flushed.
+    let mut writer = std::process::Command::new(assert_cmd::cargo::cargo_bin("citadel"))
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "a", "--fsync", "every"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    let mut acks = BufReader::new(writer.stdout.take().unwrap());
+    stdin.write_all(lines(1, 3).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let mut ack = String::new();
+    acks.read_line(&mut ack).unwrap();
+    assert_eq!(ack.trim(), "3");
+    let (c, _, err) = code(
+        citadel(p)
+            .args(["audit", "append", "--dir", "a"])
+            .write_stdin(lines(1, 9)),
+    );
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("open for writing by another process"), "{err}");
+    let (c, _, err) = code(citadel(p).args(["audit", "checkpoint", "--dir", "a"]));
+    assert_eq!(c, 2, "{err}");
+    stdout(citadel(p).args(["audit", "prove", "--dir", "a", "--index", "2"]));
+    fs::copy(p.join("a/checkpoint"), p.join("a.cp")).unwrap();
+    let (c, _, err) =
+        code(citadel(p).args(["audit", "consistency", "--dir", "a", "--old", "a.cp"]));
+    assert_eq!(c, 0, "{err}");
+    assert!(err.contains("the log is being written"), "{err}");
+    assert!(stdout(citadel(p).args(["audit", "tail", "--dir", "a"])).contains("\"r3\""));
+    drop(stdin);
+    assert!(writer.wait().unwrap().success());
+
+    // F4, F6: a removed mark or a garbled checkpoint copy stops the log
+    // with a way back; `repair` verifies the rest and restores them.
+    fs::remove_file(p.join("a/acked")).unwrap();
+    fs::write(p.join("a/checkpoint"), b"garbage\n").unwrap();
+    let (c, _, err) = code(
+        citadel(p)
+            .args(["audit", "append", "--dir", "a"])
+            .write_stdin(lines(1, 4)),
+    );
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("citadel audit repair"), "{err}");
+    let (c, _, err) = code(citadel(p).args(["audit", "verify", "--dir", "a"]));
+    assert_eq!(c, 1, "{err}");
+    let out = stdout(citadel(p).args(["audit", "repair", "--dir", "a"]));
+    assert!(
+        out.contains("the high-water mark was missing or damaged, now 4")
+            && out.contains("restored from LOG/checkpoints/"),
+        "{out}"
+    );
+    stdout(citadel(p).args(["audit", "verify", "--dir", "a"]));
+    stdout(
+        citadel(p)
+            .args(["audit", "append", "--dir", "a"])
+            .write_stdin(lines(1, 4)),
+    );
+    // A repair never goes below a checkpoint: with entries cut from a
+    // segment that a checkpoint covers, it refuses (exit 1).
+    stdout(citadel(p).args(["audit", "checkpoint", "--dir", "a"]));
+    let seg = p.join("a/segments/00000000000000000000.seg");
+    let b = fs::read(&seg).unwrap();
+    fs::write(&seg, &b[..b.len() - 40]).unwrap();
+    let (c, _, err) = code(citadel(p).args(["audit", "repair", "--dir", "a"]));
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("not repaired"), "{err}");
+}
