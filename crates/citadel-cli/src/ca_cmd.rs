@@ -46,7 +46,9 @@ pub(crate) struct InitArgs {
         conflicts_with = "classical"
     )]
     alg: MlDsaChoice,
-    /// Use ECDSA P-256 instead of ML-DSA (not quantum-resistant).
+    /// Use ECDSA P-256 instead of ML-DSA (not quantum-resistant): for TLS
+    /// peers that cannot verify ML-DSA. `citadel send` signs its manifest
+    /// with ML-DSA and refuses such a key.
     #[arg(long)]
     classical: bool,
     /// The CA's common name.

@@ -474,7 +474,11 @@ async fn connection(
                 pos: 0,
                 inner: StreamOwned::<ServerConnection, _>::new(conn, BufTcp::new(tcp)),
             };
-            shared.receiver.serve(&mut stream, &sender)
+            let r = shared.receiver.serve(&mut stream, &sender);
+            if r.is_err() {
+                close_after_error(&mut stream.inner);
+            }
+            r
         };
         match run() {
             // A further stream of a parallel transfer reports nothing
@@ -517,6 +521,32 @@ async fn refuse<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         .await;
     }
     quiet(anyhow!("{why}"))
+}
+
+/// After the `ERROR` frame of a failed transfer: sends the TLS close and a
+/// FIN behind it, then reads and discards what the sender still streams,
+/// for at most a second (64 MiB), before the socket closes. Closing with
+/// unread data makes the kernel send a reset that can overtake the frame,
+/// and the sender would see "broken pipe" instead of the reason.
+fn close_after_error(tls: &mut StreamOwned<ServerConnection, BufTcp>) {
+    tls.conn.send_close_notify();
+    let _ = tls.conn.complete_io(&mut tls.sock);
+    let tcp = tls.sock.reader.get_mut();
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(100)));
+    let until = std::time::Instant::now() + Duration::from_secs(1);
+    let mut sink = vec![0u8; 64 * 1024];
+    let mut left: usize = 64 << 20;
+    while std::time::Instant::now() < until && left > 0 {
+        match tcp.read(&mut sink) {
+            Ok(0) => break,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// Half-closes a refused connection and reads what the peer still sends,

@@ -6,6 +6,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use citadel_crypto::PrivateKey;
 use citadel_tls::config::{Identity, TlsOptions, Trust, client_config, explain};
 use citadel_tls::info::negotiated;
+use citadel_tls::stream::ClientStream;
 use citadel_tls::rustls::{self, ClientConnection, StreamOwned, pki_types::ServerName};
 use citadel_transfer::manifest::Manifest;
 use citadel_transfer::session;
@@ -162,10 +163,7 @@ fn connect(
     to: &str,
     addr: std::net::SocketAddr,
     cfg: &std::sync::Arc<rustls::ClientConfig>,
-) -> Result<(
-    StreamOwned<ClientConnection, TcpStream>,
-    citadel_tls::info::Negotiated,
-)> {
+) -> Result<(ClientStream, citadel_tls::info::Negotiated)> {
     connect_from(to, addr, cfg, None)
 }
 
@@ -175,10 +173,7 @@ fn connect_from(
     addr: std::net::SocketAddr,
     cfg: &std::sync::Arc<rustls::ClientConfig>,
     source: Option<std::net::Ipv4Addr>,
-) -> Result<(
-    StreamOwned<ClientConnection, TcpStream>,
-    citadel_tls::info::Negotiated,
-)> {
+) -> Result<(ClientStream, citadel_tls::info::Negotiated)> {
     let mut tcp = match (source, addr) {
         (Some(ip), std::net::SocketAddr::V4(v4)) => {
             use rustix::net::{AddressFamily, SocketType, bind, connect as tcp_connect, socket};
@@ -204,7 +199,7 @@ fn connect_from(
     // per 64 KiB otherwise).
     conn.set_buffer_limit(Some(1 << 20));
     tcp.set_read_timeout(Some(IDLE_TIMEOUT))?;
-    Ok((StreamOwned::new(conn, tcp), info))
+    Ok((ClientStream::new(StreamOwned::new(conn, tcp)), info))
 }
 
 /// Progress on a terminal: an overall bar, and one bar per file being sent
@@ -291,13 +286,18 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
         allow_classical: a.tls.allow_classical,
     };
     let cfg = client_config(Identity::load(&a.tls.cert, &a.tls.key)?, &trust, opts)?;
-    let signer = match PrivateKey::from_pem(
-        &std::fs::read_to_string(&a.tls.key)
+    let key_pem = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&a.tls.key)
             .with_context(|| format!("cannot read {}", a.tls.key.display()))?,
-        None,
-    )? {
-        PrivateKey::Signature(k) => k,
-        PrivateKey::Kem(_) => bail!("{} is not a signing key", a.tls.key.display()),
+    );
+    let signer = match PrivateKey::from_pem(&key_pem, None) {
+        Ok(PrivateKey::Signature(k)) => k,
+        Ok(PrivateKey::Kem(_)) => bail!("{} is not a signing key", a.tls.key.display()),
+        Err(_) if citadel_tls::ca::is_classical_key_pem(&key_pem) => bail!(
+            "{} is a classical (ECDSA) key, as `citadel ca init --classical` issues: a transfer's manifest is signed with the sender's post-quantum key (ML-DSA), so issue the sender's certificate from a CA made without --classical",
+            a.tls.key.display()
+        ),
+        Err(e) => return Err(e).context(format!("cannot load {}", a.tls.key.display())),
     };
     let sources: Vec<&Path> = a.paths.iter().map(PathBuf::as_path).collect();
     let (manifest, locals) = Manifest::build_with_sources(&sources)?;
@@ -418,7 +418,7 @@ pub(crate) fn hold_connections(
     let mut open = open.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut still_open = 0;
     for s in &mut open {
-        s.sock.set_nonblocking(true)?;
+        s.get_mut().sock.set_nonblocking(true)?;
         // Nothing to read (session tickets aside) and no end of stream:
         // the receiver still holds the connection.
         let mut buf = [0u8; 64];
@@ -428,8 +428,9 @@ pub(crate) fn hold_connections(
         }
     }
     for s in &mut open {
-        s.conn.send_close_notify();
-        let _ = s.conn.complete_io(&mut s.sock);
+        let t = s.get_mut();
+        t.conn.send_close_notify();
+        let _ = t.conn.complete_io(&mut t.sock);
     }
     Ok(Held {
         opened: open.len(),

@@ -843,3 +843,77 @@ fn stalled_transfers_are_bounded_per_address() {
     assert!(threads < 64 + 16, "{threads} threads");
     drop(stalled);
 }
+
+/// A sender with a key from `ca init --classical` (ECDSA) is told at once
+/// why it cannot send (the manifest is signed with ML-DSA), instead of a
+/// PKCS#8 parser's "algorithm parameters must be absent".
+#[test]
+fn a_classical_key_is_refused_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for args in [
+        &["ca", "init", "--dir", "CA", "--classical"][..],
+        &["ca", "issue", "--ca", "CA", "--name", "alice", "--client"],
+    ] {
+        citadel(p).args(args).assert().success();
+    }
+    fs::write(p.join("f"), b"x").unwrap();
+    let out = citadel(p)
+        .args([
+            "send",
+            "--to",
+            "127.0.0.1:9",
+            "--ca",
+            "CA",
+            "--cert",
+            "CA/alice.crt",
+            "--key",
+            "CA/alice.key",
+            "--allow-classical",
+            "f",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("classical (ECDSA) key"), "{err}");
+}
+
+/// A chunk the receiver refuses (the file changed while being sent): the
+/// sender is told why, not "broken pipe" (the receiver's close used to
+/// reset the connection ahead of its `ERROR` frame).
+#[test]
+fn a_refused_chunk_reaches_the_sender_as_the_reason() {
+    let d = setup();
+    let p = d.path();
+    for round in 0..2 {
+        let name = format!("big{round}.bin");
+        fs::write(p.join(&name), pattern(48 * 1024 * 1024, round)).unwrap();
+        let out = format!("out{round}");
+        let (recv, addr) = start_recv(p, &out, &["--once"]);
+        let slow = proxy(addr.parse().unwrap(), Some(8 * 1024 * 1024), None);
+        // One stream, so that less of the file is in flight at once.
+        let send = send_cmd(p, &name, &slow, "alice")
+            .args(["--streams", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("saved progress", || !state_files(&p.join(&out)).is_empty());
+        // The tail of the file changes under the sender.
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(p.join(&name))
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0xAA; 4096], 46 * 1024 * 1024).unwrap();
+        drop(f);
+        let (ok, err) = stderr_of(send);
+        assert!(!ok, "round {round}: {err}");
+        assert!(
+            err.contains("does not match the signed manifest"),
+            "round {round}: {err}"
+        );
+        let (_, err) = stderr_of(recv);
+        assert!(err.contains("does not match the signed manifest"), "{err}");
+    }
+}

@@ -164,6 +164,12 @@ fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }
 
+/// Whether `pem` holds a classical private key (ECDSA, as `ca init
+/// --classical` issues) rather than one of Citadel's post-quantum keys.
+pub fn is_classical_key_pem(pem: &str) -> bool {
+    PrivateKey::from_pem(pem, None).is_err() && KeyPair::from_pem(pem).is_ok()
+}
+
 impl Ca {
     /// Creates a new CA in `dir` (created if needed; refused if it already holds one).
     pub fn init(dir: &Path, alg: CaAlgorithm, common_name: &str) -> Result<Ca> {

@@ -21,6 +21,7 @@ pub mod config;
 pub mod info;
 pub mod reload;
 mod signer;
+pub mod stream;
 
 pub use rustls;
 

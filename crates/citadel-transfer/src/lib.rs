@@ -77,7 +77,9 @@ pub enum Error {
     #[error("malformed frame: {0}")]
     Frame(String),
     /// A chunk did not match its hash in the signed manifest.
-    #[error("{path}: chunk {index} does not match the signed manifest (corrupted in transit?)")]
+    #[error(
+        "{path}: chunk {index} does not match the signed manifest (the file changed while being sent, or was corrupted in transit); send again"
+    )]
     BadChunk {
         /// The file.
         path: String,
