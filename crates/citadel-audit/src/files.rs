@@ -6,7 +6,11 @@
 //! (verification says so), but cannot make the process that writes it
 //! create, truncate or read a file elsewhere.
 //!
-//! Writers hold an exclusive `flock` on the directory for as long as the
+//! A file the log writes must also have no other hard link, so a link
+//! planted in the directory cannot point the writer at a file elsewhere.
+//!
+//! Writers hold an exclusive `flock` on `LOG/lock` (mode 0600: only the
+//! log's owner can open it, so nobody else can hold it) for as long as the
 //! log is open, so two writers can never interleave.
 
 use crate::error::Error;
@@ -41,7 +45,7 @@ fn not_regular(path: &Path) -> Error {
     Error::Corrupt {
         index: None,
         why: format!(
-            "{} is not a regular file (a symbolic link, directory, FIFO or device stands in its place): the log's own files are never followed elsewhere; restore it, and run `citadel audit verify`",
+            "{} is not a regular file of the log's own (a symbolic link, directory, FIFO or device stands in its place, or it has another hard link): the log's files are never followed elsewhere; restore it, and run `citadel audit verify`",
             path.display()
         ),
     }
@@ -131,7 +135,10 @@ impl LogDir {
             Mode::from_raw_mode(mode),
         )?;
         let st = rustix::fs::fstat(&fd)?;
-        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        let writes = !matches!(access, Access::Read);
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
+            || (writes && st.st_nlink != 1)
+        {
             return Err(io::Error::from_raw_os_error(
                 rustix::io::Errno::LOOP.raw_os_error(),
             ));
@@ -292,17 +299,58 @@ impl LogDir {
         r.map_err(self.io_err(rel))
     }
 
-    /// Takes the writer's lock: an exclusive `flock` on the directory,
-    /// held until every handle of this `LogDir` is dropped. `false` when
-    /// another open file description holds it.
-    pub(crate) fn try_lock(&self) -> Result<bool, Error> {
-        match rustix::fs::flock(&*self.root, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(true),
-            Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
-            Err(e) => Err(Error::Io {
-                path: self.path.display().to_string(),
-                source: e.into(),
-            }),
+    /// Checks that directory `rel` belongs to this process's user and that
+    /// nobody else can write in it: the keys are read and written only
+    /// there, so a directory put in its place by someone else is refused.
+    pub(crate) fn check_private_dir(&self, rel: &str) -> Result<(), Error> {
+        let st = self
+            .dir(rel)
+            .and_then(|d| rustix::fs::fstat(&*d).map_err(io::Error::from))
+            .map_err(self.io_err(rel))?;
+        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+            return Err(Error::Setup(format!(
+                "{} must belong to this user (uid {}) and be writable by nobody else (it is uid {}, mode {:o}): the log's keys are kept there",
+                self.path(rel).display(),
+                rustix::process::geteuid().as_raw(),
+                st.st_uid,
+                st.st_mode & 0o7777
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the writer's lock: an exclusive `flock` on `LOG/lock`, held
+    /// until the returned guard is dropped. `None` when another open file
+    /// holds it or this user cannot open it. Waits up to `wait` for a
+    /// holder to let go (a reader rebuilding the derived files holds it
+    /// for as long as that takes).
+    pub(crate) fn try_lock(&self, wait: std::time::Duration) -> Result<Option<Lock>, Error> {
+        let f = match self.open_raw("lock", Access::Create(0o600), OFlags::empty()) {
+            Ok(f) => f,
+            // Another user's log, or a read-only copy: nobody can write it.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(rustix::io::Errno::ROFS.raw_os_error()) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.io_err("lock")(e)),
+        };
+        let until = std::time::Instant::now() + wait;
+        loop {
+            match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(Some(Lock { _file: f })),
+                Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < until => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => return Ok(None),
+                Err(e) => return Err(self.io_err("lock")(e.into())),
+            }
         }
     }
+}
+
+/// The writer's lock on a log, released when dropped.
+pub(crate) struct Lock {
+    _file: File,
 }

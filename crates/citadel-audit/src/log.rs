@@ -26,7 +26,7 @@
 
 use crate::checkpoint::{Checkpoint, LogSigner, LogVerifier, SignedCheckpoint};
 use crate::error::{Error, io};
-use crate::files::{Access, LogDir};
+use crate::files::{Access, Lock, LogDir};
 use crate::merkle::{self, Hash, NodeSource, leaf_hash};
 use crate::note::{NoteSigner, NoteVerifier};
 use crate::segment::{self, MAGIC, Record};
@@ -70,6 +70,10 @@ struct State {
 }
 
 const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+
+/// How long opening for writing waits for the lock (a reader rebuilding
+/// the derived files holds it that long).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The largest small file of a log (settings, keys, a checkpoint) read.
 pub(crate) const MAX_SMALL_FILE: u64 = 64 << 10;
@@ -129,8 +133,9 @@ pub(crate) fn newest_checkpoint(
 ) -> Result<Option<SignedCheckpoint>, Error> {
     let mut found: Option<SignedCheckpoint> = None;
     let last = checkpoint_files(dir)?.pop();
-    for rel in ["checkpoint".to_string()].into_iter().chain(last) {
-        let Some(bytes) = dir.read_opt(&rel, MAX_SMALL_FILE)? else {
+    let sources = [KEPT_CHECKPOINT.to_string(), "checkpoint".to_string()];
+    for rel in sources.into_iter().chain(last) {
+        let Some(bytes) = read_checkpoint_file(dir, &rel)? else {
             continue;
         };
         let c = SignedCheckpoint::open(&bytes, v).map_err(|e| Error::Corrupt {
@@ -148,6 +153,30 @@ pub(crate) fn newest_checkpoint(
         }
     }
     Ok(found)
+}
+
+/// The copy of the newest checkpoint signed, kept beside the keys, where
+/// only the key holder can write: nobody else can remove or replace it to
+/// make the log look younger than what was signed.
+pub(crate) const KEPT_CHECKPOINT: &str = "keys/checkpoint";
+
+/// Reads a checkpoint file of the log, `None` when missing (or, for the
+/// copy beside the keys, unreadable by this user).
+pub(crate) fn read_checkpoint_file(dir: &LogDir, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+    match dir.read_opt(rel, MAX_SMALL_FILE) {
+        Err(Error::Io { source, .. })
+            if rel == KEPT_CHECKPOINT && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Ok(None)
+        }
+        r => r,
+    }
+}
+
+/// Reads a key file: the keys directory must be this user's own.
+fn read_key(dir: &LogDir, rel: &str) -> Result<Zeroizing<String>, Error> {
+    dir.check_private_dir("keys")?;
+    Ok(Zeroizing::new(read_text(dir, rel)?))
 }
 
 /// The files of `LOG/checkpoints/` (`checkpoints/NNN….txt`), oldest first.
@@ -251,6 +280,8 @@ pub struct AuditLog {
     mode: Mode,
     /// The high-water mark file (when writing).
     acked: Option<File>,
+    /// The writer's lock (when writing).
+    _lock: Option<Lock>,
     segments: Vec<(u64, String)>,
     seg: BufWriter<File>,
     seg_len: u64,
@@ -276,9 +307,9 @@ impl AuditLog {
     pub fn init(dir: &Path, origin: &str) -> Result<LogVerifier, Error> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let d = LogDir::open(dir)?;
-        if !d.try_lock()? {
+        let Some(_lock) = d.try_lock(Duration::ZERO)? else {
             return Err(busy(&d));
-        }
+        };
         if d.exists("log.json")? {
             return Err(Error::Setup(format!(
                 "{} already holds an audit log",
@@ -360,13 +391,21 @@ impl AuditLog {
     fn open_with(path: &Path, durability: Durability, write: bool) -> Result<Self, Error> {
         let dir = LogDir::open(path)?;
         let config = load_config(&dir)?;
-        if !dir.try_lock()? {
+        // A reader holds the lock only while it rebuilds; a writer waits
+        // that long for it.
+        let wait = if write { LOCK_WAIT } else { Duration::ZERO };
+        let Some(lock) = dir.try_lock(wait)? else {
             if write {
                 return Err(busy(&dir));
             }
             return Self::open_live(dir, config);
+        };
+        if write {
+            dir.check_private_dir("keys")?;
         }
-        let floor = acknowledged_at(&dir)?;
+        let newest = newest_checkpoint(&dir, &verifier_at(&dir)?)?;
+        let signed = newest.as_ref().map_or(0, |c| c.checkpoint().size());
+        let floor = read_acked(&dir)?.max(signed);
         let segments = segment::list(dir.list("segments")?);
         let Some((_, last_name)) = segments.last() else {
             return Err(Error::Corrupt {
@@ -379,11 +418,16 @@ impl AuditLog {
             .read_opt("state.json", MAX_SMALL_FILE)?
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        // Derived data is trusted only up to what was fsynced, and only
+        // Derived data is trusted only up to what was fsynced and what the
+        // newest checkpoint signed (whose root it must then give), and only
         // from the start of a segment, which is where recovery rescans.
+        let trusted = match &newest {
+            Some(c) => state.derived.min(c.checkpoint().size()),
+            None => state.derived,
+        };
         let start_seg = segments
             .iter()
-            .rposition(|(first, _)| *first <= state.derived)
+            .rposition(|(first, _)| *first <= trusted)
             .unwrap_or(0);
         let rescan_from = segments[start_seg].0;
         let offsets_path = dir.path("index.bin");
@@ -501,6 +545,20 @@ impl AuditLog {
         }
         offsets.flush().map_err(io(&offsets_path))?;
         tree.trim()?;
+        if let Some(c) = &newest {
+            let c = c.checkpoint();
+            if merkle::root_at(&tree, c.size())? != *c.root() {
+                return Err(Error::Corrupt {
+                    index: None,
+                    why: format!(
+                        "the tree files do not give the root signed at size {} (a tree file or an entry below it was changed): remove {} and {} to rebuild them from the segments, then run `citadel audit verify`",
+                        c.size(),
+                        dir.path("tree").display(),
+                        dir.path("state.json").display()
+                    ),
+                });
+            }
+        }
         let (seg_file, acked) = if write {
             // The files this open created (index, tree levels) stay.
             dir.sync_dir("tree")?;
@@ -523,6 +581,8 @@ impl AuditLog {
             durability,
             mode: if write { Mode::Write } else { Mode::Read },
             acked,
+            // A reader lets go once the derived files are rebuilt.
+            _lock: write.then_some(lock),
             segments,
             seg: BufWriter::with_capacity(1 << 20, seg_file),
             seg_len,
@@ -559,6 +619,7 @@ impl AuditLog {
             durability: Durability::EveryAppend,
             mode: Mode::Live,
             acked: None,
+            _lock: None,
             segments,
             seg: BufWriter::new(seg_file),
             seg_len: 0,
@@ -819,11 +880,8 @@ impl AuditLog {
                 });
             }
         }
-        let ed = NoteSigner::parse(&Zeroizing::new(read_text(&self.dir, "keys/ed25519.skey")?))?;
-        let ml = NoteSigner::parse(&Zeroizing::new(read_text(
-            &self.dir,
-            "keys/ml-dsa-65.skey",
-        )?))?;
+        let ed = NoteSigner::parse(&read_key(&self.dir, "keys/ed25519.skey")?)?;
+        let ml = NoteSigner::parse(&read_key(&self.dir, "keys/ml-dsa-65.skey")?)?;
         let signer = LogSigner::new(ed, ml)?;
         let root = merkle::root_at(&self.tree, self.size)?;
         let cp = Checkpoint::new(&self.config.origin, self.size, root)?;
@@ -837,6 +895,8 @@ impl AuditLog {
         )?;
         self.dir
             .write_atomic("checkpoint", text.as_bytes(), 0o644)?;
+        self.dir
+            .write_atomic(KEPT_CHECKPOINT, text.as_bytes(), 0o600)?;
         Ok(signed)
     }
 
@@ -912,6 +972,9 @@ impl LogReader {
     pub fn open(path: &Path) -> Result<Self, Error> {
         let dir = LogDir::open(path)?;
         load_config(&dir)?;
+        // What was acknowledged before the segments are read: a writer
+        // appending meanwhile only adds to them.
+        let floor = acknowledged_at(&dir)?;
         let segments = segment::list(dir.list("segments")?);
         let Some((last_first, last_name)) = segments.last() else {
             return Err(Error::Corrupt {
@@ -937,7 +1000,6 @@ impl LogReader {
                 (Record::End, _) | (Record::Bad(_), _) => break,
             }
         }
-        let floor = acknowledged_at(&dir)?;
         if size < floor {
             return Err(Error::Corrupt {
                 index: Some(size),
@@ -972,7 +1034,7 @@ impl LogReader {
 
 fn read_hmac_key(dir: &LogDir) -> Result<Zeroizing<Vec<u8>>, Error> {
     let rel = "keys/hmac.key";
-    let text = Zeroizing::new(read_text(dir, rel)?);
+    let text = read_key(dir, rel)?;
     hex::decode(text.trim())
         .map(Zeroizing::new)
         .map_err(|_| Error::Setup(format!("{}: not a hex key", dir.path(rel).display())))

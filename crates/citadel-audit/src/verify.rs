@@ -12,7 +12,10 @@
 use crate::checkpoint::SignedCheckpoint;
 use crate::error::{Error, io};
 use crate::files::{Access, LogDir};
-use crate::log::{MAX_SMALL_FILE, checkpoint_files, read_acked, torn_tail, verifier_at};
+use crate::log::{
+    KEPT_CHECKPOINT, MAX_SMALL_FILE, checkpoint_files, read_acked, read_checkpoint_file, torn_tail,
+    verifier_at,
+};
 use crate::merkle::{Hash, empty_root, leaf_hash, node_hash};
 use crate::segment::{self, Record};
 use std::io::{BufReader, Read};
@@ -110,21 +113,17 @@ pub struct Repaired {
 /// writer's lock.
 pub fn repair(path: &Path) -> Result<Repaired, Error> {
     let dir = LogDir::open(path)?;
-    if !dir.try_lock()? {
+    let Some(_lock) = dir.try_lock(std::time::Duration::ZERO)? else {
         return Err(Error::Busy(format!(
             "{} is open for writing by another process; stop it before a repair",
             path.display()
         )));
-    }
-    let report = run(&dir, None, true)?;
+    };
+    let (report, newest) = run_with(&dir, None, true)?;
     let mark_before = read_acked(&dir).ok();
     if mark_before != Some(report.entries) {
         dir.write_atomic("acked", &crate::log::encode_acked(report.entries), 0o644)?;
     }
-    let newest = match checkpoint_files(&dir)?.pop() {
-        Some(rel) => Some(dir.read(&rel, MAX_SMALL_FILE)?),
-        None => None,
-    };
     let current = dir.read_opt("checkpoint", MAX_SMALL_FILE).ok().flatten();
     let checkpoint_restored = match (newest, current) {
         (Some(n), c) if c.as_ref() != Some(&n) => {
@@ -149,31 +148,54 @@ pub fn repair(path: &Path) -> Result<Repaired, Error> {
 }
 
 fn run(dir: &LogDir, extra: Option<&str>, repairing: bool) -> Result<Report, Error> {
+    run_with(dir, extra, repairing).map(|(r, _)| r)
+}
+
+/// Verifies; also returns the text of the largest checkpoint found.
+fn run_with(
+    dir: &LogDir,
+    extra: Option<&str>,
+    repairing: bool,
+) -> Result<(Report, Option<Vec<u8>>), Error> {
     let verifier = verifier_at(dir)?;
-    // Every checkpoint, signatures first.
+    // Every checkpoint, signatures first, one file at a time (only its
+    // size and root are kept). The copies (`checkpoint`, and the one
+    // beside the keys when this user can read it) count like the others;
+    // a repair skips a damaged copy, never a valid one.
     let mut checkpoints: Vec<(u64, Hash, String)> = Vec::new();
-    let mut texts: Vec<(String, Vec<u8>)> = Vec::new();
-    for rel in checkpoint_files(dir)? {
-        texts.push((
-            dir.path(&rel).display().to_string(),
-            dir.read(&rel, MAX_SMALL_FILE)?,
-        ));
-    }
-    if !repairing {
-        if let Some(t) = dir.read_opt("checkpoint", MAX_SMALL_FILE)? {
-            texts.push((dir.path("checkpoint").display().to_string(), t));
+    let mut largest: Option<(u64, Vec<u8>)> = None;
+    let copies = ["checkpoint".to_string(), KEPT_CHECKPOINT.to_string()];
+    for (rel, copy) in checkpoint_files(dir)?
+        .into_iter()
+        .map(|r| (r, false))
+        .chain(copies.into_iter().map(|r| (r, true)))
+    {
+        let Some(t) = read_checkpoint_file(dir, &rel)? else {
+            continue;
+        };
+        let name = dir.path(&rel).display().to_string();
+        let c = match SignedCheckpoint::open(&t, &verifier) {
+            Ok(s) => s.checkpoint().clone(),
+            Err(_) if repairing && copy => continue,
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    index: None,
+                    why: format!("{name}: {e}"),
+                });
+            }
+        };
+        if largest.as_ref().is_none_or(|(n, _)| *n < c.size()) {
+            largest = Some((c.size(), t));
         }
+        checkpoints.push((c.size(), *c.root(), name));
     }
     if let Some(t) = extra {
-        texts.push(("the given checkpoint".into(), t.as_bytes().to_vec()));
-    }
-    for (name, t) in texts {
-        let s = SignedCheckpoint::open(&t, &verifier).map_err(|e| Error::Corrupt {
+        let s = SignedCheckpoint::open(t.as_bytes(), &verifier).map_err(|e| Error::Corrupt {
             index: None,
-            why: format!("{name}: {e}"),
+            why: format!("the given checkpoint: {e}"),
         })?;
         let c = s.checkpoint();
-        checkpoints.push((c.size(), *c.root(), name));
+        checkpoints.push((c.size(), *c.root(), "the given checkpoint".into()));
     }
     checkpoints.sort_by_key(|c| c.0);
     let acked = if repairing {
@@ -324,15 +346,18 @@ fn run(dir: &LogDir, extra: Option<&str>, repairing: bool) -> Result<Report, Err
             ),
         ));
     }
-    Ok(Report {
-        entries: n,
-        covered: good_cp.last().copied().unwrap_or(0),
-        acknowledged: acked,
-        unrecorded,
-        checkpoints: good_cp,
-        torn_tail_bytes: torn,
-        root: range.root(),
-    })
+    Ok((
+        Report {
+            entries: n,
+            covered: good_cp.last().copied().unwrap_or(0),
+            acknowledged: acked,
+            unrecorded,
+            checkpoints: good_cp,
+            torn_tail_bytes: torn,
+            root: range.root(),
+        },
+        largest.map(|(_, t)| t),
+    ))
 }
 
 #[cfg(test)]

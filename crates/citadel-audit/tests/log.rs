@@ -289,7 +289,15 @@ fn a_published_checkpoint_catches_truncation_and_rollback() {
         AuditLog::open(&dir, Durability::EveryAppend),
         Err(Error::Corrupt { index: None, .. })
     ));
-    // ...so the insider accepts the log as it stands.
+    // ...and a repair refuses: the copy of the newest checkpoint kept
+    // beside the keys (where the insider cannot write) still covers 30...
+    assert!(matches!(
+        citadel_audit::verify::repair(&dir),
+        Err(Error::Corrupt { .. })
+    ));
+    // ...until it is gone too (the key holder's own doing): then the
+    // rollback is accepted locally.
+    fs::remove_file(dir.join("keys/checkpoint")).unwrap();
     let r = citadel_audit::verify::repair(&dir).unwrap();
     assert_eq!((r.report.entries, r.mark_before), (20, None));
     assert_eq!(verify(&dir, None).unwrap().entries, 20);
@@ -477,8 +485,8 @@ fn a_rebuild_compares_every_recorded_hash_and_launders_nothing() {
 }
 
 /// F1: with the tree removed too, the rebuild has nothing to compare
-/// with, but a checkpoint is signed only over a tree that extends the
-/// newest one issued.
+/// with, but the log opens only when the tree gives the root the newest
+/// checkpoint signed, so nothing is signed over the change.
 #[test]
 fn a_checkpoint_is_never_signed_over_changed_entries() {
     let (_d, dir) = new_log(10, None);
@@ -490,12 +498,11 @@ fn a_checkpoint_is_never_signed_over_changed_entries() {
     rewrite_entry(&seg, 3);
     fs::remove_dir_all(dir.join("tree")).unwrap();
     fs::write(dir.join("state.json"), b"{\"derived\":0}").unwrap();
-    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
-    assert!(matches!(
-        log.checkpoint(),
-        Err(Error::Corrupt { index: None, .. })
-    ));
-    drop(log);
+    assert_eq!(
+        corrupt_at(AuditLog::open(&dir, Durability::EveryAppend)),
+        None
+    );
+    assert_eq!(corrupt_at(AuditLog::open_read(&dir)), None);
     assert_eq!(
         fs::read_dir(dir.join("checkpoints")).unwrap().count(),
         1,
@@ -757,4 +764,190 @@ fn zeros_beyond_the_acknowledged_entries_are_a_torn_tail_for_everyone() {
     drop(AuditLog::open(&dir, Durability::EveryAppend).unwrap());
     assert_eq!(fs::metadata(&seg).unwrap().len(), len);
     assert_eq!(verify(&dir, None).unwrap().torn_tail_bytes, 0);
+}
+
+// Issue 12, the third attack on the log (an insider who can write the log's
+// directory but not its keys).
+
+fn leaf_slot(dir: &Path, i: u64, h: [u8; 32]) {
+    let mut t = fs::read(dir.join("tree/00.bin")).unwrap();
+    t[i as usize * 32..i as usize * 32 + 32].copy_from_slice(&h);
+    fs::write(dir.join("tree/00.bin"), t).unwrap();
+}
+
+fn true_root(n: u64) -> [u8; 32] {
+    let mut t = MemoryTree::new();
+    for i in 0..n {
+        t.push_entry(&entry(i));
+    }
+    t.current_root()
+}
+
+/// Finding 1: one forged upper-level node (covering a checkpoint's size
+/// and beyond) made the next checkpoint sign a forked root. The writer now
+/// rebuilds from the newest checkpoint on, from the segments.
+#[test]
+fn a_forged_tree_node_never_reaches_a_signature() {
+    let (_d, dir) = new_log(3, Some(300));
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    for i in 3..8 {
+        log.append(&entry(i)).unwrap();
+    }
+    log.close().unwrap();
+    let mut forged = fs::read(dir.join("tree/02.bin")).unwrap();
+    forged[..32].copy_from_slice(&[7u8; 32]);
+    fs::write(dir.join("tree/02.bin"), forged).unwrap();
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    let c = log.checkpoint().unwrap();
+    assert_eq!(*c.checkpoint().root(), true_root(8));
+    drop(log);
+    verify(&dir, None).unwrap();
+}
+
+/// Finding 2: the fork check trusted the files an insider can rename; the
+/// copy kept beside the keys still holds the newest checkpoint signed.
+#[test]
+fn renamed_checkpoints_do_not_make_the_log_look_younger() {
+    let (_d, dir) = new_log(3, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    let c1 = log.checkpoint().unwrap();
+    for i in 3..8 {
+        log.append(&entry(i)).unwrap();
+    }
+    log.checkpoint().unwrap();
+    drop(log);
+    let cps = dir.join("checkpoints");
+    fs::rename(
+        cps.join(format!("{:020}.txt", 8)),
+        cps.join(format!("{:020}.txt", 0)),
+    )
+    .unwrap();
+    fs::write(dir.join("checkpoint"), c1.to_text()).unwrap();
+    let seg = segments(&dir).pop().unwrap();
+    rewrite_entry(&seg, 5);
+    let b = fs::read(&seg).unwrap();
+    let (at, len) = record_offsets(&seg)[5];
+    leaf_slot(&dir, 5, leaf_hash(&b[at + 12..at + len - 4]));
+    assert_eq!(
+        corrupt_at(AuditLog::open(&dir, Durability::EveryAppend)),
+        None
+    );
+    assert!(verify(&dir, None).is_err());
+}
+
+/// Finding 3: a keys directory someone else put in place (or one others
+/// can write in) is refused before a key is read from it.
+#[test]
+fn the_keys_directory_must_be_this_users_own() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_d, dir) = new_log(2, None);
+    fs::set_permissions(dir.join("keys"), fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(matches!(
+        AuditLog::open(&dir, Durability::EveryAppend),
+        Err(Error::Setup(_))
+    ));
+    fs::set_permissions(dir.join("keys"), fs::Permissions::from_mode(0o700)).unwrap();
+    drop(AuditLog::open(&dir, Durability::EveryAppend).unwrap());
+    if rustix_euid() == 0 {
+        std::os::unix::fs::chown(dir.join("keys"), Some(4242), None).unwrap();
+        assert!(matches!(
+            AuditLog::open(&dir, Durability::EveryAppend),
+            Err(Error::Setup(_))
+        ));
+    }
+}
+
+fn rustix_euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    fs::metadata(d.path()).unwrap().uid()
+}
+
+/// Finding 4: a repair went below a valid checkpoint that survived only in
+/// `LOG/checkpoint`.
+#[test]
+fn repair_never_goes_below_any_valid_checkpoint() {
+    let (_d, dir) = new_log(3, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    for i in 3..8 {
+        log.append(&entry(i)).unwrap();
+    }
+    log.checkpoint().unwrap();
+    drop(log);
+    fs::remove_file(dir.join(format!("checkpoints/{:020}.txt", 8))).unwrap();
+    fs::remove_file(dir.join("keys/checkpoint")).unwrap();
+    let seg = segments(&dir).pop().unwrap();
+    let (at, _) = record_offsets(&seg)[5];
+    let b = fs::read(&seg).unwrap();
+    fs::write(&seg, &b[..at]).unwrap();
+    assert!(matches!(
+        citadel_audit::verify::repair(&dir),
+        Err(Error::Corrupt { .. })
+    ));
+    assert!(
+        fs::read_to_string(dir.join("checkpoint"))
+            .unwrap()
+            .contains("\n8\n")
+    );
+}
+
+/// Finding 9: a hard link planted at a file the writer writes pointed it
+/// at a file elsewhere.
+#[test]
+fn a_hard_link_in_the_log_is_never_written() {
+    for name in [
+        "index.bin",
+        "acked",
+        "tree/00.bin",
+        "segments/00000000000000000000.seg",
+    ] {
+        let (d, dir) = new_log(4, None);
+        let victim = d.path().join("victim");
+        fs::copy(dir.join(name), &victim).unwrap();
+        let before = fs::read(&victim).unwrap();
+        fs::remove_file(dir.join(name)).unwrap();
+        fs::hard_link(&victim, dir.join(name)).unwrap();
+        assert!(
+            AuditLog::open(&dir, Durability::EveryAppend).is_err(),
+            "{name}"
+        );
+        let _ = AuditLog::open_read(&dir);
+        assert_eq!(fs::read(&victim).unwrap(), before, "{name}");
+    }
+}
+
+/// Findings 7 and 8: readers beside a writer that rolls segments never see
+/// a false truncation, and nobody but the owner can take the writer's lock
+/// (a shared lock on the directory, as anyone who can read it could take,
+/// does not stop a writer).
+#[test]
+fn readers_beside_a_rolling_writer_and_locks_others_cannot_take() {
+    let (_d, dir) = new_log(0, Some(300));
+    let held = std::process::Command::new("flock")
+        .args(["-s"])
+        .arg(&dir)
+        .args(["sleep", "30"])
+        .spawn();
+    let writer_dir = dir.clone();
+    let writer = std::thread::spawn(move || {
+        let mut log = AuditLog::open(&writer_dir, Durability::EveryAppend).unwrap();
+        for i in 0..400 {
+            log.append(&entry(i)).unwrap();
+        }
+    });
+    let mut opened = 0;
+    while !writer.is_finished() {
+        let r = citadel_audit::log::LogReader::open(&dir).unwrap();
+        assert!(r.size() <= 400);
+        opened += 1;
+    }
+    writer.join().unwrap();
+    assert!(opened > 0);
+    if let Ok(mut h) = held {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    assert_eq!(verify(&dir, None).unwrap().entries, 400);
 }

@@ -47,6 +47,7 @@ impl AtomicFile {
 
     /// Starts writing `dest`. `private` makes the file mode 0600.
     pub(crate) fn create(dest: &Path, private: bool) -> Result<Self> {
+        refuse_foreign_link(dest)?;
         if let Ok(meta) = fs::metadata(dest) {
             if !meta.is_file() {
                 let f = fs::OpenOptions::new()
@@ -214,4 +215,31 @@ pub(crate) fn show_progress(quiet: bool) -> bool {
 /// Prints JSON on stdout.
 pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// Refuses to follow `dest` when it is a symbolic link someone else
+/// planted in a shared sticky directory (`/tmp`): the rule of the kernel's
+/// `protected_symlinks`, which a link resolved here would bypass. A link
+/// of this user's, or of the directory's owner, is followed.
+fn refuse_foreign_link(dest: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(link) = fs::symlink_metadata(dest) else {
+        return Ok(());
+    };
+    if !link.file_type().is_symlink() {
+        return Ok(());
+    }
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = fs::metadata(parent).with_context(|| format!("cannot read {}", parent.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if dir.mode() & 0o1002 == 0o1002 && link.uid() != me && link.uid() != dir.uid() {
+        bail!(
+            "{} is a symbolic link another user made in a shared directory: not followed (as the kernel's protected_symlinks does); remove it or write elsewhere",
+            dest.display()
+        );
+    }
+    Ok(())
 }

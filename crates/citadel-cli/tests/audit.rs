@@ -665,3 +665,54 @@ fn one_writer_repairs_and_exit_codes() {
     assert_eq!(c, 1, "{err}");
     assert!(err.contains("not repaired"), "{err}");
 }
+
+/// Finding 5 of the third attack: `--entry-out` (like every output) wrote
+/// through a symbolic link someone else planted in a shared sticky
+/// directory, which the kernel's protected_symlinks would have refused.
+#[test]
+fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    if fs::metadata(p).unwrap().uid() != 0 {
+        return; // making a link of another user's needs root
+    }
+    stdout(citadel(p).args(["audit", "init", "--dir", "log"]));
+    stdout(
+        citadel(p)
+            .args(["audit", "append", "--dir", "log"])
+            .write_stdin(lines(1, 0)),
+    );
+    stdout(citadel(p).args(["audit", "checkpoint", "--dir", "log"]));
+    fs::create_dir(p.join("shared")).unwrap();
+    fs::set_permissions(p.join("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::write(p.join("victim"), b"precious").unwrap();
+    std::os::unix::fs::symlink(p.join("victim"), p.join("shared/e")).unwrap();
+    std::os::unix::fs::lchown(p.join("shared/e"), Some(4242), Some(4242)).unwrap();
+    let (c, _, err) = code(citadel(p).args([
+        "audit",
+        "prove",
+        "--dir",
+        "log",
+        "--index",
+        "0",
+        "--entry-out",
+        "shared/e",
+    ]));
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("not followed"), "{err}");
+    assert_eq!(fs::read(p.join("victim")).unwrap(), b"precious");
+    // The user's own link is followed, as before.
+    std::os::unix::fs::symlink(p.join("victim"), p.join("shared/mine")).unwrap();
+    stdout(citadel(p).args([
+        "audit",
+        "prove",
+        "--dir",
+        "log",
+        "--index",
+        "0",
+        "--entry-out",
+        "shared/mine",
+    ]));
+    assert_ne!(fs::read(p.join("victim")).unwrap(), b"precious");
+}
