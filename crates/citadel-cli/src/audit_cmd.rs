@@ -356,8 +356,15 @@ fn append(a: AppendArgs) -> Result<()> {
     // instead of waiting for the next line.
     let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<String>>(4096);
     std::thread::spawn(move || {
-        for line in stdin.lock().lines() {
-            let stop = line.is_err();
+        let mut input = stdin.lock();
+        loop {
+            let line = read_line_limited(&mut input, MAX_LINE);
+            let stop = !matches!(line, Ok(Some(_)));
+            let line = match line {
+                Ok(Some(l)) => Ok(l),
+                Ok(None) => break,
+                Err(e) => Err(e),
+            };
             if tx.send(line).is_err() || stop {
                 break;
             }
@@ -691,12 +698,52 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
     Ok(())
 }
 
+/// The longest input line `append` reads (an entry is at most 1 MiB
+/// stored; a longer line is refused before it costs more memory).
+const MAX_LINE: usize = 4 << 20;
+
+/// One line of at most `limit` bytes without its newline; `None` at the end
+/// of input.
+fn read_line_limited(r: &mut impl BufRead, limit: usize) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = std::io::Read::take(&mut *r, limit as u64 + 1).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if buf.last() == Some(&b'\n') {
+        buf.pop();
+        if buf.last() == Some(&b'\r') {
+            buf.pop();
+        }
+    } else if buf.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("a line is longer than {limit} bytes (an entry is at most 1 MiB)"),
+        ));
+    }
+    String::from_utf8(buf)
+        .map(Some)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "a line is not UTF-8"))
+}
+
 fn show(json_out: bool, index: u64, entry: &[u8]) {
     if json_out {
         let v: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
         println!("{}", json!({"index": index, "entry": v}));
     } else {
-        println!("{index}\t{}", String::from_utf8_lossy(entry));
+        // Control characters (terminal escapes in an entry written into a
+        // segment by hand) are shown escaped, never sent to the terminal.
+        let text: String = String::from_utf8_lossy(entry)
+            .chars()
+            .map(|c| {
+                if c.is_control() {
+                    format!("\\u{{{:04x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        println!("{index}\t{text}");
     }
 }
 

@@ -716,3 +716,34 @@ fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
     ]));
     assert_ne!(fs::read(p.join("victim")).unwrap(), b"precious");
 }
+
+/// The third attack's minor notes: `append` read a line whole (300 MB in
+/// memory before refusing it), and `tail` printed an entry's terminal
+/// escapes as they were.
+#[test]
+fn a_huge_line_is_refused_and_tail_escapes_control_characters() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    stdout(citadel(p).args(["audit", "init", "--dir", "log"]));
+    let mut huge = "{\"action\":\"x\",\"pad\":\"".to_string();
+    huge.push_str(&"a".repeat(5 << 20));
+    huge.push_str("\"}\n");
+    let (c, _, err) = code(
+        citadel(p)
+            .args(["audit", "append", "--dir", "log"])
+            .write_stdin(huge),
+    );
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("longer than"), "{err}");
+    {
+        let mut log = citadel_audit::log::AuditLog::open(
+            &p.join("log"),
+            citadel_audit::log::Durability::EveryAppend,
+        )
+        .unwrap();
+        log.append(b"\x1b]0;owned\x07\x1b[31mred").unwrap();
+    }
+    let out = stdout(citadel(p).args(["audit", "tail", "--dir", "log"]));
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(out.contains("\\u{001b}[31mred"), "{out}");
+}
