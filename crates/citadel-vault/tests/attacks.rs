@@ -537,3 +537,75 @@ fn attack_16_a_parent_cannot_shorten_itself_below_its_children() {
     );
     assert_eq!(s, 403, "the child outlived its revoked parent");
 }
+
+/// A create-only token never overwrites a secret: the existence check
+/// that turns a write into a "create" ran outside the secret's lock, so a
+/// secret written meanwhile by someone else was overwritten by a token
+/// that may only create. The write now refuses under the lock when the
+/// secret has appeared since.
+#[test]
+fn a_create_only_token_never_overwrites_a_secret_created_meanwhile() {
+    let (core, root) = dev();
+    let (s, _) = call(
+        &core,
+        "PUT",
+        "sys/policies/acl/create-only",
+        Some(&root),
+        json!({"policy": "path \"secret/data/race/*\" { capabilities = [\"create\"] }"}),
+    );
+    assert_eq!(s, 204);
+    let (_, v) = call(
+        &core,
+        "POST",
+        "auth/token/create",
+        Some(&root),
+        json!({"policies": ["create-only"], "ttl": "1h"}),
+    );
+    let creator = token_of(&v);
+    // Without a race: an existing secret is an update, which it may not do.
+    let (st, _) = call(
+        &core,
+        "PUT",
+        "secret/data/race/pre",
+        Some(&root),
+        json!({"data": {"a": 1}}),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = call(
+        &core,
+        "PUT",
+        "secret/data/race/pre",
+        Some(&creator),
+        json!({"data": {"a": 2}}),
+    );
+    assert_eq!(st, 403);
+    let mut overwrote = 0;
+    for i in 0..400 {
+        let path = format!("secret/data/race/{i}");
+        let barrier = std::sync::Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                barrier.wait();
+                call(
+                    &core,
+                    "PUT",
+                    &path,
+                    Some(&root),
+                    json!({"data": {"by": "root"}}),
+                );
+            });
+            barrier.wait();
+            let (st, v) = call(
+                &core,
+                "PUT",
+                &path,
+                Some(&creator),
+                json!({"data": {"by": "creator"}}),
+            );
+            if st == 200 && v["data"]["version"] != json!(1) {
+                overwrote += 1;
+            }
+        });
+    }
+    assert_eq!(overwrote, 0, "a create-only token overwrote a secret");
+}

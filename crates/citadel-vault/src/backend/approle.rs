@@ -273,6 +273,7 @@ impl Backend for Approle {
                 check_token_type(f)?;
                 let key = salt(view)?;
                 let _g = view.lock(&role_key);
+                super::created_meanwhile(ctx, &role_key)?;
                 let existing: Option<Role> = view.get_json(&role_key)?;
                 let mut r = existing.clone().unwrap_or_else(|| Role {
                     bind_secret_id: true,

@@ -432,6 +432,7 @@ impl Backend for Kv {
                 Store::check_options(f)?;
                 let data = f.json("data").ok_or_else(|| bad("no data provided"))?;
                 let _g = ctx.view.lock(&format!("meta/{p}"));
+                super::created_meanwhile(ctx, &format!("meta/{p}"))?;
                 kv.write_data_locked(p, data, Store::cas(f)?)
             }
             ("metadata/:path", List) => kv.list(p),
@@ -457,6 +458,7 @@ impl Backend for Kv {
             }
             ("metadata/:path", _) => {
                 let _g = ctx.view.lock(&format!("meta/{p}"));
+                super::created_meanwhile(ctx, &format!("meta/{p}"))?;
                 let mut r = kv.record(p)?.unwrap_or_default();
                 if let Some(n) = f.uint("max_versions")? {
                     r.max_versions = n;

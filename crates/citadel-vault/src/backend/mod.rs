@@ -622,6 +622,20 @@ pub trait Backend: Send + Sync {
     fn handle(&self, ctx: &Ctx<'_>, m: &Matched, f: &Fields) -> Result<Reply, Error>;
 }
 
+/// A write the ACL allowed as a *create* (what it writes did not exist when
+/// checked) is refused, under the lock of `key`, if `key` exists now:
+/// another request created it in between, and a token that may only
+/// create must not overwrite it. Sent again, the write is checked as an
+/// update.
+pub(crate) fn created_meanwhile(ctx: &Ctx<'_>, key: &str) -> Result<(), Error> {
+    if ctx.op == crate::request::Operation::Create && ctx.view.get(key)?.is_some() {
+        return Err(Error::bad(
+            "it was created by another request while this one was being checked; send it again",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

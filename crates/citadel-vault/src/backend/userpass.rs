@@ -244,6 +244,7 @@ impl Backend for Userpass {
                 check_token_type(f)?;
                 let hash = new_hash(f)?;
                 let _g = view.lock(&key);
+                super::created_meanwhile(ctx, &key)?;
                 let mut u: User = view.get_json(&key)?.unwrap_or_default();
                 if let Some(h) = hash {
                     u.hash = h;
