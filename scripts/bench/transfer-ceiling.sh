@@ -28,7 +28,6 @@ trap 'kill $RECV_PID $IPERF_PID $(cat "$W/sshd.pid" 2>/dev/null) 2>/dev/null || 
 
 cargo build --release -q -p citadel-cli
 command -v iperf3 >/dev/null || apt-get install -y -q iperf3 >/dev/null
-[ -x /usr/sbin/sshd ] || apt-get install -y -q openssh-server >/dev/null
 
 bytes=$(numfmt --from=iec "$SIZE")
 mb() { awk -v b="$bytes" -v s="$1" 'BEGIN{printf "%.0f", b/1e6/s}'; }
@@ -100,26 +99,7 @@ read -r T_TMPFS U_TMPFS S_TMPFS_SYS R_TMPFS <<<"$(run_citadel "$W/in")"
 read -r T_DISK U_DISK S_DISK_SYS R_DISK <<<"$(run_citadel "$D/in")"
 
 # --- scp, same file, same destinations -------------------------------------------
-ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$W/user_key"
-cp "$W/user_key.pub" "$W/authorized_keys"
-cat > "$W/sshd_config" <<CFG
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $W/host_key
-AuthorizedKeysFile $W/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-StrictModes no
-UsePAM no
-Subsystem sftp internal-sftp
-PidFile $W/sshd.pid
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -f "$W/sshd_config" -E "$W/sshd.log"
-SSHOPTS=(-P "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR)
-for _ in $(seq 50); do ssh -p "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "$(id -un)@127.0.0.1" true 2>/dev/null && break; sleep 0.1; done
+. "$(dirname "$0")/sshd-lib.sh"
 best_scp() {
   local out=$1 b=
   mkdir -p "$out"

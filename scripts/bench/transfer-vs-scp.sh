@@ -24,33 +24,11 @@ trap 'kill $(cat $W/sshd.pid 2>/dev/null) $RECV_PID 2>/dev/null || true; rm -rf 
 RECV_PID=
 
 cargo build --release -q -p citadel-cli
-if [ ! -x /usr/sbin/sshd ]; then
-  apt-get install -y -q openssh-server >/dev/null
-fi
 
 # --- sshd on loopback --------------------------------------------------------
-ssh-keygen -q -t ed25519 -N '' -f "$W/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$W/user_key"
-cp "$W/user_key.pub" "$W/authorized_keys"
-cat > "$W/sshd_config" <<CFG
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $W/host_key
-AuthorizedKeysFile $W/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin yes
-StrictModes no
-UsePAM no
-Subsystem sftp internal-sftp
-PidFile $W/sshd.pid
-CFG
-mkdir -p /run/sshd
-/usr/sbin/sshd -f "$W/sshd_config" -E "$W/sshd.log"
-SSHOPTS=(-P "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR)
-for _ in $(seq 50); do ssh -p "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR "$(id -un)@127.0.0.1" true 2>/dev/null && break; sleep 0.1; done
-KEX=$(ssh -v -p "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: algorithm: //p' | head -1)
-CIPHER=$(ssh -v -p "$PORT" -i "$W/user_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: client->server cipher: \([^ ]*\).*/\1/p' | head -1)
+. "$(dirname "$0")/sshd-lib.sh"
+KEX=$("${SSH[@]}" -v "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: algorithm: //p' | head -1)
+CIPHER=$("${SSH[@]}" -v "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: client->server cipher: \([^ ]*\).*/\1/p' | head -1)
 
 # --- citadel CA and receiver -------------------------------------------------
 "$C" ca init --dir "$W/CA" >/dev/null
