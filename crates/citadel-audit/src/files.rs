@@ -9,9 +9,10 @@
 //! A file the log writes must also have no other hard link, so a link
 //! planted in the directory cannot point the writer at a file elsewhere.
 //!
-//! Writers hold an exclusive `flock` on `LOG/lock` (mode 0600: only the
-//! log's owner can open it, so nobody else can hold it) for as long as the
-//! log is open, so two writers can never interleave.
+//! Writers hold an exclusive `flock` on `LOG/keys/lock` (in the directory
+//! only the log's owner can write, so nobody else can hold, remove or
+//! replace it) for as long as the log is open, so two writers can never
+//! interleave.
 
 use crate::error::Error;
 use rustix::fs::{AtFlags, FileType, FlockOperation, Mode, OFlags};
@@ -214,7 +215,7 @@ impl LogDir {
             f.write_all(data)?;
             f.sync_all()?;
             rustix::fs::renameat(&*dir, tmp.as_str(), &*dir, name)?;
-            dir.sync_all()
+            sync_handle(&dir)
         })();
         r.map_err(err)
     }
@@ -250,7 +251,7 @@ impl LogDir {
     /// Makes the entries of directory `rel` durable (`""`: the log's own).
     pub(crate) fn sync_dir(&self, rel: &str) -> Result<(), Error> {
         self.dir(rel)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| sync_handle(&d))
             .map_err(self.io_err(rel))
     }
 
@@ -281,7 +282,7 @@ impl LogDir {
                 Ok(()) | Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => return Err(e.into()),
             }
-            dir.sync_all()
+            sync_handle(&dir)
         })();
         r.map_err(self.io_err(rel))
     }
@@ -299,27 +300,66 @@ impl LogDir {
         r.map_err(self.io_err(rel))
     }
 
-    /// Checks that directory `rel` belongs to this process's user and that
-    /// nobody else can write in it: the keys are read and written only
-    /// there, so a directory put in its place by someone else is refused.
-    pub(crate) fn check_private_dir(&self, rel: &str) -> Result<(), Error> {
-        let st = self
-            .dir(rel)
-            .and_then(|d| rustix::fs::fstat(&*d).map_err(io::Error::from))
-            .map_err(self.io_err(rel))?;
-        if st.st_uid != rustix::process::geteuid().as_raw() || st.st_mode & 0o022 != 0 {
+    /// Opens the subdirectory `rel` (never through a link) as a handle of
+    /// its own: what is checked on it is what is read and written through
+    /// it, whatever is renamed in its parent meanwhile.
+    /// The handle is an `O_PATH` one: its owner can be checked by anyone
+    /// who can reach it, and what is in it opened by whoever may.
+    pub(crate) fn subdir(&self, rel: &str) -> Result<LogDir, Error> {
+        let d = (|| -> io::Result<Arc<File>> {
+            let (dir, name) = self.parent(rel)?;
+            let fd = rustix::fs::openat(
+                &*dir,
+                name,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            Ok(Arc::new(File::from(fd)))
+        })()
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                Error::Corrupt {
+                    index: None,
+                    why: format!(
+                        "{} is missing; a log's directories are made at `citadel audit init`",
+                        self.path(rel).display()
+                    ),
+                }
+            } else {
+                self.io_err(rel)(e)
+            }
+        })?;
+        Ok(LogDir {
+            root: d,
+            path: self.path(rel),
+        })
+    }
+
+    /// The owner's uid and the mode bits of this directory.
+    pub(crate) fn owner(&self) -> Result<(u32, u32), Error> {
+        let st = rustix::fs::fstat(&*self.root).map_err(|e| Error::Io {
+            path: self.path.display().to_string(),
+            source: e.into(),
+        })?;
+        Ok((st.st_uid, st.st_mode & 0o7777))
+    }
+
+    /// Checks that this directory belongs to this process's user and that
+    /// nobody else can write in it.
+    pub(crate) fn check_private(&self) -> Result<(), Error> {
+        let (uid, mode) = self.owner()?;
+        let me = rustix::process::geteuid().as_raw();
+        if uid != me || mode & 0o022 != 0 {
             return Err(Error::Setup(format!(
-                "{} must belong to this user (uid {}) and be writable by nobody else (it is uid {}, mode {:o}): the log's keys are kept there",
-                self.path(rel).display(),
-                rustix::process::geteuid().as_raw(),
-                st.st_uid,
-                st.st_mode & 0o7777
+                "{} must belong to this user (uid {me}) and be writable by nobody else (it is uid {uid}, mode {mode:o})",
+                self.path.display(),
             )));
         }
         Ok(())
     }
 
-    /// Takes the writer's lock: an exclusive `flock` on `LOG/lock`, held
+    /// Takes the writer's lock: an exclusive `flock` on the file `lock` in
+    /// this directory (the log's `keys/`, which only its owner can enter), held
     /// until the returned guard is dropped. `None` when another open file
     /// holds it or this user cannot open it. Waits up to `wait` for a
     /// holder to let go (a reader rebuilding the derived files holds it
@@ -347,6 +387,23 @@ impl LogDir {
                 Err(e) => return Err(self.io_err("lock")(e.into())),
             }
         }
+    }
+}
+
+/// Makes a directory's entries durable, also through an `O_PATH` handle
+/// (which cannot be fsynced itself: its `.` is opened for that).
+fn sync_handle(dir: &File) -> io::Result<()> {
+    match dir.sync_all() {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::BADF.raw_os_error()) => {
+            let d = rustix::fs::openat(
+                dir,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )?;
+            File::from(d).sync_all()
+        }
+        r => r,
     }
 }
 

@@ -129,20 +129,27 @@ pub(crate) fn read_acked(dir: &LogDir) -> Result<u64, Error> {
 /// file that does not verify is damage, named in the error.
 pub(crate) fn newest_checkpoint(
     dir: &LogDir,
+    keys: Option<&LogDir>,
     v: &LogVerifier,
 ) -> Result<Option<SignedCheckpoint>, Error> {
     let mut found: Option<SignedCheckpoint> = None;
     let last = checkpoint_files(dir)?.pop();
-    let sources = [KEPT_CHECKPOINT.to_string(), "checkpoint".to_string()];
-    for rel in sources.into_iter().chain(last) {
-        let Some(bytes) = read_checkpoint_file(dir, &rel)? else {
-            continue;
-        };
+    let kept = match keys {
+        Some(k) => read_kept(k)?.map(|b| (k.path(KEPT_CHECKPOINT), b)),
+        None => None,
+    };
+    let mut files = Vec::new();
+    for rel in ["checkpoint".to_string()].into_iter().chain(last) {
+        if let Some(b) = dir.read_opt(&rel, MAX_SMALL_FILE)? {
+            files.push((dir.path(&rel), b));
+        }
+    }
+    for (path, bytes) in kept.into_iter().chain(files) {
         let c = SignedCheckpoint::open(&bytes, v).map_err(|e| Error::Corrupt {
             index: None,
             why: format!(
                 "{}: {e}: restore it (`LOG/checkpoint` is a copy of the newest of `LOG/checkpoints/`; `citadel audit repair` rewrites it), then run `citadel audit verify`",
-                dir.path(&rel).display()
+                path.display()
             ),
         })?;
         if found
@@ -155,28 +162,35 @@ pub(crate) fn newest_checkpoint(
     Ok(found)
 }
 
-/// The copy of the newest checkpoint signed, kept beside the keys, where
-/// only the key holder can write: nobody else can remove or replace it to
-/// make the log look younger than what was signed.
-pub(crate) const KEPT_CHECKPOINT: &str = "keys/checkpoint";
+/// The copy of the newest checkpoint signed, in `keys/`, where only the
+/// key holder can write: nobody else can remove or replace it to make the
+/// log look younger than what was signed.
+pub(crate) const KEPT_CHECKPOINT: &str = "checkpoint";
 
-/// Reads a checkpoint file of the log, `None` when missing (or, for the
-/// copy beside the keys, unreadable by this user).
-pub(crate) fn read_checkpoint_file(dir: &LogDir, rel: &str) -> Result<Option<Vec<u8>>, Error> {
-    match dir.read_opt(rel, MAX_SMALL_FILE) {
-        Err(Error::Io { source, .. })
-            if rel == KEPT_CHECKPOINT && source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
+/// Reads the kept copy in `keys`, `None` when missing or unreadable by
+/// this user.
+pub(crate) fn read_kept(keys: &LogDir) -> Result<Option<Vec<u8>>, Error> {
+    match keys.read_opt(KEPT_CHECKPOINT, MAX_SMALL_FILE) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => {
             Ok(None)
         }
         r => r,
     }
 }
 
-/// Reads a key file: the keys directory must be this user's own.
-fn read_key(dir: &LogDir, rel: &str) -> Result<Zeroizing<String>, Error> {
-    dir.check_private_dir("keys")?;
-    Ok(Zeroizing::new(read_text(dir, rel)?))
+/// Opens the log's `keys/` once, and checks that handle: it must be this
+/// user's own and writable by nobody else. Every key, the kept checkpoint
+/// and the writer's lock are then read and written through it, so a
+/// directory renamed into its place meanwhile is never used.
+pub(crate) fn open_keys(dir: &LogDir) -> Result<LogDir, Error> {
+    let k = dir.subdir("keys")?;
+    k.check_private()?;
+    Ok(k)
+}
+
+/// Reads a key file from the keys directory.
+fn read_key(keys: &LogDir, rel: &str) -> Result<Zeroizing<String>, Error> {
+    Ok(Zeroizing::new(read_text(keys, rel)?))
 }
 
 /// The files of `LOG/checkpoints/` (`checkpoints/NNN….txt`), oldest first.
@@ -207,7 +221,8 @@ pub fn acknowledged(dir: &Path) -> Result<u64, Error> {
 fn acknowledged_at(dir: &LogDir) -> Result<u64, Error> {
     let mark = read_acked(dir)?;
     let v = verifier_at(dir)?;
-    let covered = newest_checkpoint(dir, &v)?.map_or(0, |c| c.checkpoint().size());
+    let keys = open_keys(dir).ok();
+    let covered = newest_checkpoint(dir, keys.as_ref(), &v)?.map_or(0, |c| c.checkpoint().size());
     Ok(mark.max(covered))
 }
 
@@ -280,6 +295,9 @@ pub struct AuditLog {
     mode: Mode,
     /// The high-water mark file (when writing).
     acked: Option<File>,
+    /// The keys directory, opened once (when writing, or reading with the
+    /// lock).
+    keys: Option<LogDir>,
     /// The writer's lock (when writing).
     _lock: Option<Lock>,
     segments: Vec<(u64, String)>,
@@ -307,10 +325,14 @@ impl AuditLog {
     pub fn init(dir: &Path, origin: &str) -> Result<LogVerifier, Error> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let d = LogDir::open(dir)?;
-        let Some(_lock) = d.try_lock(Duration::ZERO)? else {
-            return Err(busy(&d));
-        };
-        if d.exists("log.json")? {
+        let me = rustix::process::geteuid().as_raw();
+        if d.owner()?.0 != me {
+            return Err(Error::Setup(format!(
+                "{} must belong to the user who keeps the log (uid {me}): its keys are checked against its owner",
+                dir.display()
+            )));
+        }
+        if d.exists("log.json")? || d.exists("keys")? {
             return Err(Error::Setup(format!(
                 "{} already holds an audit log",
                 dir.display()
@@ -318,23 +340,23 @@ impl AuditLog {
         }
         let signer = LogSigner::generate(origin)?;
         d.mkdir("keys", 0o700)?;
+        let keys = open_keys(&d)?;
+        let Some(_lock) = keys.try_lock(Duration::ZERO)? else {
+            return Err(busy(&d));
+        };
         for sub in ["segments", "tree", "checkpoints"] {
             d.mkdir(sub, 0o755)?;
         }
-        d.write_atomic(
-            "keys/ed25519.skey",
-            signer.ed25519().skey()?.as_bytes(),
-            0o600,
-        )?;
-        d.write_atomic(
-            "keys/ml-dsa-65.skey",
+        keys.write_atomic("ed25519.skey", signer.ed25519().skey()?.as_bytes(), 0o600)?;
+        keys.write_atomic(
+            "ml-dsa-65.skey",
             signer.ml_dsa_65().skey()?.as_bytes(),
             0o600,
         )?;
         let hmac = citadel_crypto::random::secret_array::<32>()
             .map_err(|e| Error::Setup(format!("random: {e}")))?;
-        d.write_atomic(
-            "keys/hmac.key",
+        keys.write_atomic(
+            "hmac.key",
             Zeroizing::new(hex::encode(hmac.as_slice())).as_bytes(),
             0o600,
         )?;
@@ -394,16 +416,19 @@ impl AuditLog {
         // A reader holds the lock only while it rebuilds; a writer waits
         // that long for it.
         let wait = if write { LOCK_WAIT } else { Duration::ZERO };
-        let Some(lock) = dir.try_lock(wait)? else {
+        let keys = match open_keys(&dir) {
+            Ok(k) => k,
+            // Another user's log: read beside whoever writes it.
+            Err(_) if !write => return Self::open_live(dir, config),
+            Err(e) => return Err(e),
+        };
+        let Some(lock) = keys.try_lock(wait)? else {
             if write {
                 return Err(busy(&dir));
             }
             return Self::open_live(dir, config);
         };
-        if write {
-            dir.check_private_dir("keys")?;
-        }
-        let newest = newest_checkpoint(&dir, &verifier_at(&dir)?)?;
+        let newest = newest_checkpoint(&dir, Some(&keys), &verifier_at(&dir)?)?;
         let signed = newest.as_ref().map_or(0, |c| c.checkpoint().size());
         let floor = read_acked(&dir)?.max(signed);
         let segments = segment::list(dir.list("segments")?);
@@ -581,6 +606,7 @@ impl AuditLog {
             durability,
             mode: if write { Mode::Write } else { Mode::Read },
             acked,
+            keys: Some(keys),
             // A reader lets go once the derived files are rebuilt.
             _lock: write.then_some(lock),
             segments,
@@ -619,6 +645,7 @@ impl AuditLog {
             durability: Durability::EveryAppend,
             mode: Mode::Live,
             acked: None,
+            keys: None,
             _lock: None,
             segments,
             seg: BufWriter::new(seg_file),
@@ -660,7 +687,10 @@ impl AuditLog {
 
     /// The HMAC key for sensitive fields (`keys/hmac.key`).
     pub fn hmac_key(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        read_hmac_key(&self.dir)
+        match &self.keys {
+            Some(k) => read_hmac_key(k),
+            None => read_hmac_key(&open_keys(&self.dir)?),
+        }
     }
 
     /// Checks `entry` (a JSON object), stores its sensitive fields (the
@@ -880,8 +910,13 @@ impl AuditLog {
                 });
             }
         }
-        let ed = NoteSigner::parse(&read_key(&self.dir, "keys/ed25519.skey")?)?;
-        let ml = NoteSigner::parse(&read_key(&self.dir, "keys/ml-dsa-65.skey")?)?;
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            Error::Setup(
+                "the log was opened for reading; open it for writing to sign a checkpoint".into(),
+            )
+        })?;
+        let ed = NoteSigner::parse(&read_key(keys, "ed25519.skey")?)?;
+        let ml = NoteSigner::parse(&read_key(keys, "ml-dsa-65.skey")?)?;
         let signer = LogSigner::new(ed, ml)?;
         let root = merkle::root_at(&self.tree, self.size)?;
         let cp = Checkpoint::new(&self.config.origin, self.size, root)?;
@@ -895,15 +930,14 @@ impl AuditLog {
         )?;
         self.dir
             .write_atomic("checkpoint", text.as_bytes(), 0o644)?;
-        self.dir
-            .write_atomic(KEPT_CHECKPOINT, text.as_bytes(), 0o600)?;
+        keys.write_atomic(KEPT_CHECKPOINT, text.as_bytes(), 0o600)?;
         Ok(signed)
     }
 
     /// The newest stored checkpoint (of `checkpoint` and the files of
     /// `checkpoints/`), verified with the log's public keys.
     pub fn latest_checkpoint(&self) -> Result<Option<SignedCheckpoint>, Error> {
-        newest_checkpoint(&self.dir, &verifier_at(&self.dir)?)
+        newest_checkpoint(&self.dir, self.keys.as_ref(), &verifier_at(&self.dir)?)
     }
 }
 
@@ -1022,7 +1056,7 @@ impl LogReader {
 
     /// The HMAC key for sensitive fields (`keys/hmac.key`).
     pub fn hmac_key(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        read_hmac_key(&self.dir)
+        read_hmac_key(&open_keys(&self.dir)?)
     }
 
     /// Calls `f(index, entry)` for entries from `from` on, in order, until
@@ -1032,9 +1066,10 @@ impl LogReader {
     }
 }
 
-fn read_hmac_key(dir: &LogDir) -> Result<Zeroizing<Vec<u8>>, Error> {
-    let rel = "keys/hmac.key";
-    let text = read_key(dir, rel)?;
+fn read_hmac_key(keys: &LogDir) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let rel = "hmac.key";
+    let dir = keys;
+    let text = read_key(keys, rel)?;
     hex::decode(text.trim())
         .map(Zeroizing::new)
         .map_err(|_| Error::Setup(format!("{}: not a hex key", dir.path(rel).display())))

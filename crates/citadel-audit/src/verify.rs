@@ -13,8 +13,7 @@ use crate::checkpoint::SignedCheckpoint;
 use crate::error::{Error, io};
 use crate::files::{Access, LogDir};
 use crate::log::{
-    KEPT_CHECKPOINT, MAX_SMALL_FILE, checkpoint_files, read_acked, read_checkpoint_file, torn_tail,
-    verifier_at,
+    MAX_SMALL_FILE, checkpoint_files, open_keys, read_acked, read_kept, torn_tail, verifier_at,
 };
 use crate::merkle::{Hash, empty_root, leaf_hash, node_hash};
 use crate::segment::{self, Record};
@@ -113,7 +112,8 @@ pub struct Repaired {
 /// writer's lock.
 pub fn repair(path: &Path) -> Result<Repaired, Error> {
     let dir = LogDir::open(path)?;
-    let Some(_lock) = dir.try_lock(std::time::Duration::ZERO)? else {
+    let keys = open_keys(&dir)?;
+    let Some(_lock) = keys.try_lock(std::time::Duration::ZERO)? else {
         return Err(Error::Busy(format!(
             "{} is open for writing by another process; stop it before a repair",
             path.display()
@@ -158,22 +158,49 @@ fn run_with(
     repairing: bool,
 ) -> Result<(Report, Option<Vec<u8>>), Error> {
     let verifier = verifier_at(dir)?;
+    // `keys/` must be there, and be the log owner's: a directory renamed
+    // into its place hides the copy of the newest checkpoint kept there.
+    let keys = dir.subdir("keys")?;
+    let (log_uid, _) = dir.owner()?;
+    let (keys_uid, _) = keys.owner()?;
+    if keys_uid != log_uid {
+        return Err(Error::Corrupt {
+            index: None,
+            why: format!(
+                "{} belongs to uid {keys_uid}, the log to uid {log_uid}: it was replaced",
+                keys.path("").display()
+            ),
+        });
+    }
     // Every checkpoint, signatures first, one file at a time (only its
-    // size and root are kept). The copies (`checkpoint`, and the one
-    // beside the keys when this user can read it) count like the others;
-    // a repair skips a damaged copy, never a valid one.
+    // size and root are kept). The copies (`checkpoint`, and the one in
+    // `keys/` when this user can read it) count like the others; a repair
+    // skips a damaged copy, never a valid one.
     let mut checkpoints: Vec<(u64, Hash, String)> = Vec::new();
     let mut largest: Option<(u64, Vec<u8>)> = None;
-    let copies = ["checkpoint".to_string(), KEPT_CHECKPOINT.to_string()];
-    for (rel, copy) in checkpoint_files(dir)?
+    let mut sources: Vec<(&LogDir, String, bool)> = checkpoint_files(dir)?
         .into_iter()
-        .map(|r| (r, false))
-        .chain(copies.into_iter().map(|r| (r, true)))
-    {
-        let Some(t) = read_checkpoint_file(dir, &rel)? else {
+        .map(|r| (dir, r, false))
+        .collect();
+    sources.push((dir, "checkpoint".into(), true));
+    sources.push((&keys, String::new(), true));
+    for (d, rel, copy) in sources {
+        let read = if rel.is_empty() {
+            read_kept(d)?
+        } else {
+            d.read_opt(&rel, MAX_SMALL_FILE)?
+        };
+        let Some(t) = read else {
             continue;
         };
-        let name = dir.path(&rel).display().to_string();
+        let name = d
+            .path(if rel.is_empty() {
+                crate::log::KEPT_CHECKPOINT
+            } else {
+                &rel
+            })
+            .display()
+            .to_string();
         let c = match SignedCheckpoint::open(&t, &verifier) {
             Ok(s) => s.checkpoint().clone(),
             Err(_) if repairing && copy => continue,

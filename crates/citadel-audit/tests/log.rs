@@ -951,3 +951,107 @@ fn readers_beside_a_rolling_writer_and_locks_others_cannot_take() {
     }
     assert_eq!(verify(&dir, None).unwrap().entries, 400);
 }
+
+/// Findings 1-3 of the fourth attack: `keys/` was looked up by name for
+/// the ownership check and again for each read, so an insider who swapped
+/// directories in between had sensitive fields HMACed under a key they
+/// know (13 of 63 appends). The directory is now opened once, and that
+/// handle is checked and read.
+#[test]
+fn a_keys_directory_swapped_in_meanwhile_is_never_used() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if rustix_euid() != 0 {
+        return; // another user's directory needs root to make
+    }
+    let (d, dir) = new_log(0, None);
+    let evil = d.path().join("evil");
+    fs::create_dir(&evil).unwrap();
+    for k in ["ed25519.skey", "ml-dsa-65.skey"] {
+        fs::copy(dir.join("keys").join(k), evil.join(k)).unwrap();
+    }
+    fs::write(evil.join("hmac.key"), "00".repeat(32)).unwrap();
+    for e in fs::read_dir(&evil).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), Some(4242), Some(4242)).unwrap();
+    }
+    std::os::unix::fs::chown(&evil, Some(4242), Some(4242)).unwrap();
+    let real_key = {
+        let log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+        log.hmac_key().unwrap()
+    };
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, dir, evil, aside) = (
+            stop.clone(),
+            dir.clone(),
+            evil.clone(),
+            d.path().join("aside"),
+        );
+        std::thread::spawn(move || {
+            let pause = |us| std::thread::sleep(std::time::Duration::from_micros(us));
+            while !stop.load(Ordering::Relaxed) {
+                pause(300);
+                fs::rename(dir.join("keys"), &aside).unwrap();
+                fs::rename(&evil, dir.join("keys")).unwrap();
+                pause(100);
+                fs::rename(dir.join("keys"), &evil).unwrap();
+                fs::rename(&aside, dir.join("keys")).unwrap();
+            }
+        })
+    };
+    let mut appended = 0;
+    for _ in 0..300 {
+        let mut log = match AuditLog::open(&dir, Durability::EveryAppend) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("{e}");
+                continue;
+            }
+        };
+        let k = log.hmac_key().unwrap();
+        let e = serde_json::json!({"action": "login", "time": "2026-12-07T00:00:00Z", "details": {"password": "hunter2"}});
+        log.append_entry(e, &["details.password".into()], &k)
+            .unwrap();
+        appended += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    swapper.join().unwrap();
+    let want = citadel_audit::entry::hmac_value(&real_key, &serde_json::json!("hunter2"));
+    let r = citadel_audit::log::LogReader::open(&dir).unwrap();
+    let mut seen = 0;
+    r.scan(0, |_, e| {
+        let v: serde_json::Value = serde_json::from_slice(e).unwrap();
+        assert_eq!(
+            v["details"]["password"],
+            serde_json::json!(want),
+            "HMACed under another key"
+        );
+        seen += 1;
+        true
+    })
+    .unwrap();
+    assert_eq!(seen, appended);
+    assert!(appended > 0, "no append went through beside the swaps");
+}
+
+/// Finding 3 of the fourth attack: with `keys/` renamed away, the key
+/// holder's verify no longer saw the copy of the newest checkpoint kept
+/// there, and passed over a rollback. A missing `keys/`, or one that is
+/// not the log owner's, is now damage.
+#[test]
+fn verify_needs_the_owners_keys_directory() {
+    let (d, dir) = new_log(3, None);
+    let mut log = AuditLog::open(&dir, Durability::EveryAppend).unwrap();
+    log.checkpoint().unwrap();
+    drop(log);
+    fs::rename(dir.join("keys"), d.path().join("keys-aside")).unwrap();
+    assert!(matches!(verify(&dir, None), Err(Error::Corrupt { .. })));
+    assert!(AuditLog::open(&dir, Durability::EveryAppend).is_err());
+    fs::rename(d.path().join("keys-aside"), dir.join("keys")).unwrap();
+    verify(&dir, None).unwrap();
+    if rustix_euid() == 0 {
+        fs::rename(dir.join("keys"), d.path().join("keys-aside")).unwrap();
+        fs::create_dir(dir.join("keys")).unwrap();
+        std::os::unix::fs::chown(dir.join("keys"), Some(4242), Some(4242)).unwrap();
+        assert!(matches!(verify(&dir, None), Err(Error::Corrupt { .. })));
+    }
+}

@@ -47,22 +47,36 @@ impl AtomicFile {
 
     /// Starts writing `dest`. `private` makes the file mode 0600.
     pub(crate) fn create(dest: &Path, private: bool) -> Result<Self> {
-        refuse_foreign_link(dest)?;
-        if let Ok(meta) = fs::metadata(dest) {
-            if !meta.is_file() {
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .open(dest)
-                    .with_context(|| format!("cannot open {} for writing", dest.display()))?;
-                return Ok(Self {
-                    file: None,
-                    direct: Some(f),
-                    dest: dest.to_path_buf(),
-                });
+        let is_link = fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+        let private_dir = links_to_follow(dest)?;
+        // A device or FIFO (`-o /dev/stdout`) is written to as it is,
+        // unless it is reached through a link that is not followed.
+        let special = if is_link && !private_dir {
+            None
+        } else {
+            fs::metadata(dest).ok().filter(|m| !m.is_file())
+        };
+        if let Some(m) = special {
+            use std::os::unix::fs::MetadataExt;
+            let me = rustix::process::geteuid().as_raw();
+            if !private_dir && m.uid() != me && m.uid() != 0 {
+                bail!(
+                    "{} is another user's FIFO or device in a directory others can write: not written to; write elsewhere",
+                    dest.display()
+                );
             }
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .with_context(|| format!("cannot open {} for writing", dest.display()))?;
+            return Ok(Self {
+                file: None,
+                direct: Some(f),
+                dest: dest.to_path_buf(),
+            });
         }
         let resolved;
-        let dest = if fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink()) {
+        let dest = if is_link && private_dir {
             resolved = fs::canonicalize(dest)
                 .with_context(|| format!("cannot resolve {}", dest.display()))?;
             resolved.as_path()
@@ -217,29 +231,44 @@ pub(crate) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-/// Refuses to follow `dest` when it is a symbolic link someone else
-/// planted in a shared sticky directory (`/tmp`): the rule of the kernel's
-/// `protected_symlinks`, which a link resolved here would bypass. A link
-/// of this user's, or of the directory's owner, is followed.
-fn refuse_foreign_link(dest: &Path) -> Result<()> {
+/// Whether someone other than this user (or root) can change the entries
+/// of the directory `meta` describes: its owner, or anyone when it is
+/// group- or world-writable (`/tmp`, sticky or not).
+fn others_can_write(meta: &fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(link) = fs::symlink_metadata(dest) else {
-        return Ok(());
-    };
-    if !link.file_type().is_symlink() {
-        return Ok(());
-    }
-    let parent = match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = fs::metadata(parent).with_context(|| format!("cannot read {}", parent.display()))?;
     let me = rustix::process::geteuid().as_raw();
-    if dir.mode() & 0o1002 == 0o1002 && link.uid() != me && link.uid() != dir.uid() {
-        bail!(
-            "{} is a symbolic link another user made in a shared directory: not followed (as the kernel's protected_symlinks does); remove it or write elsewhere",
-            dest.display()
-        );
+    (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0
+}
+
+/// The links on the way to `dest` that may be followed: a symbolic link in
+/// a directory someone else can write (planted there, or swapped in at any
+/// moment) is never followed. Returns whether `dest` itself, if a link, is
+/// followed; when not, the output replaces the link (it is renamed over)
+/// and never writes through it. A link on the way to its directory in
+/// such a place is refused.
+fn links_to_follow(dest: &Path) -> Result<bool> {
+    let abs = if dest.is_absolute() {
+        dest.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .context("cannot read the current directory")?
+            .join(dest)
+    };
+    let parent_of = |p: &Path| -> Result<bool> {
+        let parent = p.parent().unwrap_or(Path::new("/"));
+        let m =
+            fs::metadata(parent).with_context(|| format!("cannot read {}", parent.display()))?;
+        Ok(others_can_write(&m))
+    };
+    let mut ancestors: Vec<&Path> = abs.ancestors().skip(1).collect();
+    ancestors.pop(); // the root
+    for a in ancestors.into_iter().rev() {
+        if fs::symlink_metadata(a).is_ok_and(|m| m.file_type().is_symlink()) && parent_of(a)? {
+            bail!(
+                "{} is a symbolic link in a directory others can write: not followed; write elsewhere",
+                a.display()
+            );
+        }
     }
-    Ok(())
+    Ok(!parent_of(&abs)?)
 }

@@ -699,10 +699,28 @@ fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
         "--entry-out",
         "shared/e",
     ]));
-    assert_eq!(c, 2, "{err}");
-    assert!(err.contains("not followed"), "{err}");
+    // Replaced (root may rename over another user's link in a sticky
+    // directory; anyone else is refused), never written through.
+    let _ = (c, err);
     assert_eq!(fs::read(p.join("victim")).unwrap(), b"precious");
-    // The user's own link is followed, as before.
+    // A link to a directory on the way is refused.
+    fs::create_dir(p.join("private")).unwrap();
+    std::os::unix::fs::symlink(p.join("private"), p.join("shared/proofs")).unwrap();
+    std::os::unix::fs::lchown(p.join("shared/proofs"), Some(4242), Some(4242)).unwrap();
+    let (c, _, err) = code(citadel(p).args([
+        "audit",
+        "prove",
+        "--dir",
+        "log",
+        "--index",
+        "0",
+        "--entry-out",
+        "shared/proofs/e",
+    ]));
+    assert_eq!(c, 2, "{err}");
+    assert!(!p.join("private/e").exists());
+    // In a directory others can write, even the user's own link is
+    // replaced, not written through (it could be swapped at any moment).
     std::os::unix::fs::symlink(p.join("victim"), p.join("shared/mine")).unwrap();
     stdout(citadel(p).args([
         "audit",
@@ -713,6 +731,24 @@ fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
         "0",
         "--entry-out",
         "shared/mine",
+    ]));
+    assert_eq!(fs::read(p.join("victim")).unwrap(), b"precious");
+    assert!(
+        fs::symlink_metadata(p.join("shared/mine"))
+            .unwrap()
+            .is_file()
+    );
+    // In the user's own directory, a link is followed, as before.
+    std::os::unix::fs::symlink(p.join("victim"), p.join("mine")).unwrap();
+    stdout(citadel(p).args([
+        "audit",
+        "prove",
+        "--dir",
+        "log",
+        "--index",
+        "0",
+        "--entry-out",
+        "mine",
     ]));
     assert_ne!(fs::read(p.join("victim")).unwrap(), b"precious");
 }
