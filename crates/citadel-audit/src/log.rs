@@ -585,6 +585,18 @@ impl AuditLog {
             }
         }
         let (seg_file, acked) = if write {
+            // Temporary files a crash left behind (a segment or checkpoint
+            // being created) are removed.
+            for sub in ["segments", "checkpoints"] {
+                if !dir.exists(sub)? {
+                    continue;
+                }
+                for name in dir.list(sub)? {
+                    if name.ends_with(".tmp") {
+                        dir.remove(&format!("{sub}/{name}"))?;
+                    }
+                }
+            }
             // The files this open created (index, tree levels) stay.
             dir.sync_dir("tree")?;
             dir.sync_dir("")?;

@@ -1055,3 +1055,22 @@ fn verify_needs_the_owners_keys_directory() {
         assert!(matches!(verify(&dir, None), Err(Error::Corrupt { .. })));
     }
 }
+
+/// A kill during a segment roll or a checkpoint left `*.tmp` files that
+/// stayed forever; opening for writing removes them.
+#[test]
+fn temporary_files_a_crash_left_are_removed() {
+    let (_d, dir) = new_log(2, None);
+    let stale = [
+        dir.join("segments/00000000000000000002.seg.tmp"),
+        dir.join("checkpoints/00000000000000000002.txt.tmp"),
+    ];
+    for f in &stale {
+        fs::write(f, b"half").unwrap();
+    }
+    verify(&dir, None).unwrap();
+    drop(AuditLog::open(&dir, Durability::EveryAppend).unwrap());
+    for f in &stale {
+        assert!(!f.exists(), "{}", f.display());
+    }
+}

@@ -576,7 +576,7 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
     // A proof to a stale checkpoint would say nothing of the newer entries.
     if n < log.size() && log.is_live() {
         eprintln!(
-            "citadel: the log is being written (by a running vault's audit device, say): the proof covers the {n} entries of its latest checkpoint, not the ones appended since"
+            "citadel: the log is being written (by a running vault's audit device, say), or is another user's: the proof covers the {n} entries of its latest checkpoint, not the ones appended since"
         );
     } else if n < log.size() {
         bail!(
