@@ -79,7 +79,6 @@ pub(crate) struct ArmorReader<R: BufRead> {
     pos: usize,
     done: bool,
     started: bool,
-    any_data: bool,
 }
 
 impl<R: BufRead> ArmorReader<R> {
@@ -90,7 +89,6 @@ impl<R: BufRead> ArmorReader<R> {
             pos: 0,
             done: false,
             started: false,
-            any_data: false,
         }
     }
 
@@ -136,13 +134,11 @@ impl<R: BufRead> ArmorReader<R> {
             .ok_or_else(|| err("the armor ends without its END line"))?;
         let body = strip_eol(&l).ok_or_else(|| err("an armor line is too long or unterminated"))?;
         if body == END {
-            if self.any_data {
-                return Err(err("the armor END line repeats"));
-            }
-            // An empty armored file: END right after BEGIN.
+            // After BEGIN (an empty file) or after a full line: the lines'
+            // lengths, not where the read buffer happens to end, say where
+            // the data stops.
             return self.finish_after_end();
         }
-        self.any_data = true;
         if body.len() > COLUMNS {
             return Err(err("an armor line is longer than 64 columns"));
         }
@@ -157,14 +153,10 @@ impl<R: BufRead> ArmorReader<R> {
             return Err(err("non-canonical base64 in the armor"));
         }
         self.pos = 0;
+        // A short (or padded) line is the last one: END must follow. After
+        // a full line, the next line says (data, or END).
         if body.len() < COLUMNS || body.ends_with(b"=") {
             self.expect_end()?;
-        } else {
-            // A full line: the next one may be the END line.
-            let buf = self.inner.fill_buf()?;
-            if buf.starts_with(END) {
-                self.expect_end()?;
-            }
         }
         Ok(())
     }
@@ -221,5 +213,45 @@ impl<R: BufRead> Read for ArmorReader<R> {
         out[..n].copy_from_slice(&self.decoded[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufReader;
+
+    fn armored(data: &[u8]) -> Vec<u8> {
+        let mut w = ArmorWriter::new(Vec::new()).unwrap();
+        w.write_all(data).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// Issue 13: an END line that began within the last 31 bytes of the
+    /// read buffer was taken for a second one ("the armor END line
+    /// repeats"). Every END position relative to the buffer decodes.
+    #[test]
+    fn the_end_line_is_found_wherever_the_buffer_ends() {
+        for lines in 0..40usize {
+            for extra in [0usize, 1, 47] {
+                let data: Vec<u8> = (0..lines * 48 + extra).map(|i| (i * 7) as u8).collect();
+                let text = armored(&data);
+                for cap in 1..=140 {
+                    let mut out = Vec::new();
+                    ArmorReader::new(BufReader::with_capacity(cap, &text[..]))
+                        .read_to_end(&mut out)
+                        .unwrap_or_else(|e| panic!("{lines} lines + {extra}, buffer {cap}: {e}"));
+                    assert_eq!(out, data);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn what_follows_the_end_line_is_still_checked() {
+        let mut text = armored(&[1u8; 96]);
+        text.extend_from_slice(b"-----END AGE ENCRYPTED FILE-----\n");
+        let mut out = Vec::new();
+        assert!(ArmorReader::new(&text[..]).read_to_end(&mut out).is_err());
     }
 }

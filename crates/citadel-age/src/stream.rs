@@ -50,7 +50,9 @@ const GROUP: usize = 8;
 /// A three-stage pipeline: `produce` reads items on its own thread, workers
 /// run `work` on them in parallel, and `consume` (on the calling thread,
 /// which keeps the output writer) receives the results in input order. It
-/// returns `Ok(true)` to stop early; the first error from any stage wins.
+/// returns `Ok(true)` to stop early; the first error from any stage wins,
+/// and every other stage stops promptly: no stage blocks on a peer that has
+/// gone (each queue's far end is dropped with the last stage using it).
 fn pipeline<I: Send, O: Send>(
     produce: impl FnMut() -> Result<Option<I>> + Send,
     work: impl Fn(I) -> O + Sync,
@@ -100,6 +102,11 @@ fn pipeline<I: Send, O: Send>(
                 }
             });
         }
+        // Only the workers hold the job queue's receiving end and the
+        // result queue's sending end: once they are gone, the reader's
+        // next send fails (it would otherwise wait forever on a full queue
+        // nobody reads), and the results end.
+        drop(job_rx);
         drop(done_tx);
         let mut pending = BTreeMap::new();
         let mut next = 0u64;
@@ -335,4 +342,107 @@ pub(crate) fn payload_key(file_key: &[u8], nonce: &[u8; 16]) -> Result<AeadKey> 
         32,
     )?;
     Ok(AeadKey::new(AeadAlgorithm::ChaCha20Poly1305, k.expose())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> AeadKey {
+        AeadKey::new(AeadAlgorithm::ChaCha20Poly1305, &[7u8; 32]).unwrap()
+    }
+
+    /// Runs `f` on another thread; a hang (the issue 13 deadlock) fails
+    /// the test after 20 s instead of stopping it.
+    fn within<T: Send + 'static>(what: String, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{what}: hung"))
+    }
+
+    fn sealed(len: usize) -> Vec<u8> {
+        let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let mut out = Vec::new();
+        encrypt(&key(), &mut &plain[..], &mut out).unwrap();
+        out
+    }
+
+    /// A writer that fails once `left` bytes were written (a full disk, a
+    /// closed pipe).
+    struct FailAfter(usize);
+
+    impl Write for FailAfter {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.0 < b.len() {
+                return Err(io::Error::other("no space left (simulated)"));
+            }
+            self.0 -= b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A reader that fails once `left` bytes were read.
+    struct ReadFailAfter<'a>(&'a [u8], usize);
+
+    impl Read for ReadFailAfter<'_> {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            if self.1 == 0 {
+                return Err(io::Error::other("read error (simulated)"));
+            }
+            let n = b.len().min(self.1).min(self.0.len());
+            b[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            self.1 -= n;
+            Ok(n)
+        }
+    }
+
+    /// Issue 13: the first error of any stage stops every other stage
+    /// promptly, whatever the stage and wherever the damage, many times
+    /// over (the hang was a race).
+    #[test]
+    fn the_first_error_in_any_stage_ends_the_pipeline() {
+        let ct = std::sync::Arc::new(sealed(16 * 1024 * 1024 + 5));
+        let chunks = ct.len() / CT_CHUNK;
+        for run in 0..50 {
+            for at in [0, chunks / 2, chunks] {
+                let ct = ct.clone();
+                let r = within(format!("damage at chunk {at}, run {run}"), move || {
+                    let mut bad = ct.to_vec();
+                    let pos = (at * CT_CHUNK + 100).min(bad.len() - 1);
+                    bad[pos] ^= 1;
+                    decrypt(&key(), &mut &bad[..], &mut io::sink())
+                });
+                assert!(matches!(r, Err(Error::Payload(_))), "{r:?}");
+            }
+            let ct2 = ct.clone();
+            let r = within(format!("failing writer, run {run}"), move || {
+                decrypt(&key(), &mut &ct2[..], &mut FailAfter(3 * 1024 * 1024))
+            });
+            assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+            let ct3 = ct.clone();
+            let r = within(format!("failing reader, run {run}"), move || {
+                decrypt(
+                    &key(),
+                    &mut ReadFailAfter(&ct3[..], 5 * 1024 * 1024),
+                    &mut io::sink(),
+                )
+            });
+            assert!(r.is_err());
+            let r = within(
+                format!("failing writer while encrypting, run {run}"),
+                || {
+                    let plain = vec![1u8; 16 * 1024 * 1024];
+                    encrypt(&key(), &mut &plain[..], &mut FailAfter(2 * 1024 * 1024))
+                },
+            );
+            assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
+        }
+    }
 }

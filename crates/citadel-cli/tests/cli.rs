@@ -731,3 +731,79 @@ fn send_and_recv_a_tree_over_pq_mutual_tls() {
         );
     }
 }
+
+/// Issue 13: a damaged file made `citadel decrypt` hang at times (a
+/// pipeline stage waited on one that had stopped); it now exits 1 at once,
+/// to a file and to stdout, wherever the damage is. And an armored file
+/// whose END line fell just before an 8 KiB boundary of the read buffer
+/// (108,648 bytes to an X25519 recipient) was refused.
+#[test]
+fn damaged_files_end_at_once_and_every_armored_length_decrypts() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for (alg, out) in [("mlkem768x25519", "pq"), ("x25519", "x")] {
+        citadel(p)
+            .args(["key", "gen", "--alg", alg, "--out", out])
+            .assert()
+            .success();
+    }
+    let data: Vec<u8> = (0..64u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(p.join("big"), &data).unwrap();
+    citadel(p)
+        .args(["encrypt", "-R", "pq.pub", "-o", "big.age", "big"])
+        .assert()
+        .success();
+    let good = fs::read(p.join("big.age")).unwrap();
+    for at in [1_000_000usize, 40_000_000, good.len() - 5] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x40;
+        fs::write(p.join("big.bad"), &bad).unwrap();
+        for run in 0..10 {
+            for to_file in [true, false] {
+                let mut c = citadel(p);
+                c.args(["decrypt", "-i", "pq.key"]);
+                if to_file {
+                    c.args(["-o", "out"]);
+                }
+                let t = std::time::Instant::now();
+                let out = c
+                    .arg("big.bad")
+                    .timeout(std::time::Duration::from_secs(30))
+                    .output()
+                    .unwrap();
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "at {at}, run {run}: {}",
+                    stderr_line(&out)
+                );
+                assert!(t.elapsed().as_secs() < 10, "at {at}: {:?}", t.elapsed());
+                assert!(!p.join("out").exists(), "no partial output");
+            }
+        }
+    }
+    let plain: Vec<u8> = (0..108_648u32)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    fs::write(p.join("plain"), &plain).unwrap();
+    for extra in 0..4usize {
+        let n = 108_648 + extra * 48;
+        fs::write(
+            p.join("plain"),
+            &plain.iter().cycle().take(n).copied().collect::<Vec<u8>>(),
+        )
+        .unwrap();
+        citadel(p)
+            .args(["encrypt", "-a", "-R", "x.pub", "-o", "p.age", "plain"])
+            .assert()
+            .success();
+        let out = citadel(p)
+            .args(["decrypt", "-i", "x.key", "p.age"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{n} bytes: {}", stderr_line(&out));
+        assert_eq!(out.stdout.len(), n);
+    }
+}
