@@ -792,7 +792,7 @@ fn damaged_files_end_at_once_and_every_armored_length_decrypts() {
         let n = 108_648 + extra * 48;
         fs::write(
             p.join("plain"),
-            &plain.iter().cycle().take(n).copied().collect::<Vec<u8>>(),
+            plain.iter().cycle().take(n).copied().collect::<Vec<u8>>(),
         )
         .unwrap();
         citadel(p)
