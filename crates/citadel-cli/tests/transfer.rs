@@ -924,3 +924,80 @@ fn a_refused_chunk_reason_survives_a_direct_reset() {
         assert!(log.contains("does not match the signed manifest"), "{log}");
     }
 }
+
+/// Issue 13's sweep, `send --streams 4`: when one stream's chunk is refused
+/// (here every chunk: the files changed after the manifest was signed),
+/// every stream ends and the sender returns the reason promptly, not after
+/// a helper stream's 300 s read timeout.
+#[test]
+fn a_parallel_send_ends_on_its_first_refused_chunk() {
+    use citadel_crypto::PrivateKey;
+    use citadel_transfer::manifest::Manifest;
+    let d = setup();
+    let p = d.path();
+    let key = match PrivateKey::from_pem(&fs::read_to_string(p.join("CA/alice.key")).unwrap(), None)
+        .unwrap()
+    {
+        PrivateKey::Signature(k) => k,
+        PrivateKey::Kem(_) => unreachable!(),
+    };
+    fs::create_dir_all(p.join("tree")).unwrap();
+    for round in 0..5u32 {
+        for f in 0..4u32 {
+            fs::write(
+                p.join(format!("tree/f{f}")),
+                pattern(12 * 1024 * 1024, round * 10 + f),
+            )
+            .unwrap();
+        }
+        let (manifest, locals) = Manifest::build_with_sources(&[p.join("tree").as_path()]).unwrap();
+        // One file changes after the manifest was signed.
+        fs::write(
+            p.join(format!("tree/f{}", round % 4)),
+            pattern(12 * 1024 * 1024, 999),
+        )
+        .unwrap();
+        let (recv, addr) = start_recv(p, &format!("out{round}"), &["--once"]);
+        let t = Instant::now();
+        let mut primary =
+            citadel_tls::stream::ClientStream::new(raw_client(p, &addr, false).unwrap());
+        let pp = p.to_path_buf();
+        let a2 = addr.clone();
+        let more = move |_k: usize| -> Result<Box<dyn citadel_transfer::session::Stream>, String> {
+            raw_client(&pp, &a2, false).map(|s| {
+                Box::new(citadel_tls::stream::ClientStream::new(s))
+                    as Box<dyn citadel_transfer::session::Stream>
+            })
+        };
+        let err = citadel_transfer::session::send_parallel(
+            &mut primary,
+            &more,
+            4,
+            &manifest,
+            &locals,
+            &key,
+            &|_, _| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "round {round}: {:?}",
+            t.elapsed()
+        );
+        assert!(
+            err.contains("does not match the signed manifest"),
+            "round {round}: {err}"
+        );
+        // The sending process would exit here, closing every stream.
+        drop(primary);
+        let t2 = Instant::now();
+        let (_, log) = stderr_of(recv);
+        assert!(
+            t2.elapsed() < Duration::from_secs(30),
+            "round {round}: {:?}",
+            t2.elapsed()
+        );
+        assert!(log.contains("does not match the signed manifest"), "{log}");
+    }
+}

@@ -98,6 +98,10 @@ pub enum Error {
     /// connection reports the transfer's own outcome).
     #[error("a parallel stream failed: {0}")]
     Stream(Box<Error>),
+    /// The transfer had already failed (another of its streams met the
+    /// error given, the first one).
+    #[error("the transfer stopped: {0}")]
+    Failed(String),
     /// This stream stopped because another stream of the transfer failed.
     #[error("stopped: another stream of the transfer failed")]
     Aborted,

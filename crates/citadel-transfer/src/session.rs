@@ -324,14 +324,23 @@ struct Transfer {
     files: Vec<FileAssembler>,
     received: AtomicU64,
     failed: AtomicBool,
+    /// Why it failed: the first reason, which every stream reports.
+    why: Mutex<Option<String>>,
 }
 
 impl Transfer {
+    /// The error a stream of a failed transfer ends with: the first
+    /// failure's own reason, whichever stream met it.
+    fn failed_error(&self) -> Error {
+        let why = self.why.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        Error::Failed(why.unwrap_or_else(|| {
+            "it was taken over by a newer connection from the same sender".into()
+        }))
+    }
+
     fn write(&self, payload: &[u8]) -> Result<()> {
         if self.failed.load(Ordering::Relaxed) {
-            return Err(Error::Frame(
-                "the transfer was taken over by a newer connection from the same sender".into(),
-            ));
+            return Err(self.failed_error());
         }
         let (file, chunk, data) = frame::parse_chunk_payload(payload)?;
         let a = self
@@ -362,8 +371,13 @@ impl Transfer {
         }
     }
 
-    /// Keeps every verified chunk for the next attempt.
-    fn fail(&self) {
+    /// Records the first failure's reason, and keeps every verified chunk
+    /// for the next attempt.
+    fn fail(&self, why: &Error) {
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| why.to_string());
         self.failed.store(true, Ordering::Relaxed);
         for a in &self.files {
             let _ = a.save_state();
@@ -376,7 +390,13 @@ impl Transfer {
 pub struct Receiver {
     root: Root,
     active: Mutex<HashMap<[u8; 16], Arc<Transfer>>>,
+    /// The last transfers that failed, and why: a stream that joins one
+    /// after its first connection ended is told the reason.
+    failed: Mutex<std::collections::VecDeque<([u8; 16], String)>>,
 }
+
+/// Failed transfers remembered for late streams.
+const FAILED_KEPT: usize = 64;
 
 /// Removes a transfer from the active set when its first connection ends
 /// (unless a newer connection for the same transfer replaced it).
@@ -395,6 +415,17 @@ impl Drop for Registered<'_> {
         {
             active.remove(&self.id);
         }
+        drop(active);
+        if self.transfer.failed.load(Ordering::Relaxed) {
+            let Error::Failed(why) = self.transfer.failed_error() else {
+                return;
+            };
+            let mut f = self.rx.failed.lock().unwrap_or_else(|p| p.into_inner());
+            if f.len() >= FAILED_KEPT {
+                f.pop_front();
+            }
+            f.push_back((self.id, why));
+        }
     }
 }
 
@@ -406,6 +437,7 @@ impl Receiver {
         Ok(Self {
             root: Root::open(out_dir, umask)?,
             active: Mutex::new(HashMap::new()),
+            failed: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -465,10 +497,14 @@ impl Receiver {
             .filter(|_| buf.len() == 20)
             .ok_or_else(|| Error::Frame("JOIN payload must be 20 bytes".into()))?;
         let t = self.active().get(&id).cloned().ok_or_else(|| {
-            Error::Frame(format!(
-                "no transfer {} is in progress here (its first connection ended?)",
-                hex::encode(id)
-            ))
+            let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+            match failed.iter().rev().find(|(f, _)| *f == id) {
+                Some((_, why)) => Error::Failed(why.clone()),
+                None => Error::Frame(format!(
+                    "no transfer {} is in progress here (its first connection ended?)",
+                    hex::encode(id)
+                )),
+            }
         })?;
         if t.sender != sender.as_bytes() {
             return Err(Error::Frame(
@@ -476,11 +512,11 @@ impl Receiver {
             ));
         }
         if t.failed.load(Ordering::Relaxed) {
-            return Err(Error::Frame("the transfer already failed".into()));
+            return Err(t.failed_error());
         }
         write_frame(stream, Kind::Joined, &[])?;
         if let Err(e) = t.take_chunks(stream, buf) {
-            t.fail();
+            t.fail(&e);
             return Err(e);
         }
         write_frame(stream, Kind::Done, &[])
@@ -524,6 +560,7 @@ impl Receiver {
             files,
             received: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            why: Mutex::new(None),
         });
         self.active().insert(id, Arc::clone(&t));
         let _registered = Registered {
@@ -550,7 +587,7 @@ impl Receiver {
             Ok(())
         })();
         if let Err(e) = streamed {
-            t.fail();
+            t.fail(&e);
             return Err(e);
         }
         // FILE_DONE frames go out only after the last chunk arrived: the
