@@ -238,11 +238,17 @@ impl LogDir {
         if rel.is_empty() {
             return Ok(self.root.clone());
         }
+        self.open_dir(rel, OFlags::RDONLY)
+    }
+
+    /// Opens the directory `rel` (`how`: `RDONLY`, or `PATH` for a handle
+    /// that is only a place), never through a link.
+    fn open_dir(&self, rel: &str, how: OFlags) -> io::Result<Arc<File>> {
         let (dir, name) = self.parent(rel)?;
         let fd = rustix::fs::openat(
             &*dir,
             name,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            how | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
         Ok(Arc::new(File::from(fd)))
@@ -306,17 +312,7 @@ impl LogDir {
     /// The handle is an `O_PATH` one: its owner can be checked by anyone
     /// who can reach it, and what is in it opened by whoever may.
     pub(crate) fn subdir(&self, rel: &str) -> Result<LogDir, Error> {
-        let d = (|| -> io::Result<Arc<File>> {
-            let (dir, name) = self.parent(rel)?;
-            let fd = rustix::fs::openat(
-                &*dir,
-                name,
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?;
-            Ok(Arc::new(File::from(fd)))
-        })()
-        .map_err(|e| {
+        let d = self.open_dir(rel, OFlags::PATH).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
                 Error::Corrupt {
                     index: None,

@@ -353,6 +353,19 @@ fn a_client_from_another_ca_is_refused() {
     assert!(!p.join("out/f.txt").exists());
 }
 
+/// Alice's signing key, as the sender uses it.
+fn alice_key(p: &Path) -> citadel_crypto::sig::SigningKey {
+    match citadel_crypto::PrivateKey::from_pem(
+        &fs::read_to_string(p.join("CA/alice.key")).unwrap(),
+        None,
+    )
+    .unwrap()
+    {
+        citadel_crypto::PrivateKey::Signature(k) => k,
+        citadel_crypto::PrivateKey::Kem(_) => unreachable!(),
+    }
+}
+
 /// A TLS client built in-process, for what `citadel send` will not do.
 fn raw_client(
     p: &Path,
@@ -405,19 +418,13 @@ fn a_classical_only_client_is_refused() {
 
 #[test]
 fn path_traversal_from_a_malicious_sender_is_refused() {
-    use citadel_crypto::PrivateKey;
     use citadel_transfer::manifest::Manifest;
     let d = setup();
     let p = d.path();
     fs::write(p.join("f.txt"), b"payload").unwrap();
     let (mut manifest, locals) =
         Manifest::build_with_sources(&[p.join("f.txt").as_path()]).unwrap();
-    let key = match PrivateKey::from_pem(&fs::read_to_string(p.join("CA/alice.key")).unwrap(), None)
-        .unwrap()
-    {
-        PrivateKey::Signature(k) => k,
-        PrivateKey::Kem(_) => unreachable!(),
-    };
+    let key = alice_key(p);
     for evil in ["../escaped.txt", "/tmp/absolute.txt", "a/../../escaped.txt"] {
         manifest.files[0].path = evil.into();
         let (recv, addr) = start_recv(p, "out", &["--once"]);
@@ -889,16 +896,10 @@ fn a_classical_key_is_refused_with_the_reason() {
 /// the plain `StreamOwned` rounds here lose the reason every time.
 #[test]
 fn a_refused_chunk_reason_survives_a_direct_reset() {
-    use citadel_crypto::PrivateKey;
     use citadel_transfer::manifest::Manifest;
     let d = setup();
     let p = d.path();
-    let key = match PrivateKey::from_pem(&fs::read_to_string(p.join("CA/alice.key")).unwrap(), None)
-        .unwrap()
-    {
-        PrivateKey::Signature(k) => k,
-        PrivateKey::Kem(_) => unreachable!(),
-    };
+    let key = alice_key(p);
     for round in 0..4u32 {
         let name = format!("f{round}.bin");
         fs::write(p.join(&name), pattern(64 * 1024 * 1024, round)).unwrap();
@@ -931,16 +932,10 @@ fn a_refused_chunk_reason_survives_a_direct_reset() {
 /// a helper stream's 300 s read timeout.
 #[test]
 fn a_parallel_send_ends_on_its_first_refused_chunk() {
-    use citadel_crypto::PrivateKey;
     use citadel_transfer::manifest::Manifest;
     let d = setup();
     let p = d.path();
-    let key = match PrivateKey::from_pem(&fs::read_to_string(p.join("CA/alice.key")).unwrap(), None)
-        .unwrap()
-    {
-        PrivateKey::Signature(k) => k,
-        PrivateKey::Kem(_) => unreachable!(),
-    };
+    let key = alice_key(p);
     fs::create_dir_all(p.join("tree")).unwrap();
     for round in 0..5u32 {
         for f in 0..4u32 {
