@@ -375,7 +375,12 @@ fn append(a: AppendArgs) -> Result<()> {
     let mut n = 0usize;
     loop {
         let line = match rx.recv_timeout(window) {
-            Ok(line) => line.context("cannot read stdin")?,
+            Ok(Ok(line)) => line,
+            // What came before is committed and acknowledged all the same.
+            Ok(Err(e)) => {
+                result = Err(anyhow::Error::new(e).context("cannot read stdin"));
+                break;
+            }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 log.commit()?;
                 print(&mut out, log.durable_size(), &mut pending)?;

@@ -116,13 +116,7 @@ pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::
         if let Some(why) = tls_error(source) {
             return anyhow!("{context}: {why}");
         }
-        if matches!(
-            source.kind(),
-            std::io::ErrorKind::UnexpectedEof
-                | std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::ConnectionAborted
-        ) {
+        if inner.is_disconnect() {
             return anyhow!(match side {
                 Side::Receiver =>
                     "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes",
@@ -388,6 +382,8 @@ pub(crate) fn hold_connections(
         .next()
         .ok_or_else(|| anyhow!("{to} resolves to no address"))?;
     let next = std::sync::atomic::AtomicUsize::new(0);
+    // The first failure stops the other workers before their next connection.
+    let failed = std::sync::atomic::AtomicBool::new(false);
     let open = std::sync::Mutex::new(Vec::with_capacity(count));
     let start = Instant::now();
     std::thread::scope(|s| -> Result<()> {
@@ -396,11 +392,14 @@ pub(crate) fn hold_connections(
                 s.spawn(|| -> Result<()> {
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if i >= count {
+                        if i >= count || failed.load(std::sync::atomic::Ordering::Relaxed) {
                             break;
                         }
                         let source = (!from.is_empty()).then(|| from[i % from.len()]);
-                        let (stream, _) = connect_from(to, addr, &cfg, source)?;
+                        let (stream, _) =
+                            connect_from(to, addr, &cfg, source).inspect_err(|_| {
+                                failed.store(true, std::sync::atomic::Ordering::Relaxed)
+                            })?;
                         open.lock().unwrap_or_else(|p| p.into_inner()).push(stream);
                     }
                     Ok(())

@@ -783,3 +783,91 @@ fn a_huge_line_is_refused_and_tail_escapes_control_characters() {
     assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
     assert!(out.contains("\\u{001b}[31mred"), "{out}");
 }
+
+/// Issue 13's sweep, `audit append`: its stdin is read on a thread that
+/// hands lines over a bounded queue. Whatever stops the appends (a bad line
+/// at the first, a middle or the last position, stdin unreadable, stdout
+/// closed), the command ends at once with exit 2, even while the producer
+/// keeps its end of stdin open and writing, and acknowledges what it kept.
+#[test]
+fn append_ends_on_its_first_error_while_the_producer_writes_on() {
+    use std::time::{Duration, Instant};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    stdout(citadel(p).args(["audit", "init", "--dir", "log"]));
+    let bin = assert_cmd::cargo::cargo_bin("citadel");
+    let spawn = |stdout_to: Stdio| {
+        std::process::Command::new(&bin)
+            .current_dir(p)
+            .args(["audit", "append", "--dir", "log"])
+            .stdin(Stdio::piped())
+            .stdout(stdout_to)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Runs the child while a thread writes `more` to its stdin until the
+    // pipe breaks and another reads its acknowledgements: it must end
+    // within 5 s. Returns its exit code, stderr and acknowledgements.
+    let ends = |mut child: std::process::Child, first: String, more: String| {
+        let mut input = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            let _ = input.write_all(first.as_bytes());
+            while input.write_all(more.as_bytes()).is_ok() {}
+        });
+        let reader = child.stdout.take().map(|mut acks| {
+            std::thread::spawn(move || {
+                let mut out = String::new();
+                let _ = std::io::Read::read_to_string(&mut acks, &mut out);
+                out
+            })
+        });
+        let t = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if t.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                panic!("append did not end within 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        feeder.join().unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        let out = reader.map_or(String::new(), |r| r.join().unwrap());
+        (status.code(), err, out)
+    };
+    let mut entries = 0usize;
+    for bad_at in [0usize, 5_000, 9_999] {
+        for round in 0..10 {
+            let mut batch = lines(bad_at, entries);
+            batch.push_str("not json\n");
+            // The producer goes on writing good lines, and never closes.
+            let (code, err, out) = ends(spawn(Stdio::piped()), batch, lines(200, 0));
+            assert_eq!(code, Some(2), "bad line {bad_at}, round {round}: {err}");
+            assert!(err.contains(&format!("line {}", bad_at + 1)), "{err}");
+            // Every line before the bad one was kept and acknowledged.
+            assert_eq!(out.lines().count(), bad_at, "bad line {bad_at}");
+            entries += bad_at;
+        }
+    }
+    // Stdin that cannot be read (a directory): exit 2, nothing kept.
+    let out = std::process::Command::new(&bin)
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "log"])
+        .stdin(fs::File::open(p).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read stdin"));
+    // Acknowledgements nobody reads (stdout closed): it ends, exit 2.
+    for _ in 0..10 {
+        let mut child = spawn(Stdio::piped());
+        drop(child.stdout.take());
+        let (code, err, _) = ends(child, String::new(), lines(50, 0));
+        assert_eq!(code, Some(2), "{err}");
+        assert!(err.contains("Broken pipe"), "{err}");
+    }
+}

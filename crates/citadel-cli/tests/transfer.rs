@@ -996,3 +996,51 @@ fn a_parallel_send_ends_on_its_first_refused_chunk() {
         assert!(log.contains("does not match the signed manifest"), "{log}");
     }
 }
+
+/// Issue 13's sweep, the receiver's writer failing: `citadel recv` under a
+/// 4 MiB file size limit (as a full disk would, writes past it fail) ends
+/// a 16 MiB `send --streams 4` at both ends, promptly, with the reason.
+#[test]
+fn a_receiver_that_cannot_write_ends_both_ends() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("big.bin"), pattern(16 * 1024 * 1024, 5)).unwrap();
+    for round in 0..10 {
+        // SIGXFSZ ignored, so a write past the limit fails with EFBIG.
+        let mut child = std::process::Command::new("sh")
+            .current_dir(p)
+            .arg("-c")
+            .arg(r#"trap '' XFSZ; ulimit -f 8192 && exec "$0" "$@""#)
+            .arg(assert_cmd::cargo::cargo_bin("citadel"))
+            .args(["recv", "--listen", "127.0.0.1:0", "--once"])
+            .args(["--dir", &format!("out{round}"), "--ca", "CA"])
+            .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let addr = support::announced(&mut child, "listening on ");
+        let recv = support::KillOnDrop::new(child);
+        let t = Instant::now();
+        let sent = send_cmd(p, "big.bin", &addr, "alice")
+            .args(["--streams", "4"])
+            .output()
+            .unwrap();
+        let took = t.elapsed();
+        let (ok, log) = stderr_of(recv);
+        let both = t.elapsed();
+        let err = String::from_utf8_lossy(&sent.stderr);
+        assert!(!sent.status.success(), "round {round}: the send succeeded");
+        assert!(!ok, "round {round}: the receiver succeeded");
+        assert!(
+            took < Duration::from_secs(10),
+            "round {round}: send took {took:?}"
+        );
+        assert!(
+            both < Duration::from_secs(10),
+            "round {round}: recv took {both:?}"
+        );
+        assert!(err.contains("File too large"), "round {round}: {err}");
+        assert!(log.contains("File too large"), "round {round}: {log}");
+    }
+}

@@ -121,6 +121,20 @@ pub enum Error {
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+impl Error {
+    /// Whether the connection closed or was reset under this stream: the
+    /// other end went away (or was killed) rather than said why.
+    pub fn is_disconnect(&self) -> bool {
+        matches!(self, Error::Connection { source, .. } if matches!(
+            source.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::ConnectionAborted
+        ))
+    }
+}
+
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.display().to_string(),

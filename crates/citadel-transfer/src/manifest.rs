@@ -95,30 +95,47 @@ pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
     use std::os::unix::fs::FileExt;
     let f = fs::File::open(path).map_err(io(path))?;
     let size = f.metadata().map_err(io(path))?.len();
-    let n = chunk_count(size) as usize;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .clamp(1, 8)
-        .min(n.max(1));
-    let shrank = || {
-        Error::Manifest(format!(
-            "{} changed while it was being hashed; run the command again",
-            path.display()
-        ))
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let read = |buf: &mut [u8], at: u64| {
+        f.read_exact_at(buf, at).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::Manifest(format!(
+                    "{} changed while it was being hashed; run the command again",
+                    path.display()
+                ))
+            } else {
+                io(path)(e)
+            }
+        })
     };
+    hash_chunks(&read, size, threads)
+}
+
+/// Hashes `size` bytes read with `read(buf, offset)` on up to `threads`
+/// threads (at most 8). The first error stops every thread before its next
+/// chunk, and is the one returned.
+fn hash_chunks(
+    read: &(dyn Fn(&mut [u8], u64) -> Result<()> + Sync),
+    size: u64,
+    threads: usize,
+) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
+    let n = chunk_count(size) as usize;
+    let threads = threads.clamp(1, 8).min(n.max(1));
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = &failed;
     let hash_share = |k: usize| -> Result<Share> {
         let mut buf = vec![0u8; CHUNK_SIZE.min(size) as usize];
         let mut out = Vec::with_capacity(n / threads + 1);
         for i in (k..n).step_by(threads) {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
             let start = i as u64 * CHUNK_SIZE;
             let len = (size - start).min(CHUNK_SIZE) as usize;
-            f.read_exact_at(&mut buf[..len], start).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    shrank()
-                } else {
-                    io(path)(e)
-                }
-            })?;
+            if let Err(e) = read(&mut buf[..len], start) {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(e);
+            }
             out.push((i, *blake3::hash(&buf[..len]).as_bytes()));
         }
         Ok(out)
@@ -140,6 +157,14 @@ pub fn hash_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32])> {
                 .collect()
         })
     };
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        // A share cut short by another's failure is incomplete: only the
+        // failure itself is worth reporting.
+        return Err(shares
+            .into_iter()
+            .find_map(|s| s.err())
+            .unwrap_or_else(|| Error::Manifest("hashing stopped".into())));
+    }
     let mut chunks = vec![[0u8; 32]; n];
     for share in shares {
         for (i, h) in share? {
@@ -438,5 +463,41 @@ mod tests {
             Manifest::build(&[d.path()]),
             Err(Error::NotRegular(_))
         ));
+    }
+
+    /// Issue 13: a read failing at the first, a middle or the last chunk
+    /// ends hashing with that error, and the other threads stop before
+    /// their next chunk instead of reading the rest of the file.
+    #[test]
+    fn the_first_read_error_stops_every_hashing_thread() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let n = 24u64;
+        for bad in [0, n / 2, n - 1] {
+            for _ in 0..50 {
+                let (late, seen) = (
+                    AtomicUsize::new(0),
+                    std::sync::atomic::AtomicBool::new(false),
+                );
+                let read = |_: &mut [u8], at: u64| -> Result<()> {
+                    if seen.load(Ordering::SeqCst) {
+                        late.fetch_add(1, Ordering::SeqCst);
+                    }
+                    if at / CHUNK_SIZE == bad {
+                        seen.store(true, Ordering::SeqCst);
+                        return Err(Error::Manifest(format!("chunk {bad} unreadable")));
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                    Ok(())
+                };
+                let e = hash_chunks(&read, n * CHUNK_SIZE, 4).unwrap_err();
+                assert!(
+                    e.to_string().contains(&format!("chunk {bad} unreadable")),
+                    "{e}"
+                );
+                // Each other thread reads at most the chunk it had begun.
+                let late = late.into_inner();
+                assert!(late <= 3, "{late} reads after chunk {bad} failed");
+            }
+        }
     }
 }

@@ -157,15 +157,18 @@ pub fn send_parallel<S: Read + Write>(
     let streams = streams.clamp(1, work.len().max(1));
     summary.streams = streams;
     let id = crate::manifest::id_of_json(&manifest.to_json());
-    let abort = AtomicBool::new(false);
-    let (work, abort) = (&work, &abort);
+    let stop = Stop::default();
+    let (work, stop) = (&work, &stop);
     std::thread::scope(|s| -> Result<()> {
         let helpers: Vec<_> = (1..streams)
             .map(|k| {
-                s.spawn(move || {
-                    let r = (|| -> Result<()> {
-                        let mut conn =
-                            connect(k).map_err(|message| Error::Connect { index: k, message })?;
+                s.spawn(move || -> Result<(), Failure> {
+                    let mut conn = connect(k)
+                        .map_err(|message| stop.fail(Error::Connect { index: k, message }))?;
+                    // The failure is ranked before the connection closes:
+                    // what the receiver says after seeing it closed is a
+                    // consequence, not the cause.
+                    (|| -> Result<()> {
                         let mut join = id.to_vec();
                         join.extend_from_slice(&(k as u16).to_be_bytes());
                         join.extend_from_slice(&(streams as u16).to_be_bytes());
@@ -173,14 +176,11 @@ pub fn send_parallel<S: Read + Write>(
                         let mut buf = Vec::new();
                         expect(&mut conn, Kind::Joined, &mut buf)?;
                         let share = work.iter().skip(k).step_by(streams);
-                        send_chunks(&mut conn, share, local, progress, abort)?;
+                        send_chunks(&mut conn, share, local, progress, &stop.abort)?;
                         write_frame(&mut conn, Kind::Sent, &[])?;
                         expect(&mut conn, Kind::Done, &mut buf)
-                    })();
-                    if r.is_err() {
-                        abort.store(true, Ordering::Relaxed);
-                    }
-                    r
+                    })()
+                    .map_err(|e| stop.fail(e))
                 })
             })
             .collect();
@@ -189,27 +189,23 @@ pub fn send_parallel<S: Read + Write>(
             work.iter().step_by(streams),
             local,
             progress,
-            abort,
-        );
-        if mine.is_err() {
-            abort.store(true, Ordering::Relaxed);
-        }
-        // The first real error wins over "stopped because another failed".
-        let mut errors = vec![mine];
+            &stop.abort,
+        )
+        .map_err(|e| stop.fail(e));
+        let mut failures: Vec<Failure> = mine.err().into_iter().collect();
         for h in helpers {
-            errors.push(
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Frame("a sending thread panicked".into()))),
-            );
+            let r = h.join().unwrap_or_else(|_| {
+                Err(stop.fail(Error::Frame("a sending thread panicked".into())))
+            });
+            failures.extend(r.err());
         }
-        let mut first = None;
-        for e in errors.into_iter().filter_map(|r| r.err()) {
-            match (&first, &e) {
-                (None, _) | (Some(Error::Aborted), _) => first = Some(e),
-                _ => {}
-            }
-        }
-        first.map_or(Ok(()), Err)
+        // The earliest real failure is the cause; "stopped because another
+        // failed", and what a peer said after one stream broke, came later.
+        failures
+            .into_iter()
+            .filter(|(_, e)| !matches!(e, Error::Aborted))
+            .min_by_key(|(at, _)| *at)
+            .map_or(Ok(()), |(_, e)| Err(e))
     })?;
     write_frame(primary, Kind::Sent, &[])?;
     loop {
@@ -237,6 +233,27 @@ fn why_lost(stream: &mut (impl Read + ?Sized), e: Error) -> Error {
             Error::Connection { context, source }
         }
         _ => e,
+    }
+}
+
+/// A failed stream of a parallel send: its error, and when it failed
+/// relative to the others.
+type Failure = (usize, Error);
+
+/// What the streams of a parallel send share to stop together: the first
+/// failure raises `abort`, which every stream checks before each chunk.
+#[derive(Default)]
+struct Stop {
+    abort: AtomicBool,
+    order: std::sync::atomic::AtomicUsize,
+}
+
+impl Stop {
+    /// Records a failure (ranked by when it happened) and stops the others.
+    fn fail(&self, e: Error) -> Failure {
+        let at = self.order.fetch_add(1, Ordering::SeqCst);
+        self.abort.store(true, Ordering::SeqCst);
+        (at, e)
     }
 }
 
@@ -377,7 +394,15 @@ impl Transfer {
         self.why
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| why.to_string());
+            .get_or_insert_with(|| {
+                if why.is_disconnect() {
+                    // What the other streams then report: the cause, in
+                    // words, not the socket's.
+                    "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes".into()
+                } else {
+                    why.to_string()
+                }
+            });
         self.failed.store(true, Ordering::Relaxed);
         for a in &self.files {
             let _ = a.save_state();
@@ -587,8 +612,11 @@ impl Receiver {
             Ok(())
         })();
         if let Err(e) = streamed {
+            // Another stream failed first (this connection then closed, or
+            // met the stop): its reason is the transfer's.
+            let earlier = t.failed.load(Ordering::SeqCst);
             t.fail(&e);
-            return Err(e);
+            return Err(if earlier { t.failed_error() } else { e });
         }
         // FILE_DONE frames go out only after the last chunk arrived: the
         // sender reads them only then, and a stream of small frames it does

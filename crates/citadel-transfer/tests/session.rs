@@ -268,3 +268,139 @@ fn a_join_for_an_unknown_transfer_is_refused() {
     assert_eq!(reply[0], Kind::Error as u8);
     assert!(String::from_utf8_lossy(&reply[5..]).contains("no transfer"));
 }
+
+/// How a run of [`ends_at_both_ends`] fails.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// The sender's file shrinks after it was signed: reading chunk k fails.
+    Shrink,
+    /// Stream k's connection breaks in the middle of its chunk.
+    Break,
+    /// One bit of stream k's chunk flips on the wire.
+    Flip,
+}
+
+/// One three-stream transfer of a three-chunk file, where stream k carries
+/// chunk k and `fault` strikes chunk `k`. Returns the sender's error, the
+/// receiver's (its first connection's), and how long the slower took.
+fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Duration) {
+    use citadel_transfer::session::{Receiver, Stream, send_parallel};
+    use std::sync::{Arc, Mutex, mpsc};
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("big.bin");
+    let data: Vec<u8> = (0..2 * CHUNK_SIZE as usize + 100)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    fs::write(&src, &data).unwrap();
+    let key = SigningKey::generate(Algorithm::MlDsa44).unwrap();
+    let (manifest, locals) = Manifest::build_with_sources(&[src.as_path()]).unwrap();
+    if let Fault::Shrink = fault {
+        fs::File::options()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_len(k as u64 * CHUNK_SIZE + 50)
+            .unwrap();
+    }
+    // The receiver reports each connection's outcome.
+    let rx = Arc::new(Receiver::open(&d.path().join("out"), 0o022).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (done, outcomes) = mpsc::channel();
+    let vk = key.verifying_key();
+    thread::spawn(move || {
+        for s in listener.incoming() {
+            let (rx, vk, done) = (rx.clone(), vk.clone(), done.clone());
+            thread::spawn(move || {
+                let mut s = s.unwrap();
+                let r = rx.serve(&mut s, &vk);
+                if r.is_err() {
+                    // As `citadel recv` does: the peer reads the ERROR
+                    // frame before the close (unread data would reset it).
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(1)));
+                    let _ = io::copy(&mut s.take(64 << 20), &mut io::sink());
+                }
+                let _ = done.send(r);
+            });
+        }
+    });
+    // Bytes each stream writes before its chunk: the manifest on the
+    // first, a JOIN on the others; then the frame and chunk headers.
+    let before = |j: usize| {
+        17 + if j == 0 {
+            5 + manifest.sign(&key).unwrap().len()
+        } else {
+            5 + 20
+        }
+    };
+    let faulty = |j: usize| {
+        let mut s = Faulty {
+            inner: TcpStream::connect(addr).unwrap(),
+            written: 0,
+            budget: usize::MAX,
+            flip: None,
+        };
+        match fault {
+            // Inside the chunk (the last one is 100 bytes).
+            Fault::Break if j == k => s.budget = before(j) + 50,
+            Fault::Flip if j == k => s.flip = Some(before(j) + 50),
+            _ => {}
+        }
+        s
+    };
+    let primary = Mutex::new(faulty(0));
+    let connect = |j: usize| -> Result<Box<dyn Stream>, String> { Ok(Box::new(faulty(j))) };
+    let start = std::time::Instant::now();
+    let sent = send_parallel(
+        &mut *primary.lock().unwrap(),
+        &connect,
+        3,
+        &manifest,
+        &locals,
+        &key,
+        &|_, _| {},
+    );
+    drop(primary);
+    let sender = start.elapsed();
+    let received = loop {
+        match outcomes.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(Err(Error::Stream(_)) | Ok(None)) => continue,
+            Ok(Err(e)) => break e,
+            Ok(Ok(Some(_))) => panic!("{fault:?} at chunk {k}: the transfer succeeded"),
+            Err(_) => panic!("{fault:?} at chunk {k}: the receiver did not end within 30 s"),
+        }
+    };
+    (sent.unwrap_err(), received, sender.max(start.elapsed()))
+}
+
+/// Issue 13: whichever stage fails (the sender's reader, a connection, a
+/// chunk's check) at the first, a middle or the last chunk, both ends of a
+/// parallel transfer stop within a second, with the failure's reason, 50
+/// times over (the streams race).
+#[test]
+fn every_failure_ends_a_parallel_transfer_at_both_ends() {
+    for fault in [Fault::Shrink, Fault::Break, Fault::Flip] {
+        for k in 0..3 {
+            let mut slowest = std::time::Duration::ZERO;
+            for _ in 0..50 {
+                let (sent, received, took) = ends_at_both_ends(fault, k);
+                slowest = slowest.max(took);
+                let (sent, received) = (sent.to_string(), received.to_string());
+                match fault {
+                    Fault::Shrink => assert!(sent.contains("shrank"), "{sent}"),
+                    Fault::Flip => {
+                        let why = format!("chunk {k} does not match");
+                        assert!(sent.contains(&why), "{fault:?} {k}: {sent}");
+                        assert!(received.contains(&why), "{fault:?} {k}: {received}");
+                    }
+                    Fault::Break => {}
+                }
+            }
+            assert!(
+                slowest < std::time::Duration::from_secs(1),
+                "{fault:?} at chunk {k}: took {slowest:?}"
+            );
+        }
+    }
+}

@@ -240,6 +240,10 @@ fn answer(failed: &Mutex<Option<String>>, flushes: Vec<SyncSender<Result<(), Str
     }
 }
 
+/// An entry that makes the writer panic, to test what a dead writer does.
+#[cfg(test)]
+const PANIC_FOR_TESTS: &[u8] = b"\xffpanic";
+
 /// What the writer keeps between messages.
 struct WriterState {
     log: AuditLog,
@@ -286,6 +290,10 @@ impl WriterState {
     }
 
     fn append(&mut self, bytes: &[u8], queued: Instant) {
+        #[cfg(test)]
+        if bytes == PANIC_FOR_TESTS {
+            panic!("the writer died (a test)");
+        }
         if !self.healthy() {
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
             return;
@@ -306,8 +314,34 @@ impl WriterState {
     }
 }
 
+/// Fails a device whose writer thread dies (a panic): requests are refused
+/// and every flush waiting on it is answered, instead of waiting forever.
+struct Dying<'a> {
+    mailbox: &'a Mailbox,
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Drop for Dying<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        lock(&self.failed).get_or_insert_with(|| "its writer stopped unexpectedly".into());
+        let flushes = {
+            let mut q = lock(&self.mailbox.queue);
+            q.closing = true;
+            std::mem::take(&mut q.flushes)
+        };
+        answer(&self.failed, flushes);
+    }
+}
+
 /// The writer thread of one device.
 fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration) {
+    let _dying = Dying {
+        mailbox: &mailbox,
+        failed: w.failed.clone(),
+    };
     if let Err(e) = w
         .anchor()
         .and_then(|()| w.log.commit().map_err(|e| e.to_string()))
@@ -602,22 +636,37 @@ impl Devices {
 
     /// Waits until every device has made what it was given durable.
     pub fn flush(&self) -> Result<(), Error> {
-        let waits: Vec<(String, std::sync::mpsc::Receiver<Result<(), String>>)> = self
+        type Wait = (
+            String,
+            std::sync::mpsc::Receiver<Result<(), String>>,
+            Arc<Mutex<Option<String>>>,
+        );
+        let waits: Vec<Wait> = self
             .read_open()
             .iter()
             .filter_map(|(p, o)| {
                 let o = o.as_ref().ok()?;
                 let (tx, rx) = sync_channel(1);
-                lock(&o.mailbox.queue).flushes.push(tx);
+                let mut q = lock(&o.mailbox.queue);
+                if q.closing {
+                    // No writer will answer.
+                    let _ = tx.send(Err("is stopping".into()));
+                } else {
+                    q.flushes.push(tx);
+                }
+                drop(q);
                 o.mailbox.wake_writer();
-                Some((p.clone(), rx))
+                Some((p.clone(), rx, o.failed.clone()))
             })
             .collect();
-        for (p, rx) in waits {
-            match rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::Audit(format!("audit device {p}: {e}"))),
-                Err(_) => return Err(Error::Audit(format!("audit device {p} stopped"))),
+        for (p, rx, failed) in waits {
+            // Unanswered: the writer died holding the request; its failure
+            // says why.
+            let r = rx
+                .recv()
+                .unwrap_or_else(|_| Err(lock(&failed).clone().unwrap_or_else(|| "stopped".into())));
+            if let Err(e) = r {
+                return Err(Error::Audit(format!("audit device {p}: {e}")));
             }
         }
         Ok(())
@@ -784,5 +833,61 @@ mod tests {
         d.load(&BTreeMap::from([("file/".to_string(), dev)]), false);
         let e = d.record(&record("t")).unwrap_err();
         assert!(e.to_string().contains("unavailable"), "{e}");
+    }
+
+    /// Issue 13's sweep: the writer failing (its directory removed, so
+    /// the next checkpoint cannot be written) or dying (a panic) fails the
+    /// device at once: flushes are answered with the error, never left
+    /// waiting, and later requests are refused.
+    #[test]
+    fn a_failed_or_dead_writer_answers_everyone() {
+        for dies in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let (d, _) = devices(Duration::from_millis(10));
+            let d = Arc::new(d);
+            let dev = file_device(dir.path().join("log"));
+            d.enable("file/", &dev).unwrap();
+            d.record(&record("t")).unwrap();
+            d.flush().unwrap();
+            if dies {
+                let open = d.read_open();
+                let o = open["file/"].as_ref().unwrap();
+                lock(&o.mailbox.queue)
+                    .entries
+                    .push((PANIC_FOR_TESTS.to_vec(), Instant::now()));
+                o.mailbox.wake_writer();
+            } else {
+                std::fs::remove_dir_all(&dev.file_path).unwrap();
+                d.record(&record("t")).unwrap();
+            }
+            // A flush on a thread of its own, so a hang fails the test.
+            let flush = |d: &Arc<Devices>| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let d = d.clone();
+                std::thread::spawn(move || tx.send(d.flush()));
+                rx.recv_timeout(Duration::from_secs(5))
+                    .expect("a flush waited 5 s")
+            };
+            let t = Instant::now();
+            let e = loop {
+                match flush(&d) {
+                    Err(e) => break e,
+                    Ok(()) if t.elapsed() < Duration::from_secs(5) => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Ok(()) => panic!("the device never failed"),
+                }
+            };
+            let e = e.to_string();
+            if dies {
+                assert!(e.contains("stopped unexpectedly"), "{e}");
+            } else {
+                assert!(e.contains("checkpoint"), "{e}");
+            }
+            let e = d.record(&record("t")).unwrap_err().to_string();
+            assert!(e.contains("refusing the request"), "{e}");
+            // Closing does not wait on the dead writer either.
+            d.close_all();
+        }
     }
 }
