@@ -68,6 +68,8 @@ with open(path("msg.txt"), "wb") as f:
     f.write(b"interoperability test message\n")
 MSG = open(path("msg.txt"), "rb").read()
 CTX = b"citadel-interop"
+# The file signing purpose's context (citadel_crypto::purpose::Purpose::FILE).
+FILE_CTX = b"citadel-file-v1"
 
 SIG_ALGS = {
     "ml-dsa-44": mldsa.MLDSA44PrivateKey,
@@ -90,27 +92,35 @@ for alg, cls in SIG_ALGS.items():
     name = f"c-{alg}-seed"
     run("sign", "--key", name + ".key", "--context", CTX.decode(), "--out", f"{alg}.sig", "msg.txt")
     sig = open(path(f"{alg}.sig"), "rb").read()
-    load_pub(name + ".pub").verify(sig, MSG, CTX)
-    check(True, f"{alg} signature by citadel (with context) verifies in cryptography")
-    try:
-        load_pub(name + ".pub").verify(sig, MSG, b"other")
-        check(False, f"{alg}: wrong context must fail in cryptography")
-    except Exception:
-        check(True, f"{alg}: cryptography rejects citadel's signature under another context")
+    # A file signature is made for the file signing purpose: context
+    # citadel-file-v1/EXTRA (docs/formats/artifact-manifest.md).
+    load_pub(name + ".pub").verify(sig, MSG, FILE_CTX + b"/" + CTX)
+    check(True, f"{alg} signature by citadel (with context) verifies in cryptography under citadel-file-v1/CTX")
+    for other in (b"other", CTX, b""):
+        try:
+            load_pub(name + ".pub").verify(sig, MSG, other)
+            check(False, f"{alg}: context {other!r} must fail in cryptography")
+        except Exception:
+            check(True, f"{alg}: cryptography rejects citadel's signature under context {other!r}")
 
     # --- ML-DSA: cryptography -> citadel ---
     key = cls.generate()
     write_priv(key, f"p-{alg}.key")
     write_pub(key.public_key(), f"p-{alg}.pub")
     with open(path(f"p-{alg}.sig"), "wb") as f:
-        f.write(key.sign(MSG, CTX))
+        f.write(key.sign(MSG, FILE_CTX + b"/" + CTX))
     p = run("verify", "--pub", f"p-{alg}.pub", "--sig", f"p-{alg}.sig", "--context", CTX.decode(), "msg.txt", "--json")
-    check(json.loads(p.stdout)["valid"] is True, f"{alg} signature by cryptography verifies in citadel")
+    check(json.loads(p.stdout)["valid"] is True, f"{alg} signature by cryptography (context citadel-file-v1/CTX) verifies in citadel")
     p = run("verify", "--pub", f"p-{alg}.pub", "--sig", f"p-{alg}.sig", "msg.txt", ok=False)
     check(p.returncode == 1, f"{alg}: citadel rejects cryptography's signature without its context (exit 1)")
+    with open(path(f"p-bare-{alg}.sig"), "wb") as f:
+        f.write(key.sign(MSG, CTX))
+    p = run("verify", "--pub", f"p-{alg}.pub", "--sig", f"p-bare-{alg}.sig", "--context", CTX.decode(), "msg.txt", ok=False)
+    check(p.returncode == 1 and b"before signing purposes were separated" in p.stderr,
+          f"{alg}: a signature without the file purpose is refused, saying why")
     run("sign", "--key", f"p-{alg}.key", "--out", f"p2-{alg}.sig", "msg.txt")
-    key.public_key().verify(open(path(f"p2-{alg}.sig"), "rb").read(), MSG)
-    check(True, f"{alg} key written by cryptography signs in citadel; cryptography verifies")
+    key.public_key().verify(open(path(f"p2-{alg}.sig"), "rb").read(), MSG, FILE_CTX)
+    check(True, f"{alg} key written by cryptography signs in citadel; cryptography verifies (context citadel-file-v1)")
     # Expanded-only and encrypted keys written by cryptography.
     with open(path(f"p-{alg}-enc.key"), "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -151,15 +161,23 @@ for alg, cls in KEM_ALGS.items():
 
 # --- Ed25519: both directions ---
 run("key", "gen", "--alg", "ed25519", "--out", "c-ed")
+# Ed25519 has no context: the file purpose is a message prefix,
+# 0x00 || len(ctx) || ctx (docs/formats/artifact-manifest.md).
+ED_PREFIX = b"\x00" + bytes([len(FILE_CTX)]) + FILE_CTX
 run("sign", "--key", "c-ed.key", "--out", "ed.sig", "msg.txt")
-load_pub("c-ed.pub").verify(open(path("ed.sig"), "rb").read(), MSG)
-check(isinstance(load_priv("c-ed.key"), ed25519.Ed25519PrivateKey), "ed25519 key and signature from citadel accepted by cryptography")
+load_pub("c-ed.pub").verify(open(path("ed.sig"), "rb").read(), ED_PREFIX + MSG)
+check(isinstance(load_priv("c-ed.key"), ed25519.Ed25519PrivateKey), "ed25519 key and signature (file purpose prefix) from citadel accepted by cryptography")
+try:
+    load_pub("c-ed.pub").verify(open(path("ed.sig"), "rb").read(), MSG)
+    check(False, "ed25519: citadel's file signature must not verify over the bare file")
+except Exception:
+    check(True, "ed25519: citadel's file signature does not verify over the bare file")
 key = ed25519.Ed25519PrivateKey.generate()
 write_pub(key.public_key(), "p-ed.pub")
 with open(path("p-ed.sig"), "wb") as f:
-    f.write(key.sign(MSG))
+    f.write(key.sign(ED_PREFIX + MSG))
 run("verify", "--pub", "p-ed.pub", "--sig", "p-ed.sig", "msg.txt")
-check(True, "ed25519 signature from cryptography verifies in citadel")
+check(True, "ed25519 signature from cryptography (file purpose prefix) verifies in citadel")
 
 # --- ML-DSA certificates and CRLs from `citadel ca` ---
 from cryptography import x509

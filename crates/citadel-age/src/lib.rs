@@ -20,9 +20,9 @@
 //! use citadel_age::{Identity, decrypt, encrypt};
 //! let id = Identity::generate_hybrid().unwrap();
 //! let mut file = Vec::new();
-//! encrypt(&[id.to_recipient().unwrap()], &mut &b"hello"[..], &mut file, false).unwrap();
+//! encrypt(&[id.to_recipient().unwrap()], &b"hello"[..], &mut file, false).unwrap();
 //! let mut out = Vec::new();
-//! decrypt(&[id], &mut &file[..], &mut out).unwrap();
+//! decrypt(&[id], std::io::Cursor::new(file), &mut out).unwrap();
 //! assert_eq!(out, b"hello");
 //! ```
 #![forbid(unsafe_code)]
@@ -51,9 +51,13 @@ fn header_mac(file_key: &[u8], mac_input: &[u8]) -> Result<[u8; 32]> {
 
 /// Encrypts `input` to `recipients`, writing the age file (armored if
 /// `armor`) to `output`. Returns the plaintext length.
+///
+/// The input is read ahead on a thread of its own, which owns it: if
+/// writing fails, the error is returned at once, even while a read of a
+/// stalled input is in progress (that thread ends when the read returns).
 pub fn encrypt(
     recipients: &[Recipient],
-    input: &mut (impl Read + Send),
+    input: impl Read + Send + 'static,
     output: &mut impl Write,
     armor: bool,
 ) -> Result<u64> {
@@ -104,9 +108,13 @@ pub fn encrypt(
 /// Decrypts an age file (binary or armored) with the first identity that
 /// matches, writing plaintext to `output` chunk by chunk as each chunk
 /// authenticates. On `Err`, whatever was written must be discarded.
+///
+/// The payload is read ahead on a thread of its own, which owns the input:
+/// the first damaged chunk (or failed write) is reported at once, even
+/// while a read of a stalled input is in progress.
 pub fn decrypt(
     identities: &[Identity],
-    input: &mut (impl Read + Send),
+    input: impl Read + Send + 'static,
     output: &mut impl Write,
 ) -> Result<u64> {
     // A buffer smaller than a payload chunk: chunk-sized reads then bypass it
@@ -120,19 +128,19 @@ pub fn decrypt(
             && !buf.starts_with(&header::VERSION_LINE[..buf.len().min(header::VERSION_LINE.len())])
     };
     if armored {
-        let mut a = BufReader::with_capacity(128 * 1024, armor::ArmorReader::new(r));
-        decrypt_binary(identities, &mut a, output)
+        let a = BufReader::with_capacity(128 * 1024, armor::ArmorReader::new(r));
+        decrypt_binary(identities, a, output)
     } else {
-        decrypt_binary(identities, &mut r, output)
+        decrypt_binary(identities, r, output)
     }
 }
 
 fn decrypt_binary(
     identities: &[Identity],
-    r: &mut (impl BufRead + Send),
+    mut r: impl BufRead + Send + 'static,
     output: &mut impl Write,
 ) -> Result<u64> {
-    let hdr = Header::read(r)?;
+    let hdr = Header::read(&mut r)?;
     let mut file_key = None;
     for id in identities {
         if let Some(fk) = id.unwrap(&hdr.stanzas)? {
@@ -146,7 +154,7 @@ fn decrypt_binary(
         return Err(Error::HeaderMac);
     }
     let mut nonce = [0u8; 16];
-    if stream::read_full(r, &mut nonce)? != 16 {
+    if stream::read_full(&mut r, &mut nonce)? != 16 {
         return Err(error::header("the payload nonce is missing or truncated"));
     }
     let key = stream::payload_key(file_key.as_ref(), &nonce)?;
@@ -170,13 +178,13 @@ mod tests {
         let mut file = Vec::new();
         encrypt(
             &[id.to_recipient().unwrap()],
-            &mut &data[..],
+            std::io::Cursor::new(data[..].to_vec()),
             &mut file,
             armor,
         )
         .unwrap();
         let mut out = Vec::new();
-        decrypt(&[id], &mut &file[..], &mut out).unwrap();
+        decrypt(&[id], std::io::Cursor::new(file[..].to_vec()), &mut out).unwrap();
         assert_eq!(out, data, "len {len} armor {armor}");
     }
 
@@ -203,14 +211,18 @@ mod tests {
         let mut file = Vec::new();
         encrypt(
             &[id.to_recipient().unwrap()],
-            &mut &data[..],
+            std::io::Cursor::new(data[..].to_vec()),
             &mut file,
             false,
         )
         .unwrap();
         let other = Identity::generate_x25519().unwrap();
         assert!(matches!(
-            decrypt(&[other], &mut &file[..], &mut Vec::new()),
+            decrypt(
+                &[other],
+                std::io::Cursor::new(file[..].to_vec()),
+                &mut Vec::new()
+            ),
             Err(Error::NoMatch)
         ));
         // Flip one bit at a few places in the payload.
@@ -229,7 +241,7 @@ mod tests {
                                 .unwrap(),
                             _ => unreachable!(),
                         })],
-                        &mut &bad[..],
+                        std::io::Cursor::new(bad[..].to_vec()),
                         &mut Vec::new()
                     ),
                     Err(Error::Payload(_))
@@ -240,7 +252,11 @@ mod tests {
         // Truncate at a chunk boundary: must not pass as complete.
         let cut = file.len() - (stream::CHUNK + 16);
         assert!(matches!(
-            decrypt(&[id], &mut &file[..cut], &mut Vec::new()),
+            decrypt(
+                &[id],
+                std::io::Cursor::new(file[..cut].to_vec()),
+                &mut Vec::new()
+            ),
             Err(Error::Payload(_))
         ));
     }
@@ -252,7 +268,7 @@ mod tests {
         let mut file = Vec::new();
         encrypt(
             &[id.to_recipient().unwrap()],
-            &mut &data[..],
+            std::io::Cursor::new(data[..].to_vec()),
             &mut file,
             false,
         )
@@ -268,7 +284,7 @@ mod tests {
         assert!(matches!(
             decrypt(
                 &[Identity::parse(&id.to_secret_string().unwrap()).unwrap()],
-                &mut &swapped[..],
+                std::io::Cursor::new(swapped[..].to_vec()),
                 &mut out
             ),
             Err(Error::Payload(_))
@@ -281,7 +297,7 @@ mod tests {
         let dropped = [head, chunks[0], chunks[2], chunks[3]].concat();
         let mut out = Vec::new();
         assert!(matches!(
-            decrypt(&[id], &mut &dropped[..], &mut out),
+            decrypt(&[id], std::io::Cursor::new(dropped[..].to_vec()), &mut out),
             Err(Error::Payload(_))
         ));
         assert_eq!(
@@ -296,7 +312,7 @@ mod tests {
         let a = Identity::generate_hybrid().unwrap().to_recipient().unwrap();
         let b = Identity::generate_x25519().unwrap().to_recipient().unwrap();
         assert!(matches!(
-            encrypt(&[a, b], &mut &b""[..], &mut Vec::new(), false),
+            encrypt(&[a, b], &b""[..], &mut Vec::new(), false),
             Err(Error::IncompatibleRecipients(_))
         ));
     }

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use citadel_crypto::aead::{AeadAlgorithm, AeadKey, TAG_LEN};
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// Plaintext bytes per chunk.
 pub const CHUNK: usize = 64 * 1024;
@@ -53,49 +54,73 @@ const GROUP: usize = 8;
 /// returns `Ok(true)` to stop early; the first error from any stage wins,
 /// and every other stage stops promptly: no stage blocks on a peer that has
 /// gone (each queue's far end is dropped with the last stage using it).
-fn pipeline<I: Send, O: Send>(
-    produce: impl FnMut() -> Result<Option<I>> + Send,
+///
+/// The reader owns the input and runs detached: when a later stage fails,
+/// the error is returned at once, even if the reader is blocked reading an
+/// input that has stalled (a quiet network stream); the reader then ends,
+/// and drops the input, when that read returns. Without a failure the
+/// reader's own outcome (trailing data, a read error) is waited for.
+fn pipeline<I: Send + 'static, O: Send>(
+    produce: impl FnMut() -> Result<Option<I>> + Send + 'static,
     work: impl Fn(I) -> O + Sync,
     mut consume: impl FnMut(O) -> Result<bool>,
 ) -> Result<()> {
     use std::collections::BTreeMap;
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::mpsc::sync_channel;
-    use std::sync::{Arc, Mutex};
+    use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 
-    let stop = AtomicBool::new(false);
+    let stop = Arc::new(AtomicBool::new(false));
     let (job_tx, job_rx) = sync_channel::<(u64, I)>(IN_FLIGHT);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let (done_tx, done_rx) = sync_channel::<(u64, O)>(IN_FLIGHT);
-    std::thread::scope(|s| {
-        let stop = &stop;
-        let reader = s.spawn(move || -> Result<()> {
+    let (read_tx, read_rx) = sync_channel::<Result<()>>(1);
+    let reader_stop = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("age-reader".into())
+        .spawn(move || {
             let mut produce = produce;
             let mut seq = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                match produce()? {
-                    Some(item) => {
-                        if job_tx.send((seq, item)).is_err() {
-                            break;
+            let outcome = (|| {
+                while !reader_stop.load(Ordering::Relaxed) {
+                    match produce()? {
+                        Some(item) => {
+                            if job_tx.send((seq, item)).is_err() {
+                                break;
+                            }
+                            seq += 1;
                         }
-                        seq += 1;
+                        None => break,
                     }
-                    None => break,
                 }
-            }
-            Ok(())
-        });
+                Ok(())
+            })();
+            // The job queue closes here, before the outcome is told.
+            drop(job_tx);
+            let _ = read_tx.send(outcome);
+        })
+        .map_err(Error::Io)?;
+    std::thread::scope(|s| {
         for _ in 0..workers() {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
-            let work = &work;
+            let (work, stop) = (&work, &stop);
             s.spawn(move || {
                 loop {
+                    // A worker waiting for a reader stuck in a read wakes
+                    // to see the stop.
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
                     let job = match rx.lock() {
-                        Ok(guard) => guard.recv(),
+                        Ok(guard) => guard.recv_timeout(std::time::Duration::from_millis(50)),
                         Err(_) => return,
                     };
-                    let Ok((seq, item)) = job else { return };
+                    let (seq, item) = match job {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    };
                     if tx.send((seq, work(item))).is_err() {
                         return;
                     }
@@ -128,10 +153,13 @@ fn pipeline<I: Send, O: Send>(
         // Unblock and end the other stages.
         stop.store(true, Ordering::Relaxed);
         drop(done_rx);
-        let read_result = reader
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p));
-        outcome.and(read_result)
+        outcome
+    })?;
+    // The reader has told its outcome, or will once its read returns.
+    read_rx.recv().unwrap_or_else(|_| {
+        Err(Error::Io(io::Error::other(
+            "the reading thread stopped unexpectedly",
+        )))
     })
 }
 
@@ -179,12 +207,12 @@ type Group = Vec<(u64, Vec<u8>, bool)>;
 /// them and looking one chunk ahead to tell whether more follow (only a
 /// full chunk can have a successor). The first chunk is read before this
 /// returns, so the caller can see an empty input.
-fn chunk_groups<'a>(
-    input: &'a mut (impl Read + Send),
+fn chunk_groups(
+    mut input: impl Read + Send + 'static,
     size: usize,
-    pool: &'a Pool,
-) -> Result<(bool, impl FnMut() -> Result<Option<Group>> + Send + 'a)> {
-    let first = read_chunk(input, size, pool)?;
+    pool: Arc<Pool>,
+) -> Result<(bool, impl FnMut() -> Result<Option<Group>> + Send + 'static)> {
+    let first = read_chunk(&mut input, size, &pool)?;
     let empty = first.is_empty();
     let mut next = Some(first);
     let mut count = 0u64;
@@ -198,7 +226,7 @@ fn chunk_groups<'a>(
                 ));
             }
             let following = if cur.len() == size {
-                read_chunk(input, size, pool)?
+                read_chunk(&mut input, size, &pool)?
             } else {
                 Vec::new()
             };
@@ -218,12 +246,12 @@ fn chunk_groups<'a>(
 /// Reading, sealing (on every core) and writing overlap.
 pub(crate) fn encrypt(
     key: &AeadKey,
-    input: &mut (impl Read + Send),
+    input: impl Read + Send + 'static,
     output: &mut impl Write,
 ) -> Result<u64> {
-    let pool = Pool::default();
-    let pool = &pool;
-    let (_, produce) = chunk_groups(input, CHUNK, pool)?;
+    let pool = Arc::new(Pool::default());
+    let (_, produce) = chunk_groups(input, CHUNK, Arc::clone(&pool))?;
+    let pool = &*pool;
     let work = |mut group: Group| -> Result<Group> {
         for (counter, buf, more) in &mut group {
             key.seal_in_place(&nonce(*counter, !*more), b"", buf)?;
@@ -283,12 +311,12 @@ fn open_chunk(key: &AeadKey, c: u64, buf: &[u8], more: bool, out: &mut Vec<u8>) 
 /// and emitted in order up to the first failure.
 pub(crate) fn decrypt(
     key: &AeadKey,
-    input: &mut (impl Read + Send),
+    input: impl Read + Send + 'static,
     output: &mut impl Write,
 ) -> Result<u64> {
-    let pool = Pool::default();
-    let pool = &pool;
-    let (empty, produce) = chunk_groups(input, CT_CHUNK, pool)?;
+    let pool = Arc::new(Pool::default());
+    let (empty, produce) = chunk_groups(input, CT_CHUNK, Arc::clone(&pool))?;
+    let pool = &*pool;
     if empty {
         return Err(Error::Payload("the payload is empty (no chunks)".into()));
     }
@@ -366,7 +394,7 @@ mod tests {
     fn sealed(len: usize) -> Vec<u8> {
         let plain: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut out = Vec::new();
-        encrypt(&key(), &mut &plain[..], &mut out).unwrap();
+        encrypt(&key(), io::Cursor::new(plain), &mut out).unwrap();
         out
     }
 
@@ -387,18 +415,29 @@ mod tests {
         }
     }
 
-    /// A reader that fails once `left` bytes were read.
-    struct ReadFailAfter<'a>(&'a [u8], usize);
+    /// What a reader does once it has served `left` bytes.
+    #[derive(Clone, Copy)]
+    enum Then {
+        Fail,
+        /// Blocks (a network stream that went quiet).
+        Stall,
+    }
 
-    impl Read for ReadFailAfter<'_> {
+    /// A reader that serves `left` bytes of `data`, then fails or stalls.
+    struct ReaderThen(Arc<Vec<u8>>, usize, usize, Then);
+
+    impl Read for ReaderThen {
         fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-            if self.1 == 0 {
-                return Err(io::Error::other("read error (simulated)"));
+            if self.2 == 0 {
+                match self.3 {
+                    Then::Fail => return Err(io::Error::other("read error (simulated)")),
+                    Then::Stall => std::thread::sleep(std::time::Duration::from_secs(3600)),
+                }
             }
-            let n = b.len().min(self.1).min(self.0.len());
-            b[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            self.1 -= n;
+            let n = b.len().min(self.2).min(self.0.len() - self.1);
+            b[..n].copy_from_slice(&self.0[self.1..self.1 + n]);
+            self.1 += n;
+            self.2 -= n;
             Ok(n)
         }
     }
@@ -417,20 +456,24 @@ mod tests {
                     let mut bad = ct.to_vec();
                     let pos = (at * CT_CHUNK + 100).min(bad.len() - 1);
                     bad[pos] ^= 1;
-                    decrypt(&key(), &mut &bad[..], &mut io::sink())
+                    decrypt(&key(), io::Cursor::new(bad), &mut io::sink())
                 });
                 assert!(matches!(r, Err(Error::Payload(_))), "{r:?}");
             }
             let ct2 = ct.clone();
             let r = within(format!("failing writer, run {run}"), move || {
-                decrypt(&key(), &mut &ct2[..], &mut FailAfter(3 * 1024 * 1024))
+                decrypt(
+                    &key(),
+                    io::Cursor::new(ct2.to_vec()),
+                    &mut FailAfter(3 * 1024 * 1024),
+                )
             });
             assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
             let ct3 = ct.clone();
             let r = within(format!("failing reader, run {run}"), move || {
                 decrypt(
                     &key(),
-                    &mut ReadFailAfter(&ct3[..], 5 * 1024 * 1024),
+                    ReaderThen(ct3, 0, 5 * 1024 * 1024, Then::Fail),
                     &mut io::sink(),
                 )
             });
@@ -439,10 +482,52 @@ mod tests {
                 format!("failing writer while encrypting, run {run}"),
                 || {
                     let plain = vec![1u8; 16 * 1024 * 1024];
-                    encrypt(&key(), &mut &plain[..], &mut FailAfter(2 * 1024 * 1024))
+                    encrypt(
+                        &key(),
+                        io::Cursor::new(plain),
+                        &mut FailAfter(2 * 1024 * 1024),
+                    )
                 },
             );
             assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
         }
+    }
+
+    /// Helper-12's finding F1: a damaged chunk is reported at once even
+    /// when the input then stalls (the reader, reading ahead, is blocked in
+    /// a read that may never return), and a failing writer ends encryption
+    /// of a stalled input too.
+    #[test]
+    fn an_error_is_reported_while_the_input_stalls() {
+        let ct = Arc::new(sealed(4 * 1024 * 1024));
+        for at in [0, 17, 40] {
+            let mut bad = ct.to_vec();
+            bad[at * CT_CHUNK + 100] ^= 1;
+            let bad = Arc::new(bad);
+            // Served up to well past the damage, then quiet for an hour.
+            let served = ((at + 12) * CT_CHUNK).min(bad.len() - 1);
+            let start = std::time::Instant::now();
+            let r = within(format!("stalled input, damage at chunk {at}"), move || {
+                decrypt(
+                    &key(),
+                    ReaderThen(bad, 0, served, Then::Stall),
+                    &mut io::sink(),
+                )
+            });
+            assert!(
+                matches!(&r, Err(Error::Payload(m)) if m.contains(&format!("chunk {at} "))),
+                "{r:?}"
+            );
+            assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        }
+        let plain = Arc::new(vec![3u8; 4 * 1024 * 1024]);
+        let r = within("stalled input, failing writer".into(), move || {
+            encrypt(
+                &key(),
+                ReaderThen(plain, 0, 3 * 1024 * 1024, Then::Stall),
+                &mut FailAfter(1024 * 1024),
+            )
+        });
+        assert!(matches!(r, Err(Error::Io(_))), "{r:?}");
     }
 }

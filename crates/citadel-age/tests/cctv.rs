@@ -91,7 +91,7 @@ fn every_cctv_age_vector() {
                 .map(|p| Identity::Scrypt(SecretBytes::from_slice(p.as_bytes()))),
         );
         let mut out = Vec::new();
-        let res = decrypt(&ids, &mut &v.body[..], &mut out);
+        let res = decrypt(&ids, std::io::Cursor::new(v.body[..].to_vec()), &mut out);
         let got = outcome(&res);
         if got != v.expect {
             failures.push(format!(

@@ -46,7 +46,13 @@ fn bless_age_decrypt() {
         for (armor, size) in [(false, 100usize), (true, 70_000)] {
             let pt: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
             let mut out = Vec::new();
-            encrypt(std::slice::from_ref(&r), &mut &pt[..], &mut out, armor).unwrap();
+            encrypt(
+                std::slice::from_ref(&r),
+                std::io::Cursor::new(pt[..].to_vec()),
+                &mut out,
+                armor,
+            )
+            .unwrap();
             let tag = format!("{name}-{}-{size}", if armor { "armor" } else { "binary" });
             std::fs::write(d.join(format!("{tag}.age")), &out).unwrap();
             let mut bad = out.clone();

@@ -3,6 +3,7 @@
 use crate::{Error, Result};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use citadel_crypto::purpose::Purpose;
 use citadel_crypto::sig::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
@@ -44,10 +45,11 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 impl Envelope {
-    /// Signs `payload` (an in-toto statement) with `key`; `context` is the
-    /// FIPS 204/205 context string (empty for none).
+    /// Signs `payload` (an in-toto statement) with `key` for the DSSE
+    /// purpose ([`Purpose::DSSE`]); `context` is the user's extra context
+    /// (empty for none).
     pub fn sign(payload: &[u8], key: &SigningKey, keyid: &str, context: &[u8]) -> Result<Self> {
-        let sig = key.sign(&pae(PAYLOAD_TYPE, payload), context)?;
+        let sig = Purpose::DSSE.sign(key, context, &pae(PAYLOAD_TYPE, payload))?;
         Ok(Envelope {
             payload: STANDARD.encode(payload),
             payload_type: PAYLOAD_TYPE.to_string(),
@@ -71,12 +73,29 @@ impl Envelope {
         v
     }
 
-    /// Verifies that at least one signature is valid under `key` and returns
-    /// the payload. Fails if none is.
+    /// Verifies that at least one signature is valid under `key` for the
+    /// DSSE purpose with extra context `context`, and returns the payload.
+    /// Fails if none is.
     pub fn verify(&self, key: &VerifyingKey, context: &[u8]) -> Result<Vec<u8>> {
+        self.verify_with(|msg, sig| Purpose::DSSE.verify(key, context, msg, sig))
+    }
+
+    /// Whether a signature is valid the way Citadel signed envelopes before
+    /// signing purposes were separated (bare PAE, `context` as the whole
+    /// context string). Such a signature is never accepted (a file's
+    /// signature could pose as one); this only lets a verifier say why.
+    pub fn signed_before_purposes(&self, key: &VerifyingKey, context: &[u8]) -> bool {
+        self.verify_with(|msg, sig| key.verify(msg, context, sig))
+            .is_ok()
+    }
+
+    fn verify_with(
+        &self,
+        check: impl Fn(&[u8], &[u8]) -> citadel_crypto::Result<()>,
+    ) -> Result<Vec<u8>> {
         if self.payload_type != PAYLOAD_TYPE {
             return Err(Error::Malformed(format!(
-                "unexpected payload type {}",
+                "unexpected payload type {:?}",
                 self.payload_type
             )));
         }
@@ -89,7 +108,7 @@ impl Envelope {
             let Ok(sig) = STANDARD.decode(&s.sig) else {
                 continue;
             };
-            match key.verify(&msg, context, &sig) {
+            match check(&msg, &sig) {
                 Ok(()) => return Ok(payload),
                 Err(e) => last = e,
             }
@@ -114,6 +133,40 @@ mod tests {
         assert!(bad.verify(&k.verifying_key(), b"").is_err());
         let other = SigningKey::generate(Algorithm::MlDsa44).unwrap();
         assert!(back.verify(&other.verifying_key(), b"").is_err());
+    }
+
+    /// Issue 14, item 1: a file signature over bytes that spell a PAE is
+    /// not an envelope signature, for any algorithm family.
+    #[test]
+    fn a_file_signature_is_never_an_envelope_signature() {
+        let statement = b"{\"_type\":\"x\"}";
+        for alg in [
+            Algorithm::MlDsa44,
+            Algorithm::SlhDsaSha2_128f,
+            Algorithm::Ed25519,
+        ] {
+            let k = SigningKey::generate(alg).unwrap();
+            let vk = k.verifying_key();
+            let pae_bytes = pae(PAYLOAD_TYPE, statement);
+            for sig in [
+                Purpose::FILE.sign(&k, b"", &pae_bytes).unwrap(),
+                // The pre-purpose form a file signature used to have.
+                k.sign(&pae_bytes, b"").unwrap(),
+            ] {
+                let env = Envelope {
+                    payload: STANDARD.encode(statement),
+                    payload_type: PAYLOAD_TYPE.into(),
+                    signatures: vec![Signature {
+                        keyid: "k".into(),
+                        sig: STANDARD.encode(sig),
+                    }],
+                };
+                assert!(env.verify(&vk, b"").is_err(), "{alg}");
+            }
+            let good = Envelope::sign(statement, &k, "k", b"").unwrap();
+            assert_eq!(good.verify(&vk, b"").unwrap(), statement);
+            assert!(!good.signed_before_purposes(&vk, b""));
+        }
     }
 
     #[test]

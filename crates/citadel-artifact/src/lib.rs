@@ -7,8 +7,13 @@
 //!
 //! Invariants: paths in a manifest are relative, `/`-separated, valid UTF-8,
 //! never contain `.` or `..` components, and are sorted; symbolic links are
-//! refused rather than followed, so a manifest always describes bytes inside
-//! the tree.
+//! refused rather than followed, even when swapped in during the walk (each
+//! entry is opened with `O_NOFOLLOW | O_NONBLOCK` and judged by its open
+//! handle), so a manifest always describes bytes inside the tree. A
+//! directory signature covers each regular file's path, contents and
+//! executable bit. File signatures and envelope signatures are made for
+//! different purposes ([`citadel_crypto::purpose::Purpose`]), so neither can
+//! pass for the other. Names in error messages are escaped ([`shown`]).
 //!
 //! [in-toto Statement v1]: https://github.com/in-toto/attestation/blob/main/spec/v1/statement.md
 //! [DSSE]: https://github.com/secure-systems-lab/dsse/blob/master/protocol.md
@@ -17,9 +22,11 @@
 
 mod dsse;
 mod manifest;
+mod shown;
 
 pub use dsse::{Envelope, PAYLOAD_TYPE, Signature};
-pub use manifest::{Diff, Manifest, PREDICATE_TYPE};
+pub use manifest::{Diff, FileEntry, MAX_DEPTH, Manifest, PREDICATE_TYPE};
+pub use shown::shown;
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +45,12 @@ pub enum Error {
         "{0} is a symbolic link or special file; only regular files and directories can be signed"
     )]
     NotRegular(String),
-    /// A file name that is not valid UTF-8.
-    #[error("{0} has a name that is not valid UTF-8")]
+    /// A file name that is not valid UTF-8 (shown escaped).
+    #[error("{0} has a name that is not valid UTF-8; rename it to sign the tree")]
     NonUtf8Path(String),
+    /// Directories nested deeper than [`MAX_DEPTH`].
+    #[error("{0} is nested more than {MAX_DEPTH} directories deep; such a tree cannot be signed")]
+    TooDeep(String),
     /// The envelope or statement is malformed.
     #[error("malformed signature bundle: {0}")]
     Malformed(String),

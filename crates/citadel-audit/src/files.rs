@@ -53,6 +53,22 @@ fn not_regular(path: &Path) -> Error {
 }
 
 impl LogDir {
+    /// Fails if the directory was removed while open: writes would still
+    /// succeed, into files nobody can reach, and must not be acknowledged.
+    pub(crate) fn check_present(&self) -> Result<(), Error> {
+        let st = rustix::fs::fstat(&*self.root).map_err(|e| Error::Io {
+            path: self.path.display().to_string(),
+            source: e.into(),
+        })?;
+        if st.st_nlink == 0 {
+            return Err(Error::Setup(format!(
+                "the log directory {} was removed while the log was open; the entries not yet acknowledged are lost with it",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens the directory at `path` (as the operator names it).
     pub(crate) fn open(path: &Path) -> Result<Self, Error> {
         let fd = rustix::fs::open(

@@ -722,6 +722,15 @@ impl AuditLog {
     /// Appends raw entry bytes; returns the entry's index. It is durable
     /// once [`durable_size`](Self::durable_size) exceeds the index.
     pub fn append(&mut self, entry: &[u8]) -> Result<u64, Error> {
+        // A file error because the directory went away is told as that.
+        self.append_inner(entry)
+            .map_err(|e| match (&e, self.dir.check_present()) {
+                (Error::Io { .. }, Err(gone)) => gone,
+                _ => e,
+            })
+    }
+
+    fn append_inner(&mut self, entry: &[u8]) -> Result<u64, Error> {
         if self.mode != Mode::Write {
             return Err(Error::Setup(
                 "the log was opened for reading; open it for writing to append".into(),
@@ -782,10 +791,20 @@ impl AuditLog {
 
     /// Makes every appended entry durable (one `fdatasync` of the segment).
     pub fn commit(&mut self) -> Result<(), Error> {
+        self.commit_inner()
+            .map_err(|e| match (&e, self.dir.check_present()) {
+                (Error::Io { .. }, Err(gone)) => gone,
+                _ => e,
+            })
+    }
+
+    fn commit_inner(&mut self) -> Result<(), Error> {
         let seg_path = self.current_segment();
         self.seg.flush().map_err(io(&seg_path))?;
         if self.durable < self.size {
             self.seg.get_ref().sync_data().map_err(io(&seg_path))?;
+            // Only now can nothing reach the new entries but their files.
+            self.dir.check_present()?;
             // The mark only ever follows data already durable.
             if let Some(f) = &self.acked {
                 let p = self.dir.path(ACKED);
@@ -814,6 +833,7 @@ impl AuditLog {
         if self.mode != Mode::Write {
             return Ok(());
         }
+        self.dir.check_present()?;
         let ip = self.dir.path("index.bin");
         self.offsets.get_ref().sync_data().map_err(io(&ip))?;
         self.tree.sync()?;

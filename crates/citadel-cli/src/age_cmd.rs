@@ -66,25 +66,25 @@ impl StreamArgs {
         &self,
         what: &str,
         f: impl FnOnce(
-            &mut indicatif::ProgressBarIter<Box<dyn Read + Send>>,
+            indicatif::ProgressBarIter<Box<dyn Read + Send>>,
             &mut Box<dyn Write + '_>,
         ) -> Result<u64>,
     ) -> Result<(u64, Instant)> {
         let (input, len) = open_input(self.input.as_deref())?;
         let pb = progress(len, self.quiet, what);
-        let mut input = pb.wrap_read(input);
+        let input = pb.wrap_read(input);
         let start = Instant::now();
         // No BufWriter: the library writes whole 64 KiB chunks.
         let n = match &self.output {
             Some(out) => {
                 let mut file = AtomicFile::create(out, false)?;
-                let n = f(&mut input, &mut (Box::new(&mut file) as Box<dyn Write>))?;
+                let n = f(input, &mut (Box::new(&mut file) as Box<dyn Write>))?;
                 file.commit()?;
                 n
             }
             None => {
                 let mut out: Box<dyn Write> = Box::new(io::stdout().lock());
-                let n = f(&mut input, &mut out)?;
+                let n = f(input, &mut out)?;
                 out.flush()?;
                 n
             }

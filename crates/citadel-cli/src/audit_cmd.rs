@@ -338,9 +338,13 @@ fn append(a: AppendArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut pending: Vec<u64> = Vec::new();
-    let print =
-        |out: &mut std::io::BufWriter<_>, upto: u64, pending: &mut Vec<u64>| -> Result<()> {
-            let cut = pending.partition_point(|i| *i < upto);
+    let print = |out: &mut std::io::BufWriter<_>,
+                 upto: u64,
+                 pending: &mut Vec<u64>|
+     -> Result<()> {
+        let cut = pending.partition_point(|i| *i < upto);
+        let upto_shown = upto.saturating_sub(1);
+        let written = (|| -> std::io::Result<()> {
             for i in pending.drain(..cut) {
                 if a.json {
                     writeln!(out, "{{\"index\":{i}}}")?;
@@ -348,9 +352,14 @@ fn append(a: AppendArgs) -> Result<()> {
                     writeln!(out, "{i}")?;
                 }
             }
-            out.flush()?;
-            Ok(())
-        };
+            out.flush()
+        })();
+        written.with_context(|| {
+                format!(
+                    "cannot write acknowledgements to stdout (the entries up to index {upto_shown} are in the log)"
+                )
+            })
+    };
     // Lines arrive through a channel so that, when the input pauses, the
     // pending entries are committed and acknowledged within the window
     // instead of waiting for the next line.
@@ -378,11 +387,13 @@ fn append(a: AppendArgs) -> Result<()> {
             Ok(Ok(line)) => line,
             // What came before is committed and acknowledged all the same.
             Ok(Err(e)) => {
-                result = Err(anyhow::Error::new(e).context("cannot read stdin"));
+                result = Err(
+                    anyhow::Error::new(e).context(format!("line {}: cannot read stdin", n + 1))
+                );
                 break;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                log.commit()?;
+                log.commit().with_context(|| committing(&a.dir, n))?;
                 print(&mut out, log.durable_size(), &mut pending)?;
                 continue;
             }
@@ -413,11 +424,22 @@ fn append(a: AppendArgs) -> Result<()> {
             print(&mut out, log.durable_size(), &mut pending)?;
         }
     }
-    // Entries before a bad line are kept and acknowledged.
-    log.commit()?;
-    print(&mut out, log.durable_size(), &mut pending)?;
-    log.close()?;
-    result
+    // Entries before a bad line are kept and acknowledged; the first error
+    // is the one reported.
+    let ended = log
+        .commit()
+        .with_context(|| committing(&a.dir, n))
+        .and_then(|()| print(&mut out, log.durable_size(), &mut pending))
+        .and_then(|()| log.close().with_context(|| committing(&a.dir, n)));
+    result.and(ended)
+}
+
+/// What failed when a commit fails after `n` lines.
+fn committing(dir: &Path, n: usize) -> String {
+    format!(
+        "after line {n}: cannot commit the log in {} (the lines not acknowledged on stdout are not in it)",
+        dir.display()
+    )
 }
 
 fn checkpoint(a: DirArgs) -> Result<()> {

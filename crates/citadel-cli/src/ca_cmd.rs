@@ -16,8 +16,27 @@ pub(crate) enum CaCommand {
     Issue(IssueArgs),
     /// Revoke every certificate issued under NAME and publish a new CRL.
     Revoke(RevokeArgs),
-    /// List the certificates the CA has issued.
+    /// List the certificates the CA has issued, with their state (valid,
+    /// superseded, expired, revoked).
     List(ListArgs),
+    /// Sign and publish a new CRL (the next number, the same revocations).
+    /// Servers refuse a CRL past its nextUpdate, so run this on a timer
+    /// well within --days (see the README).
+    Crl(CrlArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct CrlArgs {
+    /// The CA directory.
+    #[arg(long)]
+    ca: PathBuf,
+    /// How long this CRL and the next ones are current, in days (1 to 365;
+    /// default: the CA's setting, initially 30).
+    #[arg(long)]
+    days: Option<u32>,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,7 +98,7 @@ pub(crate) struct IssueArgs {
     /// Only for TLS servers.
     #[arg(long)]
     server: bool,
-    /// Validity in days.
+    /// Validity in days (1 to 3650, and not beyond the CA's own certificate).
     #[arg(long, default_value_t = 365)]
     days: u32,
     /// Print as JSON.
@@ -174,18 +193,51 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
             );
             Ok(())
         }
+        CaCommand::Crl(a) => {
+            let mut ca = Ca::open(&a.ca)?;
+            let facts = ca.publish_crl(a.days)?;
+            let next = facts
+                .next_update
+                .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                .map(|t| t.date().to_string())
+                .unwrap_or_default();
+            if a.json {
+                print_json(&json!({"crl": a.ca.join("crl.pem").display().to_string(),
+                    "number": facts.number, "next_update": facts.next_update}));
+            } else {
+                println!(
+                    "published CRL number {} in {}; current until {next}",
+                    facts.number,
+                    a.ca.join("crl.pem").display()
+                );
+            }
+            Ok(())
+        }
         CaCommand::List(a) => {
             let ca = Ca::open(&a.ca)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let states = ca.states(now);
             if a.json {
-                print_json(&json!({"algorithm": ca.algorithm(), "issued": ca.issued()}));
+                let issued: serde_json::Map<String, serde_json::Value> = states
+                    .iter()
+                    .map(|(name, c, state)| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        v["state"] = json!(state);
+                        (name.to_string(), v)
+                    })
+                    .collect();
+                print_json(&json!({"algorithm": ca.algorithm(), "issued": issued}));
             } else {
-                for (name, c) in ca.issued() {
-                    let state = if c.revoked_at.is_some() {
-                        "revoked"
-                    } else {
-                        "valid"
-                    };
-                    println!("{name:<24} {state:<8} {:?} serial {}", c.usage, c.serial);
+                for (name, c, state) in states {
+                    let until = time::OffsetDateTime::from_unix_timestamp(c.not_after)
+                        .map(|t| t.date().to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "{name:<24} {state:<10} until {until}  {:?} serial {}",
+                        c.usage, c.serial
+                    );
                 }
             }
             Ok(())

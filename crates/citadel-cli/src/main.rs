@@ -116,12 +116,16 @@ fn main() -> ExitCode {
                     e.downcast_ref::<citadel_age::Error>(),
                     Some(citadel_age::Error::Payload(_) | citadel_age::Error::HeaderMac)
                 );
-            // One line: the chain of causes, outermost first.
-            let msg = e
-                .chain()
-                .map(|c| c.to_string())
-                .collect::<Vec<_>>()
-                .join(": ");
+            // One line: the chain of causes, outermost first, each said once
+            // (an error that already shows its source is not followed by it).
+            let mut parts: Vec<String> = Vec::new();
+            for c in e.chain() {
+                let c = c.to_string();
+                if !parts.last().is_some_and(|p| p.ends_with(&c)) {
+                    parts.push(c);
+                }
+            }
+            let msg = parts.join(": ");
             eprintln!("citadel: {msg}");
             if e.downcast_ref::<vault_verbs::Sealed>().is_some() {
                 ExitCode::from(3)

@@ -260,11 +260,18 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
     let identity = Identity::load(&a.tls.cert, &a.tls.key)?;
     // The CA's revocation list is re-read when it changes, so `citadel ca
     // revoke` takes effect for new connections without a restart.
-    let configs = citadel_tls::reload::ReloadingServerConfig::new(&a.tls.ca, move |t| {
-        server_config(identity.clone(), t, opts)
-    })?;
     let receiver = session::Receiver::open(&a.dir, umask)
         .with_context(|| format!("cannot receive into {}", a.dir.display()))?;
+    // The newest CRL number seen is kept in the receiver's own state
+    // directory: an older crl.pem copied back is refused, across restarts.
+    let floor = citadel_tls::crl::Floor::load(
+        &a.dir
+            .join(citadel_transfer::beneath::STATE_DIR)
+            .join("crl-number"),
+    )?;
+    let configs = citadel_tls::reload::ReloadingServerConfig::new(&a.tls.ca, floor, move |t| {
+        server_config(identity.clone(), t, opts)
+    })?;
     let listener = std::net::TcpListener::bind(&a.listen)
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     listener.set_nonblocking(true)?;
@@ -283,7 +290,12 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
         .thread_name("citadel-recv")
         .build()
         .context("cannot start the runtime")?;
-    rt.block_on(accept_loop(listener, shared, a.once))
+    let outcome = rt.block_on(accept_loop(listener, shared, a.once));
+    // With --once the process ends with its transfer: a session still open
+    // beside it (a stalled sender) is dropped, not waited for up to the
+    // idle timeout; its verified chunks stay for a resumed send.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    outcome
 }
 
 async fn accept_loop(
@@ -363,7 +375,7 @@ async fn connection(
     let (cfg, reload_error) = shared.configs.current();
     if let Some(e) = reload_error {
         eprintln!(
-            "citadel: cannot reload the CA's files in {}: {e:#}; keeping the previous revocation list",
+            "citadel: the CA in {}: {e:#} (connections are checked against the last revocation list that loaded)",
             shared.ca_dir.display()
         );
     }

@@ -7,6 +7,7 @@ use crate::key_cmd::{load_private_key, load_public_key};
 use anyhow::{Context, Result, bail};
 use citadel_artifact::{Envelope, Manifest};
 use citadel_crypto::PrivateKey;
+use citadel_crypto::purpose::Purpose;
 use clap::Args;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -17,14 +18,17 @@ pub(crate) struct SignArgs {
     #[arg(long, short = 'k')]
     key: PathBuf,
     /// Files or directories to sign. A file gets FILE.sig (raw signature
-    /// bytes); a directory gets DIR.sig (a DSSE envelope over an in-toto
-    /// statement of every file's SHA-256).
+    /// bytes); a directory gets DIR.sig beside it (a DSSE envelope over an
+    /// in-toto statement of every file's SHA-256 and executable bit).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// FIPS 204/205 context string (at most 255 bytes; not for Ed25519).
+    /// Extra context, added to the signing purpose Citadel always uses
+    /// (`citadel-file-v1/CONTEXT`, `citadel-dsse-v1/CONTEXT`; at most 239
+    /// bytes).
     #[arg(long, short = 'c', default_value = "")]
     context: String,
-    /// Where to write the signature (only with a single input).
+    /// Where to write the signature (only with a single input; never inside
+    /// a directory being signed).
     #[arg(long, short = 'o')]
     out: Option<PathBuf>,
     #[command(flatten)]
@@ -39,12 +43,12 @@ pub(crate) struct VerifyArgs {
     /// Public key (SPKI PEM), or the private key file.
     #[arg(long = "pub", short = 'p')]
     public: PathBuf,
-    /// The signature (default: PATH.sig).
+    /// The signature (default: PATH.sig, beside the signed file or directory).
     #[arg(long, short = 's')]
     sig: Option<PathBuf>,
     /// The signed file or directory.
     path: PathBuf,
-    /// The context string used when signing.
+    /// The extra context given when signing.
     #[arg(long, short = 'c', default_value = "")]
     context: String,
     /// Print the result as JSON.
@@ -52,11 +56,49 @@ pub(crate) struct VerifyArgs {
     json: bool,
 }
 
-fn sig_path(path: &Path) -> PathBuf {
+/// Where a signature goes by default: `PATH.sig`, beside the signed path.
+/// A directory named by `.`, `..` or a path ending in them is first
+/// resolved, so its signature lands beside it, never inside the tree.
+fn sig_path(path: &Path) -> Result<PathBuf> {
     let trimmed = path.components().as_path();
-    let mut s = trimmed.as_os_str().to_owned();
+    let named = matches!(
+        trimmed.components().next_back(),
+        Some(std::path::Component::Normal(_))
+    );
+    let base = if named {
+        trimmed.to_path_buf()
+    } else {
+        std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    if base.file_name().is_none() {
+        bail!(
+            "{} has no name to put a signature beside; name one with --out (outside the tree)",
+            path.display()
+        );
+    }
+    let mut s = base.into_os_string();
     s.push(".sig");
-    PathBuf::from(s)
+    Ok(PathBuf::from(s))
+}
+
+/// Refuses to write a directory's signature inside the directory: the
+/// tree would then never match its own signature.
+fn check_outside(dir: &Path, out: &Path) -> Result<()> {
+    let dir =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if let Ok(parent) = std::fs::canonicalize(parent)
+        && parent.starts_with(&dir)
+    {
+        bail!(
+            "{} is inside the directory being signed, which would then never match its signature; write it elsewhere with --out",
+            out.display()
+        );
+    }
+    Ok(())
 }
 
 fn root_name(path: &Path) -> String {
@@ -64,6 +106,12 @@ fn root_name(path: &Path) -> String {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| ".".into())
+}
+
+/// A path as it may be shown on a terminal (escaped).
+fn shown_path(p: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    citadel_artifact::shown(p.as_os_str().as_bytes())
 }
 
 pub(crate) fn sign(a: SignArgs) -> Result<()> {
@@ -82,10 +130,14 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
     let keyid = citadel_crypto::PublicKey::Signature(key.verifying_key()).fingerprint()?;
     let mut results = Vec::new();
     for path in &a.paths {
-        let out = a.out.clone().unwrap_or_else(|| sig_path(path));
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let out = match &a.out {
+            Some(o) => o.clone(),
+            None => sig_path(path)?,
+        };
         if meta.is_dir() {
+            check_outside(path, &out)?;
             let manifest = Manifest::from_dir(path)?;
             let statement = manifest.to_statement(&root_name(path));
             let env = Envelope::sign(&statement, &key, &keyid, ctx)?;
@@ -97,7 +149,9 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
         } else {
             // ML-DSA streams the file (memory stays flat for any size).
             let mut file = open_input(path)?;
-            let sig = key.sign_reader(&mut file, ctx).map_err(stream_error)?;
+            let sig = Purpose::FILE
+                .sign_reader(&key, ctx, &mut file)
+                .map_err(stream_error)?;
             write_atomic(&out, &sig, false)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
@@ -113,13 +167,17 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
         for r in &results {
             println!(
                 "signed {} -> {}",
-                r["path"].as_str().unwrap_or_default(),
-                r["signature"].as_str().unwrap_or_default()
+                shown_path(Path::new(r["path"].as_str().unwrap_or_default())),
+                shown_path(Path::new(r["signature"].as_str().unwrap_or_default()))
             );
         }
     }
     Ok(())
 }
+
+/// Why a signature that Citadel made before signing purposes were
+/// separated is refused.
+const UNSEPARATED: &str = "made by a Citadel release before signing purposes were separated, when a file's signature could pose as a directory's; it is no longer accepted: sign again with this release";
 
 pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
     let public = load_public_key(&a.public)?;
@@ -131,63 +189,22 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
             k.algorithm()
         ),
     };
-    let sig_file = a.sig.clone().unwrap_or_else(|| sig_path(&a.path));
+    let sig_file = match &a.sig {
+        Some(s) => s.clone(),
+        None => sig_path(&a.path)?,
+    };
     let sig = read_input(&sig_file)?;
     let ctx = a.context.as_bytes();
     let meta =
         std::fs::metadata(&a.path).with_context(|| format!("cannot read {}", a.path.display()))?;
     if meta.is_dir() {
-        let env = Envelope::from_json(&sig)
-            .with_context(|| format!("{} is not a directory signature", sig_file.display()))?;
-        let payload = match env.verify(&vk, ctx) {
-            Ok(p) => p,
-            Err(citadel_artifact::Error::Crypto(_)) => {
-                return Err(VerificationFailed(format!(
-                    "{}: the manifest signature is not valid for this key",
-                    a.path.display()
-                ))
-                .into());
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let signed = Manifest::from_statement(&payload)?;
-        let diff = Manifest::from_dir(&a.path)?.diff_against(&signed);
-        if a.json {
-            print_json(
-                &json!({"valid": diff.is_empty(), "signature_valid": true, "algorithm": vk.algorithm().name(),
-                "files": signed.files.len(), "added": diff.added, "removed": diff.removed, "modified": diff.modified}),
-            );
-        }
-        if !diff.is_empty() {
-            let mut parts = Vec::new();
-            for (label, list) in [
-                ("added", &diff.added),
-                ("removed", &diff.removed),
-                ("modified", &diff.modified),
-            ] {
-                if !list.is_empty() {
-                    parts.push(format!("{label}: {}", list.join(", ")));
-                }
-            }
-            return Err(VerificationFailed(format!(
-                "{} does not match its signed manifest ({})",
-                a.path.display(),
-                parts.join("; ")
-            ))
-            .into());
-        }
-        if !a.json {
-            println!(
-                "OK: {} ({} files, {} signature valid)",
-                a.path.display(),
-                signed.files.len(),
-                vk.algorithm()
-            );
-        }
-        return Ok(());
+        return verify_dir(&a, &vk, &sig, &sig_file);
     }
     let mut file = open_input(&a.path)?;
-    match vk.verify_reader(&mut file, ctx, &sig).map_err(stream_error) {
+    match Purpose::FILE
+        .verify_reader(&vk, ctx, &mut file, &sig)
+        .map_err(stream_error)
+    {
         Ok(()) => {
             if a.json {
                 print_json(
@@ -196,7 +213,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
             } else {
                 println!(
                     "OK: {} ({} signature valid)",
-                    a.path.display(),
+                    shown_path(&a.path),
                     vk.algorithm()
                 );
             }
@@ -213,14 +230,95 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
                     &json!({"valid": false, "algorithm": vk.algorithm().name(), "path": a.path.display().to_string()}),
                 );
             }
-            Err(VerificationFailed(format!(
-                "{}: signature verification failed (the file, the signature, the key or the context differ from what was signed)",
-                a.path.display()
-            ))
+            // Standard input cannot be read twice.
+            let unseparated = a.path != Path::new("-")
+                && open_input(&a.path)
+                    .is_ok_and(|mut f| vk.verify_reader(&mut f, ctx, &sig).is_ok());
+            Err(VerificationFailed(if unseparated {
+                format!("{}: the signature was {UNSEPARATED}", shown_path(&a.path))
+            } else {
+                format!(
+                    "{}: signature verification failed (the file, the signature, the key or the context differ from what was signed)",
+                    shown_path(&a.path)
+                )
+            })
             .into())
         }
         Err(e) => Err(e),
     }
+}
+
+fn verify_dir(
+    a: &VerifyArgs,
+    vk: &citadel_crypto::sig::VerifyingKey,
+    sig: &[u8],
+    sig_file: &Path,
+) -> Result<()> {
+    let ctx = a.context.as_bytes();
+    let env = Envelope::from_json(sig)
+        .with_context(|| format!("{} is not a directory signature", sig_file.display()))?;
+    let payload = match env.verify(vk, ctx) {
+        Ok(p) => p,
+        Err(citadel_artifact::Error::Crypto(_)) => {
+            let why = if env.signed_before_purposes(vk, ctx) {
+                UNSEPARATED
+            } else {
+                "not valid for this key and context"
+            };
+            return Err(VerificationFailed(format!(
+                "{}: the manifest signature is {why}",
+                shown_path(&a.path)
+            ))
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let (signed, root) = Manifest::from_statement(&payload)?;
+    let diff = Manifest::diff_dir(&a.path, &signed)?;
+    if a.json {
+        print_json(&json!({"valid": diff.is_empty(), "signature_valid": true,
+            "algorithm": vk.algorithm().name(), "root": root, "files": signed.files.len(),
+            "added": diff.added, "removed": diff.removed, "modified": diff.modified,
+            "mode_changed": diff.mode_changed, "not_regular": diff.not_regular}));
+    }
+    if !diff.is_empty() {
+        let lists = [
+            ("added", &diff.added),
+            ("removed", &diff.removed),
+            ("modified", &diff.modified),
+            ("executable bit changed", &diff.mode_changed),
+            ("not a regular file (never covered)", &diff.not_regular),
+        ];
+        let mut counts = Vec::new();
+        for (label, list) in lists {
+            if list.is_empty() {
+                continue;
+            }
+            counts.push(format!("{} {label}", list.len()));
+            // One escaped name per line: no name can forge another line.
+            if !a.json {
+                for name in list {
+                    eprintln!("{label}: {}", citadel_artifact::shown(name.as_bytes()));
+                }
+            }
+        }
+        return Err(VerificationFailed(format!(
+            "{} does not match its signed manifest ({})",
+            shown_path(&a.path),
+            counts.join(", ")
+        ))
+        .into());
+    }
+    if !a.json {
+        println!(
+            "OK: {} ({} files, signed as {}, {} signature valid)",
+            shown_path(&a.path),
+            signed.files.len(),
+            citadel_artifact::shown(root.as_bytes()),
+            vk.algorithm()
+        );
+    }
+    Ok(())
 }
 
 /// Opens a file, or standard input for `-`.

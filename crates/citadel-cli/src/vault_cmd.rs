@@ -9,7 +9,7 @@ use citadel_vault::storage::{Cached, Memory, Physical, Sqlite};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Subcommand)]
@@ -251,7 +251,23 @@ fn serve(a: ServeArgs) -> Result<()> {
             tls.client_ca = a.tls_client_ca.clone();
         }
     }
-    let tls = config.tls.as_ref().map(tls_server_config).transpose()?;
+    // The newest client-CA CRL number seen is kept beside the storage, so
+    // a CRL copied back is refused after a restart too.
+    let crl_floor = config
+        .storage
+        .as_ref()
+        .and_then(|s| s.path.as_ref())
+        .filter(|_| !a.dev)
+        .map(|p| {
+            let mut s = p.clone().into_os_string();
+            s.push(".crl-number");
+            PathBuf::from(s)
+        });
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| tls_server_config(t, crl_floor.as_deref()))
+        .transpose()?;
     let listen = a
         .listen
         .or(config.listen)
@@ -397,7 +413,7 @@ fn init_logging(
 
 /// Where TLS connections get their config for the `[tls]` section, and a
 /// description of it. With a client CA, the config follows the CA's CRL.
-fn tls_server_config(t: &TlsConfig) -> Result<(TlsSource, String)> {
+fn tls_server_config(t: &TlsConfig, crl_floor: Option<&Path>) -> Result<(TlsSource, String)> {
     use citadel_tls::config::{Identity, TlsOptions, server_config, server_config_server_auth};
     let (Some(cert), Some(key)) = (&t.cert, &t.key) else {
         bail!(
@@ -412,10 +428,15 @@ fn tls_server_config(t: &TlsConfig) -> Result<(TlsSource, String)> {
                     "allow_classical_kx applies to server-authenticated TLS only; mutual TLS is post-quantum only"
                 );
             }
-            let configs = citadel_tls::reload::ReloadingServerConfig::new(dir, move |trust| {
-                server_config(identity.clone(), trust, TlsOptions::default())
-            })
-            .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
+            let floor = match crl_floor {
+                Some(p) => citadel_tls::crl::Floor::load(p)?,
+                None => citadel_tls::crl::Floor::in_memory(),
+            };
+            let configs =
+                citadel_tls::reload::ReloadingServerConfig::new(dir, floor, move |trust| {
+                    server_config(identity.clone(), trust, TlsOptions::default())
+                })
+                .with_context(|| format!("cannot load the client CA from {}", dir.display()))?;
             let dir = dir.clone();
             let source: TlsSource = Arc::new(move || {
                 let (cfg, err) = configs.current();

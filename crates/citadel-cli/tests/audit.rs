@@ -871,3 +871,86 @@ fn append_ends_on_its_first_error_while_the_producer_writes_on() {
         assert!(err.contains("Broken pipe"), "{err}");
     }
 }
+
+/// Helper-12's F4: errors name what failed. A full stdout is named as
+/// stdout (not the log's disk); a log directory removed while appending
+/// stops the acknowledgements (writes into an unlinked directory are not
+/// durable anywhere) and says so; a line that is not UTF-8 is named.
+#[test]
+fn append_errors_name_what_failed() {
+    use std::io::BufRead;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    stdout(citadel(p).args(["audit", "init", "--dir", "log"]));
+    let bin = assert_cmd::cargo::cargo_bin("citadel");
+    let out = std::process::Command::new(&bin)
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "log"])
+        .stdin(Stdio::piped())
+        .stdout(fs::File::options().write(true).open("/dev/full").unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(lines(3, 0).as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "cannot write acknowledgements to stdout (the entries up to index 2 are in the log)"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("No space left").count(), 1, "{err}");
+
+    let out = std::process::Command::new(&bin)
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "log"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            let mut input = lines(2, 0).into_bytes();
+            input.extend_from_slice(b"\xff\xfe\n");
+            c.stdin.take().unwrap().write_all(&input)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 3: cannot read stdin: a line is not UTF-8"),
+        "{err}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+
+    stdout(citadel(p).args(["audit", "init", "--dir", "gone"]));
+    let mut child = std::process::Command::new(&bin)
+        .current_dir(p)
+        .args(["audit", "append", "--dir", "gone", "--group-ms", "5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut acks = std::io::BufReader::new(child.stdout.take().unwrap());
+    input.write_all(lines(1, 0).as_bytes()).unwrap();
+    let mut ack = String::new();
+    acks.read_line(&mut ack).unwrap();
+    assert_eq!(ack.trim(), "0");
+    fs::remove_dir_all(p.join("gone")).unwrap();
+    let _ = input.write_all(lines(5, 1).as_bytes());
+    drop(input);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut acks, &mut rest).unwrap();
+    assert_eq!(rest, "", "acknowledged after the directory was removed");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("was removed while the log was open"), "{err}");
+    assert!(err.contains("line "), "{err}");
+}

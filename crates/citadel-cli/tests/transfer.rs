@@ -238,11 +238,12 @@ fn a_tree_moves_over_parallel_streams_with_modes_and_times() {
         .filter(|n| n.contains("citadel"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert_eq!(
-        fs::read_dir(p.join("out/.citadel-recv")).unwrap().count(),
-        0,
-        "no partial or state file left"
-    );
+    // Only the newest CRL number seen stays (issue 14, item 6).
+    let kept: Vec<_> = fs::read_dir(p.join("out/.citadel-recv"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["crl-number"], "no partial or state file left");
 }
 
 /// Sends `big.bin` through a slow proxy until the receiver has saved
@@ -1043,4 +1044,84 @@ fn a_receiver_that_cannot_write_ends_both_ends() {
         assert!(err.contains("File too large"), "round {round}: {err}");
         assert!(log.contains("File too large"), "round {round}: {log}");
     }
+}
+
+/// Helper-12's F3: `recv --once` ends with its transfer even while another
+/// connection's session is stalled beside it (it used to wait for that
+/// session, up to the five-minute idle timeout).
+#[test]
+fn a_once_receiver_ends_with_its_transfer_beside_a_stalled_session() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("f.txt"), b"hello").unwrap();
+    let (recv, addr) = start_recv(p, "out", &["--once"]);
+    let mut stalled = raw_client(p, &addr, false).unwrap();
+    // A MANIFEST frame header promising 1,000 bytes, then nothing.
+    stalled.write_all(&[1, 0, 0, 0x03, 0xe8]).unwrap();
+    stalled.flush().unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let out = send_cmd(p, "f.txt", &addr, "alice").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = std::time::Instant::now();
+    let mut child: Child = recv.into();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "recv --once still running beside a stalled session"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fs::read(p.join("out/f.txt")).unwrap(), b"hello");
+    drop(stalled);
+}
+
+/// Issue 14, item 6: `recv` keeps the newest CRL number it has seen in its
+/// own state directory: an older `crl.pem` copied back neither un-revokes a
+/// client while it runs nor lets it start again.
+#[test]
+fn an_older_crl_copied_back_does_not_unrevoke() {
+    let d = setup();
+    let p = d.path();
+    fs::write(p.join("f.txt"), b"hello").unwrap();
+    let old = fs::read(p.join("CA/crl.pem")).unwrap();
+    let (recv, addr) = start_recv(p, "out", &[]);
+    citadel(p)
+        .args(["ca", "revoke", "--ca", "CA", "--name", "alice"])
+        .assert()
+        .success();
+    let refused = |addr: &str| {
+        let out = send_cmd(p, "f.txt", addr, "alice").output().unwrap();
+        !out.status.success()
+    };
+    assert!(refused(&addr), "revoked");
+    let newer = fs::read(p.join("CA/crl.pem")).unwrap();
+    fs::write(p.join("CA/crl.pem"), &old).unwrap();
+    // The sender reads the old list too; what matters is the receiver.
+    assert!(refused(&addr), "un-revoked by an older CRL");
+    drop(recv);
+    let out = bin()
+        .current_dir(p)
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "out",
+            "--ca",
+            "CA",
+        ])
+        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    fs::write(p.join("CA/crl.pem"), &newer).unwrap();
 }

@@ -10,6 +10,7 @@ pub mod hash;
 pub mod kdf;
 pub mod kem;
 pub mod keys;
+pub mod purpose;
 pub mod random;
 pub mod secret;
 pub mod sig;

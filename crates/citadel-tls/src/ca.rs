@@ -84,11 +84,50 @@ pub struct IssuedCert {
     pub revoked_at: Option<i64>,
 }
 
+/// Where a certificate the CA issued stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CertState {
+    /// Neither expired nor revoked, and the newest of its name.
+    Valid,
+    /// A newer certificate was issued under its name; it stays valid until
+    /// it expires or is revoked.
+    Superseded,
+    /// Past its `notAfter`.
+    Expired,
+    /// Revoked (listed in the CRL).
+    Revoked,
+}
+
+impl std::fmt::Display for CertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CertState::Valid => "valid",
+            CertState::Superseded => "superseded",
+            CertState::Expired => "expired",
+            CertState::Revoked => "revoked",
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct State {
     algorithm: CaAlgorithm,
     crl_number: u64,
+    /// How long each CRL is current (its `nextUpdate`), in days.
+    #[serde(default = "default_crl_days")]
+    crl_days: u32,
     issued: BTreeMap<String, IssuedCert>,
+}
+
+/// How long a CRL is current unless `ca crl --days` says otherwise.
+pub const DEFAULT_CRL_DAYS: u32 = 30;
+
+/// The longest a CRL may stay current, in days.
+pub const MAX_CRL_DAYS: u32 = 365;
+
+fn default_crl_days() -> u32 {
+    DEFAULT_CRL_DAYS
 }
 
 /// An open CA directory.
@@ -153,6 +192,86 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
+/// The longest validity `ca issue` grants, in days (about 10 years, the
+/// root's own lifetime).
+pub const MAX_DAYS: u32 = 3650;
+
+/// Checks a DNS name for a certificate (RFC 1123 host name syntax, as
+/// RFC 5280 requires for `dNSName`): 1 to 253 characters in labels of 1 to
+/// 63 letters, digits and hyphens, no label starting or ending with a
+/// hyphen, at least two labels unless it is a single host name, and a
+/// wildcard only as the whole leftmost label of a name with at least two
+/// more (`*.example.com`). Returns the name in lower case.
+pub fn check_dns_name(name: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Err(Error::Ca(format!(
+            "invalid DNS name {name:?}: {why} (use a host name such as node1.example.com, or *.example.com)"
+        )))
+    };
+    let lower = name.to_ascii_lowercase();
+    let trimmed = lower.strip_suffix('.').unwrap_or(&lower);
+    if trimmed.is_empty() {
+        return bad("it is empty");
+    }
+    if trimmed.len() > 253 {
+        return bad("it is longer than 253 characters");
+    }
+    let labels: Vec<&str> = trimmed.split('.').collect();
+    for (i, label) in labels.iter().enumerate() {
+        if *label == "*" {
+            if i != 0 {
+                return bad("a wildcard may only be the leftmost label");
+            }
+            if labels.len() < 3 {
+                return bad("a wildcard needs at least two labels after it");
+            }
+            continue;
+        }
+        if label.is_empty() {
+            return bad("it has an empty label");
+        }
+        if label.len() > 63 {
+            return bad("a label is longer than 63 characters");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return bad("labels hold only letters, digits and hyphens");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad("a label starts or ends with a hyphen");
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return bad("the last label is all digits (an IP address belongs in --ip)");
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Checks an end-entity lifetime: 1 to [`MAX_DAYS`] days, ending before
+/// the CA's own certificate does.
+fn check_days(days: u32, ca_not_after: Option<i64>) -> Result<Duration> {
+    if days == 0 || days > MAX_DAYS {
+        return Err(Error::Ca(format!(
+            "--days {days}: a certificate is valid for 1 to {MAX_DAYS} days"
+        )));
+    }
+    let lifetime = Duration::days(i64::from(days));
+    if let Some(end) = ca_not_after {
+        let left = (end - now().unix_timestamp()) / 86_400;
+        if (now() + lifetime).unix_timestamp() > end {
+            return Err(Error::Ca(format!(
+                "--days {days}: the CA's own certificate expires in {left} days; issue for at most that long"
+            )));
+        }
+    }
+    Ok(lifetime)
+}
+
 fn random_serial() -> Result<SerialNumber> {
     let mut bytes = random::array::<16>()?;
     bytes[0] &= 0x7F; // positive
@@ -173,6 +292,23 @@ pub fn is_classical_key_pem(pem: &str) -> bool {
 impl Ca {
     /// Creates a new CA in `dir` (created if needed; refused if it already holds one).
     pub fn init(dir: &Path, alg: CaAlgorithm, common_name: &str) -> Result<Ca> {
+        // Only its owner may list or enter the CA's directory, whatever
+        // the umask (the key files are 0600 as well).
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            let created = !dir.exists();
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io(dir))?;
+            if created {
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io(dir))?;
+            }
+        }
+        #[cfg(not(unix))]
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
             return Err(Error::Ca(format!(
@@ -215,6 +351,7 @@ impl Ca {
             state: State {
                 algorithm: alg,
                 crl_number: 0,
+                crl_days: DEFAULT_CRL_DAYS,
                 issued: BTreeMap::new(),
             },
         };
@@ -245,6 +382,34 @@ impl Ca {
             signer,
             state,
         })
+    }
+
+    /// When the root certificate expires (Unix seconds), if it parses.
+    pub fn not_after(&self) -> Option<i64> {
+        let (_, cert) = x509_parser::parse_x509_certificate(self.cert.as_ref()).ok()?;
+        Some(cert.validity().not_after.timestamp())
+    }
+
+    /// The state of each certificate the CA issued, by the name it is
+    /// listed under (`NAME`, or `NAME#SERIAL` for an earlier one), at `at`
+    /// (Unix seconds).
+    pub fn states(&self, at: i64) -> Vec<(&str, &IssuedCert, CertState)> {
+        self.state
+            .issued
+            .iter()
+            .map(|(k, c)| {
+                let state = if c.revoked_at.is_some() {
+                    CertState::Revoked
+                } else if c.not_after <= at {
+                    CertState::Expired
+                } else if k.contains('#') {
+                    CertState::Superseded
+                } else {
+                    CertState::Valid
+                };
+                (k.as_str(), c, state)
+            })
+            .collect()
     }
 
     /// The root certificate.
@@ -286,6 +451,11 @@ impl Ca {
         days: u32,
     ) -> Result<IssuedCert> {
         check_name(name)?;
+        let dns = dns
+            .iter()
+            .map(|d| check_dns_name(d))
+            .collect::<Result<Vec<_>>>()?;
+        let lifetime = check_days(days, self.not_after())?;
         if dns.is_empty() && ips.is_empty() && usage != Usage::Client {
             return Err(Error::Ca(
                 "a server certificate needs at least one --dns or --ip name".into(),
@@ -322,8 +492,8 @@ impl Ca {
         dn.push(DnType::CommonName, name);
         params.distinguished_name = dn;
         params.subject_alt_names = dns
-            .iter()
-            .map(|d| d.clone().try_into().map(SanType::DnsName))
+            .into_iter()
+            .map(|d| d.try_into().map(SanType::DnsName))
             .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
             .collect::<Result<Vec<_>, _>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
@@ -340,7 +510,7 @@ impl Ca {
         let serial = random_serial()?;
         params.serial_number = Some(serial.clone());
         params.not_before = now() - Duration::minutes(5);
-        let not_after = now() + Duration::days(i64::from(days));
+        let not_after = now() + lifetime;
         params.not_after = not_after;
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.signer)?;
         let cert = params.signed_by(&subject, &issuer)?;
@@ -393,6 +563,23 @@ impl Ca {
         Ok(n)
     }
 
+    /// Signs and publishes a new CRL (the next number, the same
+    /// revocations), current for `days` days from now (the CA's setting if
+    /// `None`, which `days` also updates). Run it on a timer well within
+    /// that period: servers refuse a CRL past its `nextUpdate`.
+    pub fn publish_crl(&mut self, days: Option<u32>) -> Result<crate::crl::CrlFacts> {
+        if let Some(d) = days {
+            if d == 0 || d > MAX_CRL_DAYS {
+                return Err(Error::Ca(format!(
+                    "--days {d}: a CRL is current for 1 to {MAX_CRL_DAYS} days"
+                )));
+            }
+            self.state.crl_days = d;
+        }
+        self.write_crl_and_state()?;
+        crate::crl::inspect(self.crl()?.as_ref(), self.cert.as_ref())
+    }
+
     fn write_crl_and_state(&mut self) -> Result<()> {
         self.state.crl_number += 1;
         let revoked = self
@@ -412,7 +599,7 @@ impl Ca {
             .collect();
         let params = CertificateRevocationListParams {
             this_update: now() - Duration::minutes(5),
-            next_update: now() + Duration::days(30),
+            next_update: now() + Duration::days(i64::from(self.state.crl_days)),
             crl_number: SerialNumber::from(self.state.crl_number),
             issuing_distribution_point: None,
             revoked_certs: revoked,
@@ -436,4 +623,23 @@ fn rcgen_pem(der: &CertificateDer<'_>) -> String {
     }
     out.push_str("-----END CERTIFICATE-----\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lifetime_never_outlives_the_root() {
+        let in_100_days = now().unix_timestamp() + 100 * 86_400;
+        assert!(check_days(99, Some(in_100_days)).is_ok());
+        let e = check_days(101, Some(in_100_days)).unwrap_err().to_string();
+        assert!(
+            e.contains("expires in 99 days") || e.contains("expires in 100 days"),
+            "{e}"
+        );
+        assert!(check_days(0, None).is_err());
+        assert!(check_days(MAX_DAYS + 1, None).is_err());
+        assert!(check_days(MAX_DAYS, None).is_ok());
+    }
 }

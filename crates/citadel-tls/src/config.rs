@@ -2,6 +2,7 @@
 //! authentication against one CA and its revocation list.
 
 use crate::ca::Ca;
+use crate::crl::CrlFacts;
 use crate::{Error, Result};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::aws_lc_rs::{self as provider, cipher_suite as cs, kx_group};
@@ -93,11 +94,17 @@ impl Identity {
 pub struct Trust {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
+    crl: CrlFacts,
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 impl Trust {
     /// Trusts the CA in `dir` from its public files only (`ca.crt`,
-    /// `crl.pem`): peers need no access to the CA key.
+    /// `crl.pem`): peers need no access to the CA key. The CRL must be
+    /// signed by the CA and current (before its `nextUpdate`).
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let crt = dir.join("ca.crt");
         let cert = CertificateDer::from_pem_file(&crt)
@@ -105,22 +112,32 @@ impl Trust {
         let crl_path = dir.join("crl.pem");
         let crl = CertificateRevocationListDer::from_pem_file(&crl_path)
             .map_err(|e| Error::Ca(format!("{}: {e}", crl_path.display())))?;
+        Self::new(cert, crl)
+    }
+
+    /// Trusts exactly this CA, honouring its current CRL.
+    pub fn from_ca(ca: &Ca) -> Result<Self> {
+        Self::new(ca.certificate().clone(), ca.crl()?)
+    }
+
+    fn new(
+        cert: CertificateDer<'static>,
+        crl: CertificateRevocationListDer<'static>,
+    ) -> Result<Self> {
+        let facts = crate::crl::inspect(crl.as_ref(), cert.as_ref())?;
+        crate::crl::check_current(&facts, unix_now(), 0)?;
         let mut roots = RootCertStore::empty();
         roots.add(cert)?;
         Ok(Self {
             roots: Arc::new(roots),
             crls: vec![crl],
+            crl: facts,
         })
     }
 
-    /// Trusts exactly this CA, honouring its current CRL.
-    pub fn from_ca(ca: &Ca) -> Result<Self> {
-        let mut roots = RootCertStore::empty();
-        roots.add(ca.certificate().clone())?;
-        Ok(Self {
-            roots: Arc::new(roots),
-            crls: vec![ca.crl()?],
-        })
+    /// The number and dates of the CRL, whose signature was checked.
+    pub fn crl(&self) -> CrlFacts {
+        self.crl
     }
 }
 
@@ -137,6 +154,7 @@ pub fn server_config(
     let p = crypto_provider(opts);
     let verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), p.clone())
         .with_crls(trust.crls.clone())
+        .enforce_revocation_expiration()
         .build()
         .map_err(verifier_error)?;
     let cfg = ServerConfig::builder_with_provider(p)
@@ -155,6 +173,7 @@ pub fn client_config(
     let p = crypto_provider(opts);
     let verifier = WebPkiServerVerifier::builder_with_provider(trust.roots.clone(), p.clone())
         .with_crls(trust.crls.clone())
+        .enforce_revocation_expiration()
         .build()
         .map_err(verifier_error)?;
     let cfg = ClientConfig::builder_with_provider(p)

@@ -18,6 +18,7 @@
 
 pub mod ca;
 pub mod config;
+pub mod crl;
 pub mod info;
 pub mod reload;
 mod signer;

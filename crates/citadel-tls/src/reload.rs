@@ -3,9 +3,19 @@
 //! applies to the next connection without a restart. Shared by every
 //! Citadel server that takes client certificates (`citadel recv`, the
 //! vault's mutual-TLS listener).
+//!
+//! A CRL is taken only if the CA signed it, it is current (before its
+//! `nextUpdate`) and its number is at least the newest already seen (kept
+//! in a [`Floor`], which may persist across restarts): copying back an
+//! older `crl.pem` does not un-revoke a certificate.
 
 use crate::Result;
 use crate::config::Trust;
+use crate::crl::{CrlFacts, Floor};
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
 use rustls::ServerConfig;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,27 +32,55 @@ fn stamp(p: &Path) -> Option<Stamp> {
 /// The builder of a config from the CA's trust.
 type Build = Box<dyn Fn(&Trust) -> Result<Arc<ServerConfig>> + Send + Sync>;
 
+/// What the server currently trusts: the files' stamps when it was loaded,
+/// the config built from them, the newest CRL number seen, and the CRL's
+/// facts.
+struct Loaded {
+    stamps: Vec<Option<Stamp>>,
+    config: Arc<ServerConfig>,
+    floor: Floor,
+    crl: CrlFacts,
+}
+
 /// A server config rebuilt when the CA directory's public files change.
 pub struct ReloadingServerConfig {
     dir: PathBuf,
     build: Build,
-    state: Mutex<(Vec<Option<Stamp>>, Arc<ServerConfig>)>,
+    state: Mutex<Loaded>,
 }
 
 impl ReloadingServerConfig {
     /// Builds the config from the CA in `dir` with `build`; fails if that
-    /// fails now.
+    /// fails now (a CRL that is stale, forged, or older than `floor`
+    /// included).
     pub fn new(
         dir: &Path,
+        mut floor: Floor,
         build: impl Fn(&Trust) -> Result<Arc<ServerConfig>> + Send + Sync + 'static,
     ) -> Result<Self> {
         let stamps = Self::stamps(dir);
-        let cfg = build(&Trust::from_dir(dir)?)?;
+        let trust = Self::trust(dir, &mut floor)?;
+        let config = build(&trust)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             build: Box::new(build),
-            state: Mutex::new((stamps, cfg)),
+            state: Mutex::new(Loaded {
+                stamps,
+                config,
+                floor,
+                crl: trust.crl(),
+            }),
         })
+    }
+
+    /// Loads the CA's trust, refusing a CRL older than `floor`, and raises
+    /// `floor` to its number.
+    fn trust(dir: &Path, floor: &mut Floor) -> Result<Trust> {
+        let trust = Trust::from_dir(dir)?;
+        let facts = trust.crl();
+        crate::crl::check_current(&facts, unix_now(), floor.value())?;
+        floor.raise(facts.number)?;
+        Ok(trust)
     }
 
     fn stamps(dir: &Path) -> Vec<Option<Stamp>> {
@@ -53,21 +91,25 @@ impl ReloadingServerConfig {
     }
 
     /// The current config, rebuilt first when the CA's files changed. If
-    /// the new files do not load, the previous config stays in force and
-    /// the error is returned beside it (for the caller to log); the next
-    /// call tries again.
+    /// the new files do not load (or the CRL in force has gone stale), the
+    /// previous config stays in force and the error is returned beside it
+    /// (for the caller to log); the next call tries again.
     pub fn current(&self) -> (Arc<ServerConfig>, Option<crate::Error>) {
         let now = Self::stamps(&self.dir);
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if now == st.0 {
-            return (st.1.clone(), None);
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let st = &mut *guard;
+        if now == st.stamps {
+            // Unchanged, but it may have gone stale meanwhile: rustls then
+            // refuses every client certificate, and this says why.
+            let why = crate::crl::check_current(&st.crl, unix_now(), 0).err();
+            return (st.config.clone(), why);
         }
-        match Trust::from_dir(&self.dir).and_then(|t| (self.build)(&t)) {
-            Ok(cfg) => {
-                *st = (now, cfg);
-                (st.1.clone(), None)
+        match Self::trust(&self.dir, &mut st.floor).and_then(|t| Ok(((self.build)(&t)?, t.crl()))) {
+            Ok((config, crl)) => {
+                (st.stamps, st.config, st.crl) = (now, config, crl);
+                (st.config.clone(), None)
             }
-            Err(e) => (st.1.clone(), Some(e)),
+            Err(e) => (st.config.clone(), Some(e)),
         }
     }
 }

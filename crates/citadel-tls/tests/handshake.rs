@@ -271,3 +271,192 @@ fn ca_directory_survives_reopen_and_keeps_keys_private() {
         }
     }
 }
+
+/// Issue 14, item 7: names and lifetimes are validated before anything is
+/// written; valid names are kept (lower-cased).
+#[test]
+fn names_and_lifetimes_are_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    for bad in [
+        "bad dns!",
+        "",
+        "*",
+        "*.com",
+        "a.*.com",
+        "x*.example.com",
+        "-a.example.com",
+        "a..b",
+        "ex\u{e4}mple.com",
+        "10.0.0.1",
+        &"a".repeat(64),
+        &format!("{}a", "a.".repeat(127)),
+    ] {
+        let e = ca
+            .issue("n", &[bad.to_string()], &[], Usage::Server, 30)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("invalid DNS name"), "{bad:?}: {e}");
+    }
+    for days in [0, 3651, 3_000_000] {
+        let e = ca
+            .issue("n", &["n.example.com".into()], &[], Usage::Server, days)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--days"), "{days}: {e}");
+    }
+    assert!(!d.path().join("n.crt").exists() && !d.path().join("n.key").exists());
+    ca.issue(
+        "n",
+        &[
+            "*.Example.COM".into(),
+            "node1.example.com.".into(),
+            "localhost".into(),
+        ],
+        &[],
+        Usage::Server,
+        365,
+    )
+    .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(d.path().join("n.crt")).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+    let sans = format!(
+        "{:?}",
+        cert.subject_alternative_name().unwrap().unwrap().value
+    );
+    for want in ["*.example.com", "node1.example.com", "localhost"] {
+        assert!(sans.contains(&format!("\"{want}\"")), "{sans}");
+    }
+}
+
+/// Issue 14, items 8 and 9: list states, and a CA directory only its owner
+/// can enter whatever the umask.
+#[test]
+fn states_are_listed_and_the_directory_is_private() {
+    use citadel_tls::ca::CertState;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    ca.issue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
+        .unwrap();
+    ca.issue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
+        .unwrap();
+    ca.revoke("alice").unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let in_20_days = now + 20 * 86_400;
+    let state = |at: i64, want: &str| -> Vec<CertState> {
+        ca.states(at)
+            .into_iter()
+            .filter(|(n, _, _)| n.split('#').next() == Some(want))
+            .map(|(_, _, s)| s)
+            .collect()
+    };
+    assert_eq!(state(now, "alice"), [CertState::Revoked]);
+    assert_eq!(state(now, "server"), [CertState::Valid]);
+    let mut bob = state(now, "bob");
+    bob.sort_by_key(|s| *s as u8);
+    assert_eq!(bob, [CertState::Valid, CertState::Superseded]);
+    assert_eq!(
+        state(in_20_days, "bob"),
+        [CertState::Expired, CertState::Expired]
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+}
+
+/// Issue 14, item 6: a CRL is trusted only if the CA signed it, it is
+/// current, and its number never goes back, across a restart too.
+#[test]
+fn revocation_cannot_be_rolled_back_or_go_stale() {
+    use citadel_tls::crl::{Floor, check_current, inspect};
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    let old_crl = std::fs::read(d.path().join("crl.pem")).unwrap();
+    let alice = Identity::from_ca(&ca, "alice").unwrap();
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let floor_at = d.path().join("floor");
+    let build = {
+        let server = server.clone();
+        move |t: &Trust| server_config(server.clone(), t, TlsOptions::default())
+    };
+    let configs =
+        ReloadingServerConfig::new(d.path(), Floor::load(&floor_at).unwrap(), build.clone())
+            .unwrap();
+    let client = || {
+        client_config(
+            alice.clone(),
+            &Trust::from_ca(&ca_open(d.path())).unwrap(),
+            TlsOptions::default(),
+        )
+        .unwrap()
+    };
+    assert!(
+        handshake(configs.current().0, client(), localhost())
+            .0
+            .is_ok()
+    );
+    ca.revoke("alice").unwrap();
+    let (cfg, err) = configs.current();
+    assert!(err.is_none(), "{err:?}");
+    assert!(handshake(cfg, client(), localhost()).0.is_err(), "revoked");
+    // The older list copied back: refused, the revocation stays.
+    let newer = std::fs::read(d.path().join("crl.pem")).unwrap();
+    std::fs::write(d.path().join("crl.pem"), &old_crl).unwrap();
+    let (cfg, err) = configs.current();
+    assert!(err.unwrap().to_string().contains("rolled back"));
+    assert!(
+        handshake(cfg, client_with(&alice, d.path(), &newer), localhost())
+            .0
+            .is_err()
+    );
+    // And after a restart (the floor was persisted).
+    let e = ReloadingServerConfig::new(d.path(), Floor::load(&floor_at).unwrap(), build.clone())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("rolled back"), "{e}");
+    std::fs::write(d.path().join("crl.pem"), &newer).unwrap();
+    // Freshness: a list past its nextUpdate is refused, with what to do.
+    let facts = ca.publish_crl(Some(7)).unwrap();
+    let next = facts.next_update.unwrap();
+    assert!(next - time::OffsetDateTime::now_utc().unix_timestamp() <= 7 * 86_400);
+    let e = check_current(&facts, next + 1, 0).unwrap_err().to_string();
+    assert!(e.contains("expired") && e.contains("citadel ca crl"), "{e}");
+    check_current(&facts, next - 60, facts.number).unwrap();
+    // Only the CA's signature counts.
+    let der = ca.crl().unwrap();
+    let mut forged = der.as_ref().to_vec();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(inspect(&forged, ca.certificate().as_ref()).is_err());
+    let other = tempfile::tempdir().unwrap();
+    let other = Ca::init(other.path(), CaAlgorithm::MlDsa44, "other").unwrap();
+    assert!(inspect(der.as_ref(), other.certificate().as_ref()).is_err());
+    assert_eq!(
+        inspect(der.as_ref(), ca.certificate().as_ref()).unwrap(),
+        facts
+    );
+}
+
+fn ca_open(dir: &std::path::Path) -> Ca {
+    Ca::open(dir).unwrap()
+}
+
+/// A client config trusting the CA in `dir` with the CRL `crl` (PEM).
+fn client_with(id: &Identity, dir: &std::path::Path, crl: &[u8]) -> Arc<rustls::ClientConfig> {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("ca.crt"), t.path().join("ca.crt")).unwrap();
+    std::fs::write(t.path().join("crl.pem"), crl).unwrap();
+    client_config(
+        id.clone(),
+        &Trust::from_dir(t.path()).unwrap(),
+        TlsOptions::default(),
+    )
+    .unwrap()
+}

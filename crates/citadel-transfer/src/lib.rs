@@ -62,6 +62,9 @@ pub enum Error {
     /// The manifest is malformed or its signature does not verify.
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    /// A file being sent became shorter than its manifest says.
+    #[error("{0} shrank while being sent; run the command again to send its new content")]
+    Shrank(String),
     /// The connection failed or closed before the transfer ended.
     #[error("{context}: {source}")]
     Connection {

@@ -2,13 +2,15 @@
 //! BLAKE3 hashes and root; every directory with its mode and mtime.
 
 use crate::{CHUNK_SIZE, Error, Result, io};
+use citadel_crypto::purpose::Purpose;
 use citadel_crypto::sig::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::Path;
 
-/// Context string of manifest signatures (FIPS 204 pure mode).
-pub const SIGNATURE_CONTEXT: &[u8] = b"citadel-transfer-v1";
+/// Context string of manifest signatures (FIPS 204 pure mode): the
+/// transfer manifest's signing purpose, which no other purpose shares.
+pub const SIGNATURE_CONTEXT: &[u8] = Purpose::TRANSFER_MANIFEST.name().as_bytes();
 const MAX_PATH: usize = 4096;
 
 /// One file to transfer.
@@ -327,7 +329,7 @@ impl Manifest {
     /// The `MANIFEST` frame payload: signature length (2) ‖ signature ‖ JSON.
     pub fn sign(&self, key: &SigningKey) -> Result<Vec<u8>> {
         let json = self.to_json();
-        let sig = key.sign(&json, SIGNATURE_CONTEXT)?;
+        let sig = Purpose::TRANSFER_MANIFEST.sign(key, b"", &json)?;
         let len =
             u16::try_from(sig.len()).map_err(|_| Error::Manifest("signature too long".into()))?;
         let mut out = len.to_be_bytes().to_vec();
@@ -353,9 +355,11 @@ impl Manifest {
             return Err(Error::Manifest("truncated signature".into()));
         }
         let (sig, json) = rest.split_at(len);
-        key.verify(json, SIGNATURE_CONTEXT, sig).map_err(|_| {
-            Error::Manifest("the signature does not verify with the sender's key".into())
-        })?;
+        Purpose::TRANSFER_MANIFEST
+            .verify(key, b"", json, sig)
+            .map_err(|_| {
+                Error::Manifest("the signature does not verify with the sender's key".into())
+            })?;
         let m: Manifest =
             serde_json::from_slice(json).map_err(|e| Error::Manifest(e.to_string()))?;
         m.validate()?;

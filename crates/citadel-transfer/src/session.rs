@@ -176,7 +176,7 @@ pub fn send_parallel<S: Read + Write>(
                         let mut buf = Vec::new();
                         expect(&mut conn, Kind::Joined, &mut buf)?;
                         let share = work.iter().skip(k).step_by(streams);
-                        send_chunks(&mut conn, share, local, progress, &stop.abort)?;
+                        send_chunks(&mut conn, share, local, progress, stop)?;
                         write_frame(&mut conn, Kind::Sent, &[])?;
                         expect(&mut conn, Kind::Done, &mut buf)
                     })()
@@ -184,14 +184,8 @@ pub fn send_parallel<S: Read + Write>(
                 })
             })
             .collect();
-        let mine = send_chunks(
-            primary,
-            work.iter().step_by(streams),
-            local,
-            progress,
-            &stop.abort,
-        )
-        .map_err(|e| stop.fail(e));
+        let mine = send_chunks(primary, work.iter().step_by(streams), local, progress, stop)
+            .map_err(|e| stop.fail(e));
         let mut failures: Vec<Failure> = mine.err().into_iter().collect();
         for h in helpers {
             let r = h.join().unwrap_or_else(|_| {
@@ -246,9 +240,26 @@ type Failure = (usize, Error);
 struct Stop {
     abort: AtomicBool,
     order: std::sync::atomic::AtomicUsize,
+    /// The first failure met on this side, in words, for the receiver.
+    why: std::sync::Mutex<Option<String>>,
 }
 
 impl Stop {
+    /// Records `e` as the reason told to the receiver unless another came
+    /// first; returns the reason to tell.
+    fn first_reason(&self, e: &Error) -> String {
+        self.why
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| e.to_string())
+            .clone()
+    }
+
+    /// The first failure met on this side, if any.
+    fn reason(&self) -> Option<String> {
+        self.why.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Records a failure (ranked by when it happened) and stops the others.
     fn fail(&self, e: Error) -> Failure {
         let at = self.order.fetch_add(1, Ordering::SeqCst);
@@ -257,8 +268,30 @@ impl Stop {
     }
 }
 
-/// Streams chunks without waiting for acknowledgements.
+/// Streams chunks without waiting for acknowledgements. A failure on this
+/// side (a file that shrank or cannot be read), or the stop another stream
+/// raised, is told to the receiver in an `ERROR` frame carrying the first
+/// failure's reason, so both ends name the cause.
 fn send_chunks<'a>(
+    stream: &mut (impl Read + Write + ?Sized),
+    share: impl Iterator<Item = &'a Work>,
+    local: &[PathBuf],
+    progress: Progress<'_>,
+    stop: &Stop,
+) -> Result<()> {
+    let r = stream_chunks(stream, share, local, progress, &stop.abort);
+    let told = match &r {
+        Err(e @ (Error::Shrank(_) | Error::Io { .. })) => Some(stop.first_reason(e)),
+        Err(Error::Aborted) => stop.reason(),
+        _ => None,
+    };
+    if let Some(why) = told {
+        let _ = write_frame(stream, Kind::Error, why.as_bytes());
+    }
+    r
+}
+
+fn stream_chunks<'a>(
     stream: &mut (impl Read + Write + ?Sized),
     share: impl Iterator<Item = &'a Work>,
     local: &[PathBuf],
@@ -282,10 +315,7 @@ fn send_chunks<'a>(
         chunk[5..17].copy_from_slice(&frame::chunk_payload_header(i as u32, c));
         f.read_exact_at(&mut chunk[17..17 + len], c * CHUNK_SIZE)
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => Error::Manifest(format!(
-                    "{} shrank while being sent; run the command again to send its new content",
-                    path.display()
-                )),
+                std::io::ErrorKind::UnexpectedEof => Error::Shrank(path.display().to_string()),
                 _ => io(path)(e),
             })?;
         if let Err(e) = stream.write_all(&chunk[..17 + len]) {

@@ -388,7 +388,12 @@ fn every_failure_ends_a_parallel_transfer_at_both_ends() {
                 slowest = slowest.max(took);
                 let (sent, received) = (sent.to_string(), received.to_string());
                 match fault {
-                    Fault::Shrink => assert!(sent.contains("shrank"), "{sent}"),
+                    // Helper-12's F2: the receiver is told the cause too
+                    // (an ERROR frame), not "the sender disconnected".
+                    Fault::Shrink => {
+                        assert!(sent.contains("shrank"), "{sent}");
+                        assert!(received.contains("shrank"), "{k}: {received}");
+                    }
                     Fault::Flip => {
                         let why = format!("chunk {k} does not match");
                         assert!(sent.contains(&why), "{fault:?} {k}: {sent}");

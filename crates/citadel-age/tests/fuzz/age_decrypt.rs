@@ -40,5 +40,5 @@ fn decrypt_one(data: &[u8]) {
         .unwrap(),
     ];
     let mut out = Vec::new();
-    let _ = decrypt(&ids, &mut &data[..], &mut out);
+    let _ = decrypt(&ids, std::io::Cursor::new(data[..].to_vec()), &mut out);
 }

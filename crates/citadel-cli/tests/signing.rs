@@ -1,0 +1,279 @@
+//! Issue 14, signatures: each item of the attacker's review as a test of
+//! the real binary.
+
+use assert_cmd::Command;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+fn citadel(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("citadel").unwrap();
+    c.current_dir(dir);
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    citadel(dir).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn key(dir: &Path, alg: &str, name: &str) {
+    let out = run(dir, &["key", "gen", "--alg", alg, "--out", name]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The envelope an attacker assembles from a signature the victim made
+/// over a file the attacker wrote.
+fn forged_envelope(statement: &[u8], sig: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "payload": STANDARD.encode(statement),
+        "payloadType": "application/vnd.in-toto+json",
+        "signatures": [{"keyid": "x", "sig": STANDARD.encode(sig)}],
+    }))
+    .unwrap()
+}
+
+/// Item 1: a file whose bytes spell a DSSE pre-authentication encoding,
+/// signed as a file, is not a directory signature: for ML-DSA, SLH-DSA and
+/// Ed25519 keys, and with or without extra context.
+#[test]
+fn a_file_signature_is_never_a_directory_signature() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    fs::create_dir(p.join("evil")).unwrap();
+    // A statement that matches the (empty) directory exactly.
+    let statement = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[],"predicateType":"https://citadel.dev/manifest/v2","predicate":{"root":"evil","files":0}}"#;
+    let mut pae = format!(
+        "DSSEv1 28 application/vnd.in-toto+json {} ",
+        statement.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(statement);
+    fs::write(p.join("innocent.bin"), &pae).unwrap();
+    for alg in ["ml-dsa-44", "slh-dsa-sha2-128f", "ed25519"] {
+        key(p, alg, alg);
+        for ctx in ["", "release"] {
+            let k = format!("{alg}.key");
+            let out = run(
+                p,
+                &[
+                    "sign",
+                    "--key",
+                    &k,
+                    "innocent.bin",
+                    "--context",
+                    ctx,
+                    "-o",
+                    "f.sig",
+                ],
+            );
+            assert!(out.status.success(), "{alg}: {}", stderr(&out));
+            // The victim's file signature verifies as a file signature...
+            let out = run(
+                p,
+                &[
+                    "verify",
+                    "--pub",
+                    &format!("{alg}.pub"),
+                    "innocent.bin",
+                    "-s",
+                    "f.sig",
+                    "-c",
+                    ctx,
+                ],
+            );
+            assert!(out.status.success(), "{alg}: {}", stderr(&out));
+            // ...and never as a directory's.
+            let sig = fs::read(p.join("f.sig")).unwrap();
+            fs::write(p.join("evil.sig"), forged_envelope(statement, &sig)).unwrap();
+            let out = run(
+                p,
+                &["verify", "--pub", &format!("{alg}.pub"), "evil", "-c", ctx],
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{alg} {ctx:?}: {}",
+                stderr(&out)
+            );
+            assert!(stderr(&out).contains("not valid"), "{}", stderr(&out));
+        }
+    }
+}
+
+/// Item 1: a signature made the way releases before the purposes were
+/// separated made them is refused, with the reason.
+#[test]
+fn a_signature_without_a_purpose_is_refused_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::write(p.join("a.bin"), b"weights").unwrap();
+    let pem = fs::read_to_string(p.join("k.key")).unwrap();
+    let citadel_crypto::PrivateKey::Signature(sk) =
+        citadel_crypto::PrivateKey::from_pem(&pem, None).unwrap()
+    else {
+        panic!("not a signing key")
+    };
+    fs::write(p.join("a.bin.sig"), sk.sign(b"weights", b"").unwrap()).unwrap();
+    let out = run(p, &["verify", "--pub", "k.pub", "a.bin"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("before signing purposes were separated"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Item 2: `verify` hashes what it checked. A loop swapping a tree's file
+/// between a regular file (the attacker's bytes) and a symbolic link to the
+/// signed bytes outside never makes it pass; a FIFO swapped in never hangs
+/// it.
+#[test]
+fn a_tree_changing_under_verify_never_passes_or_hangs() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ed25519", "k");
+    fs::create_dir(p.join("tree")).unwrap();
+    fs::create_dir(p.join("spare")).unwrap();
+    fs::write(p.join("tree/data"), b"signed bytes").unwrap();
+    assert!(run(p, &["sign", "--key", "k.key", "tree"]).status.success());
+    fs::write(p.join("outside"), b"signed bytes").unwrap();
+    for fifo in [false, true] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, p) = (stop.clone(), p.to_path_buf());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let spare = p.join("spare/x");
+                    let _ = fs::remove_file(&spare);
+                    if fifo {
+                        let _ = std::process::Command::new("mkfifo").arg(&spare).status();
+                    } else {
+                        let _ = std::os::unix::fs::symlink(p.join("outside"), &spare);
+                    }
+                    let _ = fs::rename(&spare, p.join("tree/data"));
+                    fs::write(&spare, b"attacker bytes").unwrap();
+                    let _ = fs::rename(&spare, p.join("tree/data"));
+                }
+            })
+        };
+        let runs = if fifo { 40 } else { 200 };
+        for i in 0..runs {
+            let start = std::time::Instant::now();
+            let out = std::process::Command::new("timeout")
+                .args([
+                    "20",
+                    assert_cmd::cargo::cargo_bin("citadel").to_str().unwrap(),
+                ])
+                .args(["verify", "--pub", "k.pub", "tree"])
+                .current_dir(p)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "run {i} (fifo {fifo}) after {:?}: {}",
+                start.elapsed(),
+                stderr(&out)
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+    }
+}
+
+/// Item 3 and helper-12's F5: names are escaped, one per line, so a name
+/// cannot forge an "OK" line; a link or FIFO added to a signed tree is a
+/// difference (exit 1), not a signing error.
+#[test]
+fn names_cannot_forge_output_and_links_are_differences() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::create_dir(p.join("model")).unwrap();
+    fs::write(p.join("model/model.bin"), b"weights").unwrap();
+    assert!(
+        run(p, &["sign", "--key", "k.key", "model"])
+            .status
+            .success()
+    );
+    fs::write(p.join("model/model.bin"), b"backdoor").unwrap();
+    fs::write(p.join("model/\r\x1b[2KOK: model (1 files, valid)"), b"").unwrap();
+    fs::write(p.join("model/mod\u{0430}l.bin"), b"").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", p.join("model/link")).unwrap();
+    let out = run(p, &["verify", "--pub", "k.pub", "model"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
+    assert!(
+        err.contains(r#"added: "\u{d}\u{1b}[2KOK: model (1 files, valid)""#),
+        "{err}"
+    );
+    assert!(err.contains(r#"added: "mod\u{430}l.bin""#), "{err}");
+    assert!(err.contains("modified: model.bin\n"), "{err}");
+    assert!(
+        err.contains("not a regular file (never covered): link\n"),
+        "{err}"
+    );
+    let out = run(p, &["verify", "--pub", "k.pub", "model", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["not_regular"], serde_json::json!(["link"]));
+}
+
+/// Item 4: `sign .` puts the bundle beside the directory, where `verify .`
+/// finds it; an output inside the tree is refused.
+#[test]
+fn signing_dot_writes_beside_the_tree() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    let tree = p.join("release");
+    fs::create_dir(&tree).unwrap();
+    fs::write(tree.join("app"), b"binary").unwrap();
+    let out = run(&tree, &["sign", "--key", "../k.key", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(p.join("release.sig").exists());
+    assert!(!tree.join("..sig").exists());
+    let out = run(&tree, &["verify", "--pub", "../k.pub", "."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for inside in ["inside.sig", "./sub.sig", "../release/x.sig"] {
+        let out = run(&tree, &["sign", "--key", "../k.key", ".", "-o", inside]);
+        assert_eq!(out.status.code(), Some(2), "{inside}");
+        assert!(stderr(&out).contains("inside the directory being signed"));
+    }
+    assert!(!tree.join("inside.sig").exists());
+}
+
+/// Item 5: the executable bit is covered.
+#[test]
+fn the_executable_bit_is_covered() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::create_dir(p.join("rel")).unwrap();
+    fs::write(p.join("rel/install.sh"), b"echo hi").unwrap();
+    assert!(run(p, &["sign", "--key", "k.key", "rel"]).status.success());
+    assert!(
+        run(p, &["verify", "--pub", "k.pub", "rel"])
+            .status
+            .success()
+    );
+    fs::set_permissions(p.join("rel/install.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(p, &["verify", "--pub", "k.pub", "rel"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("executable bit changed: install.sh"),
+        "{}",
+        stderr(&out)
+    );
+}

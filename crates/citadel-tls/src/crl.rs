@@ -1,0 +1,149 @@
+//! What is checked of a revocation list before it is trusted: the CA's
+//! signature over it, its number (which only ever grows: an older list
+//! copied back must not un-revoke a certificate) and its freshness
+//! (`nextUpdate`: a stale list may predate a revocation).
+
+use crate::{Error, Result};
+use std::path::Path;
+
+/// The facts of a CRL whose signature the CA's key verified.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrlFacts {
+    /// The `cRLNumber` extension (saturated at `u64::MAX`).
+    pub number: u64,
+    /// `thisUpdate`, Unix seconds.
+    pub this_update: i64,
+    /// `nextUpdate`, Unix seconds, if the CRL has one.
+    pub next_update: Option<i64>,
+}
+
+fn bad(why: impl std::fmt::Display) -> Error {
+    Error::Ca(format!("crl.pem: {why}"))
+}
+
+/// Checks that the CA whose certificate is `ca_cert` (DER) signed `crl`
+/// (DER), and returns its number and dates. The signature is checked with
+/// `citadel-crypto`: ML-DSA (empty context, as X.509 uses it) or ECDSA
+/// P-256 with SHA-256.
+pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
+    let (_, cert) = x509_parser::parse_x509_certificate(ca_cert)
+        .map_err(|e| Error::Ca(format!("ca.crt: {e}")))?;
+    let (rest, list) = x509_parser::parse_x509_crl(crl).map_err(bad)?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes after the list"));
+    }
+    if list.issuer() != cert.subject() {
+        return Err(bad("it was not issued by this CA"));
+    }
+    let tbs = list.tbs_cert_list.as_ref();
+    let sig = list.signature_value.as_ref();
+    let spki = cert.public_key();
+    let key = &spki.subject_public_key.data;
+    let ok = match citadel_crypto::Algorithm::from_oid(spki.algorithm.algorithm.as_bytes()) {
+        Some(alg) => citadel_crypto::sig::VerifyingKey::from_bytes(alg, key)
+            .is_ok_and(|vk| vk.verify(tbs, b"", sig).is_ok()),
+        None => citadel_crypto::ecdsa::verify_p256(
+            key,
+            tbs,
+            sig,
+            citadel_crypto::ecdsa::SignatureEncoding::Asn1,
+        ),
+    };
+    if !ok {
+        return Err(bad("the CA's signature over it does not verify"));
+    }
+    let number = list
+        .crl_number()
+        .ok_or_else(|| bad("it has no CRL number"))?
+        .to_u64_digits();
+    let number = match number.as_slice() {
+        [] => 0,
+        [n] => *n,
+        _ => u64::MAX,
+    };
+    Ok(CrlFacts {
+        number,
+        this_update: list.last_update().timestamp(),
+        next_update: list.next_update().map(|t| t.timestamp()),
+    })
+}
+
+/// Refuses a CRL that is past its `nextUpdate` at `now` (Unix seconds), or
+/// older than the newest number already seen (`floor`).
+pub fn check_current(facts: &CrlFacts, now: i64, floor: u64) -> Result<()> {
+    if facts.number < floor {
+        return Err(bad(format!(
+            "it is CRL number {}, older than number {floor} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
+            facts.number
+        )));
+    }
+    if let Some(next) = facts.next_update
+        && next <= now
+    {
+        let when = time::OffsetDateTime::from_unix_timestamp(next)
+            .map(|t| t.date().to_string())
+            .unwrap_or_default();
+        return Err(bad(format!(
+            "it expired on {when} (its nextUpdate), so it may not list recent revocations; re-sign it with `citadel ca crl --ca DIR` (on a timer: see the README)"
+        )));
+    }
+    Ok(())
+}
+
+/// The newest CRL number a server has seen, kept in a file of its own so a
+/// restart does not forget it. The file holds the number in decimal.
+#[derive(Debug)]
+pub struct Floor {
+    path: Option<std::path::PathBuf>,
+    value: u64,
+}
+
+impl Floor {
+    /// A floor kept only in memory.
+    pub fn in_memory() -> Self {
+        Floor {
+            path: None,
+            value: 0,
+        }
+    }
+
+    /// Loads the floor kept at `path` (zero if the file does not exist).
+    pub fn load(path: &Path) -> Result<Self> {
+        let value = match std::fs::read_to_string(path) {
+            Ok(t) => t.trim().parse().map_err(|_| {
+                Error::Ca(format!(
+                    "{}: not a CRL number; remove it to start again",
+                    path.display()
+                ))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => {
+                return Err(Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                });
+            }
+        };
+        Ok(Floor {
+            path: Some(path.to_path_buf()),
+            value,
+        })
+    }
+
+    /// The newest number seen.
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+
+    /// Raises the floor to `number` (written through before it counts).
+    pub fn raise(&mut self, number: u64) -> Result<()> {
+        if number <= self.value {
+            return Ok(());
+        }
+        if let Some(p) = &self.path {
+            crate::ca::write_file(p, format!("{number}\n").as_bytes(), false)?;
+        }
+        self.value = number;
+        Ok(())
+    }
+}
