@@ -642,4 +642,38 @@ mod tests {
         assert!(check_days(MAX_DAYS + 1, None).is_err());
         assert!(check_days(MAX_DAYS, None).is_ok());
     }
+
+    /// Issue 14, item 6: a CRL past its nextUpdate is refused by a server
+    /// starting, by a running one reloading (keeping the list in force and
+    /// saying why, with what to run), and by a sender.
+    #[test]
+    fn a_stale_crl_is_refused_everywhere_with_what_to_do() {
+        use crate::config::{Identity, TlsOptions, Trust, server_config};
+        use crate::crl::Floor;
+        use crate::reload::ReloadingServerConfig;
+        let d = tempfile::tempdir().unwrap();
+        let mut ca = Ca::init(d.path(), CaAlgorithm::MlDsa44, "t").unwrap();
+        ca.issue("server", &["localhost".into()], &[], Usage::Server, 30)
+            .unwrap();
+        let server = Identity::from_ca(&ca, "server").unwrap();
+        let build = move |t: &Trust| server_config(server.clone(), t, TlsOptions::default());
+        let configs =
+            ReloadingServerConfig::new(d.path(), Floor::in_memory(), build.clone()).unwrap();
+        assert!(configs.current().1.is_none());
+        // A list whose nextUpdate is now: stale at once.
+        ca.state.crl_days = 0;
+        ca.write_crl_and_state().unwrap();
+        let e = configs.current().1.unwrap().to_string();
+        assert!(e.contains("expired") && e.contains("citadel ca crl"), "{e}");
+        let e = ReloadingServerConfig::new(d.path(), Floor::in_memory(), build)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("expired"), "{e}");
+        let e = Trust::from_dir(d.path()).err().unwrap().to_string();
+        assert!(e.contains("expired"), "{e}");
+        // Re-signing restores service.
+        ca.publish_crl(Some(30)).unwrap();
+        assert!(configs.current().1.is_none());
+    }
 }
