@@ -112,9 +112,19 @@ fn main() -> ExitCode {
                     e.downcast_ref::<citadel_crypto::Error>(),
                     Some(citadel_crypto::Error::BadSignature)
                 )
+                // Whatever part of an encrypted file fails (armor, header,
+                // no identity opening it, header MAC, payload), it could not
+                // be decrypted and authenticated: exit 1, as age does, so a
+                // file damaged at any offset gets the same answer.
                 || matches!(
                     e.downcast_ref::<citadel_age::Error>(),
-                    Some(citadel_age::Error::Payload(_) | citadel_age::Error::HeaderMac)
+                    Some(
+                        citadel_age::Error::Armor(_)
+                            | citadel_age::Error::Header(_)
+                            | citadel_age::Error::NoMatch
+                            | citadel_age::Error::HeaderMac
+                            | citadel_age::Error::Payload(_)
+                    )
                 );
             // One line: the chain of causes, outermost first, each said once
             // (an error that already shows its source is not followed by it).
