@@ -135,7 +135,9 @@ fn main() -> ExitCode {
                     parts.push(c);
                 }
             }
-            let msg = parts.join(": ");
+            // Names in messages come from others (file names, paths): shown
+            // so that they cannot move the cursor or rewrite the line.
+            let msg = printable(&parts.join(": "));
             eprintln!("citadel: {msg}");
             if e.downcast_ref::<vault_verbs::Sealed>().is_some() {
                 ExitCode::from(3)
@@ -148,11 +150,38 @@ fn main() -> ExitCode {
     }
 }
 
+/// A message as it may be written to a terminal: control characters and
+/// invisible or direction-changing characters escaped (`\u{1b}`), the rest
+/// (printable text in any script) kept.
+fn printable(msg: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(msg.len());
+    for c in msg.chars() {
+        let invisible = matches!(c,
+            '\u{ad}' | '\u{61c}' | '\u{180e}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}' | '\u{e0000}'..='\u{e007f}');
+        if c.is_control() || invisible {
+            let _ = write!(out, "\\u{{{:x}}}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn messages_cannot_drive_the_terminal() {
+        assert_eq!(
+            super::printable("a\x1b[2K\rOK\u{202e}x \u{e9}\u{4e2d}"),
+            "a\\u{1b}[2K\\u{d}OK\\u{202e}x \u{e9}\u{4e2d}"
+        );
     }
 }

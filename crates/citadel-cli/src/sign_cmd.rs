@@ -90,9 +90,10 @@ fn check_outside(dir: &Path, out: &Path) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if let Ok(parent) = std::fs::canonicalize(parent)
-        && parent.starts_with(&dir)
-    {
+    // The output's directory, or where the output itself leads if it
+    // exists (a link planted at DIR.sig pointing into the tree).
+    let inside = |p: &Path| std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(&dir));
+    if inside(parent) || (out.symlink_metadata().is_ok() && inside(out)) {
         bail!(
             "{} is inside the directory being signed, which would then never match its signature; write it elsewhere with --out",
             out.display()
@@ -130,13 +131,18 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
     let keyid = citadel_crypto::PublicKey::Signature(key.verifying_key()).fingerprint()?;
     let mut results = Vec::new();
     for path in &a.paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let out = match &a.out {
-            Some(o) => o.clone(),
-            None => sig_path(path)?,
+        // `-` is standard input, never a file of that name (use ./-).
+        let stdin = path == Path::new("-");
+        let is_dir = !stdin
+            && std::fs::metadata(path)
+                .with_context(|| format!("cannot read {}", shown_path(path)))?
+                .is_dir();
+        let out = match (&a.out, stdin) {
+            (Some(o), _) => o.clone(),
+            (None, true) => bail!("signing standard input needs --out FILE"),
+            (None, false) => sig_path(path)?,
         };
-        if meta.is_dir() {
+        if is_dir {
             check_outside(path, &out)?;
             let manifest = Manifest::from_dir(path)?;
             let statement = manifest.to_statement(&root_name(path));
@@ -189,15 +195,23 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
             k.algorithm()
         ),
     };
-    let sig_file = match &a.sig {
-        Some(s) => s.clone(),
-        None => sig_path(&a.path)?,
+    // `-` is standard input, never a file of that name (use ./-).
+    let stdin = a.path == Path::new("-");
+    let sig_file = match (&a.sig, stdin) {
+        (Some(s), _) => s.clone(),
+        (None, true) => bail!("verifying standard input needs --sig FILE"),
+        (None, false) => sig_path(&a.path)?,
     };
-    let sig = read_input(&sig_file)?;
+    if stdin && sig_file == Path::new("-") {
+        bail!("the data and the signature cannot both come from standard input");
+    }
+    let sig = read_signature(&sig_file)?;
     let ctx = a.context.as_bytes();
-    let meta =
-        std::fs::metadata(&a.path).with_context(|| format!("cannot read {}", a.path.display()))?;
-    if meta.is_dir() {
+    if !stdin
+        && std::fs::metadata(&a.path)
+            .with_context(|| format!("cannot read {}", shown_path(&a.path)))?
+            .is_dir()
+    {
         return verify_dir(&a, &vk, &sig, &sig_file);
     }
     let mut file = open_input(&a.path)?;
@@ -319,6 +333,45 @@ fn verify_dir(
         );
     }
     Ok(())
+}
+
+/// The largest signature file read (a DSSE envelope with many signatures).
+const MAX_SIGNATURE: u64 = 16 << 20;
+
+/// Reads a signature: standard input for `-`, else a regular file, opened
+/// without blocking (a FIFO planted at the default path is refused, not
+/// waited on) and bounded in size.
+fn read_signature(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path == Path::new("-") {
+        return read_input(path);
+    }
+    let shown = shown_path(path);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .with_context(|| format!("cannot read {shown}"))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("cannot read {shown}"))?;
+    if !meta.is_file() {
+        bail!(
+            "{shown} is not a regular file; a signature is read from a file (or - for standard input)"
+        );
+    }
+    if meta.len() > MAX_SIGNATURE {
+        bail!(
+            "{shown} is larger than a signature can be ({} bytes)",
+            MAX_SIGNATURE
+        );
+    }
+    let mut v = Vec::new();
+    f.take(MAX_SIGNATURE + 1)
+        .read_to_end(&mut v)
+        .with_context(|| format!("cannot read {shown}"))?;
+    Ok(v)
 }
 
 /// Opens a file, or standard input for `-`.

@@ -148,3 +148,156 @@ fn the_ca_at_the_command_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Helper-13's findings 1-3 and 7: verbs run at once never lose a
+/// revocation or a record; a directory others may write is refused; a
+/// damaged `ca.json` is an error, never a panic or a revocation left out;
+/// addresses and names that stand for no host are refused.
+#[test]
+fn the_ca_holds_against_races_and_tampering() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    let bin = assert_cmd::cargo::cargo_bin("citadel");
+    citadel(p)
+        .args(["ca", "init", "--dir", "CA"])
+        .assert()
+        .success();
+    for round in 0..12 {
+        let name = format!("v{round}");
+        citadel(p)
+            .args(["ca", "issue", "--ca", "CA", "--name", &name, "--client"])
+            .assert()
+            .success();
+        let revoke = std::process::Command::new(&bin)
+            .current_dir(p)
+            .args(["ca", "revoke", "--ca", "CA", "--name", &name])
+            .spawn()
+            .unwrap();
+        let crl = std::process::Command::new(&bin)
+            .current_dir(p)
+            .args(["ca", "crl", "--ca", "CA"])
+            .spawn()
+            .unwrap();
+        let issue = std::process::Command::new(&bin)
+            .current_dir(p)
+            .args([
+                "ca",
+                "issue",
+                "--ca",
+                "CA",
+                "--name",
+                &format!("w{round}"),
+                "--client",
+            ])
+            .spawn()
+            .unwrap();
+        for mut c in [revoke, crl, issue] {
+            assert!(c.wait().unwrap().success());
+        }
+        let list = json(
+            &citadel(p)
+                .args(["ca", "list", "--ca", "CA", "--json"])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(list["issued"][&name]["state"], "revoked", "round {round}");
+        assert!(
+            list["issued"].get(format!("w{round}")).is_some(),
+            "round {round}: a record lost"
+        );
+        // The published list names the revoked serial.
+        let serial = list["issued"][&name]["serial"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let pem = fs::read(p.join("CA/crl.pem")).unwrap();
+        let der = rustls_pemfile_der(&pem);
+        let (_, crl) = x509_parser::parse_x509_crl(&der).unwrap();
+        assert!(
+            crl.iter_revoked_certificates()
+                .any(|r| hex::encode(r.raw_serial()) == serial),
+            "round {round}: revoked, yet not in the published CRL"
+        );
+    }
+    // Out-of-range values in ca.json: exit 2 with the field, never 101.
+    let good = fs::read_to_string(p.join("CA/ca.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&good).unwrap();
+    for (field, value) in [
+        ("crl_number", serde_json::json!(u64::MAX)),
+        ("crl_days", serde_json::json!(u32::MAX)),
+        ("crl_days", serde_json::json!(0)),
+    ] {
+        let mut bad = v.clone();
+        bad[field] = value;
+        fs::write(p.join("CA/ca.json"), bad.to_string()).unwrap();
+        for verb in [
+            vec!["crl"],
+            vec!["revoke", "--name", "w0"],
+            vec!["issue", "--name", "x", "--client"],
+        ] {
+            let out = citadel(p)
+                .args(["ca"])
+                .args(&verb[..1])
+                .args(["--ca", "CA"])
+                .args(&verb[1..])
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(2), "{field} {verb:?}");
+            assert!(String::from_utf8_lossy(&out.stderr).contains(field));
+        }
+    }
+    let mut bad = v.clone();
+    bad["issued"]["v0"]["revoked_at"] = serde_json::json!(1u64 << 62);
+    fs::write(p.join("CA/ca.json"), bad.to_string()).unwrap();
+    let out = citadel(p)
+        .args(["ca", "crl", "--ca", "CA"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    fs::write(p.join("CA/ca.json"), &good).unwrap();
+    // A directory others may write.
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir(p.join("open")).unwrap();
+    fs::set_permissions(p.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = citadel(p)
+        .args(["ca", "init", "--dir", "open"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 700"));
+    fs::set_permissions(p.join("CA"), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = citadel(p)
+        .args(["ca", "crl", "--ca", "CA"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    fs::set_permissions(p.join("CA"), fs::Permissions::from_mode(0o700)).unwrap();
+    for (flag, value) in [
+        ("--ip", "0.0.0.0"),
+        ("--ip", "255.255.255.255"),
+        ("--ip", "::"),
+        ("--dns", "0x7f000001"),
+        ("--dns", "a.0x1"),
+    ] {
+        let out = citadel(p)
+            .args(["ca", "issue", "--ca", "CA", "--name", "h", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+    }
+    let out = citadel(p)
+        .args(["ca", "issue", "--ca", "CA", "--name", "CA", "--client"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "--name CA");
+}
+
+/// The DER of the first PEM block.
+fn rustls_pemfile_der(pem: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let text = String::from_utf8_lossy(pem);
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}

@@ -277,3 +277,75 @@ fn the_executable_bit_is_covered() {
         stderr(&out)
     );
 }
+
+/// Helper-13's findings 5, 6 and 7: `-` is standard input, never a file of
+/// that name; names in error messages cannot rewrite the terminal; a link
+/// planted at DIR.sig into the tree and a FIFO at the signature path are
+/// refused, not followed or waited on.
+#[test]
+fn dash_links_fifos_and_escapes_in_errors() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::write(p.join("empty"), b"").unwrap();
+    assert!(
+        run(p, &["sign", "--key", "k.key", "empty"])
+            .status
+            .success()
+    );
+    fs::write(p.join("-"), b"malicious\n").unwrap();
+    fs::copy(p.join("empty.sig"), p.join("-.sig")).unwrap();
+    let out = citadel(p)
+        .args(["verify", "--pub", "k.pub", "-"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs --sig"));
+    let out = run(p, &["verify", "--pub", "k.pub", "./-", "--sig", "./-.sig"]);
+    assert_eq!(out.status.code(), Some(1), "the file named - is checked");
+    let out = citadel(p)
+        .args(["verify", "--pub", "k.pub", "-", "--sig", "empty.sig"])
+        .write_stdin("")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "standard input is checked");
+    let out = run(p, &["sign", "--key", "k.key", "-"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let evil = "evil\x1b[2K\r\x1b[32mOK: model (3 files, valid)\x1b[0m";
+    fs::write(p.join(evil), b"d").unwrap();
+    for args in [
+        vec!["verify", "--pub", "k.pub", evil],
+        vec!["verify", "--pub", evil, "empty"],
+    ] {
+        let out = run(p, &args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = stderr(&out);
+        assert!(!err.contains('\x1b') && !err.contains('\r'), "{err:?}");
+        assert!(err.contains("\\u{1b}"), "{err}");
+    }
+
+    fs::create_dir(p.join("m")).unwrap();
+    fs::write(p.join("m/inside.sig"), b"keep").unwrap();
+    std::os::unix::fs::symlink("m/inside.sig", p.join("m.sig")).unwrap();
+    let out = run(p, &["sign", "--key", "k.key", "m"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(fs::read(p.join("m/inside.sig")).unwrap(), b"keep");
+    fs::remove_file(p.join("m.sig")).unwrap();
+    std::process::Command::new("mkfifo")
+        .arg(p.join("m.sig"))
+        .status()
+        .unwrap();
+    let out = std::process::Command::new("timeout")
+        .args([
+            "10",
+            assert_cmd::cargo::cargo_bin("citadel").to_str().unwrap(),
+        ])
+        .args(["verify", "--pub", "k.pub", "m"])
+        .current_dir(p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a regular file"));
+}

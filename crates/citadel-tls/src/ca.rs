@@ -174,12 +174,84 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(io(path))
 }
 
+/// Holds the CA directory's lock (`DIR/lock`, `flock`) while a verb reads
+/// `ca.json`, changes it and publishes: two verbs at once (a `revoke` and
+/// the timer's `crl`) then run one after the other, each on the other's
+/// result, and never lose a revocation or publish two lists with one number.
+struct Lock(#[allow(dead_code)] std::fs::File);
+
+fn lock(dir: &Path) -> Result<Lock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io(&path))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        source: e.into(),
+    })?;
+    Ok(Lock(f))
+}
+
+/// Refuses a CA directory another user owns or may write to: they could
+/// replace `ca.json` (un-revoking a certificate at the next publication) or
+/// the published `crl.pem`.
+fn check_private(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    if !m.is_dir() {
+        return Err(Error::Ca(format!("{} is not a directory", dir.display())));
+    }
+    if m.uid() != rustix::process::geteuid().as_raw() || m.mode() & 0o022 != 0 {
+        return Err(Error::Ca(format!(
+            "{} is owned by another user or writable by others (mode {:o}); a CA directory must be its owner's alone: chmod 700 it",
+            dir.display(),
+            m.mode() & 0o777
+        )));
+    }
+    Ok(())
+}
+
+impl State {
+    /// Checks what `ca.json` holds before anything is derived from it: a
+    /// value out of range is an error, never a panic or an entry silently
+    /// left out of the next CRL.
+    fn check(&self, path: &Path) -> Result<()> {
+        let bad = |why: String| Err(Error::Ca(format!("{}: {why}", path.display())));
+        if self.crl_number >= u64::MAX / 2 {
+            return bad(format!("crl_number {} is out of range", self.crl_number));
+        }
+        if self.crl_days == 0 || self.crl_days > MAX_CRL_DAYS {
+            return bad(format!(
+                "crl_days {} is not 1 to {MAX_CRL_DAYS}",
+                self.crl_days
+            ));
+        }
+        for (name, c) in &self.issued {
+            if hex::decode(&c.serial).map_or(true, |s| s.is_empty() || s.len() > 20) {
+                return bad(format!("the serial of {name} is not 1 to 20 bytes of hex"));
+            }
+            if let Some(t) = c.revoked_at
+                && OffsetDateTime::from_unix_timestamp(t).is_err()
+            {
+                return bad(format!("the revocation time of {name} is out of range"));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
-        && name != "ca"
-        && name != "crl"
+        && !name.eq_ignore_ascii_case("ca")
+        && !name.eq_ignore_ascii_case("crl")
+        && !name.eq_ignore_ascii_case("lock")
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
@@ -187,7 +259,7 @@ fn check_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::Ca(format!(
-            "invalid name '{name}': use letters, digits, '.', '-' or '_' (not 'ca' or 'crl')"
+            "invalid name '{name}': use letters, digits, '.', '-' or '_' (not 'ca', 'crl' or 'lock', in any case)"
         )))
     }
 }
@@ -243,13 +315,30 @@ pub fn check_dns_name(name: &str) -> Result<String> {
             return bad("a label starts or ends with a hyphen");
         }
     }
-    if labels
-        .last()
-        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return bad("the last label is all digits (an IP address belongs in --ip)");
+    // A last label of digits, or of 0x and hex digits, is read as an IPv4
+    // address by URL parsers (WHATWG), so such a name could stand for one.
+    if labels.last().is_some_and(|l| {
+        l.bytes().all(|b| b.is_ascii_digit())
+            || l.strip_prefix("0x")
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    }) {
+        return bad("the last label reads as a number (an IP address belongs in --ip)");
     }
     Ok(trimmed.to_string())
+}
+
+/// Refuses addresses no host is reached at: unspecified (`0.0.0.0`, `::`),
+/// broadcast and multicast.
+fn check_ip(ip: &IpAddr) -> Result<()> {
+    let unusable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+    if unusable {
+        return Err(Error::Ca(format!(
+            "invalid --ip {ip}: an unspecified, broadcast or multicast address names no host"
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an end-entity lifetime: 1 to [`MAX_DAYS`] days, ending before
@@ -310,6 +399,8 @@ impl Ca {
         }
         #[cfg(not(unix))]
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        check_private(dir)?;
+        let _lock = lock(dir)?;
         if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
             return Err(Error::Ca(format!(
                 "{} already holds a CA; use another directory",
@@ -364,8 +455,8 @@ impl Ca {
 
     /// Opens an existing CA directory.
     pub fn open(dir: &Path) -> Result<Ca> {
-        let state: State = serde_json::from_slice(&read(&dir.join("ca.json"))?)
-            .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.json").display())))?;
+        check_private(dir)?;
+        let state = Self::read_state(dir)?;
         let cert = CertificateDer::from_pem_slice(&read(&dir.join("ca.crt"))?)
             .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.crt").display())))?;
         let key_text = zeroize::Zeroizing::new(read(&dir.join("ca.key"))?);
@@ -382,6 +473,22 @@ impl Ca {
             signer,
             state,
         })
+    }
+
+    fn read_state(dir: &Path) -> Result<State> {
+        let path = dir.join("ca.json");
+        let state: State = serde_json::from_slice(&read(&path)?)
+            .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))?;
+        state.check(&path)?;
+        Ok(state)
+    }
+
+    /// Runs a change under the directory's lock, on `ca.json` as it is
+    /// now (another verb may have changed it since this one opened).
+    fn update<T>(&mut self, change: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let _lock = lock(&self.dir)?;
+        self.state = Self::read_state(&self.dir)?;
+        change(self)
     }
 
     /// When the root certificate expires (Unix seconds), if it parses.
@@ -450,7 +557,21 @@ impl Ca {
         usage: Usage,
         days: u32,
     ) -> Result<IssuedCert> {
+        self.update(|ca| ca.issue_locked(name, dns, ips, usage, days))
+    }
+
+    fn issue_locked(
+        &mut self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        usage: Usage,
+        days: u32,
+    ) -> Result<IssuedCert> {
         check_name(name)?;
+        for ip in ips {
+            check_ip(ip)?;
+        }
         let dns = dns
             .iter()
             .map(|d| check_dns_name(d))
@@ -515,16 +636,6 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.signer)?;
         let cert = params.signed_by(&subject, &issuer)?;
         let chain = format!("{}{}", cert.pem(), rcgen_pem(&self.cert));
-        write_file(
-            &self.dir.join(format!("{name}.key")),
-            key_pem.as_bytes(),
-            true,
-        )?;
-        write_file(
-            &self.dir.join(format!("{name}.crt")),
-            chain.as_bytes(),
-            false,
-        )?;
         let rec = IssuedCert {
             serial: hex::encode(serial.to_bytes()),
             usage,
@@ -539,12 +650,27 @@ impl Ca {
                 .insert(format!("{name}#{}", old.serial), old);
         }
         self.state.issued.insert(name.to_string(), rec.clone());
+        // Recorded first: no certificate exists that the CA cannot revoke.
         self.write_crl_and_state()?;
+        write_file(
+            &self.dir.join(format!("{name}.key")),
+            key_pem.as_bytes(),
+            true,
+        )?;
+        write_file(
+            &self.dir.join(format!("{name}.crt")),
+            chain.as_bytes(),
+            false,
+        )?;
         Ok(rec)
     }
 
     /// Revokes every certificate issued under `name` and publishes a new CRL.
     pub fn revoke(&mut self, name: &str) -> Result<usize> {
+        self.update(|ca| ca.revoke_locked(name))
+    }
+
+    fn revoke_locked(&mut self, name: &str) -> Result<usize> {
         let t = now().unix_timestamp();
         let mut n = 0;
         for (k, c) in self.state.issued.iter_mut() {
@@ -568,6 +694,10 @@ impl Ca {
     /// `None`, which `days` also updates). Run it on a timer well within
     /// that period: servers refuse a CRL past its `nextUpdate`.
     pub fn publish_crl(&mut self, days: Option<u32>) -> Result<crate::crl::CrlFacts> {
+        self.update(|ca| ca.publish_crl_locked(days))
+    }
+
+    fn publish_crl_locked(&mut self, days: Option<u32>) -> Result<crate::crl::CrlFacts> {
         if let Some(d) = days {
             if d == 0 || d > MAX_CRL_DAYS {
                 return Err(Error::Ca(format!(
@@ -581,22 +711,25 @@ impl Ca {
     }
 
     fn write_crl_and_state(&mut self) -> Result<()> {
-        self.state.crl_number += 1;
-        let revoked = self
+        self.state.crl_number = self
             .state
-            .issued
-            .values()
-            .filter_map(|c| {
-                let t = c.revoked_at?;
-                let serial = hex::decode(&c.serial).ok()?;
-                Some(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&serial),
-                    revocation_time: OffsetDateTime::from_unix_timestamp(t).ok()?,
-                    reason_code: Some(RevocationReason::Unspecified),
-                    invalidity_date: None,
-                })
-            })
-            .collect();
+            .crl_number
+            .checked_add(1)
+            .ok_or_else(|| Error::Ca("ca.json: crl_number is out of range".into()))?;
+        // Every revocation is listed, or nothing is published.
+        let mut revoked = Vec::new();
+        for (name, c) in &self.state.issued {
+            let Some(t) = c.revoked_at else { continue };
+            let bad = || Error::Ca(format!("ca.json: the record of {name} is damaged"));
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(
+                    &hex::decode(&c.serial).map_err(|_| bad())?,
+                ),
+                revocation_time: OffsetDateTime::from_unix_timestamp(t).map_err(|_| bad())?,
+                reason_code: Some(RevocationReason::Unspecified),
+                invalidity_date: None,
+            });
+        }
         let params = CertificateRevocationListParams {
             this_update: now() - Duration::minutes(5),
             next_update: now() + Duration::days(i64::from(self.state.crl_days)),
@@ -607,9 +740,10 @@ impl Ca {
         };
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.signer)?;
         let crl = params.signed_by(&issuer)?;
-        write_file(&self.dir.join("crl.pem"), crl.pem()?.as_bytes(), false)?;
+        // The record first, then the list published from it.
         let json = serde_json::to_vec_pretty(&self.state).map_err(|e| Error::Ca(e.to_string()))?;
-        write_file(&self.dir.join("ca.json"), &json, false)
+        write_file(&self.dir.join("ca.json"), &json, false)?;
+        write_file(&self.dir.join("crl.pem"), crl.pem()?.as_bytes(), false)
     }
 }
 
@@ -663,6 +797,9 @@ mod tests {
         // A list whose nextUpdate is now: stale at once.
         ca.state.crl_days = 0;
         ca.write_crl_and_state().unwrap();
+        ca.state.crl_days = DEFAULT_CRL_DAYS;
+        let json = serde_json::to_vec(&ca.state).unwrap();
+        write_file(&d.path().join("ca.json"), &json, false).unwrap();
         let e = configs.current().1.unwrap().to_string();
         assert!(e.contains("expired") && e.contains("citadel ca crl"), "{e}");
         let e = ReloadingServerConfig::new(d.path(), Floor::in_memory(), build)

@@ -15,6 +15,18 @@ pub struct CrlFacts {
     pub this_update: i64,
     /// `nextUpdate`, Unix seconds, if the CRL has one.
     pub next_update: Option<i64>,
+    /// SHA-256 of the CRL (DER).
+    pub crl_sha256: [u8; 32],
+    /// SHA-256 of the CA certificate (DER) that signed it.
+    pub ca_sha256: [u8; 32],
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut h = citadel_crypto::hash::Hasher::new(citadel_crypto::hash::HashAlgorithm::Sha256);
+    h.update(bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&h.finish());
+    out
 }
 
 fn bad(why: impl std::fmt::Display) -> Error {
@@ -65,6 +77,8 @@ pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
         number,
         this_update: list.last_update().timestamp(),
         next_update: list.next_update().map(|t| t.timestamp()),
+        crl_sha256: sha256(crl),
+        ca_sha256: sha256(ca_cert),
     })
 }
 
@@ -90,12 +104,21 @@ pub fn check_current(facts: &CrlFacts, now: i64, floor: u64) -> Result<()> {
     Ok(())
 }
 
-/// The newest CRL number a server has seen, kept in a file of its own so a
-/// restart does not forget it. The file holds the number in decimal.
+/// The newest CRL a server has seen: its CA's certificate hash, its number
+/// and its hash, kept in a file of its own (`CA-SHA256 NUMBER CRL-SHA256`,
+/// hex and decimal) so a restart does not forget it.
 #[derive(Debug)]
 pub struct Floor {
     path: Option<std::path::PathBuf>,
-    value: u64,
+    seen: Option<([u8; 32], u64, [u8; 32])>,
+}
+
+fn parse_floor(text: &str) -> Option<([u8; 32], u64, [u8; 32])> {
+    let mut parts = text.split_whitespace();
+    let ca = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+    let number = parts.next()?.parse().ok()?;
+    let crl = hex::decode(parts.next()?).ok()?.try_into().ok()?;
+    parts.next().is_none().then_some((ca, number, crl))
 }
 
 impl Floor {
@@ -103,20 +126,20 @@ impl Floor {
     pub fn in_memory() -> Self {
         Floor {
             path: None,
-            value: 0,
+            seen: None,
         }
     }
 
-    /// Loads the floor kept at `path` (zero if the file does not exist).
+    /// Loads the floor kept at `path` (none yet if the file does not exist).
     pub fn load(path: &Path) -> Result<Self> {
-        let value = match std::fs::read_to_string(path) {
-            Ok(t) => t.trim().parse().map_err(|_| {
+        let seen = match std::fs::read_to_string(path) {
+            Ok(t) => Some(parse_floor(&t).ok_or_else(|| {
                 Error::Ca(format!(
-                    "{}: not a CRL number; remove it to start again",
+                    "{}: not a CRL record (CA-SHA256 NUMBER CRL-SHA256); remove it to start again",
                     path.display()
                 ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
                 return Err(Error::Io {
                     path: path.display().to_string(),
@@ -126,24 +149,53 @@ impl Floor {
         };
         Ok(Floor {
             path: Some(path.to_path_buf()),
-            value,
+            seen,
         })
     }
 
-    /// The newest number seen.
-    pub fn value(&self) -> u64 {
-        self.value
+    /// The newest number seen for the CA `ca_sha256` (0 if none, or if the
+    /// record is another CA's).
+    pub fn value_for(&self, ca_sha256: &[u8; 32]) -> u64 {
+        match &self.seen {
+            Some((ca, n, _)) if ca == ca_sha256 => *n,
+            _ => 0,
+        }
     }
 
-    /// Raises the floor to `number` (written through before it counts).
-    pub fn raise(&mut self, number: u64) -> Result<()> {
-        if number <= self.value {
-            return Ok(());
+    /// Admits a verified, current CRL: refused if its number is below the
+    /// newest seen for its CA, or equal to it with other contents (two
+    /// lists under one number); otherwise it becomes the floor (written
+    /// through before it counts).
+    pub fn admit(&mut self, facts: &CrlFacts) -> Result<()> {
+        if let Some((ca, n, crl)) = &self.seen
+            && *ca == facts.ca_sha256
+        {
+            if facts.number < *n {
+                return Err(bad(format!(
+                    "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
+                    facts.number
+                )));
+            }
+            if facts.number == *n && *crl != facts.crl_sha256 {
+                return Err(bad(format!(
+                    "it is CRL number {n}, already seen with other contents: two lists carry one number; publish a new one with `citadel ca crl`"
+                )));
+            }
+            if facts.number == *n {
+                return Ok(());
+            }
         }
+        let record = (facts.ca_sha256, facts.number, facts.crl_sha256);
         if let Some(p) = &self.path {
-            crate::ca::write_file(p, format!("{number}\n").as_bytes(), false)?;
+            let line = format!(
+                "{} {} {}\n",
+                hex::encode(record.0),
+                record.1,
+                hex::encode(record.2)
+            );
+            crate::ca::write_file(p, line.as_bytes(), false)?;
         }
-        self.value = number;
+        self.seen = Some(record);
         Ok(())
     }
 }

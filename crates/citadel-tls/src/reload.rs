@@ -73,13 +73,11 @@ impl ReloadingServerConfig {
         })
     }
 
-    /// Loads the CA's trust, refusing a CRL older than `floor`, and raises
-    /// `floor` to its number.
+    /// Loads the CA's trust and admits its CRL to `floor` (refusing one
+    /// rolled back, or another list under a number already seen).
     fn trust(dir: &Path, floor: &mut Floor) -> Result<Trust> {
         let trust = Trust::from_dir(dir)?;
-        let facts = trust.crl();
-        crate::crl::check_current(&facts, unix_now(), floor.value())?;
-        floor.raise(facts.number)?;
+        floor.admit(&trust.crl())?;
         Ok(trust)
     }
 
@@ -104,7 +102,20 @@ impl ReloadingServerConfig {
             let why = crate::crl::check_current(&st.crl, unix_now(), 0).err();
             return (st.config.clone(), why);
         }
-        match Self::trust(&self.dir, &mut st.floor).and_then(|t| Ok(((self.build)(&t)?, t.crl()))) {
+        let pinned = st.crl.ca_sha256;
+        let reloaded = Trust::from_dir(&self.dir).and_then(|t| {
+            // The CA is the one the server started with: a certificate
+            // swapped into the directory is not adopted while it runs.
+            if t.crl().ca_sha256 != pinned {
+                return Err(crate::Error::Ca(
+                    "ca.crt changed since the server started; restart it to trust another CA"
+                        .into(),
+                ));
+            }
+            st.floor.admit(&t.crl())?;
+            Ok(((self.build)(&t)?, t.crl()))
+        });
+        match reloaded {
             Ok((config, crl)) => {
                 (st.stamps, st.config, st.crl) = (now, config, crl);
                 (st.config.clone(), None)

@@ -460,3 +460,46 @@ fn client_with(id: &Identity, dir: &std::path::Path, crl: &[u8]) -> Arc<rustls::
     )
     .unwrap()
 }
+
+/// Helper-13's findings 1 and 4: a different list under a number already
+/// seen is refused (two verbs once published one number each), and a CA
+/// certificate swapped into the directory is not adopted while running.
+#[test]
+fn one_number_one_list_and_the_ca_is_pinned() {
+    use citadel_tls::crl::Floor;
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    let twin = tempfile::tempdir().unwrap();
+    for f in ["ca.crt", "ca.key", "ca.json", "crl.pem"] {
+        std::fs::copy(d.path().join(f), twin.path().join(f)).unwrap();
+    }
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let configs = ReloadingServerConfig::new(d.path(), Floor::in_memory(), move |t: &Trust| {
+        server_config(server.clone(), t, TlsOptions::default())
+    })
+    .unwrap();
+    ca.revoke("alice").unwrap();
+    assert!(configs.current().1.is_none());
+    // The twin publishes the same number without the revocation.
+    let n = Ca::open(twin.path())
+        .unwrap()
+        .publish_crl(None)
+        .unwrap()
+        .number;
+    assert_eq!(n, ca.publish_crl(None).unwrap().number - 1);
+    assert!(configs.current().1.is_none());
+    let mut twin_ca = Ca::open(twin.path()).unwrap();
+    twin_ca.publish_crl(None).unwrap();
+    std::fs::copy(twin.path().join("crl.pem"), d.path().join("crl.pem")).unwrap();
+    let e = configs.current().1.unwrap().to_string();
+    assert!(e.contains("other contents"), "{e}");
+    // Another CA swapped in.
+    let other = tempfile::tempdir().unwrap();
+    Ca::init(other.path(), CaAlgorithm::MlDsa44, "mallory").unwrap();
+    for f in ["ca.crt", "crl.pem"] {
+        std::fs::copy(other.path().join(f), d.path().join(f)).unwrap();
+    }
+    let e = configs.current().1.unwrap().to_string();
+    assert!(e.contains("ca.crt changed"), "{e}");
+}
