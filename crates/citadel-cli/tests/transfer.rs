@@ -451,11 +451,30 @@ fn a_revocation_takes_effect_without_restarting_the_receiver() {
         .args(["ca", "revoke", "--ca", "CA", "--name", "alice"])
         .assert()
         .success();
+    // The receiver's log line can come a moment after the sender has
+    // seen the alert and exited: read it as it comes, up to 10 s.
+    let log = recv.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
     let out = send_cmd(p, "f.txt", &addr, "alice").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let mut seen = Vec::new();
+    let found = loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.contains("revoked") => break true,
+            Ok(line) => seen.push(line),
+            Err(_) => break false,
+        }
+    };
     recv.kill().unwrap();
-    let (_, err) = stderr_of(recv);
-    assert!(err.contains("revoked"), "{err}");
+    assert!(found, "{seen:?}");
 }
 
 /// Issue 12, item 1: a link already in the receiver's directory is never
