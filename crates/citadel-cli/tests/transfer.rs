@@ -729,7 +729,7 @@ fn a_flood_of_idle_connections_does_not_stop_a_transfer() {
     let mut idle = Vec::new();
     for k in 0..2000 {
         if let Some(s) = socket_from(&format!("127.0.0.{}", 2 + k % 8), target) {
-            idle.push(s);
+            idle.push((s, std::time::Instant::now()));
         }
     }
     assert!(idle.len() >= 1990, "only {} flood connections", idle.len());
@@ -744,16 +744,27 @@ fn a_flood_of_idle_connections_does_not_stop_a_transfer() {
         .parse()
         .unwrap();
     assert!(threads < 64, "{threads} threads for idle connections");
-    // All of the flood is held (the handshake timeout is 10 s).
-    let mut alive = 0;
-    for s in &idle {
+    // The flood is held until the handshake timeout (10 s): every
+    // connection younger than 9 s is still open. (Opening 2,000 can take
+    // longer than 10 s on a loaded machine, beside the other tests; the
+    // oldest may then have timed out, as they should.)
+    let (mut young, mut alive) = (0, 0);
+    for (s, opened) in &idle {
+        if opened.elapsed() >= Duration::from_secs(9) {
+            continue;
+        }
+        young += 1;
         s.set_nonblocking(true).unwrap();
         let mut one = [0u8; 1];
         if matches!((&*s).read(&mut one), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
             alive += 1;
         }
     }
-    assert!(alive >= 1990, "{alive} flood connections still held");
+    assert!(
+        young >= 500,
+        "only {young} flood connections opened within 9 s"
+    );
+    assert_eq!(alive, young, "young flood connections dropped");
 
     let v = json_of(&send_cmd(p, "big.bin", &addr, "alice").output().unwrap());
     assert_eq!(v["sent_bytes"].as_u64().unwrap(), size as u64);
