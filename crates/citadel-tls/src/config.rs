@@ -97,10 +97,6 @@ pub struct Trust {
     crl: CrlFacts,
 }
 
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
-
 impl Trust {
     /// Trusts the CA in `dir` from its public files only (`ca.crt`,
     /// `crl.pem`): peers need no access to the CA key. The CRL must be
@@ -125,7 +121,7 @@ impl Trust {
         crl: CertificateRevocationListDer<'static>,
     ) -> Result<Self> {
         let facts = crate::crl::inspect(crl.as_ref(), cert.as_ref())?;
-        crate::crl::check_current(&facts, unix_now(), 0)?;
+        crate::crl::check_current(&facts, crate::crl::unix_now(), 0)?;
         let mut roots = RootCertStore::empty();
         roots.add(cert)?;
         Ok(Self {

@@ -29,6 +29,11 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
 fn bad(why: impl std::fmt::Display) -> Error {
     Error::Ca(format!("crl.pem: {why}"))
 }
@@ -151,15 +156,6 @@ impl Floor {
             path: Some(path.to_path_buf()),
             seen,
         })
-    }
-
-    /// The newest number seen for the CA `ca_sha256` (0 if none, or if the
-    /// record is another CA's).
-    pub fn value_for(&self, ca_sha256: &[u8; 32]) -> u64 {
-        match &self.seen {
-            Some((ca, n, _)) if ca == ca_sha256 => *n,
-            _ => 0,
-        }
     }
 
     /// Admits a verified, current CRL: refused if its number is below the

@@ -13,9 +13,6 @@ use crate::Result;
 use crate::config::Trust;
 use crate::crl::{CrlFacts, Floor};
 
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
-}
 use rustls::ServerConfig;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -99,7 +96,7 @@ impl ReloadingServerConfig {
         if now == st.stamps {
             // Unchanged, but it may have gone stale meanwhile: rustls then
             // refuses every client certificate, and this says why.
-            let why = crate::crl::check_current(&st.crl, unix_now(), 0).err();
+            let why = crate::crl::check_current(&st.crl, crate::crl::unix_now(), 0).err();
             return (st.config.clone(), why);
         }
         let pinned = st.crl.ca_sha256;
