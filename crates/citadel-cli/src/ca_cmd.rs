@@ -145,8 +145,9 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                 );
             } else {
                 println!(
-                    "CA created in {} ({alg:?}); issue certificates with `citadel ca issue --ca {} --name NAME`",
+                    "CA created in {} ({}); issue certificates with `citadel ca issue --ca {} --name NAME`",
                     ca.dir().display(),
+                    kebab(&alg),
                     a.dir.display()
                 );
             }
@@ -235,12 +236,22 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                         .map(|t| t.date().to_string())
                         .unwrap_or_default();
                     println!(
-                        "{name:<24} {state:<10} until {until}  {:?} serial {}",
-                        c.usage, c.serial
+                        "{name:<24} {state:<10} until {until}  {:<6} serial {}",
+                        kebab(&c.usage),
+                        c.serial
                     );
                 }
             }
             Ok(())
         }
     }
+}
+
+/// A value's name as the JSON output and the flags spell it (`ml-dsa-65`,
+/// `both`), never Rust's `Debug` form.
+fn kebab(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }

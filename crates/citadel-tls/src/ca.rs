@@ -34,10 +34,13 @@ use time::{Duration, OffsetDateTime};
 #[serde(rename_all = "kebab-case")]
 pub enum CaAlgorithm {
     /// ML-DSA-44.
+    #[serde(rename = "ml-dsa-44", alias = "ml-dsa44")]
     MlDsa44,
     /// ML-DSA-65 (the default).
+    #[serde(rename = "ml-dsa-65", alias = "ml-dsa65")]
     MlDsa65,
     /// ML-DSA-87.
+    #[serde(rename = "ml-dsa-87", alias = "ml-dsa87")]
     MlDsa87,
     /// ECDSA P-256 with SHA-256: classical, only on explicit request.
     EcdsaP256,
@@ -762,6 +765,25 @@ fn rcgen_pem(der: &CertificateDer<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The FIPS names are written; CA directories written before
+    /// (`ml-dsa65`) still open.
+    #[test]
+    fn algorithm_names_are_the_fips_ones() {
+        assert_eq!(
+            serde_json::to_string(&CaAlgorithm::MlDsa65).unwrap(),
+            "\"ml-dsa-65\""
+        );
+        for (old, alg) in [
+            ("ml-dsa44", CaAlgorithm::MlDsa44),
+            ("ml-dsa65", CaAlgorithm::MlDsa65),
+            ("ml-dsa87", CaAlgorithm::MlDsa87),
+            ("ecdsa-p256", CaAlgorithm::EcdsaP256),
+        ] {
+            let back: CaAlgorithm = serde_json::from_str(&format!("\"{old}\"")).unwrap();
+            assert_eq!(back, alg);
+        }
+    }
 
     #[test]
     fn a_lifetime_never_outlives_the_root() {
