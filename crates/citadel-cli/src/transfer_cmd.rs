@@ -118,8 +118,7 @@ pub(crate) fn transfer_error(e: citadel_transfer::Error, side: Side) -> anyhow::
         }
         if inner.is_disconnect() {
             return anyhow!(match side {
-                Side::Receiver =>
-                    "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes",
+                Side::Receiver => citadel_transfer::SENDER_DISCONNECTED,
                 Side::Sender =>
                     "the receiver closed the connection before the transfer ended; sending again resumes",
             });

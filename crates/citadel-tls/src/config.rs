@@ -121,7 +121,7 @@ impl Trust {
         crl: CertificateRevocationListDer<'static>,
     ) -> Result<Self> {
         let facts = crate::crl::inspect(crl.as_ref(), cert.as_ref())?;
-        crate::crl::check_current(&facts, crate::crl::unix_now(), 0)?;
+        crate::crl::check_current(&facts, crate::crl::unix_now())?;
         let mut roots = RootCertStore::empty();
         roots.add(cert)?;
         Ok(Self {

@@ -87,15 +87,9 @@ pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
     })
 }
 
-/// Refuses a CRL that is past its `nextUpdate` at `now` (Unix seconds), or
-/// older than the newest number already seen (`floor`).
-pub fn check_current(facts: &CrlFacts, now: i64, floor: u64) -> Result<()> {
-    if facts.number < floor {
-        return Err(bad(format!(
-            "it is CRL number {}, older than number {floor} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
-            facts.number
-        )));
-    }
+/// Refuses a CRL that is past its `nextUpdate` at `now` (Unix seconds).
+/// (Its number is checked against what a server has seen by [`Floor`].)
+pub fn check_current(facts: &CrlFacts, now: i64) -> Result<()> {
     if let Some(next) = facts.next_update
         && next <= now
     {

@@ -96,7 +96,7 @@ impl ReloadingServerConfig {
         if now == st.stamps {
             // Unchanged, but it may have gone stale meanwhile: rustls then
             // refuses every client certificate, and this says why.
-            let why = crate::crl::check_current(&st.crl, crate::crl::unix_now(), 0).err();
+            let why = crate::crl::check_current(&st.crl, crate::crl::unix_now()).err();
             return (st.config.clone(), why);
         }
         let pinned = st.crl.ca_sha256;

@@ -124,6 +124,9 @@ pub enum Error {
 /// Shorthand for results in this crate.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
 
+/// What a receiver says when the sender went away mid-transfer.
+pub const SENDER_DISCONNECTED: &str = "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes";
+
 impl Error {
     /// Whether the connection closed or was reset under this stream: the
     /// other end went away (or was killed) rather than said why.

@@ -428,7 +428,7 @@ impl Transfer {
                 if why.is_disconnect() {
                     // What the other streams then report: the cause, in
                     // words, not the socket's.
-                    "the sender disconnected before the transfer ended; the verified data is kept, so sending again resumes".into()
+                    crate::SENDER_DISCONNECTED.into()
                 } else {
                     why.to_string()
                 }
