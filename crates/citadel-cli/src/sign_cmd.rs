@@ -129,7 +129,10 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
     };
     let ctx = a.context.as_bytes();
     let keyid = citadel_crypto::PublicKey::Signature(key.verifying_key()).fingerprint()?;
-    let mut results = Vec::new();
+    // Every output is settled and checked before anything is written: no
+    // signature of this call may land inside a directory it signs (which
+    // would then never match), whichever order they are named in.
+    let mut plan = Vec::with_capacity(a.paths.len());
     for path in &a.paths {
         // `-` is standard input, never a file of that name (use ./-).
         let stdin = path == Path::new("-");
@@ -142,8 +145,16 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             (None, true) => bail!("signing standard input needs --out FILE"),
             (None, false) => sig_path(path)?,
         };
+        plan.push((path, is_dir, out));
+    }
+    for (dir, _, _) in plan.iter().filter(|(_, is_dir, _)| *is_dir) {
+        for (_, _, out) in &plan {
+            check_outside(dir, out)?;
+        }
+    }
+    let mut results = Vec::new();
+    for (path, is_dir, out) in plan {
         if is_dir {
-            check_outside(path, &out)?;
             let manifest = Manifest::from_dir(path)?;
             let statement = manifest.to_statement(&root_name(path));
             let env = Envelope::sign(&statement, &key, &keyid, ctx)?;

@@ -265,13 +265,45 @@ fn the_ca_holds_against_races_and_tampering() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 700"));
+    // The real directory is judged however it is named: through a link,
+    // with a trailing slash or a `.` (a link was once refused by name but
+    // let through as `CAlink/`).
+    std::os::unix::fs::symlink("CA", p.join("CAlink")).unwrap();
     fs::set_permissions(p.join("CA"), fs::Permissions::from_mode(0o777)).unwrap();
+    for spelling in [
+        "CA",
+        "CA/",
+        "CA/.",
+        "CAlink",
+        "CAlink/",
+        "CAlink/.",
+        "./CAlink//",
+    ] {
+        let out = citadel(p)
+            .args(["ca", "crl", "--ca", spelling])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{spelling}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 700"));
+    }
+    fs::set_permissions(p.join("CA"), fs::Permissions::from_mode(0o700)).unwrap();
+    for spelling in ["CAlink", "CAlink/."] {
+        citadel(p)
+            .args(["ca", "list", "--ca", spelling])
+            .assert()
+            .success();
+    }
+    // The lock is never followed out of the directory.
+    fs::remove_file(p.join("CA/lock")).unwrap();
+    fs::write(p.join("victim"), "keep").unwrap();
+    std::os::unix::fs::symlink("../victim", p.join("CA/lock")).unwrap();
     let out = citadel(p)
         .args(["ca", "crl", "--ca", "CA"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    fs::set_permissions(p.join("CA"), fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(fs::read_to_string(p.join("victim")).unwrap(), "keep");
+    fs::remove_file(p.join("CA/lock")).unwrap();
     for (flag, value) in [
         ("--ip", "0.0.0.0"),
         ("--ip", "255.255.255.255"),

@@ -251,6 +251,15 @@ fn signing_dot_writes_beside_the_tree() {
         assert!(stderr(&out).contains("inside the directory being signed"));
     }
     assert!(!tree.join("inside.sig").exists());
+    // One call signing the tree and a file in it: the file's signature
+    // would land in the signed tree, in either order; nothing is written.
+    fs::remove_file(p.join("release.sig")).unwrap();
+    for order in [["release", "release/app"], ["release/app", "release"]] {
+        let out = run(p, &["sign", "--key", "k.key", order[0], order[1]]);
+        assert_eq!(out.status.code(), Some(2), "{order:?}");
+        assert!(stderr(&out).contains("inside the directory being signed"));
+        assert!(!tree.join("app.sig").exists() && !p.join("release.sig").exists());
+    }
 }
 
 /// Item 5: the executable bit is covered.

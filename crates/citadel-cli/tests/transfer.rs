@@ -1154,4 +1154,72 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
     fs::write(p.join("CA/crl.pem"), &newer).unwrap();
+    // A run with another CA on the same inbox keeps the first CA's record
+    // (it once replaced it, and the old list was then accepted).
+    citadel(p)
+        .args(["ca", "init", "--dir", "CA2"])
+        .assert()
+        .success();
+    citadel(p)
+        .args([
+            "ca",
+            "issue",
+            "--ca",
+            "CA2",
+            "--name",
+            "server",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .assert()
+        .success();
+    let other = bin()
+        .current_dir(p)
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "out",
+            "--ca",
+            "CA2",
+        ])
+        .args(["--cert", "CA2/server.crt", "--key", "CA2/server.key"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut other = support::KillOnDrop::new(other);
+    support::announced(&mut other, "listening on ");
+    drop(other);
+    fs::write(p.join("CA/crl.pem"), &old).unwrap();
+    let child = bin()
+        .current_dir(p)
+        .args([
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "out",
+            "--ca",
+            "CA",
+        ])
+        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = support::KillOnDrop::new(child);
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the old list admitted after another CA's run: recv is serving"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let out = Child::from(child).wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
+    fs::write(p.join("CA/crl.pem"), &newer).unwrap();
 }

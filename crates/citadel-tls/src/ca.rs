@@ -191,6 +191,7 @@ fn lock(dir: &Path) -> Result<Lock> {
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(&path)
         .map_err(io(&path))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| Error::Io {
@@ -200,23 +201,27 @@ fn lock(dir: &Path) -> Result<Lock> {
     Ok(Lock(f))
 }
 
-/// Refuses a CA directory another user owns or may write to: they could
-/// replace `ca.json` (un-revoking a certificate at the next publication) or
-/// the published `crl.pem`.
-fn check_private(dir: &Path) -> Result<()> {
+/// Resolves a CA directory once (symlinks followed, `.` and `..` and a
+/// trailing slash gone) and refuses it if another user owns it or may
+/// write to it: they could replace `ca.json` (un-revoking a certificate at
+/// the next publication) or the published `crl.pem`. Every later step uses
+/// the resolved path, so `CA`, `CA/`, `CA/.` and a link to it are judged
+/// and used alike.
+fn private_dir(dir: &Path) -> Result<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::symlink_metadata(dir).map_err(io(dir))?;
+    let real = std::fs::canonicalize(dir).map_err(io(dir))?;
+    let m = std::fs::symlink_metadata(&real).map_err(io(dir))?;
     if !m.is_dir() {
         return Err(Error::Ca(format!("{} is not a directory", dir.display())));
     }
     if m.uid() != rustix::process::geteuid().as_raw() || m.mode() & 0o022 != 0 {
         return Err(Error::Ca(format!(
             "{} is owned by another user or writable by others (mode {:o}); a CA directory must be its owner's alone: chmod 700 it",
-            dir.display(),
+            real.display(),
             m.mode() & 0o777
         )));
     }
-    Ok(())
+    Ok(real)
 }
 
 impl State {
@@ -402,7 +407,7 @@ impl Ca {
         }
         #[cfg(not(unix))]
         std::fs::create_dir_all(dir).map_err(io(dir))?;
-        check_private(dir)?;
+        let dir = &private_dir(dir)?;
         let _lock = lock(dir)?;
         if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
             return Err(Error::Ca(format!(
@@ -458,7 +463,7 @@ impl Ca {
 
     /// Opens an existing CA directory.
     pub fn open(dir: &Path) -> Result<Ca> {
-        check_private(dir)?;
+        let dir = &private_dir(dir)?;
         let state = Self::read_state(dir)?;
         let cert = CertificateDer::from_pem_slice(&read(&dir.join("ca.crt"))?)
             .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.crt").display())))?;

@@ -103,21 +103,87 @@ pub fn check_current(facts: &CrlFacts, now: i64) -> Result<()> {
     Ok(())
 }
 
-/// The newest CRL a server has seen: its CA's certificate hash, its number
-/// and its hash, kept in a file of its own (`CA-SHA256 NUMBER CRL-SHA256`,
-/// hex and decimal) so a restart does not forget it.
+/// The most CAs a [`Floor`] keeps a record for. A receiver or server that
+/// has trusted more CAs than this over its life is told to remove its
+/// floor file, never has one CA's record silently dropped for another's.
+pub const MAX_FLOOR_CAS: usize = 256;
+
+/// The longest floor file read (a record line is 141 bytes).
+const MAX_FLOOR_BYTES: u64 = 64 * 1024;
+
+/// The newest CRL a server has seen from each CA it has trusted: per CA
+/// certificate hash, the CRL's number and hash, kept in a file of its own
+/// (one `CA-SHA256 NUMBER CRL-SHA256` line per CA, hex and decimal) so a
+/// restart does not forget it, and a run with another CA on the same
+/// state does not erase the first CA's record.
 #[derive(Debug)]
 pub struct Floor {
     path: Option<std::path::PathBuf>,
-    seen: Option<([u8; 32], u64, [u8; 32])>,
+    seen: std::collections::BTreeMap<[u8; 32], (u64, [u8; 32])>,
 }
 
-fn parse_floor(text: &str) -> Option<([u8; 32], u64, [u8; 32])> {
-    let mut parts = text.split_whitespace();
+type Records = std::collections::BTreeMap<[u8; 32], (u64, [u8; 32])>;
+
+fn parse_line(line: &str) -> Option<([u8; 32], u64, [u8; 32])> {
+    let mut parts = line.split_whitespace();
     let ca = hex::decode(parts.next()?).ok()?.try_into().ok()?;
     let number = parts.next()?.parse().ok()?;
     let crl = hex::decode(parts.next()?).ok()?.try_into().ok()?;
     parts.next().is_none().then_some((ca, number, crl))
+}
+
+/// Reads the floor file at `path` (no records if it does not exist).
+fn read_records(path: &Path) -> Result<Records> {
+    use std::io::Read;
+    let io_err = |source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let bad_file = |why: &str| {
+        Error::Ca(format!(
+            "{}: {why}; it should hold one line per CA, CA-SHA256 NUMBER CRL-SHA256 (remove it to start again)",
+            path.display()
+        ))
+    };
+    let file = match open_nofollow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::new()),
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_FLOOR_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > MAX_FLOOR_BYTES {
+        return Err(bad_file("it is too long"));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad_file("it is not text"))?;
+    let mut records = Records::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (ca, number, crl) =
+            parse_line(line).ok_or_else(|| bad_file("a line is not a CRL record"))?;
+        if records.insert(ca, (number, crl)).is_some() {
+            return Err(bad_file("a CA has two records"));
+        }
+    }
+    if records.len() > MAX_FLOOR_CAS {
+        return Err(bad_file("it holds more CAs than a floor keeps"));
+    }
+    Ok(records)
+}
+
+/// Opens `path` without following a symlink in its last component
+/// (created, read-write, for a lock file).
+fn open_nofollow(path: &Path, lock: bool) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    if lock {
+        o.create(true).truncate(false).write(true).mode(0o600);
+    } else {
+        o.read(true);
+    }
+    o.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
 }
 
 impl Floor {
@@ -125,67 +191,166 @@ impl Floor {
     pub fn in_memory() -> Self {
         Floor {
             path: None,
-            seen: None,
+            seen: Records::new(),
         }
     }
 
     /// Loads the floor kept at `path` (none yet if the file does not exist).
     pub fn load(path: &Path) -> Result<Self> {
-        let seen = match std::fs::read_to_string(path) {
-            Ok(t) => Some(parse_floor(&t).ok_or_else(|| {
-                Error::Ca(format!(
-                    "{}: not a CRL record (CA-SHA256 NUMBER CRL-SHA256); remove it to start again",
-                    path.display()
-                ))
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.display().to_string(),
-                    source,
-                });
-            }
-        };
         Ok(Floor {
             path: Some(path.to_path_buf()),
-            seen,
+            seen: read_records(path)?,
         })
     }
 
     /// Admits a verified, current CRL: refused if its number is below the
     /// newest seen for its CA, or equal to it with other contents (two
-    /// lists under one number); otherwise it becomes the floor (written
-    /// through before it counts).
+    /// lists under one number); otherwise it becomes that CA's floor
+    /// (written through before it counts). A floor kept in a file is
+    /// re-read under a lock (`FILE.lock`) first, so two processes sharing
+    /// it never undo each other's records.
     pub fn admit(&mut self, facts: &CrlFacts) -> Result<()> {
-        if let Some((ca, n, crl)) = &self.seen
-            && *ca == facts.ca_sha256
-        {
-            if facts.number < *n {
+        let _lock = match &self.path {
+            Some(p) => {
+                let mut name = p.as_os_str().to_owned();
+                name.push(".lock");
+                let lock_path = std::path::PathBuf::from(name);
+                let f = open_nofollow(&lock_path, true).map_err(|source| Error::Io {
+                    path: lock_path.display().to_string(),
+                    source,
+                })?;
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+                    Error::Io {
+                        path: lock_path.display().to_string(),
+                        source: e.into(),
+                    }
+                })?;
+                for (ca, (n, crl)) in read_records(p)? {
+                    let mine = self.seen.entry(ca).or_insert((n, crl));
+                    if n > mine.0 {
+                        *mine = (n, crl);
+                    }
+                }
+                Some(f)
+            }
+            None => None,
+        };
+        if let Some((n, crl)) = self.seen.get(&facts.ca_sha256) {
+            let n = *n;
+            if facts.number < n {
                 return Err(bad(format!(
                     "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
                     facts.number
                 )));
             }
-            if facts.number == *n && *crl != facts.crl_sha256 {
+            if facts.number == n && *crl != facts.crl_sha256 {
                 return Err(bad(format!(
                     "it is CRL number {n}, already seen with other contents: two lists carry one number; publish a new one with `citadel ca crl`"
                 )));
             }
-            if facts.number == *n {
+            if facts.number == n {
                 return Ok(());
             }
+        } else if self.seen.len() >= MAX_FLOOR_CAS {
+            return Err(bad(format!(
+                "this server has already kept CRL records for {MAX_FLOOR_CAS} CAs, the most it keeps; remove its CRL floor file to start again"
+            )));
         }
-        let record = (facts.ca_sha256, facts.number, facts.crl_sha256);
+        let mut next = self.seen.clone();
+        next.insert(facts.ca_sha256, (facts.number, facts.crl_sha256));
         if let Some(p) = &self.path {
-            let line = format!(
-                "{} {} {}\n",
-                hex::encode(record.0),
-                record.1,
-                hex::encode(record.2)
-            );
-            crate::ca::write_file(p, line.as_bytes(), false)?;
+            let text: String = next
+                .iter()
+                .map(|(ca, (n, crl))| format!("{} {n} {}\n", hex::encode(ca), hex::encode(crl)))
+                .collect();
+            crate::ca::write_file(p, text.as_bytes(), false)?;
         }
-        self.seen = Some(record);
+        self.seen = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(ca: u8, number: u64, crl: u8) -> CrlFacts {
+        CrlFacts {
+            number,
+            this_update: 0,
+            next_update: None,
+            crl_sha256: [crl; 32],
+            ca_sha256: [ca; 32],
+        }
+    }
+
+    #[test]
+    fn each_ca_keeps_its_own_record_across_restarts() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("crl-number");
+        let mut f = Floor::load(&at).unwrap();
+        f.admit(&facts(1, 5, 1)).unwrap();
+        // Another CA on the same state: its record is added, not swapped in.
+        let mut f = Floor::load(&at).unwrap();
+        f.admit(&facts(2, 1, 9)).unwrap();
+        let mut f = Floor::load(&at).unwrap();
+        let e = f.admit(&facts(1, 4, 7)).unwrap_err().to_string();
+        assert!(e.contains("older than number 5"), "{e}");
+        let e = f.admit(&facts(1, 5, 7)).unwrap_err().to_string();
+        assert!(e.contains("other contents"), "{e}");
+        f.admit(&facts(1, 5, 1)).unwrap();
+        f.admit(&facts(2, 2, 3)).unwrap();
+        assert_eq!(std::fs::read_to_string(&at).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn two_processes_sharing_a_floor_do_not_undo_each_other() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("crl-number");
+        // Both loaded before either wrote.
+        let mut a = Floor::load(&at).unwrap();
+        let mut b = Floor::load(&at).unwrap();
+        a.admit(&facts(1, 5, 1)).unwrap();
+        b.admit(&facts(2, 1, 1)).unwrap();
+        let mut c = Floor::load(&at).unwrap();
+        assert!(c.admit(&facts(1, 4, 4)).is_err());
+        // And b, which never saw CA 1's list itself, refuses the older one.
+        assert!(b.admit(&facts(1, 4, 4)).is_err());
+    }
+
+    #[test]
+    fn a_damaged_or_linked_floor_file_is_refused_with_what_to_do() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("crl-number");
+        let line = format!("{} 3 {}\n", hex::encode([1u8; 32]), hex::encode([2u8; 32]));
+        for (text, says) in [
+            ("garbage\n".to_string(), "not a CRL record"),
+            (line.repeat(2), "two records"),
+            ("x".repeat(70_000), "too long"),
+        ] {
+            std::fs::write(&at, text).unwrap();
+            let e = Floor::load(&at).unwrap_err().to_string();
+            assert!(e.contains(says) && e.contains("remove it"), "{e}");
+        }
+        std::fs::remove_file(&at).unwrap();
+        std::fs::write(d.path().join("elsewhere"), &line).unwrap();
+        std::os::unix::fs::symlink(d.path().join("elsewhere"), &at).unwrap();
+        assert!(Floor::load(&at).is_err(), "a symlinked floor is followed");
+    }
+
+    #[test]
+    fn a_floor_keeps_at_most_its_bound_of_cas() {
+        let mut f = Floor::in_memory();
+        for i in 0..MAX_FLOOR_CAS {
+            let mut c = facts(0, 1, 1);
+            c.ca_sha256[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            f.admit(&c).unwrap();
+        }
+        let e = f.admit(&facts(0xff, 1, 1)).unwrap_err().to_string();
+        assert!(e.contains("remove its CRL floor file"), "{e}");
+        // A CA already kept still moves forward.
+        let mut c = facts(0, 2, 1);
+        c.ca_sha256[..8].copy_from_slice(&0u64.to_le_bytes());
+        f.admit(&c).unwrap();
     }
 }
