@@ -13,7 +13,7 @@ C=$PWD/target/release/citadel
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 head -c $((SIZE_MIB * 1024 * 1024)) /dev/urandom > "$W/plain"
-"$C" key gen --alg mlkem768x25519 --out "$W/id" > /dev/null
+"$C" key gen --alg mlkem768x25519 --output "$W/id" > /dev/null
 R=$(cat "$W/id.pub"); I=$(grep AGE-SECRET "$W/id.key")
 bytes=$((SIZE_MIB * 1024 * 1024))
 

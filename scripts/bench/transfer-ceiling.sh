@@ -66,7 +66,7 @@ DD_DISK=$(best_dd "$D/dd.bin" conv=fsync)
 echo "dd to tmpfs: $(mb "$DD_TMPFS") MB/s; dd to disk with fsync: $(mb "$DD_DISK") MB/s"
 
 # --- citadel ----------------------------------------------------------------------
-"$C" ca init --dir "$W/CA" >/dev/null
+"$C" ca init --ca "$W/CA" >/dev/null
 "$C" ca issue --ca "$W/CA" --name server --ip 127.0.0.1 >/dev/null
 "$C" ca issue --ca "$W/CA" --name client --client >/dev/null
 head -c "$bytes" /dev/urandom > "$W/src.bin"

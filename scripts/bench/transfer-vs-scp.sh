@@ -31,7 +31,7 @@ KEX=$("${SSH[@]}" -v "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: algorith
 CIPHER=$("${SSH[@]}" -v "$(id -un)@127.0.0.1" true 2>&1 | sed -n 's/.*kex: client->server cipher: \([^ ]*\).*/\1/p' | head -1)
 
 # --- citadel CA and receiver -------------------------------------------------
-"$C" ca init --dir "$W/CA" >/dev/null
+"$C" ca init --ca "$W/CA" >/dev/null
 "$C" ca issue --ca "$W/CA" --name server --ip 127.0.0.1 >/dev/null
 "$C" ca issue --ca "$W/CA" --name client --client >/dev/null
 TLS=(--ca "$W/CA" --cert "$W/CA/client.crt" --key "$W/CA/client.key")

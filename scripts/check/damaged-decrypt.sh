@@ -15,7 +15,7 @@ C=$PWD/target/release/citadel
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 head -c $((64 << 20)) /dev/urandom > "$W/plain"
-"$C" key gen --alg mlkem768x25519 --out "$W/k" > /dev/null
+"$C" key gen --alg mlkem768x25519 --output "$W/k" > /dev/null
 "$C" encrypt -R "$W/k.pub" -o "$W/good.age" "$W/plain"
 size=$(stat -c %s "$W/good.age")
 fail=0

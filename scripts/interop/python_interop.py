@@ -84,13 +84,13 @@ SIG_ALGS = {
 for alg, cls in SIG_ALGS.items():
     for form in ("seed",):
         name = f"c-{alg}-{form}"
-        run("key", "gen", "--alg", alg, "--out", name, "--form", form)
+        run("key", "gen", "--alg", alg, "--output", name, "--form", form)
         priv = load_priv(name + ".key")
         pub = load_pub(name + ".pub")
         check(isinstance(priv, cls), f"{alg} {form}-form PKCS#8 from citadel loads in cryptography")
         check(priv.public_key() == pub, f"{alg} {form}-form: public key derived by cryptography equals citadel's SPKI")
     name = f"c-{alg}-seed"
-    run("sign", "--key", name + ".key", "--context", CTX.decode(), "--out", f"{alg}.sig", "msg.txt")
+    run("sign", "--key", name + ".key", "--context", CTX.decode(), "--output", f"{alg}.sig", "msg.txt")
     sig = open(path(f"{alg}.sig"), "rb").read()
     # A file signature is made for the file signing purpose: context
     # citadel-file-v1/EXTRA (docs/formats/artifact-manifest.md).
@@ -118,7 +118,7 @@ for alg, cls in SIG_ALGS.items():
     p = run("verify", "--pub", f"p-{alg}.pub", "--sig", f"p-bare-{alg}.sig", "--context", CTX.decode(), "msg.txt", ok=False)
     check(p.returncode == 1 and b"before signing purposes were separated" in p.stderr,
           f"{alg}: a signature without the file purpose is refused, saying why")
-    run("sign", "--key", f"p-{alg}.key", "--out", f"p2-{alg}.sig", "msg.txt")
+    run("sign", "--key", f"p-{alg}.key", "--output", f"p2-{alg}.sig", "msg.txt")
     key.public_key().verify(open(path(f"p2-{alg}.sig"), "rb").read(), MSG, FILE_CTX)
     check(True, f"{alg} key written by cryptography signs in citadel; cryptography verifies (context citadel-file-v1)")
     # Expanded-only and encrypted keys written by cryptography.
@@ -132,14 +132,14 @@ for alg, cls in SIG_ALGS.items():
 
 # --- encrypted PKCS#8: citadel -> cryptography (scrypt and PBKDF2) ---
 for kdf in ("scrypt", "pbkdf2"):
-    run("key", "gen", "--alg", "ml-dsa-65", "--out", f"enc-{kdf}", "--passphrase-file", "pass.txt", "--kdf", kdf)
+    run("key", "gen", "--alg", "ml-dsa-65", "--output", f"enc-{kdf}", "--passphrase-file", "pass.txt", "--kdf", kdf)
     priv = load_priv(f"enc-{kdf}.key", password=PASS)
     check(priv.public_key() == load_pub(f"enc-{kdf}.pub"), f"citadel PKCS#8 encrypted with {kdf}+AES-256-CBC opens in cryptography")
 
 # --- ML-KEM: both directions ---
 KEM_ALGS = {"ml-kem-768": mlkem.MLKEM768PrivateKey, "ml-kem-1024": mlkem.MLKEM1024PrivateKey}
 for alg, cls in KEM_ALGS.items():
-    run("key", "gen", "--alg", alg, "--out", f"c-{alg}")
+    run("key", "gen", "--alg", alg, "--output", f"c-{alg}")
     priv = load_priv(f"c-{alg}.key")
     check(isinstance(priv, cls), f"{alg} PKCS#8 (seed form) from citadel loads in cryptography")
     # cryptography encapsulates to citadel's public key; citadel decapsulates.
@@ -160,11 +160,11 @@ for alg, cls in KEM_ALGS.items():
     check(len(json.loads(p.stdout)["shared_secret"]) == 64, f"{alg} PKCS#8 written by cryptography loads in citadel")
 
 # --- Ed25519: both directions ---
-run("key", "gen", "--alg", "ed25519", "--out", "c-ed")
+run("key", "gen", "--alg", "ed25519", "--output", "c-ed")
 # Ed25519 has no context: the file purpose is a message prefix,
 # 0x00 || len(ctx) || ctx (docs/formats/artifact-manifest.md).
 ED_PREFIX = b"\x00" + bytes([len(FILE_CTX)]) + FILE_CTX
-run("sign", "--key", "c-ed.key", "--out", "ed.sig", "msg.txt")
+run("sign", "--key", "c-ed.key", "--output", "ed.sig", "msg.txt")
 load_pub("c-ed.pub").verify(open(path("ed.sig"), "rb").read(), ED_PREFIX + MSG)
 check(isinstance(load_priv("c-ed.key"), ed25519.Ed25519PrivateKey), "ed25519 key and signature (file purpose prefix) from citadel accepted by cryptography")
 try:
@@ -184,7 +184,7 @@ from cryptography import x509
 
 for alg in ("ml-dsa-44", "ml-dsa-65", "ml-dsa-87"):
     d = f"ca-{alg}"
-    run("ca", "init", "--dir", d, "--alg", alg)
+    run("ca", "init", "--ca", d, "--alg", alg)
     run("ca", "issue", "--ca", d, "--name", "server", "--dns", "localhost", "--ip", "127.0.0.1")
     run("ca", "issue", "--ca", d, "--name", "alice", "--client")
     run("ca", "revoke", "--ca", d, "--name", "alice")

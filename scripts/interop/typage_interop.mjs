@@ -35,12 +35,12 @@ for (const kind of ["mlkem768x25519", "x25519"]) {
       const e = new age.Encrypter(); e.addRecipient(rcpt);
       let ct = await e.encrypt(data);
       writeFileSync(p("t.age"), armor ? age.armor.encode(ct) : ct);
-      run("decrypt", "-i", "id.key", "-o", "t.out", "t.age");
+      run("decrypt", "-i", "id.key", "-o", "t.out", "--force", "t.age");
       ok(eq(new Uint8Array(readFileSync(p("t.out"))), data), `typage -> citadel: ${tag}`);
       // citadel encrypts, typage decrypts
-      run("key", "gen", "--alg", kind, "--out", "c", "--force");
+      run("key", "gen", "--alg", kind, "--output", "c", "--force");
       const cid = readFileSync(p("c.key"), "utf8").split("\n").find((l) => l.startsWith("AGE-SECRET-KEY"));
-      const args = ["encrypt", "-R", "c.pub", "-o", "c.age", "plain"];
+      const args = ["encrypt", "-R", "c.pub", "-o", "c.age", "--force", "plain"];
       if (armor) args.push("-a");
       run(...args);
       let file = readFileSync(p("c.age"));

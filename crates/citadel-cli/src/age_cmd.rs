@@ -48,11 +48,11 @@ pub(crate) struct StreamArgs {
     /// and renamed only when complete (for `decrypt`: fully verified).
     #[arg(short = 'o', long)]
     output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
     /// Input file (default: standard input).
     input: Option<PathBuf>,
-    /// No progress bar.
-    #[arg(short = 'q', long)]
-    quiet: bool,
     /// Print a JSON summary (requires -o).
     #[arg(long, requires = "output")]
     json: bool,
@@ -71,13 +71,13 @@ impl StreamArgs {
         ) -> Result<u64>,
     ) -> Result<(u64, Instant)> {
         let (input, len) = open_input(self.input.as_deref())?;
-        let pb = progress(len, self.quiet, what);
+        let pb = progress(len, crate::quiet(), what);
         let input = pb.wrap_read(input);
         let start = Instant::now();
         // No BufWriter: the library writes whole 64 KiB chunks.
         let n = match &self.output {
             Some(out) => {
-                let mut file = AtomicFile::create(out, false)?;
+                let mut file = AtomicFile::create_output(out, false, self.force)?;
                 let n = f(input, &mut (Box::new(&mut file) as Box<dyn Write>))?;
                 file.commit()?;
                 n

@@ -1,7 +1,7 @@
 //! `citadel audit`: the tamper-evident audit log.
 
 use crate::VerificationFailed;
-use crate::files::print_json;
+use crate::files::{OutputArgs, print_json, write_output};
 use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -25,7 +25,7 @@ pub(crate) enum AuditCommand {
     /// entry's index once it is durable.
     Append(AppendArgs),
     /// Sign a checkpoint of the whole log (stored as LOG/checkpoint) and print it.
-    Checkpoint(DirArgs),
+    Checkpoint(CheckpointArgs),
     /// Recompute everything from the raw files; exit 1 naming the first bad
     /// entry on any tampering.
     Verify(VerifyArgs),
@@ -55,6 +55,18 @@ pub(crate) struct DirArgs {
     /// The log directory.
     #[arg(long)]
     dir: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct CheckpointArgs {
+    /// The log directory.
+    #[arg(long)]
+    dir: PathBuf,
+    #[command(flatten)]
+    out: OutputArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -124,9 +136,15 @@ pub(crate) struct ProveArgs {
     /// The entry's index.
     #[arg(long)]
     index: u64,
-    /// Also write the entry's stored bytes here (what verify-proof needs).
-    #[arg(long)]
+    /// Also write the entry's stored bytes here (what verify-proof needs;
+    /// replaced only with --force).
+    #[arg(long, value_name = "FILE")]
     entry_out: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// Print JSON: {"index", "size", "proof"} (the proof's text).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -137,9 +155,14 @@ pub(crate) struct ConsistencyArgs {
     /// The older checkpoint.
     #[arg(long)]
     old: PathBuf,
-    /// Also write the latest checkpoint here.
-    #[arg(long)]
+    /// Also write the latest checkpoint here (replaced only with --force).
+    #[arg(long, value_name = "FILE")]
     new_out: Option<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// Print JSON: {"old_size", "new_size", "proof"} (base64 hashes).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -311,17 +334,17 @@ fn init(a: InitArgs) -> Result<()> {
     if a.json {
         print_json(&json!({"dir": a.dir, "origin": a.origin, "vkeys": vkeys}));
     } else {
-        println!(
+        crate::say!(
             "created audit log {} (origin {})",
             a.dir.display(),
             a.origin
         );
-        println!(
+        crate::say!(
             "public keys (also in {}):",
             a.dir.join("log.vkeys").display()
         );
         for k in vkeys {
-            println!("  {k}");
+            crate::say!("  {k}");
         }
     }
     Ok(())
@@ -442,18 +465,16 @@ fn committing(dir: &Path, n: usize) -> String {
     )
 }
 
-fn checkpoint(a: DirArgs) -> Result<()> {
+fn checkpoint(a: CheckpointArgs) -> Result<()> {
     let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
     let cp = log.checkpoint()?;
     if a.json {
         let c = cp.checkpoint();
-        print_json(
-            &json!({"origin": c.origin(), "size": c.size(), "root": B64.encode(c.root()), "text": cp.to_text()}),
-        );
+        let doc = json!({"origin": c.origin(), "size": c.size(), "root": B64.encode(c.root()), "text": cp.to_text()});
+        a.out.emit(format!("{doc:#}\n").as_bytes())
     } else {
-        print!("{}", cp.to_text());
+        a.out.emit(cp.to_text().as_bytes())
     }
-    Ok(())
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
@@ -478,7 +499,7 @@ fn verify_cmd(a: VerifyArgs) -> Result<()> {
                     "torn_tail_bytes": r.torn_tail_bytes, "root": B64.encode(r.root), "seconds": secs}),
                 );
             } else {
-                println!("ok: {}", summary(&r));
+                crate::say!("ok: {}", summary(&r));
             }
             Ok(())
         }
@@ -553,7 +574,7 @@ fn repair(a: DirArgs) -> Result<()> {
             "checkpoint_restored": r.checkpoint_restored, "covered": r.report.covered}),
         );
     } else {
-        println!(
+        crate::say!(
             "repaired: {mark}; LOG/checkpoint {}; {}",
             if r.checkpoint_restored {
                 "restored from LOG/checkpoints/"
@@ -583,11 +604,21 @@ fn prove(a: ProveArgs) -> Result<()> {
         );
     }
     let proof = log.inclusion_proof(a.index, size)?;
-    if let Some(p) = &a.entry_out {
-        crate::files::AtomicFile::write_all(p, &log.entry(a.index)?)?;
+    let text = TlogProof::new(a.index, proof, &cp)?.to_text();
+    for p in [&a.entry_out, &a.out.output].into_iter().flatten() {
+        if !a.out.force && crate::files::occupied(p) {
+            bail!("{} already exists; pass --force to replace it", p.display());
+        }
     }
-    print!("{}", TlogProof::new(a.index, proof, &cp)?.to_text());
-    Ok(())
+    if let Some(p) = &a.entry_out {
+        write_output(p, &log.entry(a.index)?, false, a.out.force)?;
+    }
+    if a.json {
+        let doc = json!({"index": a.index, "size": size, "proof": text});
+        a.out.emit(format!("{doc:#}\n").as_bytes())
+    } else {
+        a.out.emit(text.as_bytes())
+    }
 }
 
 fn consistency(a: ConsistencyArgs) -> Result<()> {
@@ -611,19 +642,31 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
             log.size()
         );
     }
-    if o == n {
+    if o == n && !crate::quiet() {
         eprintln!(
             "citadel: the old checkpoint is the latest (size {n}): the log has not grown, and the proof is empty"
         );
     }
-    let proof = log.consistency_proof(o, n)?;
+    let proof: Vec<String> = log
+        .consistency_proof(o, n)?
+        .iter()
+        .map(|h| B64.encode(h))
+        .collect();
+    for p in [&a.new_out, &a.out.output].into_iter().flatten() {
+        if !a.out.force && crate::files::occupied(p) {
+            bail!("{} already exists; pass --force to replace it", p.display());
+        }
+    }
     if let Some(p) = &a.new_out {
-        crate::files::AtomicFile::write_all(p, new.to_text().as_bytes())?;
+        write_output(p, new.to_text().as_bytes(), false, a.out.force)?;
     }
-    for h in proof {
-        println!("{}", B64.encode(h));
+    if a.json {
+        let doc = json!({"old_size": o, "new_size": n, "proof": proof});
+        a.out.emit(format!("{doc:#}\n").as_bytes())
+    } else {
+        let text: String = proof.iter().map(|h| format!("{h}\n")).collect();
+        a.out.emit(text.as_bytes())
     }
-    Ok(())
 }
 
 /// The origin a proof's checkpoints must name: `--origin`, or the name of
@@ -678,7 +721,7 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
                 &json!({"ok": true, "kind": "consistency", "old_size": o.size(), "new_size": n.size(), "origin": origin}),
             );
         } else {
-            println!(
+            crate::say!(
                 "ok: the log {origin} of size {} is an extension of size {}",
                 n.size(),
                 o.size()
@@ -715,7 +758,7 @@ fn verify_proof(a: VerifyProofArgs) -> Result<()> {
             &json!({"ok": true, "kind": "inclusion", "index": proof.index(), "size": c.size(), "origin": c.origin()}),
         );
     } else {
-        println!(
+        crate::say!(
             "ok: entry {} is in {} at size {} (Ed25519 and ML-DSA-65 signatures verified)",
             proof.index(),
             c.origin(),

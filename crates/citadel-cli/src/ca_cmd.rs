@@ -54,9 +54,11 @@ pub(crate) enum MlDsaChoice {
 
 #[derive(Args)]
 pub(crate) struct InitArgs {
-    /// Directory for the CA (created if missing; must not already hold a CA).
-    #[arg(long)]
-    dir: PathBuf,
+    /// Directory for the CA (created if missing; must not already hold a
+    /// CA: there is no --force, a CA's key is never one flag from being
+    /// replaced).
+    #[arg(long, alias = "dir", value_name = "DIR")]
+    ca: PathBuf,
     /// Signature algorithm of the CA and of the certificates it issues.
     #[arg(
         long,
@@ -101,6 +103,11 @@ pub(crate) struct IssueArgs {
     /// Validity in days (1 to 3650, and not beyond the CA's own certificate).
     #[arg(long, default_value_t = 365)]
     days: u32,
+    /// Issue NAME again while it has a valid certificate: the new one
+    /// replaces NAME.crt and NAME.key; the old one is listed as superseded
+    /// and stays valid until it expires or is revoked.
+    #[arg(long)]
+    force: bool,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -114,6 +121,9 @@ pub(crate) struct RevokeArgs {
     /// Name of the certificate to revoke.
     #[arg(long)]
     name: String,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -138,17 +148,17 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                     MlDsaChoice::MlDsa87 => CaAlgorithm::MlDsa87,
                 }
             };
-            let ca = Ca::init(&a.dir, alg, &a.name)?;
+            let ca = Ca::init(&a.ca, alg, &a.name)?;
             if a.json {
                 print_json(
-                    &json!({"dir": a.dir.display().to_string(), "algorithm": alg, "post_quantum": alg.is_post_quantum()}),
+                    &json!({"dir": a.ca.display().to_string(), "algorithm": alg, "post_quantum": alg.is_post_quantum()}),
                 );
             } else {
-                println!(
+                crate::say!(
                     "CA created in {} ({}); issue certificates with `citadel ca issue --ca {} --name NAME`",
                     ca.dir().display(),
                     kebab(&alg),
-                    a.dir.display()
+                    a.ca.display()
                 );
             }
             Ok(())
@@ -165,7 +175,11 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                     "a server certificate needs the names it is reached at: pass --dns HOST and/or --ip ADDR (or --client)"
                 );
             }
-            let rec = ca.issue(&a.name, &a.dns, &a.ip, usage, a.days)?;
+            let rec = if a.force {
+                ca.reissue(&a.name, &a.dns, &a.ip, usage, a.days)?
+            } else {
+                ca.issue(&a.name, &a.dns, &a.ip, usage, a.days)?
+            };
             let crt = a.ca.join(format!("{}.crt", a.name));
             let key = a.ca.join(format!("{}.key", a.name));
             if a.json {
@@ -174,7 +188,7 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                     "serial": rec.serial, "usage": rec.usage, "not_after": rec.not_after}),
                 );
             } else {
-                println!(
+                crate::say!(
                     "issued {}: {} and {} (serial {})",
                     a.name,
                     crt.display(),
@@ -187,11 +201,18 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
         CaCommand::Revoke(a) => {
             let mut ca = Ca::open(&a.ca)?;
             let n = ca.revoke(&a.name)?;
-            println!(
-                "revoked {n} certificate(s) named {}; {} updated",
-                a.name,
-                a.ca.join("crl.pem").display()
-            );
+            let crl = a.ca.join("crl.pem");
+            if a.json {
+                print_json(
+                    &json!({"name": a.name, "revoked": n, "crl": crl.display().to_string()}),
+                );
+            } else {
+                crate::say!(
+                    "revoked {n} certificate(s) named {}; {} updated",
+                    a.name,
+                    crl.display()
+                );
+            }
             Ok(())
         }
         CaCommand::Crl(a) => {
@@ -206,7 +227,7 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                 print_json(&json!({"crl": a.ca.join("crl.pem").display().to_string(),
                     "number": facts.number, "next_update": facts.next_update}));
             } else {
-                println!(
+                crate::say!(
                     "published CRL number {} in {}; current until {next}",
                     facts.number,
                     a.ca.join("crl.pem").display()

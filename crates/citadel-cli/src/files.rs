@@ -34,6 +34,16 @@ pub(crate) struct AtomicFile {
     file: Option<tempfile::NamedTempFile>,
     direct: Option<fs::File>,
     dest: PathBuf,
+    /// Whether the rename may replace a file already at `dest`.
+    replace: bool,
+}
+
+/// What a verb says when its output exists and `--force` was not given.
+fn exists(dest: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{} already exists; pass --force to replace it",
+        dest.display()
+    )
 }
 
 impl AtomicFile {
@@ -73,6 +83,7 @@ impl AtomicFile {
                 file: None,
                 direct: Some(f),
                 dest: dest.to_path_buf(),
+                replace: true,
             });
         }
         let resolved;
@@ -109,7 +120,23 @@ impl AtomicFile {
             file: Some(file),
             direct: None,
             dest: dest.to_path_buf(),
+            replace: true,
         })
+    }
+
+    /// Starts writing a verb's output file `dest`: unless `force`, a file
+    /// already there is an error, now and again at the rename (which never
+    /// replaces one that appeared meanwhile). A FIFO or device is written
+    /// to as [`AtomicFile::create`] does.
+    pub(crate) fn create_output(dest: &Path, private: bool, force: bool) -> Result<Self> {
+        let mut f = Self::create(dest, private)?;
+        if f.file.is_some() && !force {
+            if fs::symlink_metadata(&f.dest).is_ok() {
+                return Err(exists(&f.dest));
+            }
+            f.replace = false;
+        }
+        Ok(f)
     }
 
     /// Flushes, fsyncs and renames into place.
@@ -125,9 +152,22 @@ impl AtomicFile {
         file.as_file()
             .sync_all()
             .with_context(|| format!("cannot write {}", self.dest.display()))?;
-        file.persist(&self.dest)
-            .map_err(|e| e.error)
-            .with_context(|| format!("cannot create {}", self.dest.display()))?;
+        if self.replace {
+            file.persist(&self.dest)
+                .map_err(|e| e.error)
+                .with_context(|| format!("cannot create {}", self.dest.display()))?;
+        } else {
+            match file.persist_noclobber(&self.dest) {
+                Ok(_) => {}
+                Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(exists(&self.dest));
+                }
+                Err(e) => {
+                    return Err(e.error)
+                        .with_context(|| format!("cannot create {}", self.dest.display()));
+                }
+            }
+        }
         if let Some(dir) = self.dest.parent().filter(|p| !p.as_os_str().is_empty()) {
             // Make the rename itself durable.
             if let Ok(d) = fs::File::open(dir) {
@@ -156,12 +196,46 @@ impl Write for AtomicFile {
     }
 }
 
-/// Writes `data` to `dest` atomically.
-pub(crate) fn write_atomic(dest: &Path, data: &[u8], private: bool) -> Result<()> {
-    let mut f = AtomicFile::create(dest, private)?;
+/// Writes a verb's output file `data` to `dest` atomically; an existing
+/// file is replaced only with `force`.
+pub(crate) fn write_output(dest: &Path, data: &[u8], private: bool, force: bool) -> Result<()> {
+    let mut f = AtomicFile::create_output(dest, private, force)?;
     f.write_all(data)
         .with_context(|| format!("cannot write {}", dest.display()))?;
     f.commit()
+}
+
+/// Where a verb that prints a document may write it instead: `-o/--output
+/// FILE` (atomically; an existing file only with `--force`).
+#[derive(clap::Args)]
+pub(crate) struct OutputArgs {
+    /// Write to FILE instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Replace output files that exist.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+impl OutputArgs {
+    /// Writes `bytes` to the output file, or to standard output.
+    pub(crate) fn emit(&self, bytes: &[u8]) -> Result<()> {
+        match &self.output {
+            Some(p) => write_output(p, bytes, false, self.force),
+            None => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)
+                    .and_then(|()| out.flush())
+                    .context("cannot write to standard output")
+            }
+        }
+    }
+}
+
+/// Whether a file (or a link) is already at `path`: what `--force` would
+/// replace. (A FIFO or device is written to, not replaced.)
+pub(crate) fn occupied(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() || m.is_symlink())
 }
 
 /// Refuses to overwrite an existing file unless `force`.

@@ -1,7 +1,7 @@
 //! `citadel kem encap|decap`: raw ML-KEM, for interoperability.
 
 use crate::files::PassphraseArgs;
-use crate::files::{print_json, read_input, write_atomic};
+use crate::files::{print_json, read_input, write_output};
 use crate::key_cmd::{load_private_key, load_public_key};
 use anyhow::{Result, bail};
 use citadel_crypto::{PrivateKey, PublicKey};
@@ -13,8 +13,8 @@ use std::path::PathBuf;
 pub(crate) enum KemCommand {
     /// Encapsulate a fresh shared secret to an ML-KEM public key.
     ///
-    /// Prints the shared secret (hex) and writes the ciphertext to --ct-out,
-    /// or prints both as hex.
+    /// Prints the shared secret (hex) and writes the ciphertext to
+    /// -o/--output, or prints both as hex.
     Encap(EncapArgs),
     /// Recover the shared secret from a ciphertext with the private key.
     Decap(DecapArgs),
@@ -23,11 +23,14 @@ pub(crate) enum KemCommand {
 #[derive(Args)]
 pub(crate) struct EncapArgs {
     /// ML-KEM public key (SPKI PEM).
-    #[arg(long = "pub", short = 'p')]
+    #[arg(long = "pub", value_name = "FILE")]
     public: PathBuf,
     /// Write the raw ciphertext here.
-    #[arg(long)]
-    ct_out: Option<PathBuf>,
+    #[arg(long, short = 'o', alias = "ct-out", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Replace the output file if it exists.
+    #[arg(long, requires = "output")]
+    force: bool,
     /// Print {"ciphertext": hex, "shared_secret": hex}.
     #[arg(long)]
     json: bool,
@@ -55,15 +58,15 @@ pub(crate) fn run(c: KemCommand) -> Result<()> {
                 bail!("{} is not an ML-KEM public key", a.public.display());
             };
             let (ct, ss) = ek.encapsulate()?;
-            if let Some(path) = &a.ct_out {
-                write_atomic(path, &ct, false)?;
+            if let Some(path) = &a.output {
+                write_output(path, &ct, false, a.force)?;
             }
             if a.json {
                 print_json(
                     &json!({"algorithm": ek.algorithm().name(), "ciphertext": hex::encode(&ct), "shared_secret": hex::encode(ss.expose())}),
                 );
             } else {
-                if a.ct_out.is_none() {
+                if a.output.is_none() {
                     println!("ciphertext: {}", hex::encode(&ct));
                 }
                 println!("shared_secret: {}", hex::encode(ss.expose()));

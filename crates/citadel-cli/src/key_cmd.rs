@@ -1,7 +1,7 @@
 //! `citadel key …`
 
 use crate::files::PassphraseArgs;
-use crate::files::{check_new, print_json, read_text, write_atomic};
+use crate::files::{check_new, print_json, read_text, write_output};
 use anyhow::{Context, Result, bail};
 use citadel_age::{Identity, Recipient};
 use citadel_crypto::keys::{Kdf, PrivateKeyForm};
@@ -45,12 +45,12 @@ pub(crate) enum FormChoice {
 #[derive(Args)]
 pub(crate) struct GenArgs {
     /// Algorithm (see `citadel key list-algs`).
-    #[arg(long, short = 'a')]
+    #[arg(long)]
     alg: String,
     /// Output name: writes NAME.key and NAME.pub.
-    #[arg(long, short = 'o')]
-    out: PathBuf,
-    /// Overwrite existing files.
+    #[arg(long, short = 'o', alias = "out", value_name = "NAME")]
+    output: PathBuf,
+    /// Replace NAME.key and NAME.pub if they exist.
     #[arg(long)]
     force: bool,
     #[command(flatten)]
@@ -100,8 +100,8 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
 
 fn gen_key(a: GenArgs) -> Result<()> {
     let alg: Algorithm = a.alg.parse()?;
-    let key_path = with_ext(&a.out, ".key");
-    let pub_path = with_ext(&a.out, ".pub");
+    let key_path = with_ext(&a.output, ".key");
+    let pub_path = with_ext(&a.output, ".pub");
     check_new(&key_path, a.force)?;
     check_new(&pub_path, a.force)?;
     let pass = a.pass.read()?;
@@ -124,8 +124,13 @@ fn gen_key(a: GenArgs) -> Result<()> {
             "# created by citadel\n# public key: {recipient}\n{}\n",
             secret.as_str()
         ));
-        write_atomic(&key_path, body.as_bytes(), true)?;
-        write_atomic(&pub_path, format!("{recipient}\n").as_bytes(), false)?;
+        write_output(&key_path, body.as_bytes(), true, a.force)?;
+        write_output(
+            &pub_path,
+            format!("{recipient}\n").as_bytes(),
+            false,
+            a.force,
+        )?;
         let fp = format!(
             "SHA256:{}",
             hex::encode(citadel_crypto::hash::sha256(recipient.as_bytes()))
@@ -145,10 +150,10 @@ fn gen_key(a: GenArgs) -> Result<()> {
             },
         };
         let pem = key.to_pem(form, pass.as_ref().map(|p| (p.as_slice(), kdf)))?;
-        write_atomic(&key_path, pem.as_bytes(), true)?;
+        write_output(&key_path, pem.as_bytes(), true, a.force)?;
         let public = key.public_key();
         let pub_pem = public.to_pem()?;
-        write_atomic(&pub_path, pub_pem.as_bytes(), false)?;
+        write_output(&pub_path, pub_pem.as_bytes(), false, a.force)?;
         (pub_pem, public.fingerprint()?)
     };
     let _ = public_text;
@@ -161,13 +166,13 @@ fn gen_key(a: GenArgs) -> Result<()> {
             "encrypted": pass.is_some(),
         }));
     } else {
-        println!(
+        crate::say!(
             "{} key pair written: {} (private, 0600), {}",
             alg,
             key_path.display(),
             pub_path.display()
         );
-        println!("fingerprint: {fingerprint}");
+        crate::say!("fingerprint: {fingerprint}");
     }
     Ok(())
 }

@@ -29,7 +29,8 @@ use std::process::ExitCode;
 /// X25519, and classical Ed25519/X25519 for compatibility.
 ///
 /// Exit codes: 0 success, 1 verification failure, 2 usage or input error,
-/// 3 the vault is sealed (`citadel vault status`).
+/// 3 the vault is sealed (`citadel vault status`). The grammar every verb
+/// follows is in docs/cli.md.
 #[derive(Parser)]
 #[command(
     name = "citadel",
@@ -38,8 +39,65 @@ use std::process::ExitCode;
     max_term_width = 100
 )]
 struct Cli {
+    /// Print only what was asked for: no progress bars, no confirmation
+    /// lines (data, --json documents and errors are still printed).
+    #[arg(long, short = 'q', global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Whether `-q/--quiet` was given (set once, before any verb runs).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the user asked for quiet output (`-q/--quiet`).
+pub(crate) fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Prints a confirmation line on standard output, unless `-q/--quiet`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::quiet() {
+            println!($($arg)*);
+        }
+    };
+}
+pub(crate) use say;
+
+/// Spellings kept for one release after docs/cli.md renamed them:
+/// (verb path, old flag, new flag). Each still works, with a note.
+const DEPRECATED: &[(&[&str], &str, &str)] = &[
+    (&["key", "gen"], "--out", "--output"),
+    (&["sign"], "--out", "--output"),
+    (&["kem", "encap"], "--ct-out", "--output"),
+    (&["ca", "init"], "--dir", "--ca"),
+];
+
+/// The deprecation notes for `args` (the command line after the program
+/// name): a deprecated spelling is noticed only as a flag of its own verb,
+/// before any `--`.
+fn deprecation_notes(args: &[String]) -> Vec<String> {
+    let words: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .take_while(|a| *a != "--")
+        .collect();
+    let mut notes = Vec::new();
+    for (verb, old, new) in DEPRECATED {
+        let on_verb =
+            words.len() > verb.len() && words.iter().zip(verb.iter()).all(|(w, v)| w == v);
+        let used = words
+            .iter()
+            .skip(verb.len())
+            .any(|w| *w == *old || w.strip_prefix(old).is_some_and(|r| r.starts_with('=')));
+        if on_verb && used {
+            notes.push(format!(
+                "citadel: note: {old} is now {new} (docs/cli.md); {old} will be removed in a later release"
+            ));
+        }
+    }
+    notes
 }
 
 #[derive(Subcommand)]
@@ -90,6 +148,16 @@ impl std::error::Error for VerificationFailed {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
+    if !cli.quiet {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for note in deprecation_notes(&args) {
+            eprintln!("{note}");
+        }
+    }
     let result = match cli.command {
         Command::Key(c) => key_cmd::run(c),
         Command::Sign(a) => sign_cmd::sign(a),
@@ -175,6 +243,142 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// The rows of the markdown table that follows `heading` in `doc`,
+    /// each split into its cells (backquotes removed), header and rule
+    /// skipped.
+    fn table<'a>(doc: &'a str, heading: &str) -> Vec<Vec<String>> {
+        let after = doc.split(heading).nth(1).expect(heading);
+        after
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|l| {
+                l.trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().replace('`', ""))
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn leaves(cmd: &clap::Command, path: &mut Vec<String>, out: &mut Vec<(String, clap::Command)>) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push((path.join(" "), cmd.clone()));
+        }
+        for c in subs {
+            path.push(c.get_name().to_string());
+            leaves(c, path, out);
+            path.pop();
+        }
+    }
+
+    /// docs/cli.md's rules, checked on every verb (the help text of each
+    /// is what clap prints from this tree).
+    #[test]
+    fn the_grammar_holds_for_every_verb() {
+        use clap::CommandFactory;
+        let doc = include_str!("../../../docs/cli.md");
+        let verbs: std::collections::BTreeMap<String, (String, String)> = table(doc, "## Verbs")
+            .into_iter()
+            .map(|r| (r[0].clone(), (r[1].clone(), r[2].clone())))
+            .collect();
+        let shorts: std::collections::BTreeMap<char, String> = table(doc, "## Short flags")
+            .into_iter()
+            .map(|r| {
+                let letter = r[0].trim_start_matches('-').chars().next().unwrap();
+                (letter, r[1].trim_start_matches("--").to_string())
+            })
+            .collect();
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut all = Vec::new();
+        leaves(&cmd, &mut Vec::new(), &mut all);
+        let mut problems = Vec::new();
+        for (verb, c) in &all {
+            let Some((output, force)) = verbs.get(verb) else {
+                problems.push(format!("{verb}: not in docs/cli.md's verb table"));
+                continue;
+            };
+            let args: Vec<&clap::Arg> = c.get_arguments().collect();
+            let long = |name: &str| args.iter().find(|a| a.get_long() == Some(name));
+            if long("json").is_none() {
+                problems.push(format!("{verb}: no --json"));
+            }
+            if long("quiet").and_then(|a| a.get_short()) != Some('q') {
+                problems.push(format!("{verb}: no -q/--quiet"));
+            }
+            for a in &args {
+                if let Some(s) = a.get_short() {
+                    let l = a.get_long().unwrap_or_default();
+                    if shorts.get(&s).map(String::as_str) != Some(l) {
+                        problems.push(format!("{verb}: -{s} is --{l}, not what docs/cli.md says"));
+                    }
+                }
+                for old in ["out", "ct-out"] {
+                    if a.get_long() == Some(old)
+                        || a.get_visible_aliases().unwrap_or_default().contains(&old)
+                    {
+                        problems.push(format!("{verb}: --{old} is shown (write --output)"));
+                    }
+                }
+            }
+            let writes = output.starts_with("-o") || output == "beside";
+            let has_output = long("output").is_some_and(|a| a.get_short() == Some('o'));
+            if writes != has_output {
+                problems.push(format!(
+                    "{verb}: output is {output:?} in docs/cli.md, -o/--output present: {has_output}"
+                ));
+            }
+            if (force == "yes") != long("force").is_some() {
+                problems.push(format!("{verb}: force is {force:?} in docs/cli.md"));
+            }
+        }
+        for verb in verbs.keys() {
+            if !all.iter().any(|(v, _)| v == verb) {
+                problems.push(format!("{verb}: in docs/cli.md but not a verb"));
+            }
+        }
+        // The renamed spellings are hidden aliases of the new flag.
+        for (path, old, new) in super::DEPRECATED {
+            let verb = path.join(" ");
+            let c = &all.iter().find(|(v, _)| *v == verb).expect(&verb).1;
+            let arg = c
+                .get_arguments()
+                .find(|a| a.get_long() == new.strip_prefix("--"))
+                .unwrap_or_else(|| panic!("{verb}: no {new}"));
+            assert!(
+                arg.get_all_aliases()
+                    .unwrap_or_default()
+                    .contains(&old.trim_start_matches("--")),
+                "{verb}: {old} is not an alias of {new}"
+            );
+            assert!(
+                doc.contains(&format!("| `{verb}` | `{old}` |")),
+                "{verb} {old} undocumented"
+            );
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_renamed_spelling_is_noticed_only_on_its_own_verb() {
+        let notes = |line: &str| {
+            let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+            super::deprecation_notes(&args)
+        };
+        assert_eq!(notes("key gen --alg ed25519 --out k").len(), 1);
+        assert_eq!(notes("sign -k k.key --out=x f").len(), 1);
+        assert!(notes("sign -k k.key --output x f").is_empty());
+        assert!(notes("audit init --dir d").is_empty());
+        assert!(notes("encrypt -o x -- --out").is_empty());
+        assert!(notes("ca init --dir CA")[0].contains("--dir is now --ca"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::VerificationFailed;
 use crate::files::PassphraseArgs;
-use crate::files::{print_json, read_input, write_atomic};
+use crate::files::{print_json, read_input, write_output};
 use crate::key_cmd::{load_private_key, load_public_key};
 use anyhow::{Context, Result, bail};
 use citadel_artifact::{Envelope, Manifest};
@@ -29,8 +29,11 @@ pub(crate) struct SignArgs {
     context: String,
     /// Where to write the signature (only with a single input; never inside
     /// a directory being signed).
-    #[arg(long, short = 'o')]
-    out: Option<PathBuf>,
+    #[arg(long, short = 'o', alias = "out", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Replace signature files that exist.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     pass: PassphraseArgs,
     /// Print the result as JSON.
@@ -41,7 +44,7 @@ pub(crate) struct SignArgs {
 #[derive(Args)]
 pub(crate) struct VerifyArgs {
     /// Public key (SPKI PEM), or the private key file.
-    #[arg(long = "pub", short = 'p')]
+    #[arg(long = "pub", value_name = "FILE")]
     public: PathBuf,
     /// The signature (default: PATH.sig, beside the signed file or directory).
     #[arg(long, short = 's')]
@@ -116,8 +119,8 @@ fn shown_path(p: &Path) -> String {
 }
 
 pub(crate) fn sign(a: SignArgs) -> Result<()> {
-    if a.out.is_some() && a.paths.len() != 1 {
-        bail!("--out can only be used with a single input");
+    if a.output.is_some() && a.paths.len() != 1 {
+        bail!("--output can only be used with a single input");
     }
     let key = match load_private_key(&a.key, &a.pass)? {
         PrivateKey::Signature(k) => k,
@@ -140,11 +143,17 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             && std::fs::metadata(path)
                 .with_context(|| format!("cannot read {}", shown_path(path)))?
                 .is_dir();
-        let out = match (&a.out, stdin) {
+        let out = match (&a.output, stdin) {
             (Some(o), _) => o.clone(),
             (None, true) => bail!("signing standard input needs --out FILE"),
             (None, false) => sig_path(path)?,
         };
+        if !a.force && crate::files::occupied(&out) {
+            bail!(
+                "{} already exists; pass --force to replace it",
+                shown_path(&out)
+            );
+        }
         plan.push((path, is_dir, out));
     }
     for (dir, _, _) in plan.iter().filter(|(_, is_dir, _)| *is_dir) {
@@ -158,7 +167,7 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             let manifest = Manifest::from_dir(path)?;
             let statement = manifest.to_statement(&root_name(path));
             let env = Envelope::sign(&statement, &key, &keyid, ctx)?;
-            write_atomic(&out, &env.to_json(), false)?;
+            write_output(&out, &env.to_json(), false, a.force)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
                                 "kind": "directory", "files": manifest.files.len()}),
@@ -169,7 +178,7 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             let sig = Purpose::FILE
                 .sign_reader(&key, ctx, &mut file)
                 .map_err(stream_error)?;
-            write_atomic(&out, &sig, false)?;
+            write_output(&out, &sig, false, a.force)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
                                 "kind": "file", "bytes": sig.len()}),
@@ -182,7 +191,7 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
         );
     } else {
         for r in &results {
-            println!(
+            crate::say!(
                 "signed {} -> {}",
                 shown_path(Path::new(r["path"].as_str().unwrap_or_default())),
                 shown_path(Path::new(r["signature"].as_str().unwrap_or_default()))
@@ -236,7 +245,7 @@ pub(crate) fn verify(a: VerifyArgs) -> Result<()> {
                     &json!({"valid": true, "algorithm": vk.algorithm().name(), "path": a.path.display().to_string()}),
                 );
             } else {
-                println!(
+                crate::say!(
                     "OK: {} ({} signature valid)",
                     shown_path(&a.path),
                     vk.algorithm()
@@ -335,7 +344,7 @@ fn verify_dir(
         .into());
     }
     if !a.json {
-        println!(
+        crate::say!(
             "OK: {} ({} files, signed as {}, {} signature valid)",
             shown_path(&a.path),
             signed.files.len(),

@@ -48,9 +48,6 @@ pub(crate) struct SendArgs {
     /// machine; more help where one connection's encryption is the limit.
     #[arg(long, default_value_t = 2)]
     streams: usize,
-    /// No progress bar.
-    #[arg(short = 'q', long)]
-    quiet: bool,
     /// Print a JSON summary.
     #[arg(long)]
     json: bool,
@@ -301,7 +298,10 @@ pub(crate) fn send(a: SendArgs) -> Result<()> {
             .ok_or_else(|| anyhow!("{} resolves to no address", a.to))?;
     let start = Instant::now();
     let (mut tls, info) = connect(&a.to, addr, &cfg)?;
-    let bars = Bars::new(crate::files::show_progress(a.quiet || a.json), &manifest);
+    let bars = Bars::new(
+        crate::files::show_progress(crate::quiet() || a.json),
+        &manifest,
+    );
     let more = |_k: usize| -> std::result::Result<Box<dyn session::Stream>, String> {
         connect(&a.to, addr, &cfg)
             .map(|(s, _)| Box::new(s) as Box<dyn session::Stream>)
@@ -340,7 +340,7 @@ pub(crate) fn report(
             "streams": s.streams, "seconds": secs, "mb_per_s": mbps, "negotiated": info,
         }));
     } else {
-        println!(
+        crate::say!(
             "{} files, {} bytes ({} sent, {} resumed) in {secs:.2} s, {mbps:.1} MB/s; {} {} peer {} {}",
             s.files,
             s.bytes,

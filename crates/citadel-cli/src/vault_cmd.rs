@@ -80,6 +80,9 @@ pub(crate) struct ServeArgs {
     /// (or [log] format; CITADEL_LOG_FORMAT).
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// The same as --log-format json: a server's output is its log.
+    #[arg(long, conflicts_with = "log_format")]
+    json: bool,
     /// Least severe events logged: error, warn, info (one line per request),
     /// debug or trace (or [log] level; CITADEL_LOG_LEVEL).
     #[arg(long)]
@@ -223,7 +226,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     }
     let log = config.log.take().unwrap_or_default();
     let log_format = match (
-        a.log_format,
+        a.log_format.or(a.json.then_some(LogFormat::Json)),
         std::env::var("CITADEL_LOG_FORMAT").ok(),
         log.format,
     ) {

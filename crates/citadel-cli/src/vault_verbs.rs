@@ -520,7 +520,7 @@ pub(crate) fn seal(a: ConnArgs) -> Result<()> {
     let c = a.conn.client()?;
     c.call("PUT", "sys/seal", None)?;
     if !a.conn.json {
-        println!("sealed");
+        crate::say!("sealed");
     }
     Ok(())
 }
@@ -579,7 +579,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<()> {
         .or_else(|| info.get("token_policies"))
         .cloned()
         .unwrap_or(Value::Null);
-    println!(
+    crate::say!(
         "Logged in; the token is stored in {} (policies: {policies}).",
         c.token_file().display()
     );
@@ -645,7 +645,7 @@ pub(crate) fn delete(a: PathArgs) -> Result<()> {
     let c = a.conn.client()?;
     c.call("DELETE", &a.path, None)?;
     if !a.conn.json {
-        println!("deleted {}", a.path);
+        crate::say!("deleted {}", a.path);
     }
     Ok(())
 }
@@ -657,7 +657,7 @@ pub(crate) fn write(a: WriteArgs) -> Result<()> {
     let v = c.call("POST", &a.path, Some(&body))?;
     if v.is_null() {
         if !a.conn.json {
-            println!("wrote {}", a.path);
+            crate::say!("wrote {}", a.path);
         }
         return Ok(());
     }
@@ -719,7 +719,7 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                 return print_json(&v);
             }
             let meta = &v["data"]["metadata"];
-            println!(
+            crate::say!(
                 "version {} created {}",
                 meta["version"],
                 meta["created_time"].as_str().unwrap_or_default()
@@ -739,7 +739,7 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
             if json_out {
                 return print_json(&v);
             }
-            println!("{m}/{p}: version {}", v["data"]["version"]);
+            crate::say!("{m}/{p}: version {}", v["data"]["version"]);
             Ok(())
         }
         KvCommand::List { path } => {
@@ -759,7 +759,7 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                 )?;
             }
             if !json_out {
-                println!("deleted {m}/{p}");
+                crate::say!("deleted {m}/{p}");
             }
             Ok(())
         }
@@ -771,7 +771,7 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                 Some(&json!({"versions": versions})),
             )?;
             if !json_out {
-                println!("restored {m}/{p}");
+                crate::say!("restored {m}/{p}");
             }
             Ok(())
         }
@@ -799,7 +799,7 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
             if json_out {
                 return print_json(&v);
             }
-            println!("created {kind} key {key}");
+            crate::say!("created {kind} key {key}");
             Ok(())
         }
         TransitCommand::Read { key } => {
@@ -884,7 +884,7 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
             }
             if v["data"]["valid"].as_bool() == Some(true) {
                 if !json_out {
-                    println!("valid");
+                    crate::say!("valid");
                 }
                 Ok(())
             } else {
@@ -920,7 +920,7 @@ pub(crate) fn policy(a: PolicyArgs) -> Result<()> {
                 Some(&json!({"policy": text})),
             )?;
             if !json_out {
-                println!("wrote policy {name}");
+                crate::say!("wrote policy {name}");
             }
             Ok(())
         }
@@ -939,7 +939,7 @@ pub(crate) fn policy(a: PolicyArgs) -> Result<()> {
         PolicyCommand::Delete { name } => {
             c.call("DELETE", &format!("sys/policies/acl/{name}"), None)?;
             if !json_out {
-                println!("deleted policy {name}");
+                crate::say!("deleted policy {name}");
             }
             Ok(())
         }

@@ -731,6 +731,7 @@ fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
         "0",
         "--entry-out",
         "shared/mine",
+        "--force",
     ]));
     assert_eq!(fs::read(p.join("victim")).unwrap(), b"precious");
     assert!(
@@ -749,6 +750,7 @@ fn outputs_do_not_follow_a_link_another_user_planted_in_tmp() {
         "0",
         "--entry-out",
         "mine",
+        "--force",
     ]));
     assert_ne!(fs::read(p.join("victim")).unwrap(), b"precious");
 }

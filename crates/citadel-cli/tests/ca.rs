@@ -31,7 +31,7 @@ fn the_ca_at_the_command_line() {
         .current_dir(p)
         .args([
             "-c",
-            &format!("umask 000; exec '{}' ca init --dir CA", bin.display()),
+            &format!("umask 000; exec '{}' ca init --ca CA", bin.display()),
         ])
         .status()
         .unwrap();
@@ -73,7 +73,9 @@ fn the_ca_at_the_command_line() {
         .assert()
         .success();
     citadel(p)
-        .args(["ca", "issue", "--ca", "CA", "--name", "alice", "--client"])
+        .args([
+            "ca", "issue", "--ca", "CA", "--name", "alice", "--client", "--force",
+        ])
         .assert()
         .success();
     citadel(p)
@@ -159,7 +161,7 @@ fn the_ca_holds_against_races_and_tampering() {
     let p = d.path();
     let bin = assert_cmd::cargo::cargo_bin("citadel");
     citadel(p)
-        .args(["ca", "init", "--dir", "CA"])
+        .args(["ca", "init", "--ca", "CA"])
         .assert()
         .success();
     for round in 0..12 {
@@ -260,7 +262,7 @@ fn the_ca_holds_against_races_and_tampering() {
     fs::create_dir(p.join("open")).unwrap();
     fs::set_permissions(p.join("open"), fs::Permissions::from_mode(0o777)).unwrap();
     let out = citadel(p)
-        .args(["ca", "init", "--dir", "open"])
+        .args(["ca", "init", "--ca", "open"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

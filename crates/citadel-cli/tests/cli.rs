@@ -47,7 +47,7 @@ fn help_everywhere() {
 fn usage_errors_exit_2_with_one_line() {
     let d = tempfile::tempdir().unwrap();
     let out = citadel(d.path())
-        .args(["key", "gen", "--alg", "rsa", "--out", "x"])
+        .args(["key", "gen", "--alg", "rsa", "--output", "x"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -76,7 +76,7 @@ fn key_gen_writes_0600_and_show_reports() {
         "mlkem768x25519",
     ] {
         citadel(d.path())
-            .args(["key", "gen", "--alg", alg, "--out", alg])
+            .args(["key", "gen", "--alg", alg, "--output", alg])
             .assert()
             .success();
         #[cfg(unix)]
@@ -100,7 +100,7 @@ fn key_gen_writes_0600_and_show_reports() {
     }
     // Refuses to overwrite without --force.
     let out = citadel(d.path())
-        .args(["key", "gen", "--alg", "ed25519", "--out", "ed25519"])
+        .args(["key", "gen", "--alg", "ed25519", "--output", "ed25519"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -112,7 +112,7 @@ fn sign_verify_files_and_trees() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["key", "gen", "--alg", "ml-dsa-44", "--out", "k"])
+        .args(["key", "gen", "--alg", "ml-dsa-44", "--output", "k"])
         .assert()
         .success();
     fs::write(p.join("a.bin"), b"model weights").unwrap();
@@ -149,7 +149,7 @@ fn sign_verify_files_and_trees() {
         .assert()
         .code(1);
     citadel(p)
-        .args(["key", "gen", "--alg", "ml-dsa-44", "--out", "other"])
+        .args(["key", "gen", "--alg", "ml-dsa-44", "--output", "other"])
         .assert()
         .success();
     citadel(p)
@@ -165,7 +165,7 @@ fn sign_verify_files_and_trees() {
         .code(1);
     // A KEM key cannot sign: exit 2 with a message.
     citadel(p)
-        .args(["key", "gen", "--alg", "ml-kem-768", "--out", "kem"])
+        .args(["key", "gen", "--alg", "ml-kem-768", "--output", "kem"])
         .assert()
         .success();
     let out = citadel(p)
@@ -213,11 +213,11 @@ fn kem_encap_decap_round_trip_and_errors() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["key", "gen", "--alg", "ml-kem-1024", "--out", "k"])
+        .args(["key", "gen", "--alg", "ml-kem-1024", "--output", "k"])
         .assert()
         .success();
     let out = citadel(p)
-        .args(["kem", "encap", "--pub", "k.pub", "--ct-out", "ct", "--json"])
+        .args(["kem", "encap", "--pub", "k.pub", "--output", "ct", "--json"])
         .output()
         .unwrap();
     let enc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -255,7 +255,7 @@ fn passphrase_protected_keys() {
             "gen",
             "--alg",
             "ml-dsa-65",
-            "--out",
+            "--output",
             "k",
             "--passphrase-file",
             "pw",
@@ -302,11 +302,11 @@ fn encrypt_decrypt_and_tamper_leaves_no_output() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["key", "gen", "--alg", "mlkem768x25519", "--out", "pq"])
+        .args(["key", "gen", "--alg", "mlkem768x25519", "--output", "pq"])
         .assert()
         .success();
     citadel(p)
-        .args(["key", "gen", "--alg", "x25519", "--out", "classic"])
+        .args(["key", "gen", "--alg", "x25519", "--output", "classic"])
         .assert()
         .success();
     let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
@@ -426,7 +426,7 @@ fn secrets_never_reach_the_output_of_show() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["key", "gen", "--alg", "mlkem768x25519", "--out", "id"])
+        .args(["key", "gen", "--alg", "mlkem768x25519", "--output", "id"])
         .assert()
         .success();
     let text = fs::read_to_string(p.join("id.key")).unwrap();
@@ -455,7 +455,7 @@ fn output_to_special_files_and_symlinks() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["key", "gen", "--alg", "x25519", "--out", "id"])
+        .args(["key", "gen", "--alg", "x25519", "--output", "id"])
         .assert()
         .success();
     fs::write(p.join("plain"), b"some data").unwrap();
@@ -463,7 +463,7 @@ fn output_to_special_files_and_symlinks() {
     fs::write(p.join("target"), b"old").unwrap();
     std::os::unix::fs::symlink("target", p.join("link")).unwrap();
     citadel(p)
-        .args(["encrypt", "-R", "id.pub", "-o", "link", "plain"])
+        .args(["encrypt", "-R", "id.pub", "-o", "link", "plain", "--force"])
         .assert()
         .success();
     assert!(
@@ -505,11 +505,11 @@ fn ca_init_issue_revoke_list() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["ca", "init", "--dir", "CA", "--alg", "ml-dsa-44"])
+        .args(["ca", "init", "--ca", "CA", "--alg", "ml-dsa-44"])
         .assert()
         .success();
     let out = citadel(p)
-        .args(["ca", "init", "--dir", "CA"])
+        .args(["ca", "init", "--ca", "CA"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "a second init must be refused");
@@ -612,7 +612,7 @@ fn send_and_recv_a_tree_over_pq_mutual_tls() {
     let d = tempfile::tempdir().unwrap();
     let p = d.path();
     citadel(p)
-        .args(["ca", "init", "--dir", "CA"])
+        .args(["ca", "init", "--ca", "CA"])
         .assert()
         .success();
     citadel(p)
@@ -745,7 +745,7 @@ fn damaged_files_end_at_once_and_every_armored_length_decrypts() {
     let p = d.path();
     for (alg, out) in [("mlkem768x25519", "pq"), ("x25519", "x")] {
         citadel(p)
-            .args(["key", "gen", "--alg", alg, "--out", out])
+            .args(["key", "gen", "--alg", alg, "--output", out])
             .assert()
             .success();
     }
@@ -817,7 +817,9 @@ fn damaged_files_end_at_once_and_every_armored_length_decrypts() {
         )
         .unwrap();
         citadel(p)
-            .args(["encrypt", "-a", "-R", "x.pub", "-o", "p.age", "plain"])
+            .args([
+                "encrypt", "-a", "-R", "x.pub", "-o", "p.age", "plain", "--force",
+            ])
             .assert()
             .success();
         let out = citadel(p)

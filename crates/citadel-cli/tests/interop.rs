@@ -289,7 +289,7 @@ fn vault_with_hvac_over_https() {
     let d = tempfile::tempdir().unwrap();
     let bin = env!("CARGO_BIN_EXE_citadel");
     for args in [
-        vec!["ca", "init", "--dir", "ca", "--classical"],
+        vec!["ca", "init", "--ca", "ca", "--classical"],
         vec![
             "ca",
             "issue",

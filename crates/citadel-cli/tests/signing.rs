@@ -23,7 +23,7 @@ fn stderr(out: &Output) -> String {
 }
 
 fn key(dir: &Path, alg: &str, name: &str) {
-    let out = run(dir, &["key", "gen", "--alg", alg, "--out", name]);
+    let out = run(dir, &["key", "gen", "--alg", alg, "--output", name]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -70,6 +70,7 @@ fn a_file_signature_is_never_a_directory_signature() {
                     ctx,
                     "-o",
                     "f.sig",
+                    "--force",
                 ],
             );
             assert!(out.status.success(), "{alg}: {}", stderr(&out));

@@ -506,7 +506,7 @@ fn citadel(args: &[&str]) {
 /// certificate `vault` for 127.0.0.1; returns the CA directory.
 fn ca_with_server(dir: &Path, classical: bool) -> String {
     let ca = dir.join("ca").display().to_string();
-    let mut init = vec!["ca", "init", "--dir", &ca];
+    let mut init = vec!["ca", "init", "--ca", &ca];
     if classical {
         init.push("--classical");
     }
@@ -593,7 +593,7 @@ fn mutual_post_quantum_tls_requires_a_client_certificate_from_the_ca() {
     let ca = ca_with_server(p, false);
     citadel(&["ca", "issue", "--ca", &ca, "--name", "ops", "--client"]);
     let other = p.join("other").display().to_string();
-    citadel(&["ca", "init", "--dir", &other]);
+    citadel(&["ca", "init", "--ca", &other]);
     citadel(&[
         "ca", "issue", "--ca", &other, "--name", "mallory", "--client",
     ]);

@@ -554,10 +554,39 @@ impl Ca {
             .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))
     }
 
-    /// Issues `NAME.crt` and `NAME.key` with the CA's algorithm. A name may
-    /// be issued again (a new key and serial); the old certificate stays
-    /// valid until it expires or is revoked.
+    /// Issues `NAME.crt` and `NAME.key` with the CA's algorithm. Refused
+    /// while NAME has a certificate that is neither revoked nor expired
+    /// (see [`Ca::reissue`]).
     pub fn issue(
+        &mut self,
+        name: &str,
+        dns: &[String],
+        ips: &[IpAddr],
+        usage: Usage,
+        days: u32,
+    ) -> Result<IssuedCert> {
+        self.update(|ca| {
+            let now = now().unix_timestamp();
+            if let Some(c) = ca.state.issued.get(name)
+                && c.revoked_at.is_none()
+                && c.not_after > now
+            {
+                let until = OffsetDateTime::from_unix_timestamp(c.not_after)
+                    .map(|t| t.date().to_string())
+                    .unwrap_or_default();
+                return Err(Error::Ca(format!(
+                    "{name} already has a valid certificate (serial {}, until {until}); to replace it, revoke it first (`citadel ca revoke --name {name}`), then issue again; to add another beside it, pass --force",
+                    c.serial
+                )));
+            }
+            ca.issue_locked(name, dns, ips, usage, days)
+        })
+    }
+
+    /// Issues NAME again even while it has a valid certificate: a new key
+    /// and serial; the old certificate is listed as superseded and stays
+    /// valid until it expires or is revoked.
+    pub fn reissue(
         &mut self,
         name: &str,
         dns: &[String],

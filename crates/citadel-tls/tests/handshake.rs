@@ -341,7 +341,15 @@ fn states_are_listed_and_the_directory_is_private() {
     let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
     ca.issue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
         .unwrap();
-    ca.issue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
+    let e = ca
+        .issue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("already has a valid certificate") && e.contains("--force"),
+        "{e}"
+    );
+    ca.reissue("bob", &["bob.example.com".into()], &[], Usage::Both, 10)
         .unwrap();
     ca.revoke("alice").unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
