@@ -14,7 +14,7 @@ pub enum Error {
     Header(String),
     /// None of the identities could unwrap the file key.
     #[error(
-        "no identity matched any of the file's recipients; check that you passed the right -i identity file (or the file's header is damaged)"
+        "no identity matched any of the file's recipients: a wrong identity or passphrase, or a damaged header"
     )]
     NoMatch,
     /// The header MAC did not verify: the header was modified.

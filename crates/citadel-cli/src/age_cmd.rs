@@ -138,7 +138,7 @@ pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
             recipients.push(Recipient::parse(line).with_context(|| format!("in {}", f.display()))?);
         }
     }
-    if let Some(pass) = a.pass.read()? {
+    if let Some(pass) = a.pass.read_new("the encrypted file")? {
         if !recipients.is_empty() {
             bail!("a passphrase cannot be combined with recipients");
         }
@@ -148,7 +148,7 @@ pub(crate) fn encrypt(a: EncryptArgs) -> Result<()> {
         });
     }
     if recipients.is_empty() {
-        bail!("no recipients: pass -r RECIPIENT, -R FILE or --passphrase-file FILE");
+        bail!("no recipients: pass -r RECIPIENT, -R FILE, or -p for a passphrase");
     }
     if a.io.output.is_none() && !a.armor && io::stdout().is_terminal() {
         bail!("refusing to write binary ciphertext to a terminal; use -o FILE or -a");
@@ -184,18 +184,31 @@ pub(crate) fn decrypt(a: DecryptArgs) -> Result<()> {
         let text = zeroize::Zeroizing::new(read_text(f)?);
         ids.extend(Identity::parse_file(&text).with_context(|| format!("in {}", f.display()))?);
     }
-    if let Some(pass) = a.pass.read()? {
+    // No identity given: the file is taken to be passphrase-encrypted, and
+    // the passphrase asked for on a terminal, as age does.
+    let by_passphrase = ids.is_empty();
+    if let Some(pass) = a.pass.read("the encrypted file", by_passphrase)? {
         ids.push(Identity::Scrypt(SecretBytes::from_slice(&pass)));
     }
     if ids.is_empty() {
         bail!(
-            "no identities: pass -i IDENTITY_FILE (or --passphrase-file for passphrase-encrypted files)"
+            "no identities: pass -i IDENTITY_FILE, or for a passphrase-encrypted file -p, --passphrase-file FILE or --passphrase-env VAR"
         );
     }
+    let what = if a.identities.is_empty() {
+        "the passphrase does not open this file"
+    } else if ids.len() > a.identities.len() {
+        "neither the identities given (-i) nor the passphrase open this file"
+    } else {
+        "none of the identities given (-i) opens this file"
+    };
     // Plaintext goes to a temporary file that is renamed only after the
     // last chunk verified; on any error it is deleted.
     let (n, start) = a.io.run("decrypting", |input, output| {
-        Ok(citadel_age::decrypt(&ids, input, output)?)
+        citadel_age::decrypt(&ids, input, output).map_err(|e| match e {
+            citadel_age::Error::NoMatch => anyhow::Error::new(e).context(what),
+            e => e.into(),
+        })
     })?;
     if a.io.json {
         summary(n, start, a.io.output.as_deref(), None);

@@ -259,15 +259,83 @@ pub(crate) struct PassphraseArgs {
     /// Passphrase: the value of environment variable VAR.
     #[arg(long, value_name = "VAR", conflicts_with = "passphrase_file")]
     pub(crate) passphrase_env: Option<String>,
+    /// Passphrase: asked on the terminal, input hidden (twice when it
+    /// protects something new). Without any of these, a passphrase that is
+    /// needed is asked for whenever there is a terminal.
+    #[arg(
+        short = 'p',
+        long,
+        conflicts_with_all = ["passphrase_file", "passphrase_env"]
+    )]
+    pub(crate) passphrase: bool,
+}
+
+/// Whether a passphrase may be asked for unprompted: standard input is a
+/// terminal (someone is there), and `/dev/tty` opens. (With `-p` it is
+/// asked through `/dev/tty` whatever standard input is.)
+fn have_terminal() -> bool {
+    io::stdin().is_terminal()
+        && fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+}
+
+/// Asks for a passphrase on the terminal, input hidden.
+fn ask(prompt: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let line = zeroize::Zeroizing::new(
+        rpassword::prompt_password(prompt)
+            .context("cannot ask for the passphrase: no terminal (give --passphrase-file FILE or --passphrase-env VAR)")?,
+    );
+    if line.is_empty() {
+        bail!("the passphrase is empty");
+    }
+    Ok(zeroize::Zeroizing::new(line.as_bytes().to_vec()))
 }
 
 impl PassphraseArgs {
-    /// The passphrase, if one was given.
-    pub(crate) fn read(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+    /// The passphrase from --passphrase-file or --passphrase-env, if given.
+    fn given(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
         passphrase(
             self.passphrase_file.as_deref(),
             self.passphrase_env.as_deref(),
         )
+    }
+
+    /// A passphrase that opens something (`what`: a key, a file): from a
+    /// file or variable, or asked once on the terminal with `-p`, or when
+    /// `needed` and there is one.
+    pub(crate) fn read(
+        &self,
+        what: &str,
+        needed: bool,
+    ) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        if let Some(p) = self.given()? {
+            return Ok(Some(p));
+        }
+        if self.passphrase || (needed && have_terminal()) {
+            return ask(&format!("Passphrase for {what} (input hidden): ")).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// A passphrase that protects something new (`what`): from a file or
+    /// variable, or, with `-p`, asked twice on the terminal (the two must
+    /// match).
+    pub(crate) fn read_new(&self, what: &str) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>> {
+        if let Some(p) = self.given()? {
+            return Ok(Some(p));
+        }
+        if !self.passphrase {
+            return Ok(None);
+        }
+        let first = ask(&format!("New passphrase for {what} (input hidden): "))?;
+        let again = ask("The same passphrase again: ")?;
+        if first.as_slice() != again.as_slice() {
+            bail!("the two passphrases differ; nothing was written");
+        }
+        Ok(Some(first))
     }
 }
 

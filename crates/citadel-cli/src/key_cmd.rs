@@ -104,11 +104,17 @@ fn gen_key(a: GenArgs) -> Result<()> {
     let pub_path = with_ext(&a.output, ".pub");
     check_new(&key_path, a.force)?;
     check_new(&pub_path, a.force)?;
-    let pass = a.pass.read()?;
+    let asked =
+        a.pass.passphrase || a.pass.passphrase_file.is_some() || a.pass.passphrase_env.is_some();
+    let pass = if alg.family() == Family::AgeRecipient && asked {
+        None
+    } else {
+        a.pass.read_new(&key_path.display().to_string())?
+    };
     let (public_text, fingerprint) = if alg.family() == Family::AgeRecipient {
-        if pass.is_some() {
+        if asked {
             bail!(
-                "age identities cannot be passphrase-protected by `key gen`; encrypt the identity file with `citadel encrypt --passphrase-file` instead"
+                "age identities cannot be passphrase-protected by `key gen`; encrypt the identity file with `citadel encrypt -p` instead"
             );
         }
         let id = match alg {
@@ -180,10 +186,11 @@ fn gen_key(a: GenArgs) -> Result<()> {
 /// Loads a PKCS#8 private key, asking for the passphrase options if needed.
 pub(crate) fn load_private_key(path: &Path, pass_args: &PassphraseArgs) -> Result<PrivateKey> {
     let text = zeroize::Zeroizing::new(read_text(path)?);
-    let pass = pass_args.read()?;
-    if PrivateKey::pem_is_encrypted(&text) && pass.is_none() {
+    let encrypted = PrivateKey::pem_is_encrypted(&text);
+    let pass = pass_args.read(&path.display().to_string(), encrypted)?;
+    if encrypted && pass.is_none() {
         bail!(
-            "{} is passphrase-protected; pass --passphrase-file FILE or --passphrase-env VAR",
+            "{} is passphrase-protected; pass -p (asked on the terminal), --passphrase-file FILE or --passphrase-env VAR",
             path.display()
         );
     }
@@ -213,7 +220,7 @@ fn show(a: ShowArgs) -> Result<()> {
     let text = zeroize::Zeroizing::new(read_text(&a.file)?);
     let trimmed = text.trim();
     let info = if trimmed.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-        let pass = a.pass.read()?;
+        let pass = a.pass.read(&a.file.display().to_string(), false)?;
         match pass {
             Some(p) => {
                 let k = PrivateKey::from_pem(&text, Some(&p))
@@ -221,7 +228,7 @@ fn show(a: ShowArgs) -> Result<()> {
                 describe_pkcs(&k.public_key(), "private", true)?
             }
             None => json!({"kind": "private", "encrypted": true, "format": "PKCS#8 (PBES2)",
-                           "note": "pass --passphrase-file or --passphrase-env to show the algorithm"}),
+                           "note": "pass -p, --passphrase-file or --passphrase-env to show the algorithm"}),
         }
     } else if trimmed.contains("-----BEGIN PRIVATE KEY-----") {
         let k = PrivateKey::from_pem(&text, None).context("cannot parse the private key")?;

@@ -248,7 +248,7 @@ mod tests {
     /// The rows of the markdown table that follows `heading` in `doc`,
     /// each split into its cells (backquotes removed), header and rule
     /// skipped.
-    fn table<'a>(doc: &'a str, heading: &str) -> Vec<Vec<String>> {
+    fn table(doc: &str, heading: &str) -> Vec<Vec<String>> {
         let after = doc.split(heading).nth(1).expect(heading);
         after
             .lines()

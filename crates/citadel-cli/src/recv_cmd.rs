@@ -8,7 +8,7 @@
 //! the blocking session (at most [`MAX_SESSIONS`] at once).
 
 use crate::transfer_cmd::{RecvArgs, Side, report, tls_error, transfer_error};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use citadel_tls::config::{Identity, TlsOptions, server_config};
 use citadel_tls::info::{negotiated, peer_public_key};
 use citadel_tls::rustls::{ServerConnection, StreamOwned};
@@ -251,6 +251,29 @@ fn raise_fd_limit() {
     }
 }
 
+/// `path` with every link resolved: the nearest part that exists,
+/// canonicalized, then the rest as named (a directory not made yet).
+fn resolved(path: &std::path::Path) -> Result<std::path::PathBuf> {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        match std::fs::canonicalize(if at.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            at
+        }) {
+            Ok(real) => return Ok(rest.into_iter().rev().fold(real, |p, c| p.join(c))),
+            Err(_) => match (at.parent(), at.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    at = parent;
+                }
+                _ => bail!("cannot resolve {}", path.display()),
+            },
+        }
+    }
+}
+
 pub(crate) fn recv(a: RecvArgs) -> Result<()> {
     let umask = process_umask();
     raise_fd_limit();
@@ -260,6 +283,17 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
     let identity = Identity::load(&a.tls.cert, &a.tls.key)?;
     // The CA's revocation list is re-read when it changes, so `citadel ca
     // revoke` takes effect for new connections without a restart.
+    // Senders write anywhere in the inbox: it must not hold the CA (whose
+    // ca.json a sender could then replace), nor lie inside it. Checked
+    // before the inbox's state directory is made.
+    let (inbox, ca) = (resolved(&a.dir)?, resolved(&a.tls.ca)?);
+    if inbox.starts_with(&ca) || ca.starts_with(&inbox) {
+        bail!(
+            "the inbox {} and the CA directory {} overlap: a sender could replace the CA's files; receive into another directory",
+            a.dir.display(),
+            a.tls.ca.display()
+        );
+    }
     let receiver = session::Receiver::open(&a.dir, umask)
         .with_context(|| format!("cannot receive into {}", a.dir.display()))?;
     // The newest CRL number seen is kept in the receiver's own state

@@ -145,29 +145,53 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
                 .is_dir();
         let out = match (&a.output, stdin) {
             (Some(o), _) => o.clone(),
-            (None, true) => bail!("signing standard input needs --out FILE"),
+            (None, true) => {
+                bail!("signing standard input needs -o FILE (or -o - for standard output)")
+            }
             (None, false) => sig_path(path)?,
         };
-        if !a.force && crate::files::occupied(&out) {
+        let to_stdout = is_stdout(&out);
+        if !to_stdout && !a.force && crate::files::occupied(&out) {
             bail!(
                 "{} already exists; pass --force to replace it",
                 shown_path(&out)
             );
         }
-        plan.push((path, is_dir, out));
+        plan.push((path, is_dir, out, to_stdout));
     }
-    for (dir, _, _) in plan.iter().filter(|(_, is_dir, _)| *is_dir) {
-        for (_, _, out) in &plan {
-            check_outside(dir, out)?;
+    // No output may be the key or an input of this call, even with
+    // --force: the signature would replace what it signs.
+    for (_, _, out, _) in plan.iter().filter(|p| !p.3) {
+        for other in a.paths.iter().chain(std::iter::once(&a.key)) {
+            if same_file(out, other) {
+                bail!(
+                    "{} is also {} of this call; write the signature elsewhere",
+                    shown_path(out),
+                    if other == &a.key {
+                        "the signing key"
+                    } else {
+                        "an input"
+                    }
+                );
+            }
+        }
+    }
+    for (dir, _, _, _) in plan.iter().filter(|p| p.1) {
+        for (_, _, out, to_stdout) in &plan {
+            if !to_stdout {
+                check_outside(dir, out)?;
+            }
         }
     }
     let mut results = Vec::new();
-    for (path, is_dir, out) in plan {
+    let mut printed = false;
+    for (path, is_dir, out, to_stdout) in plan {
+        printed |= to_stdout;
         if is_dir {
             let manifest = Manifest::from_dir(path)?;
             let statement = manifest.to_statement(&root_name(path));
             let env = Envelope::sign(&statement, &key, &keyid, ctx)?;
-            write_output(&out, &env.to_json(), false, a.force)?;
+            emit(&out, to_stdout, &env.to_json(), a.force)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
                                 "kind": "directory", "files": manifest.files.len()}),
@@ -178,12 +202,17 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             let sig = Purpose::FILE
                 .sign_reader(&key, ctx, &mut file)
                 .map_err(stream_error)?;
-            write_output(&out, &sig, false, a.force)?;
+            emit(&out, to_stdout, &sig, a.force)?;
             results.push(
                 json!({"path": path.display().to_string(), "signature": out.display().to_string(),
                                 "kind": "file", "bytes": sig.len()}),
             );
         }
+    }
+    // Standard output carries the signature itself when it was asked for:
+    // nothing else is printed there.
+    if printed {
+        return Ok(());
     }
     if a.json {
         print_json(
@@ -199,6 +228,41 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether `out` is standard output: `-`, or a name for the very file
+/// standard output is (`/dev/stdout`, `/dev/fd/1`).
+fn is_stdout(out: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if out == Path::new("-") {
+        return true;
+    }
+    let Ok(st) = rustix::fs::fstat(std::io::stdout()) else {
+        return false;
+    };
+    std::fs::metadata(out).is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// Writes a signature to its file, or to standard output.
+fn emit(out: &Path, to_stdout: bool, bytes: &[u8], force: bool) -> Result<()> {
+    if to_stdout {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        return o
+            .write_all(bytes)
+            .and_then(|()| o.flush())
+            .context("cannot write the signature to standard output");
+    }
+    write_output(out, bytes, false, force)
 }
 
 /// Why a signature that Citadel made before signing purposes were

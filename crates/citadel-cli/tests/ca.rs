@@ -306,6 +306,53 @@ fn the_ca_holds_against_races_and_tampering() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(fs::read_to_string(p.join("victim")).unwrap(), "keep");
     fs::remove_file(p.join("CA/lock")).unwrap();
+    // Nor does a FIFO in its place hang a verb.
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(p.join("CA/lock"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut c = std::process::Command::new(&bin)
+        .current_dir(p)
+        .args(["ca", "crl", "--ca", "CA"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = c.kill();
+            panic!("ca crl hangs on a FIFO at CA/lock");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(2));
+    fs::remove_file(p.join("CA/lock")).unwrap();
+    // A directory that existed with group and other bits becomes the
+    // owner's alone at init.
+    fs::create_dir(p.join("wide")).unwrap();
+    fs::set_permissions(p.join("wide"), fs::Permissions::from_mode(0o755)).unwrap();
+    citadel(p)
+        .args(["ca", "init", "--ca", "wide", "-q"])
+        .assert()
+        .success();
+    assert_eq!(
+        fs::metadata(p.join("wide")).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // A CA in a directory others may rename things in is refused.
+    fs::create_dir(p.join("open/inner")).unwrap();
+    let out = citadel(p)
+        .args(["ca", "init", "--ca", "open/inner"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("others may change"));
     for (flag, value) in [
         ("--ip", "0.0.0.0"),
         ("--ip", "255.255.255.255"),

@@ -309,3 +309,81 @@ fn a_name_with_a_valid_certificate_is_reissued_only_with_force() {
         ],
     );
 }
+
+/// Runs `citadel ARGS` under a pseudo-terminal (util-linux `script`), with
+/// `typed` as what is typed at it; None if `script` is not installed.
+fn on_a_terminal(dir: &Path, args: &str, typed: &str) -> Option<(i32, String)> {
+    use std::io::Write;
+    let bin = assert_cmd::cargo::cargo_bin("citadel");
+    let mut child = std::process::Command::new("script")
+        .current_dir(dir)
+        .args(["-qec", &format!("'{}' {args}", bin.display()), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    let mut stdin = child.stdin.take().unwrap();
+    // Typed slowly enough for each prompt to be up (the terminal discards
+    // nothing, but a prompt turns echo off first).
+    for line in typed.lines() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Some((out.status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn passphrases_are_asked_on_the_terminal() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    if on_a_terminal(p, "--version", "").is_none() {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    }
+    fs::write(p.join("plain"), b"secret words").unwrap();
+    let (code, text) = on_a_terminal(
+        p,
+        "encrypt -p -o f.age plain",
+        "horse battery\nhorse battery",
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("New passphrase for the encrypted file"),
+        "{text}"
+    );
+    // No -i: asked for, as age does.
+    let (code, text) = on_a_terminal(p, "decrypt -o out f.age", "horse battery").unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(fs::read(p.join("out")).unwrap(), b"secret words");
+    let (code, text) = on_a_terminal(p, "decrypt f.age", "wrong").unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("the passphrase does not open this file"),
+        "{text}"
+    );
+    assert!(!text.contains("-i identity"), "{text}");
+    // Two different passphrases: nothing is written.
+    let (code, text) = on_a_terminal(p, "key gen --alg ml-dsa-44 -o k -p", "one\ntwo").unwrap();
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("differ"), "{text}");
+    assert!(!p.join("k.key").exists());
+    let (code, text) = on_a_terminal(p, "key gen --alg ml-dsa-44 -o k -p", "one\none").unwrap();
+    assert_eq!(code, 0, "{text}");
+    // An encrypted key is unlocked by asking.
+    let (code, text) = on_a_terminal(p, "sign -k k.key plain", "one").unwrap();
+    assert_eq!(code, 0, "{text}");
+    // Without a terminal, the error names the ways to give it.
+    let out = run(p, &["sign", "-k", "k.key", "plain", "--force"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("-p") && err.contains("--passphrase-file"),
+        "{err}"
+    );
+}

@@ -359,3 +359,47 @@ fn dash_links_fifos_and_escapes_in_errors() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("not a regular file"));
 }
+
+/// A last attack: `-o` naming an input or the key replaced it (even the
+/// private key, exit 0); one input's signature could replace another
+/// input; `-o -` made a file named `-`; `-o /dev/stdout` got the
+/// confirmation line appended to the signature.
+#[test]
+fn a_signature_never_replaces_what_it_signs_and_dash_is_stdout() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::write(p.join("y.txt"), b"data").unwrap();
+    fs::write(p.join("x.txt"), b"more").unwrap();
+    fs::write(p.join("x.txt.sig"), b"an input too").unwrap();
+    let key_before = fs::read(p.join("k.key")).unwrap();
+    for args in [
+        &["sign", "-k", "k.key", "y.txt", "-o", "y.txt", "--force"][..],
+        &["sign", "-k", "k.key", "y.txt", "-o", "k.key", "--force"][..],
+        &["sign", "-k", "k.key", "x.txt.sig", "x.txt", "--force"][..],
+    ] {
+        let out = run(p, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("of this call"), "{}", stderr(&out));
+    }
+    assert_eq!(fs::read(p.join("y.txt")).unwrap(), b"data");
+    assert_eq!(fs::read(p.join("k.key")).unwrap(), key_before);
+    assert_eq!(fs::read(p.join("x.txt.sig")).unwrap(), b"an input too");
+    // `-o -`: the signature alone on standard output.
+    let out = run(p, &["sign", "-k", "k.key", "y.txt", "-o", "-"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!p.join("-").exists());
+    fs::write(p.join("y.sig"), &out.stdout).unwrap();
+    let v = run(p, &["verify", "--pub", "k.pub", "-s", "y.sig", "y.txt"]);
+    assert!(v.status.success(), "{}", stderr(&v));
+    let out = citadel(p)
+        .args(["sign", "-k", "k.key", "-", "-o", "-"])
+        .write_stdin(&b"data"[..])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(p.join("s.sig"), &out.stdout).unwrap();
+    let v = run(p, &["verify", "--pub", "k.pub", "-s", "s.sig", "y.txt"]);
+    assert!(v.status.success(), "{}", stderr(&v));
+    assert!(!p.join("-").exists());
+}

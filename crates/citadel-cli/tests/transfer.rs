@@ -1227,4 +1227,27 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
     fs::write(p.join("CA/crl.pem"), &newer).unwrap();
+    // An inbox that holds the CA, or lies in it, is refused: a sender
+    // could replace ca.json there.
+    for inbox in [".", "CA", "CA/in"] {
+        let out = bin()
+            .current_dir(p)
+            .args([
+                "recv",
+                "--listen",
+                "127.0.0.1:0",
+                "--dir",
+                inbox,
+                "--ca",
+                "CA",
+            ])
+            .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{inbox}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("overlap"),
+            "{inbox}"
+        );
+    }
 }

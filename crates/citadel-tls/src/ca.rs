@@ -184,16 +184,8 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 struct Lock(#[allow(dead_code)] std::fs::File);
 
 fn lock(dir: &Path) -> Result<Lock> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join("lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(&path)
-        .map_err(io(&path))?;
+    let f = crate::crl::open_own_file(&path, true).map_err(io(&path))?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| Error::Io {
         path: path.display().to_string(),
         source: e.into(),
@@ -209,7 +201,35 @@ fn lock(dir: &Path) -> Result<Lock> {
 /// and used alike.
 fn private_dir(dir: &Path) -> Result<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    // A link named as the CA must be the user's own (or root's): another
+    // user's link, planted in a shared directory, would choose where the
+    // CA's key goes.
+    let named: std::path::PathBuf = dir.components().collect();
+    if let Ok(m) = std::fs::symlink_metadata(&named)
+        && m.file_type().is_symlink()
+        && m.uid() != me
+        && m.uid() != 0
+    {
+        return Err(Error::Ca(format!(
+            "{} is a symbolic link another user owns; name the CA directory itself",
+            dir.display()
+        )));
+    }
     let real = std::fs::canonicalize(dir).map_err(io(dir))?;
+    // Nor may others rename it away and put another in its place.
+    if let Some(parent) = real.parent() {
+        let p = std::fs::metadata(parent).map_err(io(parent))?;
+        let sticky = p.mode() & 0o1000 != 0;
+        if (p.uid() != me && p.uid() != 0) || (p.mode() & 0o022 != 0 && !sticky) {
+            return Err(Error::Ca(format!(
+                "{} is in {}, which others may change (owner or mode {:o}): they could swap the CA directory; keep it in a directory of your own",
+                dir.display(),
+                parent.display(),
+                p.mode() & 0o7777
+            )));
+        }
+    }
     let m = std::fs::symlink_metadata(&real).map_err(io(dir))?;
     if !m.is_dir() {
         return Err(Error::Ca(format!("{} is not a directory", dir.display())));
@@ -408,6 +428,13 @@ impl Ca {
         #[cfg(not(unix))]
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let dir = &private_dir(dir)?;
+        // Owner-only from the start, even when the directory existed.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io(dir))?;
+        }
         let _lock = lock(dir)?;
         if dir.join("ca.crt").exists() || dir.join("ca.key").exists() {
             return Err(Error::Ca(format!(

@@ -133,7 +133,7 @@ impl Trust {
 
     /// The number and dates of the CRL, whose signature was checked.
     pub fn crl(&self) -> CrlFacts {
-        self.crl
+        self.crl.clone()
     }
 }
 

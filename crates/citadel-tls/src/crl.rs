@@ -7,7 +7,7 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// The facts of a CRL whose signature the CA's key verified.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CrlFacts {
     /// The `cRLNumber` extension (saturated at `u64::MAX`).
     pub number: u64,
@@ -19,7 +19,19 @@ pub struct CrlFacts {
     pub crl_sha256: [u8; 32],
     /// SHA-256 of the CA certificate (DER) that signed it.
     pub ca_sha256: [u8; 32],
+    /// SHA-256 of that certificate's public key (its SubjectPublicKeyInfo,
+    /// DER): the key that signs the CRLs, which is what a [`Floor`] keys
+    /// its records by (a `ca.crt` re-encoded or with its unchecked
+    /// self-signature changed is still the same CA).
+    pub ca_key_sha256: [u8; 32],
+    /// The serials it lists as revoked (big-endian bytes, sorted, at most
+    /// [`MAX_REVOKED`]).
+    pub revoked: Vec<Vec<u8>>,
 }
+
+/// The most serials a CRL may list here (a Citadel CA lists every
+/// certificate it ever revoked; a floor keeps them, see [`Floor`]).
+pub const MAX_REVOKED: usize = 20_000;
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut h = citadel_crypto::hash::Hasher::new(citadel_crypto::hash::HashAlgorithm::Sha256);
@@ -78,12 +90,23 @@ pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
         [n] => *n,
         _ => u64::MAX,
     };
+    let mut revoked = Vec::new();
+    for r in list.iter_revoked_certificates() {
+        if revoked.len() == MAX_REVOKED {
+            return Err(bad(format!("it lists more than {MAX_REVOKED} serials")));
+        }
+        revoked.push(r.raw_serial().to_vec());
+    }
+    revoked.sort();
+    revoked.dedup();
     Ok(CrlFacts {
         number,
+        revoked,
         this_update: list.last_update().timestamp(),
         next_update: list.next_update().map(|t| t.timestamp()),
         crl_sha256: sha256(crl),
         ca_sha256: sha256(ca_cert),
+        ca_key_sha256: sha256(cert.public_key().raw),
     })
 }
 
@@ -108,28 +131,76 @@ pub fn check_current(facts: &CrlFacts, now: i64) -> Result<()> {
 /// floor file, never has one CA's record silently dropped for another's.
 pub const MAX_FLOOR_CAS: usize = 256;
 
-/// The longest floor file read (a record line is 141 bytes).
-const MAX_FLOOR_BYTES: u64 = 64 * 1024;
+/// The longest floor file read (a record line is 143 bytes and up to 41
+/// more per revoked serial; a floor keeps at most 4 × [`MAX_REVOKED`]).
+const MAX_FLOOR_BYTES: u64 = 4 << 20;
 
 /// The newest CRL a server has seen from each CA it has trusted: per CA
-/// certificate hash, the CRL's number and hash, kept in a file of its own
-/// (one `CA-SHA256 NUMBER CRL-SHA256` line per CA, hex and decimal) so a
+/// public key hash, the CRL's number and hash, kept in a file of its own
+/// (one `CA-KEY-SHA256 NUMBER CRL-SHA256` line per CA, hex and decimal) so a
 /// restart does not forget it, and a run with another CA on the same
 /// state does not erase the first CA's record.
 #[derive(Debug)]
 pub struct Floor {
     path: Option<std::path::PathBuf>,
-    seen: std::collections::BTreeMap<[u8; 32], (u64, [u8; 32])>,
+    seen: Records,
 }
 
-type Records = std::collections::BTreeMap<[u8; 32], (u64, [u8; 32])>;
+/// What a floor keeps of a CA's newest CRL.
+#[derive(Clone, Debug)]
+struct Record {
+    number: u64,
+    crl: [u8; 32],
+    revoked: std::collections::BTreeSet<Vec<u8>>,
+}
 
-fn parse_line(line: &str) -> Option<([u8; 32], u64, [u8; 32])> {
+type Records = std::collections::BTreeMap<[u8; 32], Record>;
+
+/// One record line: `CA-KEY-SHA256 NUMBER CRL-SHA256 SERIALS`, SERIALS the
+/// revoked serials in hex joined by commas, or `-` for none (a line
+/// without them, as written before they were kept, has none).
+fn parse_line(line: &str) -> Option<([u8; 32], Record)> {
     let mut parts = line.split_whitespace();
     let ca = hex::decode(parts.next()?).ok()?.try_into().ok()?;
     let number = parts.next()?.parse().ok()?;
     let crl = hex::decode(parts.next()?).ok()?.try_into().ok()?;
-    parts.next().is_none().then_some((ca, number, crl))
+    let revoked = match parts.next() {
+        None | Some("-") => Default::default(),
+        Some(list) => list
+            .split(',')
+            .map(|h| {
+                hex::decode(h)
+                    .ok()
+                    .filter(|b| !b.is_empty() && b.len() <= 20)
+            })
+            .collect::<Option<_>>()?,
+    };
+    parts.next().is_none().then_some((
+        ca,
+        Record {
+            number,
+            crl,
+            revoked,
+        },
+    ))
+}
+
+fn format_line(ca: &[u8; 32], r: &Record) -> String {
+    let serials = if r.revoked.is_empty() {
+        "-".to_string()
+    } else {
+        r.revoked
+            .iter()
+            .map(hex::encode)
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "{} {} {} {serials}\n",
+        hex::encode(ca),
+        r.number,
+        hex::encode(r.crl)
+    )
 }
 
 /// Reads the floor file at `path` (no records if it does not exist).
@@ -141,11 +212,11 @@ fn read_records(path: &Path) -> Result<Records> {
     };
     let bad_file = |why: &str| {
         Error::Ca(format!(
-            "{}: {why}; it should hold one line per CA, CA-SHA256 NUMBER CRL-SHA256 (remove it to start again)",
+            "{}: {why}; it should hold one line per CA, CA-KEY-SHA256 NUMBER CRL-SHA256 (check it, then move it aside: the server then accepts any current CRL its CA signed)",
             path.display()
         ))
     };
-    let file = match open_nofollow(path, false) {
+    let file = match open_own_file(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::new()),
         Err(e) => return Err(io_err(e)),
@@ -160,9 +231,9 @@ fn read_records(path: &Path) -> Result<Records> {
     let text = std::str::from_utf8(&bytes).map_err(|_| bad_file("it is not text"))?;
     let mut records = Records::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let (ca, number, crl) =
+        let (ca, record) =
             parse_line(line).ok_or_else(|| bad_file("a line is not a CRL record"))?;
-        if records.insert(ca, (number, crl)).is_some() {
+        if records.insert(ca, record).is_some() {
             return Err(bad_file("a CA has two records"));
         }
     }
@@ -172,9 +243,10 @@ fn read_records(path: &Path) -> Result<Records> {
     Ok(records)
 }
 
-/// Opens `path` without following a symlink in its last component
-/// (created, read-write, for a lock file).
-fn open_nofollow(path: &Path, lock: bool) -> std::io::Result<std::fs::File> {
+/// Opens `path`, a regular file of the server's or the CA's own (created,
+/// read-write, for a lock file): never through a symbolic link in its last
+/// component, and never blocking on a FIFO or device put in its place.
+pub(crate) fn open_own_file(path: &Path, lock: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut o = std::fs::OpenOptions::new();
     if lock {
@@ -182,8 +254,25 @@ fn open_nofollow(path: &Path, lock: bool) -> std::io::Result<std::fs::File> {
     } else {
         o.read(true);
     }
-    o.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let f = o
+        .custom_flags(flags.bits() as i32)
         .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                std::io::Error::other(
+                    "it is a symbolic link, which is never followed here; remove it",
+                )
+            } else {
+                e
+            }
+        })?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "it is not a regular file (a FIFO or a device?); remove it",
+        ));
+    }
+    Ok(f)
 }
 
 impl Floor {
@@ -215,7 +304,7 @@ impl Floor {
                 let mut name = p.as_os_str().to_owned();
                 name.push(".lock");
                 let lock_path = std::path::PathBuf::from(name);
-                let f = open_nofollow(&lock_path, true).map_err(|source| Error::Io {
+                let f = open_own_file(&lock_path, true).map_err(|source| Error::Io {
                     path: lock_path.display().to_string(),
                     source,
                 })?;
@@ -225,25 +314,25 @@ impl Floor {
                         source: e.into(),
                     }
                 })?;
-                for (ca, (n, crl)) in read_records(p)? {
-                    let mine = self.seen.entry(ca).or_insert((n, crl));
-                    if n > mine.0 {
-                        *mine = (n, crl);
+                for (ca, record) in read_records(p)? {
+                    let mine = self.seen.entry(ca).or_insert_with(|| record.clone());
+                    if record.number > mine.number {
+                        *mine = record;
                     }
                 }
                 Some(f)
             }
             None => None,
         };
-        if let Some((n, crl)) = self.seen.get(&facts.ca_sha256) {
-            let n = *n;
+        if let Some(seen) = self.seen.get(&facts.ca_key_sha256) {
+            let n = seen.number;
             if facts.number < n {
                 return Err(bad(format!(
                     "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
                     facts.number
                 )));
             }
-            if facts.number == n && *crl != facts.crl_sha256 {
+            if facts.number == n && seen.crl != facts.crl_sha256 {
                 return Err(bad(format!(
                     "it is CRL number {n}, already seen with other contents: two lists carry one number; publish a new one with `citadel ca crl`"
                 )));
@@ -251,18 +340,42 @@ impl Floor {
             if facts.number == n {
                 return Ok(());
             }
+            // A Citadel CA lists every revocation for good: a newer list
+            // without a serial the last one listed was made from an older
+            // record (a CA directory restored from a backup, say).
+            if let Some(gone) = seen
+                .revoked
+                .iter()
+                .find(|s| facts.revoked.binary_search(s).is_err())
+            {
+                return Err(bad(format!(
+                    "it is CRL number {}, yet it no longer lists serial {}, which number {n} revoked: was the CA restored from a backup? Revoke that certificate again (`citadel ca revoke`) so the next list names it",
+                    facts.number,
+                    hex::encode(gone)
+                )));
+            }
         } else if self.seen.len() >= MAX_FLOOR_CAS {
             return Err(bad(format!(
-                "this server has already kept CRL records for {MAX_FLOOR_CAS} CAs, the most it keeps; remove its CRL floor file to start again"
+                "this server has already kept CRL records for {MAX_FLOOR_CAS} CAs, the most it keeps; move its CRL floor file aside (the server then accepts any current CRL its CA signed)"
             )));
         }
         let mut next = self.seen.clone();
-        next.insert(facts.ca_sha256, (facts.number, facts.crl_sha256));
+        next.insert(
+            facts.ca_key_sha256,
+            Record {
+                number: facts.number,
+                crl: facts.crl_sha256,
+                revoked: facts.revoked.iter().cloned().collect(),
+            },
+        );
+        if next.values().map(|r| r.revoked.len()).sum::<usize>() > MAX_REVOKED * 4 {
+            return Err(bad(format!(
+                "this server's CRL records would hold more than {} serials; move its CRL floor file aside (the server then accepts any current CRL its CA signed)",
+                MAX_REVOKED * 4
+            )));
+        }
         if let Some(p) = &self.path {
-            let text: String = next
-                .iter()
-                .map(|(ca, (n, crl))| format!("{} {n} {}\n", hex::encode(ca), hex::encode(crl)))
-                .collect();
+            let text: String = next.iter().map(|(ca, r)| format_line(ca, r)).collect();
             crate::ca::write_file(p, text.as_bytes(), false)?;
         }
         self.seen = next;
@@ -281,6 +394,8 @@ mod tests {
             next_update: None,
             crl_sha256: [crl; 32],
             ca_sha256: [ca; 32],
+            ca_key_sha256: [ca; 32],
+            revoked: Vec::new(),
         }
     }
 
@@ -301,6 +416,34 @@ mod tests {
         f.admit(&facts(1, 5, 1)).unwrap();
         f.admit(&facts(2, 2, 3)).unwrap();
         assert_eq!(std::fs::read_to_string(&at).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn a_newer_list_that_drops_a_revocation_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let at = d.path().join("crl-number");
+        let mut listing = facts(1, 5, 1);
+        listing.revoked = vec![vec![0x11], vec![0x22]];
+        Floor::load(&at).unwrap().admit(&listing).unwrap();
+        // Restored from a backup: number 6, without serial 22.
+        let mut restored = facts(1, 6, 2);
+        restored.revoked = vec![vec![0x11]];
+        let mut f = Floor::load(&at).unwrap();
+        let e = f.admit(&restored).unwrap_err().to_string();
+        assert!(
+            e.contains("no longer lists serial 22") && e.contains("ca revoke"),
+            "{e}"
+        );
+        // Revoked again: the next list names it, and is taken.
+        restored.revoked = vec![vec![0x11], vec![0x22], vec![0x33]];
+        f.admit(&restored).unwrap();
+        let text = std::fs::read_to_string(&at).unwrap();
+        assert!(text.ends_with(" 11,22,33\n"), "{text}");
+        // A record written before serials were kept reads as none.
+        let old = format!("{} 7 {}\n", hex::encode([1u8; 32]), hex::encode([9u8; 32]));
+        std::fs::write(&at, old).unwrap();
+        let mut f = Floor::load(&at).unwrap();
+        f.admit(&facts(1, 8, 3)).unwrap();
     }
 
     #[test]
@@ -326,16 +469,35 @@ mod tests {
         for (text, says) in [
             ("garbage\n".to_string(), "not a CRL record"),
             (line.repeat(2), "two records"),
-            ("x".repeat(70_000), "too long"),
+            ("x".repeat(5 << 20), "too long"),
         ] {
             std::fs::write(&at, text).unwrap();
             let e = Floor::load(&at).unwrap_err().to_string();
-            assert!(e.contains(says) && e.contains("remove it"), "{e}");
+            assert!(e.contains(says) && e.contains("move it aside"), "{e}");
         }
         std::fs::remove_file(&at).unwrap();
         std::fs::write(d.path().join("elsewhere"), &line).unwrap();
         std::os::unix::fs::symlink(d.path().join("elsewhere"), &at).unwrap();
-        assert!(Floor::load(&at).is_err(), "a symlinked floor is followed");
+        let e = Floor::load(&at).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        // A FIFO in its place is refused at once, never waited on.
+        std::fs::remove_file(&at).unwrap();
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&at)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let e = Floor::load(&at).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let mut f = Floor::load(&d.path().join("other")).unwrap();
+        std::fs::remove_file(&at).unwrap();
+        std::process::Command::new("mkfifo")
+            .arg(d.path().join("other.lock"))
+            .status()
+            .unwrap();
+        assert!(f.admit(&facts(1, 1, 1)).is_err(), "a FIFO lock is used");
     }
 
     #[test]
@@ -343,14 +505,14 @@ mod tests {
         let mut f = Floor::in_memory();
         for i in 0..MAX_FLOOR_CAS {
             let mut c = facts(0, 1, 1);
-            c.ca_sha256[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            c.ca_key_sha256[..8].copy_from_slice(&(i as u64).to_le_bytes());
             f.admit(&c).unwrap();
         }
         let e = f.admit(&facts(0xff, 1, 1)).unwrap_err().to_string();
-        assert!(e.contains("remove its CRL floor file"), "{e}");
+        assert!(e.contains("move its CRL floor file aside"), "{e}");
         // A CA already kept still moves forward.
         let mut c = facts(0, 2, 1);
-        c.ca_sha256[..8].copy_from_slice(&0u64.to_le_bytes());
+        c.ca_key_sha256[..8].copy_from_slice(&0u64.to_le_bytes());
         f.admit(&c).unwrap();
     }
 }

@@ -432,6 +432,12 @@ fn revocation_cannot_be_rolled_back_or_go_stale() {
     std::fs::write(d.path().join("crl.pem"), &newer).unwrap();
     // Freshness: a list past its nextUpdate is refused, with what to do.
     let facts = ca.publish_crl(Some(7)).unwrap();
+    let alice_serial = hex::decode(&ca.issued()["alice"].serial).unwrap();
+    assert_eq!(
+        facts.revoked,
+        [alice_serial],
+        "the revoked serials are read"
+    );
     let next = facts.next_update.unwrap();
     assert!(next - time::OffsetDateTime::now_utc().unix_timestamp() <= 7 * 86_400);
     let e = check_current(&facts, next + 1).unwrap_err().to_string();
@@ -450,6 +456,24 @@ fn revocation_cannot_be_rolled_back_or_go_stale() {
         inspect(der.as_ref(), ca.certificate().as_ref()).unwrap(),
         facts
     );
+    // The floor knows the CA by its key: a ca.crt whose (unchecked)
+    // self-signature was changed is still the same CA, and its older list
+    // is still refused (it was once a CA of its own, with no record).
+    let mut tampered = ca.certificate().as_ref().to_vec();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    use rustls::pki_types::pem::PemObject;
+    let old_der =
+        rustls::pki_types::CertificateRevocationListDer::from_pem_slice(&old_crl).unwrap();
+    let old_facts = inspect(old_der.as_ref(), &tampered).unwrap();
+    assert_ne!(old_facts.ca_sha256, facts.ca_sha256);
+    assert_eq!(old_facts.ca_key_sha256, facts.ca_key_sha256);
+    let e = Floor::load(&floor_at)
+        .unwrap()
+        .admit(&old_facts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("rolled back"), "{e}");
 }
 
 fn ca_open(dir: &std::path::Path) -> Ca {
