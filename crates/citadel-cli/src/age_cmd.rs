@@ -83,7 +83,7 @@ impl StreamArgs {
                 n
             }
             None => {
-                let mut out: Box<dyn Write> = Box::new(io::stdout().lock());
+                let mut out: Box<dyn Write> = Box::new(StdoutEnds(io::stdout().lock()));
                 let n = f(input, &mut out)?;
                 out.flush()?;
                 n
@@ -97,11 +97,34 @@ impl StreamArgs {
 fn open_input(path: Option<&Path>) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
     match path {
         Some(p) if p != Path::new("-") => {
+            crate::files::note_input(p);
             let f = File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
             let len = f.metadata().ok().map(|m| m.len());
             Ok((Box::new(f), len))
         }
         _ => Ok((Box::new(io::stdin()), None)),
+    }
+}
+
+/// Standard output for data: a reader that went away (`| head`) ends the
+/// run quietly, as [`crate::out!`] does, instead of an I/O error.
+struct StdoutEnds<W>(W);
+
+impl<W: Write> Write for StdoutEnds<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).inspect_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                crate::stdout_failed(e);
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().inspect_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                crate::stdout_failed(e);
+            }
+        })
     }
 }
 

@@ -290,6 +290,7 @@ fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {
 /// A text file of at most [`MAX_TEXT`] bytes; an empty one is an input
 /// error.
 fn read(path: &Path) -> Result<String> {
+    crate::files::note_input(path);
     let b = read_limited(path, MAX_TEXT)?;
     let t = String::from_utf8(b).map_err(|_| anyhow!("{} is not UTF-8 text", path.display()))?;
     if t.trim().is_empty() {
@@ -465,7 +466,43 @@ fn committing(dir: &Path, n: usize) -> String {
     )
 }
 
+/// Refuses outputs that exist (without `--force`), that name one file
+/// twice, or that lie in the log directory (its keys and checkpoints are
+/// never an output): checked before any work.
+fn check_outputs(dir: &Path, force: bool, outs: &[&Option<PathBuf>]) -> Result<()> {
+    let outs: Vec<&PathBuf> = outs.iter().copied().flatten().collect();
+    let log =
+        std::fs::canonicalize(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for (i, p) in outs.iter().enumerate() {
+        if crate::files::is_stdout(p) {
+            continue;
+        }
+        if outs[..i].contains(p) {
+            bail!(
+                "{} is named as two outputs; give each its own file",
+                p.display()
+            );
+        }
+        let parent = match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => q,
+            _ => Path::new("."),
+        };
+        if std::fs::canonicalize(parent).is_ok_and(|c| c.starts_with(&log)) {
+            bail!(
+                "{} is inside the log directory {}, whose files are the log's own; write it elsewhere",
+                p.display(),
+                dir.display()
+            );
+        }
+        if !force && crate::files::occupied(p) {
+            bail!("{} already exists; pass --force to replace it", p.display());
+        }
+    }
+    Ok(())
+}
+
 fn checkpoint(a: CheckpointArgs) -> Result<()> {
+    check_outputs(&a.dir, a.out.force, &[&a.out.output])?;
     let mut log = AuditLog::open(&a.dir, Durability::EveryAppend)?;
     let cp = log.checkpoint()?;
     if a.json {
@@ -594,6 +631,7 @@ fn latest(log: &AuditLog) -> Result<SignedCheckpoint> {
 }
 
 fn prove(a: ProveArgs) -> Result<()> {
+    check_outputs(&a.dir, a.out.force, &[&a.entry_out, &a.out.output])?;
     let mut log = AuditLog::open_read(&a.dir)?;
     let cp = latest(&log)?;
     let size = cp.checkpoint().size();
@@ -605,11 +643,6 @@ fn prove(a: ProveArgs) -> Result<()> {
     }
     let proof = log.inclusion_proof(a.index, size)?;
     let text = TlogProof::new(a.index, proof, &cp)?.to_text();
-    for p in [&a.entry_out, &a.out.output].into_iter().flatten() {
-        if !a.out.force && crate::files::occupied(p) {
-            bail!("{} already exists; pass --force to replace it", p.display());
-        }
-    }
     if let Some(p) = &a.entry_out {
         write_output(p, &log.entry(a.index)?, false, a.out.force)?;
     }
@@ -622,6 +655,7 @@ fn prove(a: ProveArgs) -> Result<()> {
 }
 
 fn consistency(a: ConsistencyArgs) -> Result<()> {
+    check_outputs(&a.dir, a.out.force, &[&a.new_out, &a.out.output])?;
     let mut log = AuditLog::open_read(&a.dir)?;
     let verifier = load_verifier(&a.dir)?;
     let old = SignedCheckpoint::open(read(&a.old)?.as_bytes(), &verifier)
@@ -652,11 +686,6 @@ fn consistency(a: ConsistencyArgs) -> Result<()> {
         .iter()
         .map(|h| B64.encode(h))
         .collect();
-    for p in [&a.new_out, &a.out.output].into_iter().flatten() {
-        if !a.out.force && crate::files::occupied(p) {
-            bail!("{} already exists; pass --force to replace it", p.display());
-        }
-    }
     if let Some(p) = &a.new_out {
         write_output(p, new.to_text().as_bytes(), false, a.out.force)?;
     }
@@ -692,7 +721,12 @@ fn expected_origin(a: &VerifyProofArgs, vkeys: &str) -> Result<String> {
 fn verify_proof(a: VerifyProofArgs) -> Result<()> {
     let vkeys = read(&a.vkeys)?;
     let origin = expected_origin(&a, &vkeys)?;
-    let v = verifier_from_vkeys(&origin, &vkeys)?;
+    let v = verifier_from_vkeys(&origin, &vkeys).with_context(|| {
+        format!(
+            "{} is not a log's public keys (LOG/log.vkeys)",
+            a.vkeys.display()
+        )
+    })?;
     if let (Some(old), Some(new)) = (&a.old, &a.new) {
         let (old_t, new_t) = (read(old)?, read(new)?);
         let old_c =
@@ -799,7 +833,7 @@ fn read_line_limited(r: &mut impl BufRead, limit: usize) -> std::io::Result<Opti
 fn show(json_out: bool, index: u64, entry: &[u8]) {
     if json_out {
         let v: Value = serde_json::from_slice(entry).unwrap_or(Value::Null);
-        println!("{}", json!({"index": index, "entry": v}));
+        crate::out!("{}", json!({"index": index, "entry": v}));
     } else {
         // Control characters (terminal escapes in an entry written into a
         // segment by hand) are shown escaped, never sent to the terminal.
@@ -813,7 +847,7 @@ fn show(json_out: bool, index: u64, entry: &[u8]) {
                 }
             })
             .collect();
-        println!("{index}\t{text}");
+        crate::out!("{index}\t{text}");
     }
 }
 

@@ -149,18 +149,18 @@ fn run_audit(a: AuditArgs) -> Result<()> {
             "inclusion_proof_hashes": proofs.first().map(Vec::len),
         }));
     } else {
-        println!("audit log of {n} entries of {} bytes", entries[0].len());
-        println!(
+        crate::out!("audit log of {n} entries of {} bytes", entries[0].len());
+        crate::out!(
             "append, group commit ({} ms)   {group_rate:>12.0} entries/s",
             a.group_ms
         );
-        println!("append, fsync every entry     {fsync_rate:>12.0} entries/s");
-        println!(
+        crate::out!("append, fsync every entry     {fsync_rate:>12.0} entries/s");
+        crate::out!(
             "verify from raw files         {verify_rate:>12.0} entries/s  (one SHA-256 per entry alone: {sha_rate:.0}/s, ratio {:.2})",
             verify_rate / sha_rate
         );
-        println!("inclusion proof: prove {prove_us:.1} us, check {check_us:.1} us");
-        println!("consistency proof: prove {cprove_us:.1} us, check {ccheck_us:.1} us");
+        crate::out!("inclusion proof: prove {prove_us:.1} us, check {check_us:.1} us");
+        crate::out!("consistency proof: prove {cprove_us:.1} us, check {ccheck_us:.1} us");
     }
     Ok(())
 }
@@ -202,9 +202,12 @@ fn run_connections(a: ConnectionsArgs) -> Result<()> {
             "handshakes_per_s": rate, "still_open_after_hold": held.still_open,
         }));
     } else {
-        println!(
+        crate::out!(
             "{} mutual TLS connections opened in {:.2} s ({rate:.0}/s), {} still open after {:.1} s",
-            held.opened, held.seconds_to_open, held.still_open, a.hold
+            held.opened,
+            held.seconds_to_open,
+            held.still_open,
+            a.hold
         );
     }
     if held.still_open < held.opened {
@@ -344,10 +347,10 @@ fn run_tls(a: TlsArgs) -> Result<()> {
             "pq_over_classical": ratio,
         }));
     } else {
-        println!("mutual TLS 1.3 handshakes over loopback TCP, one client at a time");
-        println!("post-quantum  {pq_group:<16} ML-DSA-65          {pq:>8.1} /s");
-        println!("classical     {classic_group:<16} ECDSA-P256-SHA256  {classic:>8.1} /s");
-        println!("ratio pq/classical: {ratio:.2}");
+        crate::out!("mutual TLS 1.3 handshakes over loopback TCP, one client at a time");
+        crate::out!("post-quantum  {pq_group:<16} ML-DSA-65          {pq:>8.1} /s");
+        crate::out!("classical     {classic_group:<16} ECDSA-P256-SHA256  {classic:>8.1} /s");
+        crate::out!("ratio pq/classical: {ratio:.2}");
     }
     Ok(())
 }
@@ -431,12 +434,17 @@ pub(crate) fn run(c: BenchCommand) -> Result<()> {
         );
         return Ok(());
     }
-    println!(
+    crate::out!(
         "{:<20} {:>12} {:>8} {:>12} {:>8} {:>12}",
-        "ALGORITHM", "KEYGEN/S", "OP", "OPS/S", "OP", "OPS/S"
+        "ALGORITHM",
+        "KEYGEN/S",
+        "OP",
+        "OPS/S",
+        "OP",
+        "OPS/S"
     );
     for r in &rows {
-        println!(
+        crate::out!(
             "{:<20} {:>12.1} {:>8} {:>12.1} {:>8} {:>12.1}",
             r["algorithm"].as_str().unwrap_or_default(),
             r["keygen_per_s"].as_f64().unwrap_or_default(),
@@ -447,7 +455,7 @@ pub(crate) fn run(c: BenchCommand) -> Result<()> {
         );
     }
     for r in &aead_rows {
-        println!(
+        crate::out!(
             "{:<20} {:>10.1} MB/s (16 KiB blocks, seal)",
             r["aead"].as_str().unwrap_or_default(),
             r["mb_per_s"].as_f64().unwrap_or_default()

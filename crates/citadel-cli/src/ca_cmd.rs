@@ -256,7 +256,7 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                     let until = time::OffsetDateTime::from_unix_timestamp(c.not_after)
                         .map(|t| t.date().to_string())
                         .unwrap_or_default();
-                    println!(
+                    crate::out!(
                         "{name:<24} {state:<10} until {until}  {:<6} serial {}",
                         kebab(&c.usage),
                         c.serial

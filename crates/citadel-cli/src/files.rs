@@ -5,6 +5,57 @@ use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
+/// The files this run reads (device and inode): no output may replace
+/// one, `--force` or not (a key, a passphrase file, the data itself).
+static INPUTS: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Records `path` as something this run reads.
+pub(crate) fn note_input(path: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = fs::metadata(path)
+        && m.is_file()
+    {
+        INPUTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((m.dev(), m.ino()));
+    }
+}
+
+/// Whether `path` is a file this run reads.
+fn is_input(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).is_ok_and(|m| {
+        INPUTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(m.dev(), m.ino()))
+    })
+}
+
+/// Whether `out` names standard output: `-`, or the very file standard
+/// output is (`/dev/stdout`, `/dev/fd/1`, a file it is redirected to).
+pub(crate) fn is_stdout(out: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if out == Path::new("-") {
+        return true;
+    }
+    let Ok(st) = rustix::fs::fstat(io::stdout()) else {
+        return false;
+    };
+    fs::metadata(out).is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
+}
+
+/// The process's umask (read once).
+pub(crate) fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(old);
+        old.as_raw_mode()
+    })
+}
+
 /// Reads a whole file, or stdin for `-`.
 pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
     if path == Path::new("-") {
@@ -14,6 +65,7 @@ pub(crate) fn read_input(path: &Path) -> Result<Vec<u8>> {
             .context("cannot read standard input")?;
         return Ok(v);
     }
+    note_input(path);
     fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
@@ -32,10 +84,12 @@ pub(crate) fn read_text(path: &Path) -> Result<String> {
 /// A symbolic link to a regular file is followed, so the link survives.
 pub(crate) struct AtomicFile {
     file: Option<tempfile::NamedTempFile>,
-    direct: Option<fs::File>,
+    direct: Option<Box<dyn Write + Send>>,
     dest: PathBuf,
     /// Whether the rename may replace a file already at `dest`.
     replace: bool,
+    /// The mode the file gets when it is complete (it is 0600 until then).
+    mode: u32,
 }
 
 /// What a verb says when its output exists and `--force` was not given.
@@ -81,9 +135,10 @@ impl AtomicFile {
                 .with_context(|| format!("cannot open {} for writing", dest.display()))?;
             return Ok(Self {
                 file: None,
-                direct: Some(f),
+                direct: Some(Box::new(f)),
                 dest: dest.to_path_buf(),
                 replace: true,
+                mode: 0,
             });
         }
         let resolved;
@@ -107,20 +162,26 @@ impl AtomicFile {
             .suffix(".partial")
             .tempfile_in(&dir)
             .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = if private { 0o600 } else { 0o644 };
-            fs::set_permissions(file.path(), fs::Permissions::from_mode(mode))
-                .with_context(|| format!("cannot set permissions on {}", file.path().display()))?;
-        }
-        #[cfg(not(unix))]
-        let _ = private;
+        // Owner-only while incomplete (decrypted data not yet
+        // authenticated); then 0600 for a private file, the mode of the file
+        // it replaces, or 0666 less the umask, as `cp` or age would.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(file.path(), fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot set permissions on {}", file.path().display()))?;
+        let mode = if private {
+            0o600
+        } else {
+            match fs::metadata(dest) {
+                Ok(m) if m.is_file() => m.permissions().mode() & 0o777,
+                _ => 0o666 & !umask(),
+            }
+        };
         Ok(Self {
             file: Some(file),
             direct: None,
             dest: dest.to_path_buf(),
             replace: true,
+            mode,
         })
     }
 
@@ -129,6 +190,21 @@ impl AtomicFile {
     /// replaces one that appeared meanwhile). A FIFO or device is written
     /// to as [`AtomicFile::create`] does.
     pub(crate) fn create_output(dest: &Path, private: bool, force: bool) -> Result<Self> {
+        if is_stdout(dest) {
+            return Ok(Self {
+                file: None,
+                direct: Some(Box::new(io::stdout())),
+                dest: PathBuf::from("standard output"),
+                replace: true,
+                mode: 0,
+            });
+        }
+        if is_input(dest) {
+            bail!(
+                "{} is also read by this command (a key, a passphrase file or its data): write elsewhere",
+                dest.display()
+            );
+        }
         let mut f = Self::create(dest, private)?;
         if f.file.is_some() && !force {
             if fs::symlink_metadata(&f.dest).is_ok() {
@@ -149,6 +225,12 @@ impl AtomicFile {
         let Some(file) = self.file.take() else {
             bail!("internal: file already committed")
         };
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.as_file()
+                .set_permissions(fs::Permissions::from_mode(self.mode))
+                .with_context(|| format!("cannot set permissions on {}", self.dest.display()))?;
+        }
         file.as_file()
             .sync_all()
             .with_context(|| format!("cannot write {}", self.dest.display()))?;
@@ -235,7 +317,9 @@ impl OutputArgs {
 /// Whether a file (or a link) is already at `path`: what `--force` would
 /// replace. (A FIFO or device is written to, not replaced.)
 pub(crate) fn occupied(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() || m.is_symlink())
+    fs::symlink_metadata(path).is_ok_and(|m| {
+        m.is_file() || (m.is_symlink() && fs::metadata(path).map_or(true, |t| t.is_file()))
+    }) && !is_stdout(path)
 }
 
 /// Refuses to overwrite an existing file unless `force`.
@@ -353,8 +437,9 @@ pub(crate) fn passphrase(
         return Ok(Some(zeroize::Zeroizing::new(line.into_bytes())));
     }
     if let Some(var) = env {
-        let v =
-            std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+        let Ok(v) = std::env::var(var) else {
+            bail!("environment variable {var} is not set (or not UTF-8)");
+        };
         if v.is_empty() {
             bail!("environment variable {var} is empty");
         }
@@ -370,7 +455,7 @@ pub(crate) fn show_progress(quiet: bool) -> bool {
 
 /// Prints JSON on stdout.
 pub(crate) fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::out!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Whether someone other than this user (or root) can change the entries
@@ -398,8 +483,13 @@ fn links_to_follow(dest: &Path) -> Result<bool> {
     };
     let parent_of = |p: &Path| -> Result<bool> {
         let parent = p.parent().unwrap_or(Path::new("/"));
-        let m =
-            fs::metadata(parent).with_context(|| format!("cannot read {}", parent.display()))?;
+        let m = fs::metadata(parent).with_context(|| {
+            format!(
+                "cannot write {}: cannot reach its directory {}",
+                dest.display(),
+                parent.display()
+            )
+        })?;
         Ok(others_can_write(&m))
     };
     let mut ancestors: Vec<&Path> = abs.ancestors().skip(1).collect();

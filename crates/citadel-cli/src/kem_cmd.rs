@@ -67,9 +67,9 @@ pub(crate) fn run(c: KemCommand) -> Result<()> {
                 );
             } else {
                 if a.output.is_none() {
-                    println!("ciphertext: {}", hex::encode(&ct));
+                    crate::out!("ciphertext: {}", hex::encode(&ct));
                 }
-                println!("shared_secret: {}", hex::encode(ss.expose()));
+                crate::out!("shared_secret: {}", hex::encode(ss.expose()));
             }
             Ok(())
         }
@@ -84,7 +84,7 @@ pub(crate) fn run(c: KemCommand) -> Result<()> {
                     &json!({"algorithm": dk.algorithm().name(), "shared_secret": hex::encode(ss.expose())}),
                 );
             } else {
-                println!("shared_secret: {}", hex::encode(ss.expose()));
+                crate::out!("shared_secret: {}", hex::encode(ss.expose()));
             }
             Ok(())
         }

@@ -1,7 +1,7 @@
 //! `citadel key …`
 
 use crate::files::PassphraseArgs;
-use crate::files::{check_new, print_json, read_text, write_output};
+use crate::files::{check_new, print_json, read_text};
 use anyhow::{Context, Result, bail};
 use citadel_age::{Identity, Recipient};
 use citadel_crypto::keys::{Kdf, PrivateKeyForm};
@@ -98,8 +98,34 @@ fn with_ext(base: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// Writes a key pair: both files are opened (and every check made) before
+/// either is written, and the public key is renamed into place first, so a
+/// failure never leaves a private key without its public key, nor replaces
+/// an old private key and then stops.
+fn write_pair(key: (&Path, &[u8]), public: (&Path, &[u8]), force: bool) -> Result<()> {
+    use std::io::Write;
+    let mut k = crate::files::AtomicFile::create_output(key.0, true, force)?;
+    let mut p = crate::files::AtomicFile::create_output(public.0, false, force)?;
+    k.write_all(key.1)
+        .with_context(|| format!("cannot write {}", key.0.display()))?;
+    p.write_all(public.1)
+        .with_context(|| format!("cannot write {}", public.0.display()))?;
+    p.commit()?;
+    k.commit()
+}
+
 fn gen_key(a: GenArgs) -> Result<()> {
     let alg: Algorithm = a.alg.parse()?;
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let name = a.output.as_os_str().as_bytes();
+        if name.ends_with(b"/") || a.output.file_name().is_none_or(|n| n == "-") {
+            bail!(
+                "-o takes a NAME for NAME.key and NAME.pub (such as -o alice or -o keys/alice), not {}",
+                a.output.display()
+            );
+        }
+    }
     let key_path = with_ext(&a.output, ".key");
     let pub_path = with_ext(&a.output, ".pub");
     check_new(&key_path, a.force)?;
@@ -130,11 +156,9 @@ fn gen_key(a: GenArgs) -> Result<()> {
             "# created by citadel\n# public key: {recipient}\n{}\n",
             secret.as_str()
         ));
-        write_output(&key_path, body.as_bytes(), true, a.force)?;
-        write_output(
-            &pub_path,
-            format!("{recipient}\n").as_bytes(),
-            false,
+        write_pair(
+            (&key_path, body.as_bytes()),
+            (&pub_path, format!("{recipient}\n").as_bytes()),
             a.force,
         )?;
         let fp = format!(
@@ -156,10 +180,13 @@ fn gen_key(a: GenArgs) -> Result<()> {
             },
         };
         let pem = key.to_pem(form, pass.as_ref().map(|p| (p.as_slice(), kdf)))?;
-        write_output(&key_path, pem.as_bytes(), true, a.force)?;
         let public = key.public_key();
         let pub_pem = public.to_pem()?;
-        write_output(&pub_path, pub_pem.as_bytes(), false, a.force)?;
+        write_pair(
+            (&key_path, pem.as_bytes()),
+            (&pub_path, pub_pem.as_bytes()),
+            a.force,
+        )?;
         (pub_pem, public.fingerprint()?)
     };
     let _ = public_text;
@@ -258,7 +285,7 @@ fn show(a: ShowArgs) -> Result<()> {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| v.to_string());
-            println!("{k:<16} {v}");
+            crate::out!("{k:<16} {v}");
         }
     }
     Ok(())
@@ -319,12 +346,17 @@ fn list(a: ListArgs) -> Result<()> {
         print_json(&json!(rows));
         return Ok(());
     }
-    println!(
+    crate::out!(
         "{:<20} {:<14} {:>3} {:>8} {:>8} {:>9}  OID",
-        "NAME", "FAMILY", "PQ", "PUB", "PRIV", "SIG/CT"
+        "NAME",
+        "FAMILY",
+        "PQ",
+        "PUB",
+        "PRIV",
+        "SIG/CT"
     );
     for r in rows {
-        println!(
+        crate::out!(
             "{:<20} {:<14} {:>3} {:>8} {:>8} {:>9}  {}",
             r["name"].as_str().unwrap_or_default(),
             r["family"].as_str().unwrap_or_default(),

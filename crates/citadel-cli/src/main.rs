@@ -55,15 +55,56 @@ pub(crate) fn quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Prints a line on standard output. A reader that went away (`| head`)
+/// ends the run quietly, with success, as it ends `ripgrep`; any other
+/// failure to write is an error (exit 2), never a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::print_out(format_args!($($arg)*), true)
+    };
+}
+pub(crate) use out;
+
+/// [`out!`] without the newline.
+macro_rules! out_raw {
+    ($($arg:tt)*) => {
+        $crate::print_out(format_args!($($arg)*), false)
+    };
+}
+pub(crate) use out_raw;
+
 /// Prints a confirmation line on standard output, unless `-q/--quiet`.
 macro_rules! say {
     ($($arg:tt)*) => {
         if !$crate::quiet() {
-            println!($($arg)*);
+            $crate::out!($($arg)*);
         }
     };
 }
 pub(crate) use say;
+
+/// What [`out!`] does.
+pub(crate) fn print_out(args: std::fmt::Arguments<'_>, newline: bool) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let written = o
+        .write_fmt(args)
+        .and_then(|()| if newline { o.write_all(b"\n") } else { Ok(()) })
+        .and_then(|()| o.flush());
+    if let Err(e) = written {
+        stdout_failed(&e);
+    }
+}
+
+/// Ends the run after standard output failed: quietly with success when
+/// its reader went away, else with the error (exit 2).
+pub(crate) fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("citadel: cannot write to standard output: {e}");
+    std::process::exit(2);
+}
 
 /// Spellings kept for one release after docs/cli.md renamed them:
 /// (verb path, old flag, new flag). Each still works, with a note.
@@ -147,7 +188,10 @@ impl std::fmt::Display for VerificationFailed {
 impl std::error::Error for VerificationFailed {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     if !cli.quiet {
         let args: Vec<String> = std::env::args_os()
@@ -216,6 +260,42 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// A command line clap refused: help and version as clap prints them;
+/// anything else as one line (`citadel: ` and clap's first line, with its
+/// tip if it has one), exit 2.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines
+        .next()
+        .unwrap_or("invalid command line")
+        .trim_start_matches("error: ");
+    let tip = lines
+        .find(|l| l.starts_with("tip: "))
+        .map(|t| format!(" ({})", t.trim_start_matches("tip: ")))
+        .unwrap_or_default();
+    eprintln!(
+        "citadel: {}{} (see --help)",
+        printable(first),
+        printable(&tip)
+    );
+    ExitCode::from(2)
 }
 
 /// A message as it may be written to a terminal: control characters and

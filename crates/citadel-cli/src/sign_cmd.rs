@@ -75,7 +75,7 @@ fn sig_path(path: &Path) -> Result<PathBuf> {
     };
     if base.file_name().is_none() {
         bail!(
-            "{} has no name to put a signature beside; name one with --out (outside the tree)",
+            "{} has no name to put a signature beside; name one with -o FILE (outside the tree)",
             path.display()
         );
     }
@@ -98,7 +98,7 @@ fn check_outside(dir: &Path, out: &Path) -> Result<()> {
     let inside = |p: &Path| std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(&dir));
     if inside(parent) || (out.symlink_metadata().is_ok() && inside(out)) {
         bail!(
-            "{} is inside the directory being signed, which would then never match its signature; write it elsewhere with --out",
+            "{} is inside the directory being signed, which would then never match its signature; write it elsewhere with -o FILE",
             out.display()
         );
     }
@@ -150,10 +150,21 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             }
             (None, false) => sig_path(path)?,
         };
-        let to_stdout = is_stdout(&out);
+        let to_stdout = crate::files::is_stdout(&out);
         if !to_stdout && !a.force && crate::files::occupied(&out) {
             bail!(
                 "{} already exists; pass --force to replace it",
+                shown_path(&out)
+            );
+        }
+        if let Some(&(other, ..)) = plan.iter().find(|(_, _, o, _)| *o == out) {
+            if other == path {
+                continue; // named twice: signed once
+            }
+            bail!(
+                "{} and {} would both write {}; sign them in two calls, or name outputs with -o",
+                shown_path(other),
+                shown_path(path),
                 shown_path(&out)
             );
         }
@@ -228,19 +239,6 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether `out` is standard output: `-`, or a name for the very file
-/// standard output is (`/dev/stdout`, `/dev/fd/1`).
-fn is_stdout(out: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    if out == Path::new("-") {
-        return true;
-    }
-    let Ok(st) = rustix::fs::fstat(std::io::stdout()) else {
-        return false;
-    };
-    std::fs::metadata(out).is_ok_and(|m| m.dev() == st.st_dev && m.ino() == st.st_ino)
 }
 
 /// Whether `a` and `b` name the same existing file.

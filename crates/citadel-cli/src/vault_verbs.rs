@@ -341,8 +341,8 @@ fn print_field(data: &Value, field: &str) -> Result<()> {
         .get(field)
         .with_context(|| format!("the response has no field {field:?}"))?;
     match v {
-        Value::String(s) => println!("{s}"),
-        other => println!("{other}"),
+        Value::String(s) => crate::out!("{s}"),
+        other => crate::out!("{other}"),
     }
     Ok(())
 }
@@ -567,7 +567,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<()> {
         }
     };
     if a.no_store {
-        println!("{}", token.as_str());
+        crate::out!("{}", token.as_str());
         return Ok(());
     }
     write_token_file(c.token_file(), &token)?;
@@ -635,7 +635,7 @@ fn print_keys(json_out: bool, v: &Value) -> Result<()> {
         return print_json(v);
     }
     for k in v["data"]["keys"].as_array().into_iter().flatten() {
-        println!("{}", k.as_str().unwrap_or_default());
+        crate::out!("{}", k.as_str().unwrap_or_default());
     }
     Ok(())
 }
@@ -815,7 +815,7 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
             if json_out {
                 return print_json(&v);
             }
-            println!("{key}: version {}", v["data"]["latest_version"]);
+            crate::out!("{key}: version {}", v["data"]["latest_version"]);
             Ok(())
         }
         TransitCommand::Encrypt { key, file } => {
@@ -929,7 +929,7 @@ pub(crate) fn policy(a: PolicyArgs) -> Result<()> {
             if json_out {
                 return print_json(&v);
             }
-            print!("{}", v["data"]["policy"].as_str().unwrap_or_default());
+            crate::out_raw!("{}", v["data"]["policy"].as_str().unwrap_or_default());
             Ok(())
         }
         PolicyCommand::List => {

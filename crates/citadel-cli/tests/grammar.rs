@@ -387,3 +387,348 @@ fn passphrases_are_asked_on_the_terminal() {
         "{err}"
     );
 }
+
+fn sh(dir: &Path, script: &str) -> Output {
+    let bin = assert_cmd::cargo::cargo_bin("citadel");
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::process::Command::new("bash")
+        .current_dir(dir)
+        .env("PATH", path)
+        .args(["-c", script])
+        .output()
+        .unwrap()
+}
+
+/// A second attack on the grammar: with --force, an output could replace
+/// the command's own key, passphrase file, input or log; `-o -` and
+/// `-o /dev/stdout` made files or wiped the file stdout was appended to;
+/// outputs ignored the umask; a failed `key gen` left half a pair.
+#[test]
+fn outputs_never_replace_what_the_command_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    ok(
+        p,
+        &["-q", "key", "gen", "--alg", "mlkem768x25519", "-o", "age"],
+    );
+    ok(p, &["-q", "key", "gen", "--alg", "ml-kem-768", "-o", "kem"]);
+    fs::write(p.join("f"), b"data").unwrap();
+    fs::write(p.join("pp"), b"a passphrase\n").unwrap();
+    ok(p, &["encrypt", "-R", "age.pub", "-o", "f.age", "f"]);
+    for (args, file) in [
+        (
+            &[
+                "decrypt", "-i", "age.key", "f.age", "-o", "age.key", "--force",
+            ][..],
+            "age.key",
+        ),
+        (
+            &[
+                "decrypt", "-i", "age.key", "f.age", "-o", "f.age", "--force",
+            ][..],
+            "f.age",
+        ),
+        (
+            &[
+                "encrypt",
+                "--passphrase-file",
+                "pp",
+                "f",
+                "-o",
+                "pp",
+                "--force",
+            ][..],
+            "pp",
+        ),
+        (
+            &["encrypt", "-R", "age.pub", "f", "-o", "f", "--force"][..],
+            "f",
+        ),
+        (
+            &[
+                "kem", "encap", "--pub", "kem.pub", "-o", "kem.pub", "--force",
+            ][..],
+            "kem.pub",
+        ),
+    ] {
+        let before = fs::read(p.join(file)).unwrap();
+        let out = run(p, args, b"");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("also read by this command"),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(fs::read(p.join(file)).unwrap(), before, "{args:?}");
+    }
+    // The log's own files, and the old checkpoint a proof reads.
+    ok(
+        p,
+        &[
+            "audit",
+            "init",
+            "--dir",
+            "log",
+            "--origin",
+            "example.com/log",
+            "-q",
+        ],
+    );
+    assert!(
+        run(p, &["audit", "append", "--dir", "log"], b"{\"action\":\"x\"}\n")
+            .status
+            .success()
+    );
+    ok(p, &["audit", "checkpoint", "--dir", "log", "-o", "cp"]);
+    let vkeys = fs::read(p.join("log/log.vkeys")).unwrap();
+    let out = run(
+        p,
+        &[
+            "audit",
+            "checkpoint",
+            "--dir",
+            "log",
+            "-o",
+            "log/log.vkeys",
+            "--force",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(fs::read(p.join("log/log.vkeys")).unwrap(), vkeys);
+    let out = run(
+        p,
+        &[
+            "audit",
+            "consistency",
+            "--dir",
+            "log",
+            "--old",
+            "cp",
+            "-o",
+            "cp",
+            "--force",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    // Refused before any work: no checkpoint is signed for an output that exists.
+    let count = || fs::read_dir(p.join("log/checkpoints")).unwrap().count();
+    let n = count();
+    assert!(
+        run(p, &["audit", "append", "--dir", "log"], b"{\"action\":\"y\"}\n")
+            .status
+            .success()
+    );
+    let out = run(p, &["audit", "checkpoint", "--dir", "log", "-o", "cp"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(count(), n, "a checkpoint was made before the refusal");
+    // Standard output: `-`, /dev/stdout redirected to a file, appended to.
+    let out = sh(
+        p,
+        "citadel kem encap --pub kem.pub -o - > ct && test -s ct && test ! -e ./-",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sh(
+        p,
+        "citadel encrypt -R age.pub f -o /dev/stdout > o1.age && citadel decrypt -i age.key o1.age",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"data");
+    let out = sh(
+        p,
+        "echo old > app.log && citadel decrypt -i age.key f.age -o /dev/stdout >> app.log && cat app.log",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "old\ndata");
+    let out = sh(
+        p,
+        "citadel audit prove --dir log --index 0 -o /dev/stdout | head -1",
+    );
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The umask, and the mode of a file replaced.
+    let out = sh(p, "umask 077 && citadel decrypt -i age.key f.age -o um.out");
+    assert!(out.status.success());
+    assert_eq!(
+        fs::metadata(p.join("um.out")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    fs::set_permissions(p.join("um.out"), fs::Permissions::from_mode(0o640)).unwrap();
+    ok(
+        p,
+        &[
+            "decrypt", "-i", "age.key", "f.age", "-o", "um.out", "--force",
+        ],
+    );
+    assert_eq!(
+        fs::metadata(p.join("um.out")).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // key gen: a NAME, and both files or neither.
+    for bad in ["-", "keys/"] {
+        let out = run(p, &["key", "gen", "--alg", "ed25519", "-o", bad], b"");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+    std::os::unix::fs::symlink("/nonexistent/x", p.join("p1.pub")).unwrap();
+    let out = run(
+        p,
+        &["key", "gen", "--alg", "ed25519", "-o", "p1", "--force"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!p.join("p1.key").exists(), "half a pair left");
+    ok(p, &["-q", "key", "gen", "--alg", "ed25519", "-o", "p2"]);
+    let old = fs::read(p.join("p2.key")).unwrap();
+    fs::remove_file(p.join("p2.pub")).unwrap();
+    fs::create_dir(p.join("p2.pub")).unwrap();
+    let out = run(
+        p,
+        &["key", "gen", "--alg", "ed25519", "-o", "p2", "--force"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        fs::read(p.join("p2.key")).unwrap(),
+        old,
+        "the old private key is gone"
+    );
+    // Signing one file twice signs it once.
+    ok(p, &["-q", "key", "gen", "--alg", "ml-dsa-44", "-o", "k"]);
+    ok(p, &["sign", "-k", "k.key", "f", "f"]);
+}
+
+/// Errors are one line, never a panic: a reader that goes away, clap's
+/// usage errors, a certificate and key that do not belong together.
+#[test]
+fn errors_are_one_line_and_a_closed_pipe_is_not_a_panic() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for _ in 0..3 {
+        let out = sh(
+            p,
+            "set -o pipefail; citadel key list-algs --json | head -c 0",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert_ne!(out.status.code(), Some(101), "{err}");
+    }
+    let out = run(p, &["sign", "--kee", "x"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("citadel: ") && err.contains("--key"),
+        "{err}"
+    );
+    ok(p, &["-q", "ca", "init", "--ca", "CA"]);
+    ok(
+        p,
+        &[
+            "-q",
+            "ca",
+            "issue",
+            "--ca",
+            "CA",
+            "--name",
+            "server",
+            "--ip",
+            "127.0.0.1",
+        ],
+    );
+    ok(
+        p,
+        &[
+            "-q", "ca", "issue", "--ca", "CA", "--name", "alice", "--client",
+        ],
+    );
+    let out = run(
+        p,
+        &[
+            "recv",
+            "--listen",
+            "127.0.0.1:0",
+            "--dir",
+            "in",
+            "--ca",
+            "CA",
+            "--cert",
+            "CA/server.crt",
+            "--key",
+            "CA/alice.key",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("do not belong together") && !err.contains("KeyMismatch"),
+        "{err}"
+    );
+    let out = run(p, &["ca", "list", "--ca", "nowhere"], b"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("citadel ca init --ca nowhere"));
+}
+
+/// Another user's link anywhere on the way to a CA directory is refused,
+/// by the `ca` verbs and by `send` and `recv` (they trust its files).
+#[test]
+fn a_ca_reached_through_another_users_link_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    if fs::metadata(p).unwrap().uid() != 0 {
+        return; // making another user's link needs root
+    }
+    fs::create_dir(p.join("mine")).unwrap();
+    ok(&p.join("mine"), &["-q", "ca", "init", "--ca", "CA"]);
+    ok(
+        &p.join("mine"),
+        &[
+            "-q", "ca", "issue", "--ca", "CA", "--name", "alice", "--client",
+        ],
+    );
+    fs::create_dir(p.join("shared")).unwrap();
+    fs::set_permissions(p.join("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    std::os::unix::fs::symlink(p.join("mine"), p.join("shared/evil")).unwrap();
+    std::os::unix::fs::lchown(p.join("shared/evil"), Some(4242), Some(4242)).unwrap();
+    let out = run(p, &["ca", "list", "--ca", "shared/evil/CA"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another user owns"));
+    let out = run(
+        p,
+        &[
+            "send",
+            "mine/CA/ca.crt",
+            "--to",
+            "127.0.0.1:9",
+            "--ca",
+            "shared/evil/CA",
+            "--cert",
+            "mine/CA/alice.crt",
+            "--key",
+            "mine/CA/alice.key",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another user owns"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -200,24 +200,50 @@ fn lock(dir: &Path) -> Result<Lock> {
 /// the resolved path, so `CA`, `CA/`, `CA/.` and a link to it are judged
 /// and used alike.
 fn private_dir(dir: &Path) -> Result<std::path::PathBuf> {
+    checked_dir(dir, false)
+}
+
+/// Resolves a directory whose files a server or client trusts (`ca.crt`,
+/// `crl.pem` for `send`, `recv` and the vault), refusing it on the same
+/// grounds as a CA directory, except that root may own it.
+pub fn trusted_dir(dir: &Path) -> Result<std::path::PathBuf> {
+    checked_dir(dir, true)
+}
+
+/// What [`private_dir`] and [`trusted_dir`] check: no link on the way that
+/// another user owns (one planted in a shared directory would choose which
+/// directory is used), the directory its owner's (or root's, if
+/// `root_may_own`) and writable by no one else, in a parent no one else may
+/// rename it in.
+fn checked_dir(dir: &Path, root_may_own: bool) -> Result<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let me = rustix::process::geteuid().as_raw();
-    // A link named as the CA must be the user's own (or root's): another
-    // user's link, planted in a shared directory, would choose where the
-    // CA's key goes.
-    let named: std::path::PathBuf = dir.components().collect();
-    if let Ok(m) = std::fs::symlink_metadata(&named)
-        && m.file_type().is_symlink()
-        && m.uid() != me
-        && m.uid() != 0
-    {
-        return Err(Error::Ca(format!(
-            "{} is a symbolic link another user owns; name the CA directory itself",
-            dir.display()
-        )));
+    let mut prefix = std::path::PathBuf::new();
+    for c in dir.components() {
+        prefix.push(c);
+        if let Ok(m) = std::fs::symlink_metadata(&prefix)
+            && m.file_type().is_symlink()
+            && m.uid() != me
+            && m.uid() != 0
+        {
+            return Err(Error::Ca(format!(
+                "{} is a symbolic link another user owns, on the way to {}; name the directory itself",
+                prefix.display(),
+                dir.display()
+            )));
+        }
     }
-    let real = std::fs::canonicalize(dir).map_err(io(dir))?;
-    // Nor may others rename it away and put another in its place.
+    let real = std::fs::canonicalize(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Ca(format!(
+                "there is no CA directory at {}; create one with `citadel ca init --ca {}`",
+                dir.display(),
+                dir.display()
+            ))
+        } else {
+            io(dir)(e)
+        }
+    })?;
     if let Some(parent) = real.parent() {
         let p = std::fs::metadata(parent).map_err(io(parent))?;
         let sticky = p.mode() & 0o1000 != 0;
@@ -234,7 +260,8 @@ fn private_dir(dir: &Path) -> Result<std::path::PathBuf> {
     if !m.is_dir() {
         return Err(Error::Ca(format!("{} is not a directory", dir.display())));
     }
-    if m.uid() != rustix::process::geteuid().as_raw() || m.mode() & 0o022 != 0 {
+    let owner_ok = m.uid() == me || (root_may_own && m.uid() == 0);
+    if !owner_ok || m.mode() & 0o022 != 0 {
         return Err(Error::Ca(format!(
             "{} is owned by another user or writable by others (mode {:o}); a CA directory must be its owner's alone: chmod 700 it",
             real.display(),

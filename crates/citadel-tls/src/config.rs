@@ -61,6 +61,8 @@ pub struct Identity {
     pub chain: Vec<CertificateDer<'static>>,
     /// PKCS#8.
     pub key: PrivateKeyDer<'static>,
+    /// The files it came from, for messages ("CERT and KEY").
+    names: String,
 }
 
 impl Clone for Identity {
@@ -68,6 +70,22 @@ impl Clone for Identity {
         Self {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            names: self.names.clone(),
+        }
+    }
+}
+
+impl Identity {
+    /// Says what rustls found wrong with this certificate and key, naming
+    /// the files (a certificate and a key that do not belong together is
+    /// the usual mistake).
+    fn refused(&self, e: rustls::Error) -> Error {
+        match e {
+            rustls::Error::InconsistentKeys(_) => Error::Ca(format!(
+                "{} do not belong together: the certificate is for another key; pass the key issued with it",
+                self.names
+            )),
+            e => Error::Ca(format!("{}: {e}", self.names)),
         }
     }
 }
@@ -76,9 +94,10 @@ impl Identity {
     /// Loads `CERT` (PEM chain) and `KEY` (PKCS#8 PEM).
     pub fn load(cert: &Path, key: &Path) -> Result<Self> {
         let chain = load_certificates(cert)?;
+        let names = format!("{} and {}", cert.display(), key.display());
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| Error::Ca(format!("{}: {e}", key.display())))?;
-        Ok(Self { chain, key })
+        Ok(Self { chain, key, names })
     }
 
     /// Loads `NAME.crt`/`NAME.key` from a CA directory.
@@ -102,6 +121,8 @@ impl Trust {
     /// `crl.pem`): peers need no access to the CA key. The CRL must be
     /// signed by the CA and current (before its `nextUpdate`).
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        // Refused if others could swap the directory or its files.
+        let dir = &crate::ca::trusted_dir(dir)?;
         let crt = dir.join("ca.crt");
         let cert = CertificateDer::from_pem_file(&crt)
             .map_err(|e| Error::Ca(format!("{}: {e}", crt.display())))?;
@@ -156,7 +177,8 @@ pub fn server_config(
     let cfg = ServerConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.chain, identity.key)?;
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| identity.refused(e))?;
     Ok(Arc::new(cfg))
 }
 
@@ -175,7 +197,8 @@ pub fn client_config(
     let cfg = ClientConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_webpki_verifier(verifier)
-        .with_client_auth_cert(identity.chain, identity.key)?;
+        .with_client_auth_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| identity.refused(e))?;
     Ok(Arc::new(cfg))
 }
 
@@ -210,7 +233,8 @@ pub fn server_config_server_auth(
     let cfg = ServerConfig::builder_with_provider(web_provider(allow_classical_kx))
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(identity.chain, identity.key)?;
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+        .map_err(|e| identity.refused(e))?;
     Ok(Arc::new(cfg))
 }
 
@@ -244,7 +268,9 @@ pub fn client_config_server_auth(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(store);
     let cfg = match identity {
-        Some(id) => builder.with_client_auth_cert(id.chain, id.key)?,
+        Some(id) => builder
+            .with_client_auth_cert(id.chain.clone(), id.key.clone_key())
+            .map_err(|e| id.refused(e))?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(cfg))
