@@ -94,8 +94,19 @@ fn check_outside(dir: &Path, out: &Path) -> Result<()> {
         _ => Path::new("."),
     };
     // The output's directory, or where the output itself leads if it
-    // exists (a link planted at DIR.sig pointing into the tree).
-    let inside = |p: &Path| std::fs::canonicalize(p).is_ok_and(|c| c.starts_with(&dir));
+    // exists (a link planted at DIR.sig pointing into the tree). Judged by
+    // device and inode, so another path to the same tree (a bind mount)
+    // is inside too.
+    let id = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let tree = id(&dir);
+    let inside = |p: &Path| {
+        std::fs::canonicalize(p).is_ok_and(|c| {
+            c.starts_with(&dir) || c.ancestors().any(|a| tree.is_some() && id(a) == tree)
+        })
+    };
     if inside(parent) || (out.symlink_metadata().is_ok() && inside(out)) {
         bail!(
             "{} is inside the directory being signed, which would then never match its signature; write it elsewhere with -o FILE",

@@ -480,9 +480,13 @@ fn outputs_never_replace_what_the_command_reads() {
         ],
     );
     assert!(
-        run(p, &["audit", "append", "--dir", "log"], b"{\"action\":\"x\"}\n")
-            .status
-            .success()
+        run(
+            p,
+            &["audit", "append", "--dir", "log"],
+            b"{\"action\":\"x\"}\n"
+        )
+        .status
+        .success()
     );
     ok(p, &["audit", "checkpoint", "--dir", "log", "-o", "cp"]);
     let vkeys = fs::read(p.join("log/log.vkeys")).unwrap();
@@ -521,9 +525,13 @@ fn outputs_never_replace_what_the_command_reads() {
     let count = || fs::read_dir(p.join("log/checkpoints")).unwrap().count();
     let n = count();
     assert!(
-        run(p, &["audit", "append", "--dir", "log"], b"{\"action\":\"y\"}\n")
-            .status
-            .success()
+        run(
+            p,
+            &["audit", "append", "--dir", "log"],
+            b"{\"action\":\"y\"}\n"
+        )
+        .status
+        .success()
     );
     let out = run(p, &["audit", "checkpoint", "--dir", "log", "-o", "cp"], b"");
     assert_eq!(out.status.code(), Some(2));

@@ -403,3 +403,38 @@ fn a_signature_never_replaces_what_it_signs_and_dash_is_stdout() {
     assert!(v.status.success(), "{}", stderr(&v));
     assert!(!p.join("-").exists());
 }
+
+/// Another path to the same tree (a bind mount) is inside it too: the
+/// check once compared paths only. Runs where `mount --bind` works (root
+/// with the capability); skipped elsewhere.
+#[test]
+fn a_signature_is_not_written_into_the_tree_through_a_bind_mount() {
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    key(p, "ml-dsa-44", "k");
+    fs::create_dir_all(p.join("D")).unwrap();
+    fs::write(p.join("D/a"), b"data").unwrap();
+    fs::create_dir(p.join("mnt")).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["--bind"])
+        .arg(p.join("D"))
+        .arg(p.join("mnt"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mount --bind is not allowed here");
+        return;
+    }
+    let _unmount = Unmount(p.join("mnt"));
+    let out = run(p, &["sign", "-k", "k.key", "D", "-o", "mnt/D.sig"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("inside the directory being signed"));
+    assert!(!p.join("D/D.sig").exists());
+}

@@ -114,6 +114,9 @@ pub struct Trust {
     roots: Arc<RootCertStore>,
     crls: Vec<CertificateRevocationListDer<'static>>,
     crl: CrlFacts,
+    /// Serials refused besides those the CRL lists (see
+    /// [`Trust::also_revoking`]).
+    also_revoked: Arc<std::collections::BTreeSet<Vec<u8>>>,
 }
 
 impl Trust {
@@ -149,12 +152,84 @@ impl Trust {
             roots: Arc::new(roots),
             crls: vec![crl],
             crl: facts,
+            also_revoked: Arc::default(),
         })
     }
 
     /// The number and dates of the CRL, whose signature was checked.
     pub fn crl(&self) -> CrlFacts {
         self.crl.clone()
+    }
+
+    /// This trust, also refusing client certificates with these serials
+    /// (big-endian bytes, as a CRL lists them): what a server keeps
+    /// enforcing when a newer list from its CA dropped revocations an
+    /// older one made, so neither list's revocations are lost.
+    pub fn also_revoking(mut self, serials: impl IntoIterator<Item = Vec<u8>>) -> Self {
+        self.also_revoked = Arc::new(serials.into_iter().collect());
+        self
+    }
+}
+
+/// A client verifier that refuses the serials in `serials` before the
+/// CRL-checking verifier it wraps sees the certificate.
+#[derive(Debug)]
+struct AlsoRevoked {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    serials: Arc<std::collections::BTreeSet<Vec<u8>>>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for AlsoRevoked {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref()).map_err(|_| {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
+        })?;
+        if self.serials.contains(cert.raw_serial()) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -169,11 +244,17 @@ pub fn server_config(
     opts: TlsOptions,
 ) -> Result<Arc<ServerConfig>> {
     let p = crypto_provider(opts);
-    let verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), p.clone())
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(trust.roots.clone(), p.clone())
         .with_crls(trust.crls.clone())
         .enforce_revocation_expiration()
         .build()
         .map_err(verifier_error)?;
+    if !trust.also_revoked.is_empty() {
+        verifier = Arc::new(AlsoRevoked {
+            inner: verifier,
+            serials: trust.also_revoked.clone(),
+        });
+    }
     let cfg = ServerConfig::builder_with_provider(p)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

@@ -292,6 +292,19 @@ impl Floor {
         })
     }
 
+    /// The serials the newest list seen from `facts`' CA revoked, when
+    /// `facts` is a newer list that no longer names them all (what
+    /// [`Floor::admit`] refuses): a server keeps enforcing them beside the
+    /// newer list's own.
+    pub fn dropped_by(&self, facts: &CrlFacts) -> Option<Vec<Vec<u8>>> {
+        let seen = self.seen.get(&facts.ca_key_sha256)?;
+        let drops = seen
+            .revoked
+            .iter()
+            .any(|s| facts.revoked.binary_search(s).is_err());
+        (facts.number > seen.number && drops).then(|| seen.revoked.iter().cloned().collect())
+    }
+
     /// Admits a verified, current CRL: refused if its number is below the
     /// newest seen for its CA, or equal to it with other contents (two
     /// lists under one number); otherwise it becomes that CA's floor

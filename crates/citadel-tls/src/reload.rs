@@ -7,7 +7,10 @@
 //! A CRL is taken only if the CA signed it, it is current (before its
 //! `nextUpdate`) and its number is at least the newest already seen (kept
 //! in a [`Floor`], which may persist across restarts): copying back an
-//! older `crl.pem` does not un-revoke a certificate.
+//! older `crl.pem` does not un-revoke a certificate. A newer list that
+//! drops a revocation the last one made is refused as the floor, yet
+//! enforced beside the dropped serials, so no revocation from either list
+//! is lost while the CA is put right.
 
 use crate::Result;
 use crate::config::Trust;
@@ -109,13 +112,23 @@ impl ReloadingServerConfig {
                         .into(),
                 ));
             }
-            st.floor.admit(&t.crl())?;
-            Ok(((self.build)(&t)?, t.crl()))
+            let facts = t.crl();
+            match st.floor.admit(&facts) {
+                Ok(()) => Ok(((self.build)(&t)?, facts, None)),
+                // A newer list that dropped revocations (a CA restored from
+                // a backup): refused as the floor, yet its own revocations
+                // apply at once, beside the ones it dropped, so neither
+                // list's revocations are lost while the CA is put right.
+                Err(e) => match st.floor.dropped_by(&facts) {
+                    Some(kept) => Ok(((self.build)(&t.also_revoking(kept))?, facts, Some(e))),
+                    None => Err(e),
+                },
+            }
         });
         match reloaded {
-            Ok((config, crl)) => {
+            Ok((config, crl, warning)) => {
                 (st.stamps, st.config, st.crl) = (now, config, crl);
-                (st.config.clone(), None)
+                (st.config.clone(), warning)
             }
             Err(e) => (st.config.clone(), Some(e)),
         }

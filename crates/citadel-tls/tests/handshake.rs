@@ -476,6 +476,60 @@ fn revocation_cannot_be_rolled_back_or_go_stale() {
     assert!(e.contains("rolled back"), "{e}");
 }
 
+/// A CA restored from a backup older than a revocation publishes newer
+/// lists without it: the server refuses them as its floor, yet enforces
+/// their revocations at once beside the dropped ones (before, a revocation
+/// made after the restore was not enforced until the CA was put right).
+#[test]
+fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
+    use citadel_tls::crl::Floor;
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    for name in ["bob", "carol"] {
+        ca.issue(name, &[], &[], Usage::Client, 30).unwrap();
+    }
+    let backup = std::fs::read(dir.join("ca.json")).unwrap();
+    ca.revoke("alice").unwrap();
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let configs = ReloadingServerConfig::new(&dir, Floor::in_memory(), move |t: &Trust| {
+        server_config(server.clone(), t, TlsOptions::default())
+    })
+    .unwrap();
+    let connects = |name: &str| {
+        let id = Identity::from_ca(&ca_open(&dir), name).unwrap();
+        let crl = std::fs::read(dir.join("crl.pem")).unwrap();
+        // The client trusts the CA without a CRL check of its own on the
+        // server: only the server's verdict counts here.
+        handshake(
+            configs.current().0,
+            client_with(&id, &dir, &crl),
+            localhost(),
+        )
+        .0
+        .is_ok()
+    };
+    assert!(!connects("alice") && connects("bob") && connects("carol"));
+    // The restore: ca.json from before alice's revocation; then bob is
+    // revoked, and a list numbered above the last one omits alice.
+    std::fs::write(dir.join("ca.json"), &backup).unwrap();
+    let mut restored = ca_open(&dir);
+    restored.publish_crl(None).unwrap();
+    restored.revoke("bob").unwrap();
+    let (_, warning) = configs.current();
+    let warning = warning
+        .expect("the dropped revocation is reported")
+        .to_string();
+    assert!(warning.contains("no longer lists serial"), "{warning}");
+    assert!(!connects("alice"), "the dropped revocation is lost");
+    assert!(
+        !connects("bob"),
+        "the newer list's revocation is not enforced"
+    );
+    assert!(connects("carol"));
+}
+
 fn ca_open(dir: &std::path::Path) -> Ca {
     Ca::open(dir).unwrap()
 }
