@@ -13,6 +13,7 @@ mod files;
 mod kem_cmd;
 mod key_cmd;
 mod recv_cmd;
+mod shell_cmd;
 mod sign_cmd;
 mod transfer_cmd;
 mod vault_cmd;
@@ -38,7 +39,7 @@ use std::process::ExitCode;
     propagate_version = true,
     max_term_width = 100
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// Print only what was asked for: no progress bars, no confirmation
     /// lines (data, --json documents and errors are still printed).
     #[arg(long, short = 'q', global = true)]
@@ -173,6 +174,11 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(bench_cmd::BenchCommand),
+    /// Print the shell completion script for bash, zsh, fish, elvish or
+    /// powershell.
+    Completions(shell_cmd::CompletionsArgs),
+    /// Write the manual pages (one per command) to a directory.
+    Man(shell_cmd::ManArgs),
 }
 
 /// A verification failure: reported on one line, exit code 1.
@@ -215,6 +221,8 @@ fn main() -> ExitCode {
         Command::Recv(a) => recv_cmd::recv(a),
         Command::Audit(c) => audit_cmd::run(c),
         Command::Vault(c) => vault_cmd::run(c),
+        Command::Completions(a) => shell_cmd::completions(a),
+        Command::Man(a) => shell_cmd::man(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -740,3 +740,37 @@ fn a_ca_reached_through_another_users_link_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Completions and manual pages come from the command definition: every
+/// verb has a page, and the scripts name the verbs.
+#[test]
+fn completions_and_manual_pages_cover_every_verb() {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = ok(p, &["completions", shell]);
+        let script = String::from_utf8_lossy(&out.stdout);
+        for verb in ["sign", "encrypt", "audit", "vault", "completions"] {
+            assert!(script.contains(verb), "{shell}: {verb}");
+        }
+    }
+    let out = run(p, &["completions", "tcsh"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let out = ok(p, &["man", "-o", "man", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pages = v["pages"].as_array().unwrap();
+    for verb in [
+        "citadel",
+        "citadel-sign",
+        "citadel-ca-issue",
+        "citadel-vault-kv-get",
+        "citadel-man",
+    ] {
+        let page = fs::read_to_string(p.join(format!("man/{verb}.1"))).unwrap();
+        assert!(page.starts_with(".ie") || page.contains(".TH"), "{verb}");
+    }
+    assert!(pages.len() > 60, "{}", pages.len());
+    let out = run(p, &["man", "-o", "man"], b"");
+    assert_eq!(out.status.code(), Some(2), "pages replaced without --force");
+    ok(p, &["man", "-o", "man", "--force", "-q"]);
+}
