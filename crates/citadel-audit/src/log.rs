@@ -924,6 +924,15 @@ impl AuditLog {
     /// is the one signed then): a log whose earlier entries changed is
     /// refused, never signed.
     pub fn checkpoint(&mut self) -> Result<SignedCheckpoint, Error> {
+        // A file error because the directory went away is told as that.
+        self.checkpoint_inner()
+            .map_err(|e| match (&e, self.dir.check_present()) {
+                (Error::Io { .. }, Err(gone)) => gone,
+                _ => e,
+            })
+    }
+
+    fn checkpoint_inner(&mut self) -> Result<SignedCheckpoint, Error> {
         if self.mode != Mode::Write {
             return Err(Error::Setup(
                 "the log was opened for reading; open it for writing to sign a checkpoint".into(),
