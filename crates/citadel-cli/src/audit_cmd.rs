@@ -494,9 +494,7 @@ fn check_outputs(dir: &Path, force: bool, outs: &[&Option<PathBuf>]) -> Result<(
                 dir.display()
             );
         }
-        if !force && crate::files::occupied(p) {
-            bail!("{} already exists; pass --force to replace it", p.display());
-        }
+        crate::files::check_free(p, force)?;
     }
     Ok(())
 }

@@ -314,6 +314,14 @@ impl OutputArgs {
     }
 }
 
+/// Refuses `path` if a file is already there and `force` was not given.
+pub(crate) fn check_free(path: &Path, force: bool) -> Result<()> {
+    if !force && occupied(path) {
+        return Err(exists(path));
+    }
+    Ok(())
+}
+
 /// Whether a file (or a link) is already at `path`: what `--force` would
 /// replace. (A FIFO or device is written to, not replaced.)
 pub(crate) fn occupied(path: &Path) -> bool {

@@ -37,14 +37,6 @@ pub(crate) const MAX_SESSIONS_PER_ADDRESS: usize = 64;
 /// How long a connection that started a transfer waits for a thread.
 pub(crate) const SESSION_WAIT: Duration = Duration::from_secs(10);
 
-/// The process's umask, read once at start-up (setting it back at once;
-/// no other thread exists yet).
-fn process_umask() -> u32 {
-    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-    rustix::process::umask(old);
-    old.as_raw_mode()
-}
-
 /// Connections per address (not yet carrying a transfer, or carrying one),
 /// up to a limit.
 struct PerAddress {
@@ -275,7 +267,7 @@ fn resolved(path: &std::path::Path) -> Result<std::path::PathBuf> {
 }
 
 pub(crate) fn recv(a: RecvArgs) -> Result<()> {
-    let umask = process_umask();
+    let umask = crate::files::umask();
     raise_fd_limit();
     let opts = TlsOptions {
         allow_classical: a.tls.allow_classical,

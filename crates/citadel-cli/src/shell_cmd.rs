@@ -68,10 +68,8 @@ pub(crate) fn man(a: ManArgs) -> Result<()> {
         pages.push((a.output.join(format!("{name}.1")), page));
     }
     // Every page is checked before any is written.
-    if !a.force
-        && let Some((p, _)) = pages.iter().find(|(p, _)| crate::files::occupied(p))
-    {
-        bail!("{} already exists; pass --force to replace it", p.display());
+    for (p, _) in &pages {
+        crate::files::check_free(p, a.force)?;
     }
     for (p, page) in &pages {
         write_output(p, page, false, a.force)?;

@@ -162,11 +162,8 @@ pub(crate) fn sign(a: SignArgs) -> Result<()> {
             (None, false) => sig_path(path)?,
         };
         let to_stdout = crate::files::is_stdout(&out);
-        if !to_stdout && !a.force && crate::files::occupied(&out) {
-            bail!(
-                "{} already exists; pass --force to replace it",
-                shown_path(&out)
-            );
+        if !to_stdout {
+            crate::files::check_free(&out, a.force)?;
         }
         if let Some(&(other, ..)) = plan.iter().find(|(_, _, o, _)| *o == out) {
             if other == path {

@@ -67,18 +67,7 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 
 /// Starts `citadel recv` (with `extra` flags) and returns it with its address.
 fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (support::KillOnDrop, String) {
-    let mut child = bin()
-        .current_dir(p)
-        .args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            out,
-            "--ca",
-            "CA",
-        ])
-        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+    let mut child = recv_with(p, out, "CA")
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -86,6 +75,21 @@ fn start_recv(p: &Path, out: &str, extra: &[&str]) -> (support::KillOnDrop, Stri
         .unwrap();
     let addr = support::announced(&mut child, "listening on ");
     (support::KillOnDrop::new(child), addr)
+}
+
+/// `citadel recv` on an ephemeral loopback port into `dir`, trusting the
+/// CA directory `ca` and presenting its `server` certificate.
+fn recv_with(p: &Path, dir: &str, ca: &str) -> std::process::Command {
+    let mut c = bin();
+    c.current_dir(p)
+        .args(["recv", "--listen", "127.0.0.1:0", "--dir", dir, "--ca", ca])
+        .args([
+            "--cert",
+            &format!("{ca}/server.crt"),
+            "--key",
+            &format!("{ca}/server.key"),
+        ]);
+    c
 }
 
 fn send_cmd(p: &Path, what: &str, to: &str, client: &str) -> std::process::Command {
@@ -1142,20 +1146,7 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
     // The sender reads the old list too; what matters is the receiver.
     assert!(refused(&addr), "un-revoked by an older CRL");
     drop(recv);
-    let out = bin()
-        .current_dir(p)
-        .args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            "out",
-            "--ca",
-            "CA",
-        ])
-        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
-        .output()
-        .unwrap();
+    let out = recv_with(p, "out", "CA").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rolled back"));
     fs::write(p.join("CA/crl.pem"), &newer).unwrap();
@@ -1178,18 +1169,7 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
         ])
         .assert()
         .success();
-    let other = bin()
-        .current_dir(p)
-        .args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            "out",
-            "--ca",
-            "CA2",
-        ])
-        .args(["--cert", "CA2/server.crt", "--key", "CA2/server.key"])
+    let other = recv_with(p, "out", "CA2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1198,18 +1178,7 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
     support::announced(&mut other, "listening on ");
     drop(other);
     fs::write(p.join("CA/crl.pem"), &old).unwrap();
-    let child = bin()
-        .current_dir(p)
-        .args([
-            "recv",
-            "--listen",
-            "127.0.0.1:0",
-            "--dir",
-            "out",
-            "--ca",
-            "CA",
-        ])
-        .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
+    let child = recv_with(p, "out", "CA")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -1230,20 +1199,7 @@ fn an_older_crl_copied_back_does_not_unrevoke() {
     // An inbox that holds the CA, or lies in it, is refused: a sender
     // could replace ca.json there.
     for inbox in [".", "CA", "CA/in"] {
-        let out = bin()
-            .current_dir(p)
-            .args([
-                "recv",
-                "--listen",
-                "127.0.0.1:0",
-                "--dir",
-                inbox,
-                "--ca",
-                "CA",
-            ])
-            .args(["--cert", "CA/server.crt", "--key", "CA/server.key"])
-            .output()
-            .unwrap();
+        let out = recv_with(p, inbox, "CA").output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{inbox}");
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("overlap"),

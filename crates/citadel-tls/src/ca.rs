@@ -620,10 +620,10 @@ impl Ca {
         days: u32,
     ) -> Result<IssuedCert> {
         self.update(|ca| {
-            let now = now().unix_timestamp();
-            if let Some(c) = ca.state.issued.get(name)
-                && c.revoked_at.is_none()
-                && c.not_after > now
+            if let Some((_, c, _)) = ca
+                .states(now().unix_timestamp())
+                .into_iter()
+                .find(|(k, _, s)| *k == name && *s == CertState::Valid)
             {
                 let until = OffsetDateTime::from_unix_timestamp(c.not_after)
                     .map(|t| t.date().to_string())
