@@ -159,7 +159,7 @@ pub fn send_parallel<S: Read + Write>(
     let id = crate::manifest::id_of_json(&manifest.to_json());
     let stop = Stop::default();
     let (work, stop) = (&work, &stop);
-    std::thread::scope(|s| -> Result<()> {
+    let streamed = std::thread::scope(|s| -> Result<()> {
         let helpers: Vec<_> = (1..streams)
             .map(|k| {
                 s.spawn(move || -> Result<(), Failure> {
@@ -200,7 +200,17 @@ pub fn send_parallel<S: Read + Write>(
             .filter(|(_, e)| !matches!(e, Error::Aborted))
             .min_by_key(|(at, _)| *at)
             .map_or(Ok(()), |(_, e)| Err(e))
-    })?;
+    });
+    if let Err(e) = streamed {
+        // The first connection may have sent its share without a fault
+        // while another stream failed: it is told the cause too before it
+        // closes, or the receiver could read its close before the other
+        // stream's ERROR frame and report "the connection closed". A
+        // second ERROR frame after one already sent is never read.
+        let why = stop.reason().unwrap_or_else(|| e.to_string());
+        let _ = write_frame(primary, Kind::Error, why.as_bytes());
+        return Err(e);
+    }
     write_frame(primary, Kind::Sent, &[])?;
     loop {
         match read_frame(primary, &mut buf)? {

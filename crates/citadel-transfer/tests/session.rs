@@ -40,6 +40,8 @@ struct Faulty<S> {
     written: usize,
     budget: usize,
     flip: Option<usize>,
+    /// The last bytes written (up to 4 KiB): the frames that closed it.
+    tail: Vec<u8>,
 }
 
 impl Read for Faulty<TcpStream> {
@@ -64,6 +66,9 @@ impl Write for Faulty<TcpStream> {
         }
         self.inner.write_all(&data)?;
         self.written += n;
+        self.tail.extend_from_slice(&data);
+        let cut = self.tail.len().saturating_sub(4096);
+        self.tail.drain(..cut);
         Ok(n)
     }
 
@@ -97,6 +102,7 @@ fn run(
         written: 0,
         budget,
         flip,
+        tail: Vec::new(),
     };
     let sent = send(&mut stream, &manifest, &locals, key);
     drop(stream);
@@ -282,8 +288,9 @@ enum Fault {
 
 /// One three-stream transfer of a three-chunk file, where stream k carries
 /// chunk k and `fault` strikes chunk `k`. Returns the sender's error, the
-/// receiver's (its first connection's), and how long the slower took.
-fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Duration) {
+/// receiver's (its first connection's), how long the slower took, and the
+/// last bytes the sender wrote on its first connection.
+fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Duration, Vec<u8>) {
     use citadel_transfer::session::{Receiver, Stream, send_parallel};
     use std::sync::{Arc, Mutex, mpsc};
     let d = tempfile::tempdir().unwrap();
@@ -340,6 +347,7 @@ fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Durati
             written: 0,
             budget: usize::MAX,
             flip: None,
+            tail: Vec::new(),
         };
         match fault {
             // Inside the chunk (the last one is 100 bytes).
@@ -361,7 +369,7 @@ fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Durati
         &key,
         &|_, _| {},
     );
-    drop(primary);
+    let tail = primary.into_inner().unwrap().tail;
     let sender = start.elapsed();
     let received = loop {
         match outcomes.recv_timeout(std::time::Duration::from_secs(30)) {
@@ -371,7 +379,37 @@ fn ends_at_both_ends(fault: Fault, k: usize) -> (Error, Error, std::time::Durati
             Err(_) => panic!("{fault:?} at chunk {k}: the receiver did not end within 30 s"),
         }
     };
-    (sent.unwrap_err(), received, sender.max(start.elapsed()))
+    (
+        sent.unwrap_err(),
+        received,
+        sender.max(start.elapsed()),
+        tail,
+    )
+}
+
+/// The flake of stop 28 (1 run in 450): chunk 2's file shrank on stream
+/// 2, whose ERROR frame said so, while the first connection had sent its
+/// share and closed without a word; the receiver read that close first
+/// and reported "the connection closed". Every connection is now told the
+/// cause before it closes, so no ordering of the receiver's reads loses it.
+#[test]
+fn the_first_connection_is_told_why_another_stream_failed() {
+    use citadel_transfer::frame::Kind;
+    for k in 1..3 {
+        let (sent, _, _, tail) = ends_at_both_ends(Fault::Shrink, k);
+        assert!(sent.to_string().contains("shrank"), "{sent}");
+        // The last frame on the first connection: ERROR, naming the cause.
+        let at = (0..tail.len().saturating_sub(4))
+            .rev()
+            .find(|&i| {
+                tail[i] == Kind::Error as u8
+                    && u32::from_be_bytes(tail[i + 1..i + 5].try_into().unwrap()) as usize
+                        == tail.len() - i - 5
+            })
+            .unwrap_or_else(|| panic!("chunk {k}: no ERROR frame closes the first connection"));
+        let why = String::from_utf8_lossy(&tail[at + 5..]);
+        assert!(why.contains("shrank"), "chunk {k}: {why}");
+    }
 }
 
 /// Issue 13: whichever stage fails (the sender's reader, a connection, a
@@ -384,7 +422,7 @@ fn every_failure_ends_a_parallel_transfer_at_both_ends() {
         for k in 0..3 {
             let mut slowest = std::time::Duration::ZERO;
             for _ in 0..50 {
-                let (sent, received, took) = ends_at_both_ends(fault, k);
+                let (sent, received, took, _) = ends_at_both_ends(fault, k);
                 slowest = slowest.max(took);
                 let (sent, received) = (sent.to_string(), received.to_string());
                 match fault {
