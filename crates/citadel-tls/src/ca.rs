@@ -801,7 +801,37 @@ impl Ca {
         crate::crl::inspect(self.crl()?.as_ref(), self.cert.as_ref())
     }
 
+    /// The list published now, if it is this CA's (its signature verifies):
+    /// its number, and each serial it revokes with when.
+    fn published(&self) -> Option<(u64, Vec<crate::crl::Revocation>)> {
+        let crl = self.crl().ok()?;
+        let facts = crate::crl::inspect(crl.as_ref(), self.cert.as_ref()).ok()?;
+        Some((facts.number, crate::crl::revocations(crl.as_ref())))
+    }
+
     fn write_crl_and_state(&mut self) -> Result<()> {
+        // A CA directory whose ca.json was restored from a backup still
+        // publishes above the list out there, and keeps every revocation
+        // that list made: revoking is for good (servers refuse a list
+        // that drops one, or reuses a number).
+        let mut carried = Vec::new();
+        if let Some((number, listed)) = self.published() {
+            self.state.crl_number = self.state.crl_number.max(number);
+            for (serial, at) in listed {
+                let known = self
+                    .state
+                    .issued
+                    .values_mut()
+                    .find(|c| hex::decode(&c.serial).is_ok_and(|s| same_serial(&s, &serial)));
+                match known {
+                    Some(c) => {
+                        c.revoked_at.get_or_insert(at);
+                    }
+                    // Issued after the backup: listed still, though nameless.
+                    None => carried.push((serial, at)),
+                }
+            }
+        }
         self.state.crl_number = self
             .state
             .crl_number
@@ -809,6 +839,15 @@ impl Ca {
             .ok_or_else(|| Error::Ca("ca.json: crl_number is out of range".into()))?;
         // Every revocation is listed, or nothing is published.
         let mut revoked = Vec::new();
+        for (serial, at) in carried {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: OffsetDateTime::from_unix_timestamp(at)
+                    .map_err(|_| Error::Ca("crl.pem: a revocation time is out of range".into()))?,
+                reason_code: Some(RevocationReason::Unspecified),
+                invalidity_date: None,
+            });
+        }
         for (name, c) in &self.state.issued {
             let Some(t) = c.revoked_at else { continue };
             let bad = || Error::Ca(format!("ca.json: the record of {name} is damaged"));
@@ -836,6 +875,13 @@ impl Ca {
         write_file(&self.dir.join("ca.json"), &json, false)?;
         write_file(&self.dir.join("crl.pem"), crl.pem()?.as_bytes(), false)
     }
+}
+
+/// Whether two serials (big-endian bytes) are the same number: a DER
+/// integer may carry a leading zero byte the other spelling lacks.
+fn same_serial(a: &[u8], b: &[u8]) -> bool {
+    let trim = |s: &[u8]| s.iter().position(|&b| b != 0).unwrap_or(s.len());
+    a[trim(a)..] == b[trim(b)..]
 }
 
 fn rcgen_pem(der: &CertificateDer<'_>) -> String {

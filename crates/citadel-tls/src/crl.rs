@@ -110,6 +110,22 @@ pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
     })
 }
 
+/// A serial a CRL revokes (big-endian bytes) and when (Unix seconds).
+pub(crate) type Revocation = (Vec<u8>, i64);
+
+/// Each serial `crl` (DER, already checked by [`inspect`]) revokes, with
+/// its revocation time; none if it does not parse.
+pub(crate) fn revocations(crl: &[u8]) -> Vec<Revocation> {
+    x509_parser::parse_x509_crl(crl)
+        .map(|(_, list)| {
+            list.iter_revoked_certificates()
+                .take(MAX_REVOKED)
+                .map(|r| (r.raw_serial().to_vec(), r.revocation_date.timestamp()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Refuses a CRL that is past its `nextUpdate` at `now` (Unix seconds).
 /// (Its number is checked against what a server has seen by [`Floor`].)
 pub fn check_current(facts: &CrlFacts, now: i64) -> Result<()> {
@@ -292,93 +308,133 @@ impl Floor {
         })
     }
 
-    /// The serials the newest list seen from `facts`' CA revoked, when
-    /// `facts` is a newer list that no longer names them all (what
-    /// [`Floor::admit`] refuses): a server keeps enforcing them beside the
-    /// newer list's own.
-    pub fn dropped_by(&self, facts: &CrlFacts) -> Option<Vec<Vec<u8>>> {
-        let seen = self.seen.get(&facts.ca_key_sha256)?;
-        let drops = seen
-            .revoked
-            .iter()
-            .any(|s| facts.revoked.binary_search(s).is_err());
-        (facts.number > seen.number && drops).then(|| seen.revoked.iter().cloned().collect())
-    }
-
     /// Admits a verified, current CRL: refused if its number is below the
     /// newest seen for its CA, or equal to it with other contents (two
-    /// lists under one number); otherwise it becomes that CA's floor
+    /// lists under one number), or if it no longer lists a serial the
+    /// floor holds as revoked; otherwise it becomes that CA's floor
     /// (written through before it counts). A floor kept in a file is
     /// re-read under a lock (`FILE.lock`) first, so two processes sharing
     /// it never undo each other's records.
     pub fn admit(&mut self, facts: &CrlFacts) -> Result<()> {
-        let _lock = match &self.path {
-            Some(p) => {
-                let mut name = p.as_os_str().to_owned();
-                name.push(".lock");
-                let lock_path = std::path::PathBuf::from(name);
-                let f = open_own_file(&lock_path, true).map_err(|source| Error::Io {
-                    path: lock_path.display().to_string(),
-                    source,
-                })?;
-                rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
-                    Error::Io {
-                        path: lock_path.display().to_string(),
-                        source: e.into(),
-                    }
-                })?;
-                for (ca, record) in read_records(p)? {
-                    let mine = self.seen.entry(ca).or_insert_with(|| record.clone());
-                    if record.number > mine.number {
-                        *mine = record;
-                    }
-                }
-                Some(f)
+        let _lock = self.lock_and_merge()?;
+        match self.judge(facts)? {
+            Verdict::Seen => Ok(()),
+            Verdict::Newer => self.store(facts, Default::default()),
+            Verdict::Drops(e) => Err(e),
+        }
+    }
+
+    /// As [`Floor::admit`], except for a list that no longer names every
+    /// serial the floor holds as revoked (a CA restored from a backup): its
+    /// number (if newer) and contents become the floor together with every
+    /// serial held before, and the union is returned, with why, for the
+    /// server to enforce beside the list. The union is written through, so
+    /// neither a restart nor a later list numbered above it drops them.
+    pub fn admit_or_hold(&mut self, facts: &CrlFacts) -> Result<Option<(Vec<Vec<u8>>, Error)>> {
+        let _lock = self.lock_and_merge()?;
+        match self.judge(facts)? {
+            Verdict::Seen => Ok(None),
+            Verdict::Newer => self.store(facts, Default::default()).map(|()| None),
+            Verdict::Drops(why) => {
+                let held = self
+                    .seen
+                    .get(&facts.ca_key_sha256)
+                    .map(|r| r.revoked.clone())
+                    .unwrap_or_default();
+                self.store(facts, held)?;
+                let union = self.seen[&facts.ca_key_sha256].revoked.iter().cloned();
+                Ok(Some((union.collect(), why)))
             }
-            None => None,
+        }
+    }
+
+    /// Takes the floor file's lock (`FILE.lock`) and merges its records
+    /// into this floor's, keeping the newer of each CA's; the lock is held
+    /// while the returned file lives.
+    fn lock_and_merge(&mut self) -> Result<Option<std::fs::File>> {
+        let Some(p) = &self.path else {
+            return Ok(None);
         };
-        if let Some(seen) = self.seen.get(&facts.ca_key_sha256) {
-            let n = seen.number;
-            if facts.number < n {
+        let mut name = p.as_os_str().to_owned();
+        name.push(".lock");
+        let lock_path = std::path::PathBuf::from(name);
+        let io_err = |source| Error::Io {
+            path: lock_path.display().to_string(),
+            source,
+        };
+        let f = open_own_file(&lock_path, true).map_err(io_err)?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(e.into()))?;
+        for (ca, record) in read_records(p)? {
+            let mine = self.seen.entry(ca).or_insert_with(|| record.clone());
+            if record.number > mine.number {
+                *mine = record;
+            } else if record.number == mine.number {
+                // Serials held beside a list (`admit_or_hold`) are kept
+                // whichever process held them.
+                mine.revoked.extend(record.revoked);
+            }
+        }
+        Ok(Some(f))
+    }
+
+    /// How `facts` stands against its CA's record.
+    fn judge(&self, facts: &CrlFacts) -> Result<Verdict> {
+        let Some(seen) = self.seen.get(&facts.ca_key_sha256) else {
+            if self.seen.len() >= MAX_FLOOR_CAS {
                 return Err(bad(format!(
-                    "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
-                    facts.number
+                    "this server has already kept CRL records for {MAX_FLOOR_CAS} CAs, the most it keeps; move its CRL floor file aside (the server then accepts any current CRL its CA signed)"
                 )));
             }
-            if facts.number == n && seen.crl != facts.crl_sha256 {
-                return Err(bad(format!(
-                    "it is CRL number {n}, already seen with other contents: two lists carry one number; publish a new one with `citadel ca crl`"
-                )));
-            }
-            if facts.number == n {
-                return Ok(());
-            }
-            // A Citadel CA lists every revocation for good: a newer list
-            // without a serial the last one listed was made from an older
-            // record (a CA directory restored from a backup, say).
-            if let Some(gone) = seen
-                .revoked
-                .iter()
-                .find(|s| facts.revoked.binary_search(s).is_err())
-            {
-                return Err(bad(format!(
-                    "it is CRL number {}, yet it no longer lists serial {}, which number {n} revoked: was the CA restored from a backup? Revoke that certificate again (`citadel ca revoke`) so the next list names it",
-                    facts.number,
-                    hex::encode(gone)
-                )));
-            }
-        } else if self.seen.len() >= MAX_FLOOR_CAS {
+            return Ok(Verdict::Newer);
+        };
+        let n = seen.number;
+        if facts.number < n {
             return Err(bad(format!(
-                "this server has already kept CRL records for {MAX_FLOOR_CAS} CAs, the most it keeps; move its CRL floor file aside (the server then accepts any current CRL its CA signed)"
+                "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
+                facts.number
             )));
         }
+        if facts.number == n && seen.crl != facts.crl_sha256 {
+            return Err(bad(format!(
+                "it is CRL number {n}, already seen with other contents: two lists carry one number; publish a new one with `citadel ca crl`"
+            )));
+        }
+        // A Citadel CA lists every revocation for good: a list without a
+        // serial the floor holds was made from an older record (a CA
+        // directory restored from a backup, say). The floor may hold more
+        // than its own list did (see `admit_or_hold`), so even the list
+        // it was made from is checked.
+        match seen
+            .revoked
+            .iter()
+            .find(|s| facts.revoked.binary_search(s).is_err())
+        {
+            Some(gone) => Ok(Verdict::Drops(bad(format!(
+                "it is CRL number {}, yet it no longer lists serial {}, which this server holds as revoked (it was listed by number {n} or before): was the CA restored from a backup? Revoke that certificate again (`citadel ca revoke`) so the next list names it; until then the server refuses it anyway",
+                facts.number,
+                hex::encode(gone)
+            )))),
+            None if facts.number == n => Ok(Verdict::Seen),
+            None => Ok(Verdict::Newer),
+        }
+    }
+
+    /// Makes `facts`, with the serials in `held` besides its own, its CA's
+    /// record, written through before it counts.
+    fn store(
+        &mut self,
+        facts: &CrlFacts,
+        mut held: std::collections::BTreeSet<Vec<u8>>,
+    ) -> Result<()> {
+        held.extend(facts.revoked.iter().cloned());
         let mut next = self.seen.clone();
         next.insert(
             facts.ca_key_sha256,
             Record {
                 number: facts.number,
                 crl: facts.crl_sha256,
-                revoked: facts.revoked.iter().cloned().collect(),
+                revoked: held,
             },
         );
         if next.values().map(|r| r.revoked.len()).sum::<usize>() > MAX_REVOKED * 4 {
@@ -394,6 +450,17 @@ impl Floor {
         self.seen = next;
         Ok(())
     }
+}
+
+/// How a CRL stands against the floor's record of its CA.
+enum Verdict {
+    /// The very list the floor holds (same number and contents).
+    Seen,
+    /// A newer list naming every serial held (or a CA not seen before).
+    Newer,
+    /// A list at or above the floor's number that no longer names a serial
+    /// the floor holds as revoked: why.
+    Drops(Error),
 }
 
 #[cfg(test)]

@@ -7,10 +7,10 @@
 //! A CRL is taken only if the CA signed it, it is current (before its
 //! `nextUpdate`) and its number is at least the newest already seen (kept
 //! in a [`Floor`], which may persist across restarts): copying back an
-//! older `crl.pem` does not un-revoke a certificate. A newer list that
-//! drops a revocation the last one made is refused as the floor, yet
-//! enforced beside the dropped serials, so no revocation from either list
-//! is lost while the CA is put right.
+//! older `crl.pem` does not un-revoke a certificate. A list that drops a
+//! revocation the floor holds is enforced beside every serial held, and
+//! the floor keeps holding them all (see [`Floor::admit_or_hold`]), so no
+//! revocation from any list is lost while the CA is put right.
 
 use crate::Result;
 use crate::config::Trust;
@@ -40,6 +40,8 @@ struct Loaded {
     config: Arc<ServerConfig>,
     floor: Floor,
     crl: CrlFacts,
+    /// Why serials are held beside the CRL at start-up, told once.
+    pending: Option<crate::Error>,
 }
 
 /// A server config rebuilt when the CA directory's public files change.
@@ -52,14 +54,21 @@ pub struct ReloadingServerConfig {
 impl ReloadingServerConfig {
     /// Builds the config from the CA in `dir` with `build`; fails if that
     /// fails now (a CRL that is stale, forged, or older than `floor`
-    /// included).
+    /// included). A CRL that no longer lists a serial `floor` holds is
+    /// enforced beside it, and the first [`current`](Self::current) call
+    /// says why.
     pub fn new(
         dir: &Path,
         mut floor: Floor,
         build: impl Fn(&Trust) -> Result<Arc<ServerConfig>> + Send + Sync + 'static,
     ) -> Result<Self> {
         let stamps = Self::stamps(dir);
-        let trust = Self::trust(dir, &mut floor)?;
+        let mut trust = Trust::from_dir(dir)?;
+        let mut pending = None;
+        if let Some((held, why)) = floor.admit_or_hold(&trust.crl())? {
+            trust = trust.also_revoking(held);
+            pending = Some(why);
+        }
         let config = build(&trust)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -69,16 +78,9 @@ impl ReloadingServerConfig {
                 config,
                 floor,
                 crl: trust.crl(),
+                pending,
             }),
         })
-    }
-
-    /// Loads the CA's trust and admits its CRL to `floor` (refusing one
-    /// rolled back, or another list under a number already seen).
-    fn trust(dir: &Path, floor: &mut Floor) -> Result<Trust> {
-        let trust = Trust::from_dir(dir)?;
-        floor.admit(&trust.crl())?;
-        Ok(trust)
     }
 
     fn stamps(dir: &Path) -> Vec<Option<Stamp>> {
@@ -100,7 +102,7 @@ impl ReloadingServerConfig {
             // Unchanged, but it may have gone stale meanwhile: rustls then
             // refuses every client certificate, and this says why.
             let why = crate::crl::check_current(&st.crl, crate::crl::unix_now()).err();
-            return (st.config.clone(), why);
+            return (st.config.clone(), why.or_else(|| st.pending.take()));
         }
         let pinned = st.crl.ca_sha256;
         let reloaded = Trust::from_dir(&self.dir).and_then(|t| {
@@ -113,16 +115,14 @@ impl ReloadingServerConfig {
                 ));
             }
             let facts = t.crl();
-            match st.floor.admit(&facts) {
-                Ok(()) => Ok(((self.build)(&t)?, facts, None)),
-                // A newer list that dropped revocations (a CA restored from
-                // a backup): refused as the floor, yet its own revocations
-                // apply at once, beside the ones it dropped, so neither
-                // list's revocations are lost while the CA is put right.
-                Err(e) => match st.floor.dropped_by(&facts) {
-                    Some(kept) => Ok(((self.build)(&t.also_revoking(kept))?, facts, Some(e))),
-                    None => Err(e),
-                },
+            match st.floor.admit_or_hold(&facts)? {
+                None => Ok(((self.build)(&t)?, facts, None)),
+                // A list that dropped revocations (a CA restored from a
+                // backup): its own revocations apply at once, beside every
+                // one the floor held, which the floor keeps holding (on
+                // disk too), so no later list or restart loses them while
+                // the CA is put right.
+                Some((held, why)) => Ok(((self.build)(&t.also_revoking(held))?, facts, Some(why))),
             }
         });
         match reloaded {

@@ -1,7 +1,7 @@
 //! Real TLS handshakes over loopback TCP between configs built from a CA
 //! directory: what is accepted, what is refused, and what is reported.
 
-use citadel_tls::ca::{Ca, CaAlgorithm, Usage};
+use citadel_tls::ca::{Ca, CaAlgorithm, CertState, Usage};
 use citadel_tls::config::{
     Identity, TlsOptions, Trust, client_config, crypto_provider, explain, server_config,
 };
@@ -476,10 +476,43 @@ fn revocation_cannot_be_rolled_back_or_go_stale() {
     assert!(e.contains("rolled back"), "{e}");
 }
 
-/// A CA restored from a backup older than a revocation publishes newer
-/// lists without it: the server refuses them as its floor, yet enforces
-/// their revocations at once beside the dropped ones (before, a revocation
-/// made after the restore was not enforced until the CA was put right).
+/// The CA's public and private record, as a backup takes it.
+fn backup(dir: &std::path::Path) -> Vec<(&'static str, Vec<u8>)> {
+    ["ca.json", "crl.pem"]
+        .into_iter()
+        .map(|f| (f, std::fs::read(dir.join(f)).unwrap()))
+        .collect()
+}
+
+fn restore(dir: &std::path::Path, files: &[(&'static str, Vec<u8>)]) {
+    for (f, bytes) in files {
+        std::fs::write(dir.join(f), bytes).unwrap();
+    }
+}
+
+/// Whether `name`'s certificate from the CA in `dir` gets through a
+/// server running on `configs`. The client trusts the CA without a CRL
+/// check of its own: only the server's verdict counts here.
+fn admitted(
+    configs: &citadel_tls::reload::ReloadingServerConfig,
+    dir: &std::path::Path,
+    name: &str,
+) -> bool {
+    let id = Identity::from_ca(&ca_open(dir), name).unwrap();
+    let crl = std::fs::read(dir.join("crl.pem")).unwrap();
+    handshake(
+        configs.current().0,
+        client_with(&id, dir, &crl),
+        localhost(),
+    )
+    .0
+    .is_ok()
+}
+
+/// A CA directory restored whole from a backup older than a revocation
+/// publishes newer lists without it: the server enforces their
+/// revocations at once beside the dropped ones (before, a revocation made
+/// after the restore was not enforced until the CA was put right).
 #[test]
 fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
     use citadel_tls::crl::Floor;
@@ -490,30 +523,18 @@ fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
     for name in ["bob", "carol"] {
         ca.issue(name, &[], &[], Usage::Client, 30).unwrap();
     }
-    let backup = std::fs::read(dir.join("ca.json")).unwrap();
+    let before = backup(&dir);
     ca.revoke("alice").unwrap();
     let server = Identity::from_ca(&ca, "server").unwrap();
     let configs = ReloadingServerConfig::new(&dir, Floor::in_memory(), move |t: &Trust| {
         server_config(server.clone(), t, TlsOptions::default())
     })
     .unwrap();
-    let connects = |name: &str| {
-        let id = Identity::from_ca(&ca_open(&dir), name).unwrap();
-        let crl = std::fs::read(dir.join("crl.pem")).unwrap();
-        // The client trusts the CA without a CRL check of its own on the
-        // server: only the server's verdict counts here.
-        handshake(
-            configs.current().0,
-            client_with(&id, &dir, &crl),
-            localhost(),
-        )
-        .0
-        .is_ok()
-    };
+    let connects = |name: &str| admitted(&configs, &dir, name);
     assert!(!connects("alice") && connects("bob") && connects("carol"));
-    // The restore: ca.json from before alice's revocation; then bob is
+    // The restore: the CA from before alice's revocation; then bob is
     // revoked, and a list numbered above the last one omits alice.
-    std::fs::write(dir.join("ca.json"), &backup).unwrap();
+    restore(&dir, &before);
     let mut restored = ca_open(&dir);
     restored.publish_crl(None).unwrap();
     restored.revoke("bob").unwrap();
@@ -528,6 +549,108 @@ fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
         "the newer list's revocation is not enforced"
     );
     assert!(connects("carol"));
+}
+
+/// Helper-17's sequence: two restores, the second of a backup that has
+/// alice's revocation but not bob's. A list published from it (numbered
+/// above every list before) dropped bob, and the server, which held bob
+/// beside the first dropping list only in memory, let him in. The floor
+/// now holds every serial it enforced, on disk, across lists and restarts.
+#[test]
+fn a_second_restore_does_not_bring_back_a_revoked_client() {
+    use citadel_tls::crl::Floor;
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let floor_at = d.path().join("crl-floor");
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    for name in ["bob", "carol"] {
+        ca.issue(name, &[], &[], Usage::Client, 30).unwrap();
+    }
+    let b0 = backup(&dir);
+    ca.revoke("alice").unwrap();
+    let b_alice = backup(&dir);
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let start = || {
+        let server = server.clone();
+        ReloadingServerConfig::new(&dir, Floor::load(&floor_at).unwrap(), move |t: &Trust| {
+            server_config(server.clone(), t, TlsOptions::default())
+        })
+        .unwrap()
+    };
+    let configs = start();
+    restore(&dir, &b0);
+    ca_open(&dir).publish_crl(None).unwrap();
+    ca_open(&dir).revoke("bob").unwrap();
+    assert!(!admitted(&configs, &dir, "alice") && !admitted(&configs, &dir, "bob"));
+    restore(&dir, &b_alice);
+    for _ in 0..2 {
+        ca_open(&dir).publish_crl(None).unwrap();
+        assert!(!admitted(&configs, &dir, "bob"), "bob is back");
+        assert!(!admitted(&configs, &dir, "alice") && admitted(&configs, &dir, "carol"));
+    }
+    // A restart reads what the floor held, and says why once.
+    let configs = start();
+    let (_, why) = configs.current();
+    let why = why.expect("the held serial is reported").to_string();
+    assert!(why.contains("no longer lists serial"), "{why}");
+    assert!(configs.current().1.is_none(), "told once");
+    assert!(!admitted(&configs, &dir, "bob") && !admitted(&configs, &dir, "alice"));
+    // Put right: bob revoked again; the list names both, and is the floor.
+    ca_open(&dir).revoke("bob").unwrap();
+    assert!(configs.current().1.is_none());
+    assert!(!admitted(&configs, &dir, "bob") && !admitted(&configs, &dir, "alice"));
+    assert!(admitted(&configs, &dir, "carol"));
+}
+
+/// The CA's side of a restore: a ca.json restored from before a
+/// revocation publishes above the list out there (never reusing its
+/// number) and keeps its revocations, so nothing is dropped at all.
+#[test]
+fn a_ca_whose_record_was_restored_keeps_the_published_revocations() {
+    use citadel_tls::crl::inspect;
+    use rustls::pki_types::pem::PemObject;
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    ca.issue("bob", &[], &[], Usage::Client, 30).unwrap();
+    let record = std::fs::read(d.path().join("ca.json")).unwrap();
+    // Dave is issued and revoked after the backup: the restored record
+    // does not know him, yet his serial stays listed.
+    ca.issue("dave", &[], &[], Usage::Client, 30).unwrap();
+    ca.revoke("dave").unwrap();
+    ca.revoke("alice").unwrap();
+    let facts = |ca: &Ca| {
+        let pem = std::fs::read(d.path().join("crl.pem")).unwrap();
+        let der = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(&pem).unwrap();
+        inspect(der.as_ref(), ca.certificate().as_ref()).unwrap()
+    };
+    let listed = facts(&ca);
+    assert_eq!(listed.revoked.len(), 2);
+    std::fs::write(d.path().join("ca.json"), &record).unwrap();
+    let mut restored = ca_open(d.path());
+    let next = restored.publish_crl(None).unwrap();
+    assert!(
+        next.number > listed.number,
+        "{} after {}",
+        next.number,
+        listed.number
+    );
+    assert_eq!(
+        next.revoked, listed.revoked,
+        "alice's revocation was dropped"
+    );
+    assert_eq!(facts(&restored), next);
+    let alice = restored
+        .states(0)
+        .into_iter()
+        .find(|(n, _, _)| *n == "alice");
+    assert!(
+        matches!(alice, Some((_, _, CertState::Revoked))),
+        "{alice:?}"
+    );
+    // Revoking bob now lists all three.
+    restored.revoke("bob").unwrap();
+    assert_eq!(facts(&restored).revoked.len(), 3);
 }
 
 fn ca_open(dir: &std::path::Path) -> Ca {
