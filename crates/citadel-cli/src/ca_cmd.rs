@@ -14,7 +14,8 @@ pub(crate) enum CaCommand {
     Init(InitArgs),
     /// Issue an end-entity certificate: CA/NAME.crt (chain) and CA/NAME.key (0600).
     Issue(IssueArgs),
-    /// Revoke every certificate issued under NAME and publish a new CRL.
+    /// Revoke every certificate issued under NAME, or one by --serial, and
+    /// publish a new CRL.
     Revoke(RevokeArgs),
     /// List the certificates the CA has issued, with their state (valid,
     /// superseded, expired, revoked).
@@ -42,13 +43,13 @@ pub(crate) struct CrlArgs {
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum MlDsaChoice {
     /// ML-DSA-44.
-    #[value(name = "ml-dsa-44")]
+    #[value(name = "ml-dsa-44", aliases = ["mldsa44", "ml-dsa44"])]
     MlDsa44,
     /// ML-DSA-65.
-    #[value(name = "ml-dsa-65")]
+    #[value(name = "ml-dsa-65", aliases = ["mldsa65", "ml-dsa65"])]
     MlDsa65,
     /// ML-DSA-87.
-    #[value(name = "ml-dsa-87")]
+    #[value(name = "ml-dsa-87", aliases = ["mldsa87", "ml-dsa87"])]
     MlDsa87,
 }
 
@@ -63,6 +64,7 @@ pub(crate) struct InitArgs {
     #[arg(
         long,
         value_enum,
+        ignore_case = true,
         default_value = "ml-dsa-65",
         conflicts_with = "classical"
     )]
@@ -118,9 +120,14 @@ pub(crate) struct RevokeArgs {
     /// The CA directory.
     #[arg(long)]
     ca: PathBuf,
-    /// Name of the certificate to revoke.
-    #[arg(long)]
-    name: String,
+    /// Name of the certificates to revoke (every certificate issued under it).
+    #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+    name: Option<String>,
+    /// Serial (hex, as `ca list` shows it) of the one certificate to
+    /// revoke; one the CA has no record of (a ca.json restored from an older
+    /// backup) is listed all the same.
+    #[arg(long, value_name = "HEX")]
+    serial: Option<String>,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -200,16 +207,20 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
         }
         CaCommand::Revoke(a) => {
             let mut ca = Ca::open(&a.ca)?;
-            let n = ca.revoke(&a.name)?;
             let crl = a.ca.join("crl.pem");
+            let (name, n) = match (&a.name, &a.serial) {
+                (Some(name), _) => (name.clone(), ca.revoke(name)?),
+                (None, Some(serial)) => (ca.revoke_serial(serial)?, 1),
+                (None, None) => anyhow::bail!("pass --name NAME or --serial HEX"),
+            };
             if a.json {
-                print_json(
-                    &json!({"name": a.name, "revoked": n, "crl": crl.display().to_string()}),
-                );
+                print_json(&json!({
+                    "name": name, "serial": a.serial, "revoked": n,
+                    "crl": crl.display().to_string()
+                }));
             } else {
                 crate::say!(
-                    "revoked {n} certificate(s) named {}; {} updated",
-                    a.name,
+                    "revoked {n} certificate(s) listed as {name}; {} updated",
                     crl.display()
                 );
             }

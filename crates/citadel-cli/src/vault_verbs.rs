@@ -200,7 +200,7 @@ pub(crate) struct TransitArgs {
 
 #[derive(Subcommand)]
 pub(crate) enum TransitCommand {
-    /// Create a key: aes256-gcm96, chacha20-poly1305, mlkem768-x25519
+    /// Create a key: aes256-gcm96, chacha20-poly1305, mlkem768x25519
     /// (post-quantum hybrid encryption), ed25519, ecdsa-p256, ml-dsa-44/65/87,
     /// slh-dsa-*.
     Create {

@@ -662,7 +662,8 @@ fn send_and_recv_a_tree_over_pq_mutual_tls() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["files"], 2);
     assert_eq!(v["negotiated"]["key_exchange"], "X25519MLKEM768");
-    assert_eq!(v["negotiated"]["peer_signature_algorithm"], "ML-DSA-65");
+    assert_eq!(v["negotiated"]["peer_signature_algorithm"], "ml-dsa-65");
+    assert_eq!(v["negotiated"]["protocol"], "TLSv1.3");
     assert!(
         std::process::Child::from(child)
             .wait_with_output()

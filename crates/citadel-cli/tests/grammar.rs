@@ -205,6 +205,22 @@ fn quiet_leaves_only_what_was_asked_for() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revoked"], 1);
+    // Revocation by serial (issue 15), as `ca list --json` shows it.
+    ok(
+        p,
+        &[
+            "ca", "issue", "--ca", "CA", "--name", "eve", "--client", "-q",
+        ],
+    );
+    let list = ok(p, &["ca", "list", "--ca", "CA", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let serial = list["issued"]["eve"]["serial"].as_str().unwrap();
+    let out = ok(
+        p,
+        &["ca", "revoke", "--ca", "CA", "--serial", serial, "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["name"], "eve", "{v}");
 }
 
 #[test]

@@ -382,7 +382,7 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     ok(vault(
         a,
         &env_tf,
-        &["transit", "create", "pq", "--type", "mlkem768-x25519"],
+        &["transit", "create", "pq", "--type", "mlkem768x25519"],
         "",
     ));
     let card = "card-4111111111111111";

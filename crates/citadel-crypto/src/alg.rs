@@ -159,24 +159,26 @@ impl fmt::Display for Algorithm {
 impl FromStr for Algorithm {
     type Err = Error;
 
+    /// The canonical name (FIPS spelling, as [`Algorithm::name`] prints),
+    /// or any spelling that differs from one only in case, hyphens and
+    /// underscores (`ML_DSA_65`, `mldsa65`, `mlkem768-x25519`), or
+    /// `x-wing`/`xwing` for the X-Wing hybrid.
     fn from_str(s: &str) -> Result<Self> {
-        let wanted = s.trim().to_ascii_lowercase().replace('_', "-");
-        let aliases: &[(&str, Algorithm)] = &[
-            ("mlkem512", Algorithm::MlKem512),
-            ("mlkem768", Algorithm::MlKem768),
-            ("mlkem1024", Algorithm::MlKem1024),
-            ("mldsa44", Algorithm::MlDsa44),
-            ("mldsa65", Algorithm::MlDsa65),
-            ("mldsa87", Algorithm::MlDsa87),
-            ("x-wing", Algorithm::MlKem768X25519),
-            ("xwing", Algorithm::MlKem768X25519),
-            ("mlkem768-x25519", Algorithm::MlKem768X25519),
-        ];
+        let squash = |n: &str| -> String {
+            n.trim()
+                .chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let wanted = squash(s);
+        if wanted == "xwing" {
+            return Ok(Algorithm::MlKem768X25519);
+        }
         Algorithm::ALL
             .iter()
             .copied()
-            .find(|a| a.name() == wanted)
-            .or_else(|| aliases.iter().find(|(n, _)| *n == wanted).map(|(_, a)| *a))
+            .find(|a| squash(a.name()) == wanted)
             .ok_or_else(|| Error::UnknownAlgorithm(s.to_string()))
     }
 }
@@ -191,6 +193,29 @@ mod tests {
             assert_eq!(a.name().parse::<Algorithm>().unwrap(), *a);
         }
         assert!("rsa-2048".parse::<Algorithm>().is_err());
+    }
+
+    /// One vocabulary (issue 15): every spelling a user of another tool
+    /// types names the same algorithm, and no two names squash together.
+    #[test]
+    fn aliases_differ_only_in_case_and_hyphens() {
+        for (alias, alg) in [
+            ("ML-DSA-65", Algorithm::MlDsa65),
+            ("mldsa65", Algorithm::MlDsa65),
+            ("ml-dsa65", Algorithm::MlDsa65),
+            ("ML_KEM_768", Algorithm::MlKem768),
+            ("mlkem768-x25519", Algorithm::MlKem768X25519),
+            ("X-Wing", Algorithm::MlKem768X25519),
+            ("SLH-DSA-SHA2-128s", Algorithm::SlhDsaSha2_128s),
+        ] {
+            assert_eq!(alias.parse::<Algorithm>().unwrap(), alg, "{alias}");
+        }
+        let squashed: std::collections::BTreeSet<String> = Algorithm::ALL
+            .iter()
+            .map(|a| a.name().replace('-', ""))
+            .collect();
+        assert_eq!(squashed.len(), Algorithm::ALL.len());
+        assert!("ml-dsa-66".parse::<Algorithm>().is_err());
     }
 
     #[test]

@@ -173,8 +173,28 @@ pub(crate) fn write_file(path: &Path, data: &[u8], private: bool) -> Result<()> 
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(io(path))
+/// The longest file of a CA directory read (a `ca.json` or `crl.pem`
+/// listing 20,000 certificates is a few MiB).
+const MAX_CA_FILE: u64 = 32 << 20;
+
+/// Reads a file of a CA directory: never through a symbolic link, never
+/// blocking on a FIFO or device put in its place, and at most
+/// [`MAX_CA_FILE`] bytes.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let f = crate::crl::open_own_file(path, false).map_err(io(path))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CA_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    if bytes.len() as u64 > MAX_CA_FILE {
+        return Err(Error::Ca(format!(
+            "{}: longer than {} MiB, more than a CA directory's file holds",
+            path.display(),
+            MAX_CA_FILE >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Holds the CA directory's lock (`DIR/lock`, `flock`) while a verb reads
@@ -780,6 +800,56 @@ impl Ca {
         Ok(n)
     }
 
+    /// Revokes the certificate with this serial (hex, as `ca list` shows
+    /// it) and publishes a new CRL. A serial the CA has no record of (its
+    /// `ca.json` restored from an older backup) is recorded as `#SERIAL`
+    /// and listed all the same. Returns the name it was listed under.
+    pub fn revoke_serial(&mut self, serial_hex: &str) -> Result<String> {
+        let serial = hex::decode(serial_hex.trim().trim_start_matches("0x").replace(':', ""))
+            .ok()
+            .map(|s| trimmed(&s))
+            .filter(|s| !s.is_empty() && s.len() <= 20)
+            .ok_or_else(|| {
+                Error::Ca(format!(
+                    "--serial {serial_hex}: a serial is 1 to 20 bytes in hex, as `citadel ca list` shows it"
+                ))
+            })?;
+        self.update(|ca| {
+            let t = now().unix_timestamp();
+            let known = ca
+                .state
+                .issued
+                .iter_mut()
+                .find(|(_, c)| hex::decode(&c.serial).is_ok_and(|s| trimmed(&s) == serial));
+            let name = match known {
+                Some((k, c)) => {
+                    if c.revoked_at.is_some() {
+                        return Err(Error::Ca(format!(
+                            "serial {serial_hex} ({k}) is already revoked"
+                        )));
+                    }
+                    c.revoked_at = Some(t);
+                    k.clone()
+                }
+                None => {
+                    let k = format!("#{}", hex::encode(&serial));
+                    ca.state.issued.insert(
+                        k.clone(),
+                        IssuedCert {
+                            serial: hex::encode(&serial),
+                            usage: Usage::Both,
+                            not_after: 0,
+                            revoked_at: Some(t),
+                        },
+                    );
+                    k
+                }
+            };
+            ca.write_crl_and_state()?;
+            Ok(name)
+        })
+    }
+
     /// Signs and publishes a new CRL (the next number, the same
     /// revocations), current for `days` days from now (the CA's setting if
     /// `None`, which `days` also updates). Run it on a timer well within
@@ -801,34 +871,65 @@ impl Ca {
         crate::crl::inspect(self.crl()?.as_ref(), self.cert.as_ref())
     }
 
-    /// The list published now, if it is this CA's (its signature verifies):
-    /// its number, and each serial it revokes with when.
-    fn published(&self) -> Option<(u64, Vec<crate::crl::Revocation>)> {
-        let crl = self.crl().ok()?;
-        let facts = crate::crl::inspect(crl.as_ref(), self.cert.as_ref()).ok()?;
-        Some((facts.number, crate::crl::revocations(crl.as_ref())))
+    /// The list published now (none if there is no `crl.pem`): its number,
+    /// and each serial it revokes with when. A `crl.pem` that is there but
+    /// is damaged or not this CA's is an error: publishing from `ca.json`
+    /// alone could drop the revocations it lists.
+    fn published(&self) -> Result<Option<(u64, Vec<crate::crl::Revocation>)>> {
+        let path = self.dir.join("crl.pem");
+        let bytes = match read(&path) {
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            r => r,
+        };
+        let checked = bytes.and_then(|b| {
+            let crl = CertificateRevocationListDer::from_pem_slice(&b)
+                .map_err(|e| Error::Ca(e.to_string()))?;
+            let facts = crate::crl::inspect(crl.as_ref(), self.cert.as_ref())?;
+            Ok((facts.number, crate::crl::revocations(crl.as_ref())))
+        });
+        checked.map(Some).map_err(|e| {
+            Error::Ca(format!(
+                "{} does not load as this CA's revocation list ({e}); nothing was published, since a list made from ca.json alone could drop the revocations it holds. Restore it from your backup; if it is lost, move it aside and run the command again (servers that saw a newer list then refuse the new one until the certificates it dropped are revoked again)",
+                path.display()
+            ))
+        })
     }
 
     fn write_crl_and_state(&mut self) -> Result<()> {
         // A CA directory whose ca.json was restored from a backup still
         // publishes above the list out there, and keeps every revocation
-        // that list made: revoking is for good (servers refuse a list
-        // that drops one, or reuses a number).
-        let mut carried = Vec::new();
-        if let Some((number, listed)) = self.published() {
+        // that list made, in ca.json too: revoking is for good (servers
+        // refuse a list that drops one, or reuses a number).
+        if let Some((number, listed)) = self.published()? {
             self.state.crl_number = self.state.crl_number.max(number);
+            let by_serial: std::collections::HashMap<Vec<u8>, String> = self
+                .state
+                .issued
+                .iter()
+                .filter_map(|(k, c)| Some((trimmed(&hex::decode(&c.serial).ok()?), k.clone())))
+                .collect();
             for (serial, at) in listed {
-                let known = self
-                    .state
-                    .issued
-                    .values_mut()
-                    .find(|c| hex::decode(&c.serial).is_ok_and(|s| same_serial(&s, &serial)));
-                match known {
-                    Some(c) => {
-                        c.revoked_at.get_or_insert(at);
+                let serial = trimmed(&serial);
+                match by_serial.get(&serial) {
+                    Some(k) => {
+                        if let Some(c) = self.state.issued.get_mut(k) {
+                            c.revoked_at.get_or_insert(at);
+                        }
                     }
-                    // Issued after the backup: listed still, though nameless.
-                    None => carried.push((serial, at)),
+                    // Issued after the backup: recorded by serial alone.
+                    None => {
+                        self.state.issued.insert(
+                            format!("#{}", hex::encode(&serial)),
+                            IssuedCert {
+                                serial: hex::encode(&serial),
+                                usage: Usage::Both,
+                                not_after: 0,
+                                revoked_at: Some(at),
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -839,15 +940,6 @@ impl Ca {
             .ok_or_else(|| Error::Ca("ca.json: crl_number is out of range".into()))?;
         // Every revocation is listed, or nothing is published.
         let mut revoked = Vec::new();
-        for (serial, at) in carried {
-            revoked.push(RevokedCertParams {
-                serial_number: SerialNumber::from_slice(&serial),
-                revocation_time: OffsetDateTime::from_unix_timestamp(at)
-                    .map_err(|_| Error::Ca("crl.pem: a revocation time is out of range".into()))?,
-                reason_code: Some(RevocationReason::Unspecified),
-                invalidity_date: None,
-            });
-        }
         for (name, c) in &self.state.issued {
             let Some(t) = c.revoked_at else { continue };
             let bad = || Error::Ca(format!("ca.json: the record of {name} is damaged"));
@@ -859,6 +951,13 @@ impl Ca {
                 reason_code: Some(RevocationReason::Unspecified),
                 invalidity_date: None,
             });
+        }
+        if revoked.len() > crate::crl::MAX_REVOKED {
+            return Err(Error::Ca(format!(
+                "this CA would list {} revoked certificates, more than the {} a server takes; nothing was published. Move its clients to a new CA (`citadel ca init`)",
+                revoked.len(),
+                crate::crl::MAX_REVOKED
+            )));
         }
         let params = CertificateRevocationListParams {
             this_update: now() - Duration::minutes(5),
@@ -877,11 +976,10 @@ impl Ca {
     }
 }
 
-/// Whether two serials (big-endian bytes) are the same number: a DER
-/// integer may carry a leading zero byte the other spelling lacks.
-fn same_serial(a: &[u8], b: &[u8]) -> bool {
-    let trim = |s: &[u8]| s.iter().position(|&b| b != 0).unwrap_or(s.len());
-    a[trim(a)..] == b[trim(b)..]
+/// A serial (big-endian bytes) without leading zero bytes: a DER integer
+/// may carry one the other spelling lacks.
+fn trimmed(s: &[u8]) -> Vec<u8> {
+    s[s.iter().position(|&b| b != 0).unwrap_or(s.len())..].to_vec()
 }
 
 fn rcgen_pem(der: &CertificateDer<'_>) -> String {

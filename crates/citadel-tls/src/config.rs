@@ -127,10 +127,10 @@ impl Trust {
         // Refused if others could swap the directory or its files.
         let dir = &crate::ca::trusted_dir(dir)?;
         let crt = dir.join("ca.crt");
-        let cert = CertificateDer::from_pem_file(&crt)
+        let cert = CertificateDer::from_pem_slice(&crate::ca::read(&crt)?)
             .map_err(|e| Error::Ca(format!("{}: {e}", crt.display())))?;
         let crl_path = dir.join("crl.pem");
-        let crl = CertificateRevocationListDer::from_pem_file(&crl_path)
+        let crl = CertificateRevocationListDer::from_pem_slice(&crate::ca::read(&crl_path)?)
             .map_err(|e| Error::Ca(format!("{}: {e}", crl_path.display())))?;
         Self::new(cert, crl)
     }

@@ -319,33 +319,47 @@ impl Floor {
         let _lock = self.lock_and_merge()?;
         match self.judge(facts)? {
             Verdict::Seen => Ok(()),
-            Verdict::Newer => self.store(facts, Default::default()),
+            Verdict::Newer => self.store(facts),
             Verdict::Drops(e) => Err(e),
         }
     }
 
-    /// As [`Floor::admit`], except for a list that no longer names every
-    /// serial the floor holds as revoked (a CA restored from a backup): its
-    /// number (if newer) and contents become the floor together with every
-    /// serial held before, and the union is returned, with why, for the
-    /// server to enforce beside the list. The union is written through, so
-    /// neither a restart nor a later list numbered above it drops them.
-    pub fn admit_or_hold(&mut self, facts: &CrlFacts) -> Result<Option<(Vec<Vec<u8>>, Error)>> {
-        let _lock = self.lock_and_merge()?;
-        match self.judge(facts)? {
-            Verdict::Seen => Ok(None),
-            Verdict::Newer => self.store(facts, Default::default()).map(|()| None),
+    /// As [`Floor::admit`], for a server that must take its CA's newest
+    /// list whatever its disk does. A list that no longer names every
+    /// serial the floor holds (a CA restored from a backup) becomes the
+    /// floor together with every serial held before, and the union is
+    /// returned, with why, for the server to enforce beside the list. A
+    /// floor file that cannot be locked, read or written (a full disk) is
+    /// not a reason to keep an older list: the list is taken in memory and
+    /// the failure comes back as a warning. Refused, as by `admit`: a list
+    /// rolled back, or another list under a number already seen.
+    pub fn admit_or_hold(&mut self, facts: &CrlFacts) -> Result<Admission> {
+        let mut warnings = Vec::new();
+        let _lock = self.lock_and_merge().unwrap_or_else(|e| {
+            warnings.push(e.to_string());
+            None
+        });
+        let (held, drops) = match self.judge(facts)? {
+            Verdict::Seen => return Ok(Admission::warn(None, warnings)),
+            Verdict::Newer => (Default::default(), false),
             Verdict::Drops(why) => {
-                let held = self
-                    .seen
-                    .get(&facts.ca_key_sha256)
-                    .map(|r| r.revoked.clone())
-                    .unwrap_or_default();
-                self.store(facts, held)?;
-                let union = self.seen[&facts.ca_key_sha256].revoked.iter().cloned();
-                Ok(Some((union.collect(), why)))
+                warnings.insert(0, why.to_string());
+                let held = self.seen.get(&facts.ca_key_sha256);
+                (held.map(|r| r.revoked.clone()).unwrap_or_default(), true)
             }
+        };
+        let next = self.next_with(facts, held)?;
+        if let Some(p) = &self.path
+            && let Err(e) = write_records(p, &next)
+        {
+            warnings.push(format!(
+                "{e}: the list is in force, but this server's record of it is not kept on disk, so a restart now would accept an older list; free the space and it is written with the next change"
+            ));
         }
+        let also_revoked =
+            drops.then(|| next[&facts.ca_key_sha256].revoked.iter().cloned().collect());
+        self.seen = next;
+        Ok(Admission::warn(also_revoked, warnings))
     }
 
     /// Takes the floor file's lock (`FILE.lock`) and merges its records
@@ -411,8 +425,9 @@ impl Floor {
             .find(|s| facts.revoked.binary_search(s).is_err())
         {
             Some(gone) => Ok(Verdict::Drops(bad(format!(
-                "it is CRL number {}, yet it no longer lists serial {}, which this server holds as revoked (it was listed by number {n} or before): was the CA restored from a backup? Revoke that certificate again (`citadel ca revoke`) so the next list names it; until then the server refuses it anyway",
+                "it is CRL number {}, yet it no longer lists serial {}, which this server holds as revoked (it was listed by number {n} or before): was the CA restored from a backup? Revoke it again (`citadel ca revoke --ca DIR --serial {}`) so the next list names it; until then the server refuses it anyway",
                 facts.number,
+                hex::encode(gone),
                 hex::encode(gone)
             )))),
             None if facts.number == n => Ok(Verdict::Seen),
@@ -420,13 +435,13 @@ impl Floor {
         }
     }
 
-    /// Makes `facts`, with the serials in `held` besides its own, its CA's
-    /// record, written through before it counts.
-    fn store(
-        &mut self,
+    /// The records with `facts`, and the serials in `held` besides its own,
+    /// as its CA's; refused past the floor's bound.
+    fn next_with(
+        &self,
         facts: &CrlFacts,
         mut held: std::collections::BTreeSet<Vec<u8>>,
-    ) -> Result<()> {
+    ) -> Result<Records> {
         held.extend(facts.revoked.iter().cloned());
         let mut next = self.seen.clone();
         next.insert(
@@ -443,12 +458,43 @@ impl Floor {
                 MAX_REVOKED * 4
             )));
         }
+        Ok(next)
+    }
+
+    /// Makes `facts` its CA's record, written through before it counts.
+    fn store(&mut self, facts: &CrlFacts) -> Result<()> {
+        let next = self.next_with(facts, Default::default())?;
         if let Some(p) = &self.path {
-            let text: String = next.iter().map(|(ca, r)| format_line(ca, r)).collect();
-            crate::ca::write_file(p, text.as_bytes(), false)?;
+            write_records(p, &next)?;
         }
         self.seen = next;
         Ok(())
+    }
+}
+
+/// Writes a floor file.
+fn write_records(path: &Path, records: &Records) -> Result<()> {
+    let text: String = records.iter().map(|(ca, r)| format_line(ca, r)).collect();
+    crate::ca::write_file(path, text.as_bytes(), false)
+}
+
+/// What admitting a CRL with [`Floor::admit_or_hold`] came to.
+#[derive(Debug)]
+pub struct Admission {
+    /// Serials to refuse beside the list's own: every one the floor holds,
+    /// when the list dropped some.
+    pub also_revoked: Option<Vec<Vec<u8>>>,
+    /// What to tell the operator (serials held beside the list, a floor
+    /// not kept on disk), if anything.
+    pub warning: Option<Error>,
+}
+
+impl Admission {
+    fn warn(also_revoked: Option<Vec<Vec<u8>>>, warnings: Vec<String>) -> Self {
+        Admission {
+            also_revoked,
+            warning: (!warnings.is_empty()).then(|| Error::Ca(warnings.join("; also, "))),
+        }
     }
 }
 

@@ -1,30 +1,54 @@
 //! What a TLS connection negotiated.
 
+use citadel_crypto::Algorithm;
 use rustls::CommonState;
 use serde::Serialize;
 
 /// The negotiated parameters of an established connection.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Negotiated {
-    /// e.g. `TLSv1_3`.
+    /// The IANA name, e.g. `TLSv1.3`.
     pub protocol: String,
-    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    /// The IANA name, e.g. `TLS_AES_256_GCM_SHA384`.
     pub cipher_suite: String,
-    /// e.g. `X25519MLKEM768`.
+    /// The IANA group name, e.g. `X25519MLKEM768`.
     pub key_exchange: String,
-    /// Signature algorithm of the peer's certificate (`ML-DSA-65`, or the OID).
+    /// Signature algorithm of the peer's certificate in Citadel's
+    /// vocabulary (`ml-dsa-65`, `ecdsa-p256`), or its OID.
     pub peer_signature_algorithm: Option<String>,
     /// Subject of the peer's certificate.
     pub peer_subject: Option<String>,
 }
 
+/// The certificate's signature algorithm in Citadel's vocabulary (the
+/// names `citadel key list-algs` and transit use), or its OID.
 fn sig_alg_name(oid: &str) -> String {
-    match oid {
-        "2.16.840.1.101.3.4.3.17" => "ML-DSA-44".into(),
-        "2.16.840.1.101.3.4.3.18" => "ML-DSA-65".into(),
-        "2.16.840.1.101.3.4.3.19" => "ML-DSA-87".into(),
-        "1.2.840.10045.4.3.2" => "ECDSA-SHA256".into(),
-        other => other.to_string(),
+    let known = Algorithm::ALL
+        .iter()
+        .find(|a| a.oid_string().as_deref() == Some(oid));
+    match (known, oid) {
+        (Some(a), _) => a.name().to_string(),
+        (None, "1.2.840.10045.4.3.2") => "ecdsa-p256".into(),
+        (None, other) => other.to_string(),
+    }
+}
+
+/// The IANA name of a TLS version (`TLSv1.3`, as OpenSSL prints it).
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".into(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".into(),
+        other => format!("{:#06x}", u16::from(other)),
+    }
+}
+
+/// The IANA name of a cipher suite (`TLS_AES_256_GCM_SHA384`; rustls
+/// spells TLS 1.3 suites `TLS13_…`).
+fn suite_name(s: rustls::CipherSuite) -> String {
+    let name = format!("{s:?}");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
     }
 }
 
@@ -43,11 +67,11 @@ pub fn negotiated(conn: &CommonState) -> Negotiated {
     Negotiated {
         protocol: conn
             .protocol_version()
-            .map(|v| format!("{v:?}"))
+            .map(version_name)
             .unwrap_or_default(),
         cipher_suite: conn
             .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
+            .map(|s| suite_name(s.suite()))
             .unwrap_or_default(),
         key_exchange: conn
             .negotiated_key_exchange_group()

@@ -64,11 +64,11 @@ impl ReloadingServerConfig {
     ) -> Result<Self> {
         let stamps = Self::stamps(dir);
         let mut trust = Trust::from_dir(dir)?;
-        let mut pending = None;
-        if let Some((held, why)) = floor.admit_or_hold(&trust.crl())? {
+        let admitted = floor.admit_or_hold(&trust.crl())?;
+        if let Some(held) = admitted.also_revoked {
             trust = trust.also_revoking(held);
-            pending = Some(why);
         }
+        let pending = admitted.warning;
         let config = build(&trust)?;
         Ok(Self {
             dir: dir.to_path_buf(),
@@ -115,15 +115,18 @@ impl ReloadingServerConfig {
                 ));
             }
             let facts = t.crl();
-            match st.floor.admit_or_hold(&facts)? {
-                None => Ok(((self.build)(&t)?, facts, None)),
-                // A list that dropped revocations (a CA restored from a
-                // backup): its own revocations apply at once, beside every
-                // one the floor held, which the floor keeps holding (on
-                // disk too), so no later list or restart loses them while
-                // the CA is put right.
-                Some((held, why)) => Ok(((self.build)(&t.also_revoking(held))?, facts, Some(why))),
-            }
+            // A list that dropped revocations (a CA restored from a
+            // backup): its own revocations apply at once, beside every one
+            // the floor held, which the floor keeps holding (on disk too),
+            // so no later list or restart loses them while the CA is put
+            // right. A floor that cannot be written keeps no older list in
+            // force: the newer one applies, with a warning.
+            let admitted = st.floor.admit_or_hold(&facts)?;
+            let t = match admitted.also_revoked {
+                Some(held) => t.also_revoking(held),
+                None => t,
+            };
+            Ok(((self.build)(&t)?, facts, admitted.warning))
         });
         match reloaded {
             Ok((config, crl, warning)) => {

@@ -95,12 +95,19 @@ fn post_quantum_mutual_tls_works_and_reports_what_it_negotiated() {
         let c = client_config(Identity::from_ca(&ca, "alice").unwrap(), &trust, opts).unwrap();
         let (srv, cli) = handshake(s.clone(), c.clone(), localhost());
         let (srv, cli) = (srv.unwrap(), cli.unwrap());
-        assert_eq!(cli.protocol, "TLSv1_3");
+        // IANA names and Citadel's algorithm vocabulary, never Rust's
+        // enum spellings (issue 15).
+        assert_eq!(cli.protocol, "TLSv1.3");
+        assert!(
+            cli.cipher_suite.starts_with("TLS_AES_"),
+            "{}",
+            cli.cipher_suite
+        );
         assert_eq!(cli.key_exchange, "X25519MLKEM768");
         let expected = match alg {
-            CaAlgorithm::MlDsa44 => "ML-DSA-44",
-            CaAlgorithm::MlDsa65 => "ML-DSA-65",
-            _ => "ML-DSA-87",
+            CaAlgorithm::MlDsa44 => "ml-dsa-44",
+            CaAlgorithm::MlDsa65 => "ml-dsa-65",
+            _ => "ml-dsa-87",
         };
         assert_eq!(cli.peer_signature_algorithm.as_deref(), Some(expected));
         assert!(cli.peer_subject.unwrap().contains("server"));
@@ -238,10 +245,7 @@ fn classical_ca_is_refused_by_default_and_works_when_allowed() {
         cli.key_exchange, "X25519MLKEM768",
         "classical certificates still get PQ key exchange"
     );
-    assert_eq!(
-        cli.peer_signature_algorithm.as_deref(),
-        Some("ECDSA-SHA256")
-    );
+    assert_eq!(cli.peer_signature_algorithm.as_deref(), Some("ecdsa-p256"));
 }
 
 #[test]
@@ -711,4 +715,170 @@ fn one_number_one_list_and_the_ca_is_pinned() {
     }
     let e = configs.current().1.unwrap().to_string();
     assert!(e.contains("ca.crt changed"), "{e}");
+}
+
+/// Helper-18's first finding: a receiver whose floor file could not be
+/// written (a sender filled its disk first) kept the older list in force,
+/// so a client revoked after that still got in. The newer list now
+/// applies in memory, with a warning.
+#[test]
+fn a_floor_that_cannot_be_written_keeps_no_older_list_in_force() {
+    use citadel_tls::crl::Floor;
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let state = d.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    ca.issue("bob", &[], &[], Usage::Client, 30).unwrap();
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let configs = ReloadingServerConfig::new(
+        &dir,
+        Floor::load(&state.join("crl-floor")).unwrap(),
+        move |t: &Trust| server_config(server.clone(), t, TlsOptions::default()),
+    )
+    .unwrap();
+    assert!(admitted(&configs, &dir, "alice"));
+    // The floor's directory is gone: neither its lock nor the file can be
+    // written (as on a full disk, a read-only remount or a spent quota).
+    std::fs::remove_dir_all(&state).unwrap();
+    ca.revoke("alice").unwrap();
+    let (_, warning) = configs.current();
+    let warning = warning.expect("the unkept record is reported").to_string();
+    assert!(warning.contains("not kept on disk"), "{warning}");
+    assert!(
+        !admitted(&configs, &dir, "alice"),
+        "the older list is in force"
+    );
+    assert!(admitted(&configs, &dir, "bob"));
+}
+
+/// Helper-18's second and third findings: a CA whose `crl.pem` is
+/// damaged or another CA's refuses to publish from `ca.json` alone (it
+/// published a rolled-back list, exit 0); a serial known only from the
+/// published list is recorded in `ca.json`, so a second restore (of
+/// `crl.pem`) cannot drop it; and a certificate can be revoked by serial,
+/// even one the CA has no record of.
+#[test]
+fn a_ca_never_publishes_a_list_that_drops_what_it_cannot_read() {
+    use citadel_tls::crl::inspect;
+    use rustls::pki_types::pem::PemObject;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let mut first = ca(&dir, CaAlgorithm::MlDsa44);
+    let record = std::fs::read(dir.join("ca.json")).unwrap();
+    let first_crl = std::fs::read(dir.join("crl.pem")).unwrap();
+    first.issue("carol", &[], &[], Usage::Client, 30).unwrap();
+    first.revoke("carol").unwrap();
+    let good = std::fs::read(dir.join("crl.pem")).unwrap();
+    let listed = |dir: &std::path::Path| {
+        let pem = std::fs::read(dir.join("crl.pem")).unwrap();
+        let der = rustls::pki_types::CertificateRevocationListDer::from_pem_slice(&pem).unwrap();
+        inspect(der.as_ref(), ca_open(dir).certificate().as_ref()).unwrap()
+    };
+    let carol = listed(&dir).revoked;
+    assert_eq!(carol.len(), 1);
+    std::fs::write(dir.join("ca.json"), &record).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let foreign = ca(other.path(), CaAlgorithm::MlDsa44);
+    drop(foreign);
+    for (bad, says) in [
+        (good[..good.len() / 2].to_vec(), "does not load"),
+        (
+            std::fs::read(other.path().join("crl.pem")).unwrap(),
+            "does not load",
+        ),
+    ] {
+        std::fs::write(dir.join("crl.pem"), &bad).unwrap();
+        let e = ca_open(&dir).publish_crl(None).unwrap_err().to_string();
+        assert!(e.contains(says) && e.contains("move it aside"), "{e}");
+        assert_eq!(
+            std::fs::read(dir.join("crl.pem")).unwrap(),
+            bad,
+            "published"
+        );
+    }
+    // Put back: the next list keeps carol, and ca.json records her serial.
+    std::fs::write(dir.join("crl.pem"), &good).unwrap();
+    ca_open(&dir).publish_crl(None).unwrap();
+    assert_eq!(listed(&dir).revoked, carol);
+    let named = ca_open(&dir)
+        .states(0)
+        .into_iter()
+        .map(|(n, c, s)| (n.to_string(), c.serial.clone(), s))
+        .find(|(n, _, _)| n.starts_with('#'));
+    let (name, serial, state) = named.expect("the carried serial is recorded");
+    assert_eq!(state, CertState::Revoked);
+    assert_eq!(name, format!("#{serial}"));
+    // The second restore: the first crl.pem back; nothing is dropped.
+    std::fs::write(dir.join("crl.pem"), &first_crl).unwrap();
+    ca_open(&dir).publish_crl(None).unwrap();
+    assert_eq!(listed(&dir).revoked, carol);
+    // By serial: a known certificate, then one the CA never recorded.
+    let mut c = ca_open(&dir);
+    c.issue("dave", &[], &[], Usage::Client, 30).unwrap();
+    let dave = c.issued()["dave"].serial.clone();
+    assert_eq!(c.revoke_serial(&dave.to_uppercase()).unwrap(), "dave");
+    let e = c.revoke_serial(&dave).unwrap_err().to_string();
+    assert!(e.contains("already revoked"), "{e}");
+    assert_eq!(c.revoke_serial("0a0b0c").unwrap(), "#0a0b0c");
+    assert!(c.revoke_serial("zz").is_err() && c.revoke_serial("").is_err());
+    assert_eq!(listed(&dir).revoked.len(), 3);
+}
+
+/// Helper-18's fifth finding: a FIFO in place of `crl.pem` hung `ca crl`
+/// (holding the CA's lock) and, for good, a running receiver's reload.
+#[test]
+fn a_fifo_in_place_of_a_ca_file_is_refused_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    std::fs::remove_file(dir.join("crl.pem")).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(dir.join("crl.pem"))
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    let e = ca.publish_crl(None).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    let e = Trust::from_dir(&dir).err().unwrap().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// Helper-18's fourth finding: past the 20,000 serials a server takes, a
+/// revocation published a list every server refused (each kept the older
+/// one). The CA now refuses to publish it, and says what to do.
+#[test]
+fn a_ca_refuses_a_list_no_server_would_take() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    ca(&dir, CaAlgorithm::MlDsa44);
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ca.json")).unwrap()).unwrap();
+    let issued = state["issued"].as_object_mut().unwrap();
+    for i in 0..citadel_tls::crl::MAX_REVOKED as u64 {
+        issued.insert(
+            format!("old{i}"),
+            serde_json::json!({"serial": format!("7f{i:016x}"), "usage": "client",
+                "not_after": 1, "revoked_at": 1}),
+        );
+    }
+    std::fs::write(dir.join("ca.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    let before = std::fs::read(dir.join("crl.pem")).unwrap();
+    let start = std::time::Instant::now();
+    let e = ca_open(&dir).revoke("alice").unwrap_err().to_string();
+    assert!(
+        e.contains("more than the 20000") && e.contains("new CA"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(dir.join("crl.pem")).unwrap(), before);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
 }

@@ -14,9 +14,12 @@
 //! `ed25519` and `ecdsa-p256` (signing, as Vault has them), and types
 //! Vault lacks: `ml-dsa-44/65/87` and `slh-dsa-*` for signing (pure mode;
 //! a FIPS 204/205 context string in `signature_context`, base64, at most
-//! 255 bytes) and `mlkem768-x25519` for encryption and data keys.
+//! 255 bytes) and `mlkem768x25519` for encryption and data keys. Type
+//! names are the CLI's (`citadel key list-algs`): the FIPS names, with
+//! their aliases (`mldsa65`, `mlkem768-x25519`, `x-wing`) accepted and
+//! stored and shown as the canonical name.
 //!
-//! An `mlkem768-x25519` ciphertext is `vault:vN:` then the base64 of the
+//! An `mlkem768x25519` ciphertext is `vault:vN:` then the base64 of the
 //! X-Wing ciphertext (1,120 bytes) followed by AES-256-GCM output under
 //! `HKDF-SHA-256(ikm = shared secret, salt = "", info =
 //! "citadel transit mlkem768-x25519 v1")` with an all-zero nonce (each
@@ -52,7 +55,9 @@ use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use zeroize::{Zeroize, Zeroizing};
 
-const HYBRID: &str = "mlkem768-x25519";
+/// The hybrid type's name: the one `citadel key gen` and age use
+/// (`mlkem768-x25519`, `x-wing` and `xwing` are accepted and stored as it).
+const HYBRID: &str = "mlkem768x25519";
 /// Most versions a key keeps (each rotation adds one).
 const MAX_KEY_VERSIONS: usize = 4096;
 const HYBRID_INFO: &[u8] = b"citadel transit mlkem768-x25519 v1";
@@ -397,8 +402,8 @@ fn kind_from(name: &str) -> Result<Kind, Error> {
         "aes256-gcm96" => Ok(Kind::Aead(AeadAlgorithm::Aes256Gcm)),
         "chacha20-poly1305" => Ok(Kind::Aead(AeadAlgorithm::ChaCha20Poly1305)),
         "ecdsa-p256" => Ok(Kind::EcdsaP256),
-        HYBRID => Ok(Kind::Hybrid),
         other => match other.parse::<Algorithm>() {
+            Ok(Algorithm::MlKem768X25519) => Ok(Kind::Hybrid),
             Ok(a) if a.family() == citadel_crypto::Family::Signature => Ok(Kind::Sign(a)),
             _ => Err(bad(format!(
                 "unknown key type {other:?}: use aes256-gcm96, chacha20-poly1305, {HYBRID}, ed25519, ecdsa-p256, ml-dsa-44, ml-dsa-65, ml-dsa-87 or slh-dsa-*"
@@ -408,6 +413,17 @@ fn kind_from(name: &str) -> Result<Kind, Error> {
 }
 
 impl Kind {
+    /// The canonical name, which is stored and shown.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Aead(AeadAlgorithm::Aes256Gcm) => "aes256-gcm96",
+            Kind::Aead(AeadAlgorithm::ChaCha20Poly1305) => "chacha20-poly1305",
+            Kind::Sign(a) => a.name(),
+            Kind::EcdsaP256 => "ecdsa-p256",
+            Kind::Hybrid => HYBRID,
+        }
+    }
+
     fn encrypts(self) -> bool {
         matches!(self, Kind::Aead(_) | Kind::Hybrid)
     }
@@ -498,13 +514,20 @@ impl Drop for Version {
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Key {
-    #[serde(rename = "type")]
+    /// The type's canonical name (one stored under an alias before names
+    /// were canonical reads as the canonical one).
+    #[serde(rename = "type", deserialize_with = "canonical_kind")]
     kind: String,
     versions: BTreeMap<u32, Version>,
     latest_version: u32,
     min_decryption_version: u32,
     min_encryption_version: u32,
     deletion_allowed: bool,
+}
+
+fn canonical_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let name = String::deserialize(d)?;
+    Ok(kind_from(&name).map_or(name, |k| k.name().to_string()))
 }
 
 fn bad(m: impl Into<String>) -> Error {
@@ -572,7 +595,7 @@ fn must(view: &View, name: &str) -> Result<std::sync::Arc<Option<Key>>, Error> {
 fn new_key(kind_name: &str) -> Result<Key, Error> {
     let kind = kind_from(kind_name)?;
     Ok(Key {
-        kind: kind_name.to_string(),
+        kind: kind.name().to_string(),
         versions: BTreeMap::from([(1, new_version(kind)?)]),
         latest_version: 1,
         min_decryption_version: 1,
