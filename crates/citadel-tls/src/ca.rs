@@ -625,7 +625,7 @@ impl Ca {
     pub fn crl(&self) -> Result<CertificateRevocationListDer<'static>> {
         let path = self.dir.join("crl.pem");
         CertificateRevocationListDer::from_pem_slice(&read(&path)?)
-            .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))
+            .map_err(|e| crate::config::pem_refused(&path, "revocation list", e))
     }
 
     /// Issues `NAME.crt` and `NAME.key` with the CA's algorithm. Refused

@@ -85,6 +85,12 @@ impl Identity {
                 "{} do not belong together: the certificate is for another key; pass the key issued with it",
                 self.names
             )),
+            rustls::Error::General(m) if m.contains("failed to parse private key") => {
+                Error::Ca(format!(
+                    "{}: the key is not one TLS signs with (ML-DSA, or ECDSA P-256 for a classical CA); pass the key issued with the certificate",
+                    self.names
+                ))
+            }
             e => Error::Ca(format!("{}: {e}", self.names)),
         }
     }
@@ -96,7 +102,7 @@ impl Identity {
         let chain = load_certificates(cert)?;
         let names = format!("{} and {}", cert.display(), key.display());
         let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| Error::Ca(format!("{}: {e}", key.display())))?;
+            .map_err(|e| pem_refused(key, "private key (PKCS#8 PEM)", e))?;
         Ok(Self { chain, key, names })
     }
 
@@ -128,10 +134,10 @@ impl Trust {
         let dir = &crate::ca::trusted_dir(dir)?;
         let crt = dir.join("ca.crt");
         let cert = CertificateDer::from_pem_slice(&crate::ca::read(&crt)?)
-            .map_err(|e| Error::Ca(format!("{}: {e}", crt.display())))?;
+            .map_err(|e| pem_refused(&crt, "certificate", e))?;
         let crl_path = dir.join("crl.pem");
         let crl = CertificateRevocationListDer::from_pem_slice(&crate::ca::read(&crl_path)?)
-            .map_err(|e| Error::Ca(format!("{}: {e}", crl_path.display())))?;
+            .map_err(|e| pem_refused(&crl_path, "revocation list", e))?;
         Self::new(cert, crl)
     }
 
@@ -323,7 +329,7 @@ pub fn server_config_server_auth(
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))?;
+        .map_err(|e| pem_refused(path, "certificate", e))?;
     if certs.is_empty() {
         return Err(Error::Ca(format!(
             "{} holds no certificate",
@@ -331,6 +337,30 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
         )));
     }
     Ok(certs)
+}
+
+/// Says in words why `path` gave no `what` (rustls' PEM errors are terse
+/// or Debug text: `InvalidCharacter(33)`).
+pub(crate) fn pem_refused(path: &Path, what: &str, e: rustls::pki_types::pem::Error) -> Error {
+    use rustls::pki_types::pem::Error as Pem;
+    let p = path.display();
+    match e {
+        Pem::Io(source) => Error::Io {
+            path: p.to_string(),
+            source,
+        },
+        Pem::NoItemsFound => Error::Ca(format!("{p}: no {what} found in it")),
+        Pem::Base64Decode(_) => Error::Ca(format!(
+            "{p}: a PEM block in it is not valid base64 (damaged or cut short?); no {what} read"
+        )),
+        Pem::MissingSectionEnd { .. } => Error::Ca(format!(
+            "{p}: a PEM block in it has no END line (cut short?); no {what} read"
+        )),
+        Pem::IllegalSectionStart { .. } => Error::Ca(format!(
+            "{p}: a PEM BEGIN line in it is malformed; no {what} read"
+        )),
+        e => Error::Ca(format!("{p}: no {what} read ({e})")),
+    }
 }
 
 /// A TLS 1.3 client config for an HTTPS server whose certificate chains to
