@@ -103,8 +103,8 @@ fn every_verb_refuses_every_bad_input_in_one_clear_line() {
             })
             .collect();
         words.retain(|w| {
-            !w.split_once(':')
-                .is_some_and(|(c, _)| c.parse::<i32>().is_ok())
+            w.split_once(':')
+                .is_none_or(|(c, _)| c.parse::<i32>().is_err())
         });
         for input in &inputs {
             let name = input.file_name().unwrap().to_str().unwrap();
