@@ -15,36 +15,25 @@ use zeroize::Zeroizing;
 /// Where the server is and how to reach it.
 #[derive(Args, Clone)]
 pub(crate) struct Conn {
-    /// The server's address.
-    #[arg(
-        long,
-        env = "CITADEL_ADDR",
-        default_value = "http://127.0.0.1:8200",
-        global = true
-    )]
-    address: String,
+    /// The server's address [default: http://127.0.0.1:8200; VAULT_ADDR is
+    /// read when CITADEL_ADDR is not set].
+    #[arg(long, env = "CITADEL_ADDR", global = true)]
+    address: Option<String>,
     /// CA certificate(s) (PEM) that the server's certificate chains to, for
-    /// https:// addresses.
+    /// https:// addresses [VAULT_CACERT is read when CITADEL_CACERT is not
+    /// set].
     #[arg(long, env = "CITADEL_CACERT", global = true)]
     ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM) for a server that requires mutual TLS.
-    #[arg(
-        long,
-        env = "CITADEL_CLIENT_CERT",
-        requires = "client_key",
-        global = true
-    )]
+    /// Client certificate (PEM) for a server that requires mutual TLS
+    /// [or VAULT_CLIENT_CERT].
+    #[arg(long, env = "CITADEL_CLIENT_CERT", global = true)]
     client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PKCS#8 PEM).
-    #[arg(
-        long,
-        env = "CITADEL_CLIENT_KEY",
-        requires = "client_cert",
-        global = true
-    )]
+    /// The client certificate's private key (PKCS#8 PEM) [or
+    /// VAULT_CLIENT_KEY].
+    #[arg(long, env = "CITADEL_CLIENT_KEY", global = true)]
     client_key: Option<PathBuf>,
-    /// File holding the token when CITADEL_TOKEN is not set; `login` writes
-    /// it [default: ~/.citadel-token].
+    /// File holding the token when neither CITADEL_TOKEN nor VAULT_TOKEN is
+    /// set; `login` writes it [default: ~/.citadel-token].
     #[arg(long, env = "CITADEL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
     /// Print the server's JSON response instead of text.
@@ -62,7 +51,9 @@ pub(crate) struct ApiError {
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hint = match self.status {
-            403 => " (check the token: CITADEL_TOKEN, the token file, or `citadel vault login`)",
+            403 => {
+                " (check the token: CITADEL_TOKEN or VAULT_TOKEN, the token file, or `citadel vault login`)"
+            }
             503 => " (the vault is sealed: `citadel vault unseal`)",
             _ => "",
         };
@@ -96,24 +87,37 @@ pub(crate) struct Client {
     rt: tokio::runtime::Runtime,
 }
 
+/// The value of the flag or its `CITADEL_*` variable (clap read both),
+/// else of Vault's own variable `vault_var`, as the Vault and OpenBao CLIs
+/// read it: a Vault user's environment works unchanged.
+fn or_vault_env<T: From<String>>(v: &Option<T>, vault_var: &str) -> Option<T>
+where
+    T: Clone,
+{
+    v.clone().or_else(|| {
+        std::env::var(vault_var)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .map(T::from)
+    })
+}
+
 impl Conn {
     /// Resolves the address, TLS settings and token.
     pub(crate) fn client(&self) -> Result<Client> {
-        let uri: hyper::Uri = self
-            .address
+        let address = or_vault_env(&self.address, "VAULT_ADDR")
+            .unwrap_or_else(|| "http://127.0.0.1:8200".to_string());
+        let uri: hyper::Uri = address
             .parse()
-            .with_context(|| format!("CITADEL_ADDR {:?} is not a URL", self.address))?;
+            .with_context(|| format!("the address {address:?} is not a URL"))?;
         let https = match uri.scheme_str() {
             Some("https") => true,
             Some("http") => false,
-            _ => bail!(
-                "CITADEL_ADDR must start with http:// or https:// (got {:?})",
-                self.address
-            ),
+            _ => bail!("the address must start with http:// or https:// (got {address:?})"),
         };
         let host = uri
             .host()
-            .context("CITADEL_ADDR has no host")?
+            .with_context(|| format!("the address {address:?} has no host"))?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
@@ -128,16 +132,25 @@ impl Conn {
             _ if host.contains(':') => format!("[{host}]:{port}"),
             _ => format!("{host}:{port}"),
         };
+        let client_cert = or_vault_env(&self.client_cert, "VAULT_CLIENT_CERT");
+        let client_key = or_vault_env(&self.client_key, "VAULT_CLIENT_KEY");
+        let identity = match (&client_cert, &client_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => bail!(
+                "a client certificate needs its key and a key its certificate: pass both --client-cert and --client-key (or CITADEL_/VAULT_CLIENT_CERT and _KEY)"
+            ),
+        };
         let tls = if https {
-            let roots = match &self.ca_cert {
-                Some(p) => load_certificates(p)?,
+            let roots = match or_vault_env(&self.ca_cert, "VAULT_CACERT") {
+                Some(p) => load_certificates(&p)?,
                 None => bail!(
-                    "an https:// address needs the CA certificate that signed the server's: pass --ca-cert FILE or set CITADEL_CACERT"
+                    "an https:// address needs the CA certificate that signed the server's: pass --ca-cert FILE or set CITADEL_CACERT (or VAULT_CACERT)"
                 ),
             };
-            let identity = match (&self.client_cert, &self.client_key) {
-                (Some(c), Some(k)) => Some(Identity::load(c, k)?),
-                _ => None,
+            let identity = match identity {
+                Some((c, k)) => Some(Identity::load(c, k)?),
+                None => None,
             };
             Some(client_config_server_auth(roots, identity, false)?)
         } else {
@@ -150,9 +163,12 @@ impl Conn {
                 .unwrap_or_default()
                 .join(".citadel-token"),
         };
-        let token = match std::env::var("CITADEL_TOKEN") {
-            Ok(t) if !t.is_empty() => Some(Zeroizing::new(t)),
-            _ => match std::fs::read_to_string(&token_file) {
+        let from_env = ["CITADEL_TOKEN", "VAULT_TOKEN"]
+            .into_iter()
+            .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()));
+        let token = match from_env {
+            Some(t) => Some(Zeroizing::new(t)),
+            None => match std::fs::read_to_string(&token_file) {
                 Ok(t) => Some(Zeroizing::new(t.trim().to_string())),
                 Err(_) => None,
             },

@@ -84,6 +84,9 @@ fn vault(addr: &str, env: &[(&str, &str)], args: &[&str], stdin: &str) -> Output
         .env("CITADEL_ADDR", addr)
         .env_remove("CITADEL_TOKEN")
         .env_remove("CITADEL_CACERT")
+        .env_remove("VAULT_ADDR")
+        .env_remove("VAULT_TOKEN")
+        .env_remove("VAULT_CACERT")
         .env("HOME", "/nonexistent")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -119,6 +122,45 @@ fn ok(o: Output) -> String {
         stderr(&o)
     );
     stdout(&o)
+}
+
+/// Issue 15: a Vault user's environment works unchanged (VAULT_ADDR,
+/// VAULT_TOKEN), and the CITADEL_* variables come first.
+#[test]
+fn vault_environment_variables_are_honoured_after_citadel_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let server = Server::start(d.path(), &["--dev", "--listen", "127.0.0.1:0"]);
+    let root = server
+        .root_token
+        .clone()
+        .expect("a dev server prints its root token");
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["vault", "kv", "put", "secret/env", "k=v"])
+            .env_remove("CITADEL_ADDR")
+            .env_remove("CITADEL_TOKEN")
+            .env_remove("VAULT_ADDR")
+            .env_remove("VAULT_TOKEN")
+            .env("HOME", "/nonexistent");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    ok(run(&[("VAULT_ADDR", &server.addr), ("VAULT_TOKEN", &root)]));
+    let o = run(&[
+        ("VAULT_ADDR", &server.addr),
+        ("VAULT_TOKEN", &root),
+        ("CITADEL_TOKEN", "not-a-token"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "CITADEL_TOKEN comes first");
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+    let o = run(&[
+        ("VAULT_ADDR", "http://127.0.0.1:1"),
+        ("CITADEL_ADDR", &server.addr),
+        ("VAULT_TOKEN", &root),
+    ]);
+    ok(o);
 }
 
 #[test]
