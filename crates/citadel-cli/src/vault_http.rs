@@ -90,10 +90,7 @@ pub(crate) struct Client {
 /// The value of the flag or its `CITADEL_*` variable (clap read both),
 /// else of Vault's own variable `vault_var`, as the Vault and OpenBao CLIs
 /// read it: a Vault user's environment works unchanged.
-fn or_vault_env<T: From<String>>(v: &Option<T>, vault_var: &str) -> Option<T>
-where
-    T: Clone,
-{
+fn or_vault_env<T: From<String> + Clone>(v: &Option<T>, vault_var: &str) -> Option<T> {
     v.clone().or_else(|| {
         std::env::var(vault_var)
             .ok()
