@@ -16,6 +16,7 @@ mod recv_cmd;
 mod shell_cmd;
 mod sign_cmd;
 mod transfer_cmd;
+mod vault_admin;
 mod vault_cmd;
 mod vault_http;
 mod vault_verbs;

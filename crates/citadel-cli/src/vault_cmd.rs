@@ -45,6 +45,14 @@ pub(crate) enum VaultCommand {
     Transit(vault_verbs::TransitArgs),
     /// ACL policies: write, read, list, delete.
     Policy(vault_verbs::PolicyArgs),
+    /// Tokens: create, lookup, renew, revoke.
+    Token(crate::vault_admin::TokenArgs),
+    /// Secrets engines: enable, disable, list (`sys/mounts`).
+    Secrets(crate::vault_admin::MountArgs),
+    /// Audit devices: enable, disable, list (`sys/audit`).
+    Audit(crate::vault_admin::MountArgs),
+    /// Auth methods: enable, disable, list (`sys/auth`).
+    Auth(crate::vault_admin::MountArgs),
 }
 
 #[derive(Args)]
@@ -184,6 +192,12 @@ pub(crate) fn run(c: VaultCommand) -> Result<()> {
         VaultCommand::Kv(a) => vault_verbs::kv(a),
         VaultCommand::Transit(a) => vault_verbs::transit(a),
         VaultCommand::Policy(a) => vault_verbs::policy(a),
+        VaultCommand::Token(a) => crate::vault_admin::token(a),
+        VaultCommand::Secrets(a) => {
+            crate::vault_admin::mounts(crate::vault_admin::Table::Secrets, a)
+        }
+        VaultCommand::Audit(a) => crate::vault_admin::mounts(crate::vault_admin::Table::Audit, a),
+        VaultCommand::Auth(a) => crate::vault_admin::mounts(crate::vault_admin::Table::Auth, a),
     }
 }
 

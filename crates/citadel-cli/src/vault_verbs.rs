@@ -306,7 +306,7 @@ pub(crate) enum PolicyCommand {
     },
 }
 
-fn print_json(v: &Value) -> Result<()> {
+pub(crate) fn print_json(v: &Value) -> Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v)?;
     writeln!(out)?;
@@ -387,7 +387,7 @@ fn read_input(file: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>> {
 }
 
 /// Parses `key=value`, `key=@file` and `key=-` arguments into a JSON object.
-fn parse_fields(fields: &[String], json_values: bool) -> Result<Map<String, Value>> {
+pub(crate) fn parse_fields(fields: &[String], json_values: bool) -> Result<Map<String, Value>> {
     let mut m = Map::new();
     for (i, f) in fields.iter().enumerate() {
         // The argument is not echoed: `password s3cr3t` (a typo for
@@ -601,7 +601,55 @@ fn write_token_file(path: &std::path::Path, token: &str) -> Result<()> {
     Ok(())
 }
 
-fn show(c_json: bool, v: &Value, field: Option<&str>) -> Result<()> {
+/// A duration in seconds as Vault prints it (`768h`, `30m`, `45s`; `∞`
+/// for none).
+fn duration(secs: &Value) -> Value {
+    match secs.as_u64() {
+        Some(0) => json!("∞"),
+        Some(s) if s % 3600 == 0 => json!(format!("{}h", s / 3600)),
+        Some(s) if s % 60 == 0 => json!(format!("{}m", s / 60)),
+        Some(s) => json!(format!("{s}s")),
+        None => secs.clone(),
+    }
+}
+
+/// Shows a response that carries an `auth` block (a new, renewed or
+/// logged-in token) as Vault does: `token`, `token_accessor`,
+/// `token_duration`, `token_renewable`, `token_policies`, `policies`, and
+/// `--field` reaching those names or the block's own (`client_token`).
+pub(crate) fn show_auth(c_json: bool, v: &Value, field: Option<&str>) -> Result<()> {
+    let auth = match v.get("auth") {
+        Some(a @ Value::Object(_)) => a,
+        _ => return show(c_json, v, field),
+    };
+    let rows: Vec<(String, Value)> = [
+        ("token", auth["client_token"].clone()),
+        ("token_accessor", auth["accessor"].clone()),
+        ("token_duration", duration(&auth["lease_duration"])),
+        ("token_renewable", auth["renewable"].clone()),
+        ("token_policies", auth["token_policies"].clone()),
+        ("identity_policies", json!([])),
+        ("policies", auth["policies"].clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(f) = field {
+        if let Some((_, x)) = rows.iter().find(|(k, _)| k == f) {
+            return print_field(&json!({ f: x }), f);
+        }
+        return print_field(auth, f);
+    }
+    if c_json {
+        return print_json(v);
+    }
+    print_table(rows.iter().map(|(k, v)| (k, v)))
+}
+
+pub(crate) fn show(c_json: bool, v: &Value, field: Option<&str>) -> Result<()> {
+    if v.get("data").is_none_or(Value::is_null) && v.get("auth").is_some_and(Value::is_object) {
+        return show_auth(c_json, v, field);
+    }
     let data = v.get("data").unwrap_or(v);
     if let Some(f) = field {
         return print_field(data, f);

@@ -163,6 +163,58 @@ fn vault_environment_variables_are_honoured_after_citadel_ones() {
     ok(o);
 }
 
+/// Issue 15: the administrative verbs Vault users type (`token`,
+/// `secrets`, `auth`, `audit`), and `write` showing an `auth` block as
+/// Vault does, with `--field` reaching it.
+#[test]
+fn vault_admin_verbs_work_as_vaults_do() {
+    let d = tempfile::tempdir().unwrap();
+    let server = Server::start(d.path(), &["--dev", "--listen", "127.0.0.1:0"]);
+    let root = server.root_token.clone().unwrap();
+    let a = server.addr.as_str();
+    let env = [("CITADEL_TOKEN", root.as_str())];
+    let v = |args: &[&str]| vault(a, &env, args, "");
+    let table = ok(v(&[
+        "token", "create", "--policy", "default", "--ttl", "1h",
+    ]));
+    assert!(
+        table.contains("token_duration       1h") && table.contains("hvs."),
+        "{table}"
+    );
+    let t = ok(v(&[
+        "token", "create", "--policy", "default", "--field", "token",
+    ]));
+    let t = t.trim();
+    assert!(t.starts_with("hvs.") && !t.contains(' '), "{t}");
+    let looked = ok(v(&["token", "lookup", t, "--field", "policies"]));
+    assert!(looked.contains("default"), "{looked}");
+    let own = ok(v(&["token", "lookup", "--json"]));
+    assert!(own.contains("\"root\""), "{own}");
+    ok(v(&["token", "revoke", t]));
+    assert_eq!(v(&["token", "lookup", t]).status.code(), Some(2));
+    // `write` shows the auth block; --field reaches Vault's names and the
+    // block's own.
+    let w = ok(v(&["write", "auth/token/create", "policies=default"]));
+    assert!(w.contains("token_accessor"), "{w}");
+    for f in ["token", "client_token"] {
+        let out = ok(v(&["write", "auth/token/create", "--field", f]));
+        assert!(out.trim().starts_with("hvs."), "{f}: {out}");
+    }
+    ok(v(&["secrets", "enable", "transit", "--path", "tr2"]));
+    let listed = ok(v(&["secrets", "list"]));
+    assert!(
+        listed.contains("tr2/") && listed.contains("transit"),
+        "{listed}"
+    );
+    ok(v(&["secrets", "disable", "tr2"]));
+    assert!(!ok(v(&["secrets", "list"])).contains("tr2/"));
+    ok(v(&["auth", "enable", "approle", "--path", "ar"]));
+    assert!(ok(v(&["auth", "list"])).contains("ar/"));
+    ok(v(&["auth", "disable", "ar"]));
+    assert!(!ok(v(&["auth", "list"])).contains("ar/"));
+    assert!(ok(v(&["audit", "list"])).contains("Path"));
+}
+
 #[test]
 fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     let d = tempfile::tempdir().unwrap();
