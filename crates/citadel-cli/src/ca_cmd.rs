@@ -214,8 +214,13 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
                 (None, None) => anyhow::bail!("pass --name NAME or --serial HEX"),
             };
             if a.json {
+                let serial = ca
+                    .issued()
+                    .get(&name)
+                    .filter(|_| a.serial.is_some())
+                    .map(|c| c.serial.clone());
                 print_json(&json!({
-                    "name": name, "serial": a.serial, "revoked": n,
+                    "name": name, "serial": serial, "revoked": n,
                     "crl": crl.display().to_string()
                 }));
             } else {

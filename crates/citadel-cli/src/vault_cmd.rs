@@ -357,9 +357,9 @@ fn serve(a: ServeArgs) -> Result<()> {
                 out,
                 "storage: sqlite; {}",
                 if core.is_initialized()? {
-                    "sealed: unseal with `sys/unseal`"
+                    "sealed: unseal it with `citadel vault unseal`"
                 } else {
-                    "not initialised: run `sys/init`"
+                    "not initialised: run `citadel vault init`"
                 }
             )?;
         }

@@ -54,7 +54,7 @@ impl std::fmt::Display for ApiError {
             403 => {
                 " (check the token: CITADEL_TOKEN or VAULT_TOKEN, the token file, or `citadel vault login`)"
             }
-            503 => " (the vault is sealed: `citadel vault unseal`)",
+            503 => " (the vault is sealed or not initialised: `citadel vault status` says which)",
             _ => "",
         };
         if self.errors.is_empty() {

@@ -14,13 +14,18 @@ use zeroize::Zeroizing;
 
 /// The vault is sealed: `status` exits 3.
 #[derive(Debug)]
-pub(crate) struct Sealed;
+pub(crate) struct Sealed {
+    /// Whether the vault was ever initialised (a new one is sealed too).
+    pub(crate) initialized: bool,
+}
 
 impl std::fmt::Display for Sealed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(
-            "the vault is sealed: unseal it with `citadel vault unseal` (threshold of key shares)",
-        )
+        f.write_str(if self.initialized {
+            "the vault is sealed: unseal it with `citadel vault unseal` (threshold of key shares)"
+        } else {
+            "the vault is not initialised: run `citadel vault init` (it prints the unseal keys and the root token), then `citadel vault unseal`"
+        })
     }
 }
 
@@ -440,7 +445,8 @@ fn status_text(v: &Value) -> Result<()> {
 
 fn sealed_exit(v: &Value) -> Result<()> {
     if v.get("sealed").and_then(Value::as_bool) == Some(true) {
-        return Err(Sealed.into());
+        let initialized = v.get("initialized").and_then(Value::as_bool) != Some(false);
+        return Err(Sealed { initialized }.into());
     }
     Ok(())
 }

@@ -163,6 +163,27 @@ fn vault_environment_variables_are_honoured_after_citadel_ones() {
     ok(o);
 }
 
+/// Issue 15: a new vault's status says to initialise it, not to unseal it.
+#[test]
+fn status_of_a_new_vault_says_to_initialise_it() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("citadel.toml"),
+        "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n",
+    )
+    .unwrap();
+    let server = Server::start(d.path(), &["--config", "citadel.toml"]);
+    let o = vault(&server.addr, &[], &["status"], "");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("not initialised: run `citadel vault init`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = vault(&server.addr, &[], &["kv", "get", "secret/x"], "");
+    assert!(stderr(&o).contains("vault status"), "{}", stderr(&o));
+}
+
 /// Issue 15: the administrative verbs Vault users type (`token`,
 /// `secrets`, `auth`, `audit`), and `write` showing an `auth` block as
 /// Vault does, with `--field` reaching it.

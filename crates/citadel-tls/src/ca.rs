@@ -489,6 +489,16 @@ impl Ca {
                 dir.display()
             )));
         }
+        // Checked before the key is made: a stray file stops init before
+        // it writes anything, not halfway.
+        for f in ["ca.json", "crl.pem"] {
+            if std::fs::symlink_metadata(dir.join(f)).is_ok() {
+                return Err(Error::Ca(format!(
+                    "{} holds a {f} but no CA key; move it aside, or use another directory",
+                    dir.display()
+                )));
+            }
+        }
         let (signer, key_pem) = match alg.ml_dsa() {
             Some(ml) => {
                 let key = PrivateKey::generate(ml)?;
@@ -540,7 +550,7 @@ impl Ca {
         let dir = &private_dir(dir)?;
         let state = Self::read_state(dir)?;
         let cert = CertificateDer::from_pem_slice(&read(&dir.join("ca.crt"))?)
-            .map_err(|e| Error::Ca(format!("{}: {e}", dir.join("ca.crt").display())))?;
+            .map_err(|e| crate::config::pem_refused(&dir.join("ca.crt"), "certificate", e))?;
         let key_text = zeroize::Zeroizing::new(read(&dir.join("ca.key"))?);
         let key_text =
             std::str::from_utf8(&key_text).map_err(|_| Error::Ca("ca.key is not PEM".into()))?;
@@ -683,6 +693,17 @@ impl Ca {
         for ip in ips {
             check_ip(ip)?;
         }
+        let revoked = self
+            .state
+            .issued
+            .values()
+            .filter(|c| c.revoked_at.is_some())
+            .count();
+        if revoked >= crate::crl::MAX_REVOKED {
+            return Err(Error::Ca(format!(
+                "this CA has revoked {revoked} certificates, the most a list carries: one it issued now could never be revoked. Move its clients to a new CA (`citadel ca init`)"
+            )));
+        }
         let dns = dns
             .iter()
             .map(|d| check_dns_name(d))
@@ -805,15 +826,37 @@ impl Ca {
     /// `ca.json` restored from an older backup) is recorded as `#SERIAL`
     /// and listed all the same. Returns the name it was listed under.
     pub fn revoke_serial(&mut self, serial_hex: &str) -> Result<String> {
-        let serial = hex::decode(serial_hex.trim().trim_start_matches("0x").replace(':', ""))
+        let shown: String = serial_hex.chars().take(48).collect();
+        let digits = serial_hex.trim();
+        let digits = digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+            .unwrap_or(digits)
+            .replace(':', "");
+        let padded = if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        };
+        // At most 20 octets as a DER integer (RFC 5280), its sign byte
+        // included: servers read nothing longer.
+        let serial = hex::decode(&padded)
             .ok()
             .map(|s| trimmed(&s))
-            .filter(|s| !s.is_empty() && s.len() <= 20)
+            .filter(|s| !s.is_empty() && s.len() + usize::from(s[0] >= 0x80) <= 20)
             .ok_or_else(|| {
                 Error::Ca(format!(
-                    "--serial {serial_hex}: a serial is 1 to 20 bytes in hex, as `citadel ca list` shows it"
+                    "--serial {shown}: a serial is a positive number of at most 20 octets, in hex as `citadel ca list` shows it"
                 ))
             })?;
+        let own = x509_parser::parse_x509_certificate(self.cert.as_ref())
+            .map(|(_, c)| trimmed(c.raw_serial()))
+            .unwrap_or_default();
+        if own == serial {
+            return Err(Error::Ca(
+                "that is the CA's own serial: a CA cannot revoke itself (servers trust ca.crt as it is); if its key is exposed, make a new CA with `citadel ca init` and replace ca.crt on every server and sender".into(),
+            ));
+        }
         self.update(|ca| {
             let t = now().unix_timestamp();
             let known = ca
@@ -825,7 +868,7 @@ impl Ca {
                 Some((k, c)) => {
                     if c.revoked_at.is_some() {
                         return Err(Error::Ca(format!(
-                            "serial {serial_hex} ({k}) is already revoked"
+                            "serial {shown} ({k}) is already revoked"
                         )));
                     }
                     c.revoked_at = Some(t);
@@ -885,14 +928,13 @@ impl Ca {
         };
         let checked = bytes.and_then(|b| {
             let crl = CertificateRevocationListDer::from_pem_slice(&b)
-                .map_err(|e| Error::Ca(e.to_string()))?;
+                .map_err(|e| crate::config::pem_refused(&path, "revocation list", e))?;
             let facts = crate::crl::inspect(crl.as_ref(), self.cert.as_ref())?;
             Ok((facts.number, crate::crl::revocations(crl.as_ref())))
         });
         checked.map(Some).map_err(|e| {
             Error::Ca(format!(
-                "{} does not load as this CA's revocation list ({e}); nothing was published, since a list made from ca.json alone could drop the revocations it holds. Restore it from your backup; if it is lost, move it aside and run the command again (servers that saw a newer list then refuse the new one until the certificates it dropped are revoked again)",
-                path.display()
+                "nothing was published: {e}. A list made from ca.json alone could drop the revocations it holds: restore crl.pem from your backup; if it is lost, move it aside and run the command again (servers that saw it keep refusing what it revoked, and name each serial to revoke again with `ca revoke --serial`)"
             ))
         })
     }
@@ -933,11 +975,17 @@ impl Ca {
                 }
             }
         }
+        // The number is at least the clock (Unix microseconds; publishing
+        // takes longer than one): a CA restored whole from a backup still
+        // publishes above every list it published since, which servers
+        // have seen.
+        let clock = u64::try_from(now().unix_timestamp_nanos() / 1000).unwrap_or(0);
         self.state.crl_number = self
             .state
             .crl_number
             .checked_add(1)
-            .ok_or_else(|| Error::Ca("ca.json: crl_number is out of range".into()))?;
+            .ok_or_else(|| Error::Ca("ca.json: crl_number is out of range".into()))?
+            .max(clock);
         // Every revocation is listed, or nothing is published.
         let mut revoked = Vec::new();
         for (name, c) in &self.state.issued {

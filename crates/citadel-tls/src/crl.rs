@@ -29,6 +29,11 @@ pub struct CrlFacts {
     pub revoked: Vec<Vec<u8>>,
 }
 
+/// The longest serial a CRL may list here, as DER integer contents: RFC
+/// 5280's 20 octets, and a leading sign byte some CAs add beyond them (so
+/// a floor reads back every serial a list it took named).
+pub const MAX_SERIAL: usize = 21;
+
 /// The most serials a CRL may list here (a Citadel CA lists every
 /// certificate it ever revoked; a floor keeps them, see [`Floor`]).
 pub const MAX_REVOKED: usize = 20_000;
@@ -94,6 +99,12 @@ pub fn inspect(crl: &[u8], ca_cert: &[u8]) -> Result<CrlFacts> {
     for r in list.iter_revoked_certificates() {
         if revoked.len() == MAX_REVOKED {
             return Err(bad(format!("it lists more than {MAX_REVOKED} serials")));
+        }
+        if r.raw_serial().is_empty() || r.raw_serial().len() > MAX_SERIAL {
+            return Err(bad(format!(
+                "it lists a serial of {} octets; RFC 5280 allows 1 to 20 (21 with a sign byte)",
+                r.raw_serial().len()
+            )));
         }
         revoked.push(r.raw_serial().to_vec());
     }
@@ -187,7 +198,7 @@ fn parse_line(line: &str) -> Option<([u8; 32], Record)> {
             .map(|h| {
                 hex::decode(h)
                     .ok()
-                    .filter(|b| !b.is_empty() && b.len() <= 20)
+                    .filter(|b| !b.is_empty() && b.len() <= MAX_SERIAL)
             })
             .collect::<Option<_>>()?,
     };
@@ -353,7 +364,7 @@ impl Floor {
             && let Err(e) = write_records(p, &next)
         {
             warnings.push(format!(
-                "{e}: the list is in force, but this server's record of it is not kept on disk, so a restart now would accept an older list; free the space and it is written with the next change"
+                "{e}: the list is in force, but this server's record of it is not kept on disk, so a restart now would accept an older list; make the record writable again (free space, or restore its directory) and it is written with the next change"
             ));
         }
         let also_revoked =
@@ -405,7 +416,7 @@ impl Floor {
         let n = seen.number;
         if facts.number < n {
             return Err(bad(format!(
-                "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one)",
+                "it is CRL number {}, older than number {n} already seen: a revocation list was rolled back; publish the current one (`citadel ca crl` issues a new one, numbered above every earlier list)",
                 facts.number
             )));
         }

@@ -694,16 +694,20 @@ fn one_number_one_list_and_the_ca_is_pinned() {
     .unwrap();
     ca.revoke("alice").unwrap();
     assert!(configs.current().1.is_none());
-    // The twin publishes the same number without the revocation.
-    let n = Ca::open(twin.path())
-        .unwrap()
-        .publish_crl(None)
-        .unwrap()
-        .number;
-    assert_eq!(n, ca.publish_crl(None).unwrap().number - 1);
+    // The twin publishes the same number without the revocation (CRL
+    // numbers follow the clock, so both records are set past it first).
+    let far = 100_000_000_000_000_000u64;
+    for dir in [d.path(), twin.path()] {
+        let at = dir.join("ca.json");
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&at).unwrap()).unwrap();
+        state["crl_number"] = serde_json::json!(far - 1);
+        std::fs::write(&at, serde_json::to_vec(&state).unwrap()).unwrap();
+    }
+    assert_eq!(ca_open(d.path()).publish_crl(None).unwrap().number, far);
     assert!(configs.current().1.is_none());
     let mut twin_ca = Ca::open(twin.path()).unwrap();
-    twin_ca.publish_crl(None).unwrap();
+    assert_eq!(twin_ca.publish_crl(None).unwrap().number, far);
     std::fs::copy(twin.path().join("crl.pem"), d.path().join("crl.pem")).unwrap();
     let e = configs.current().1.unwrap().to_string();
     assert!(e.contains("other contents"), "{e}");
@@ -783,15 +787,18 @@ fn a_ca_never_publishes_a_list_that_drops_what_it_cannot_read() {
     let foreign = ca(other.path(), CaAlgorithm::MlDsa44);
     drop(foreign);
     for (bad, says) in [
-        (good[..good.len() / 2].to_vec(), "does not load"),
+        (good[..good.len() / 2].to_vec(), "no END line"),
         (
             std::fs::read(other.path().join("crl.pem")).unwrap(),
-            "does not load",
+            "signature",
         ),
     ] {
         std::fs::write(dir.join("crl.pem"), &bad).unwrap();
         let e = ca_open(&dir).publish_crl(None).unwrap_err().to_string();
-        assert!(e.contains(says) && e.contains("move it aside"), "{e}");
+        assert!(
+            e.contains(says) && e.contains("nothing was published") && e.contains("move it aside"),
+            "{e}"
+        );
         assert_eq!(
             std::fs::read(dir.join("crl.pem")).unwrap(),
             bad,
@@ -869,6 +876,13 @@ fn a_ca_refuses_a_list_no_server_would_take() {
     }
     std::fs::write(dir.join("ca.json"), serde_json::to_vec(&state).unwrap()).unwrap();
     let before = std::fs::read(dir.join("crl.pem")).unwrap();
+    // Helper-19: issuing past the bound made a certificate that could
+    // never be revoked.
+    let e = ca_open(&dir)
+        .issue("late", &[], &[], Usage::Client, 30)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("could never be revoked"), "{e}");
     let start = std::time::Instant::now();
     let e = ca_open(&dir).revoke("alice").unwrap_err().to_string();
     assert!(
@@ -881,4 +895,73 @@ fn a_ca_refuses_a_list_no_server_would_take() {
         "{:?}",
         start.elapsed()
     );
+}
+
+/// Helper-19's first finding: a CA directory restored whole from a backup
+/// published lists under numbers a server had already seen (refused as
+/// "two lists carry one number" or as a rollback), so the server kept an
+/// older list and a certificate revoked after the restore got in. CRL
+/// numbers now follow the clock, so a restored CA publishes above them.
+#[test]
+fn a_ca_restored_whole_publishes_above_every_list_seen() {
+    use citadel_tls::crl::Floor;
+    use citadel_tls::reload::ReloadingServerConfig;
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("CA");
+    let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
+    ca.issue("bob", &[], &[], Usage::Client, 30).unwrap();
+    let whole = backup(&dir);
+    for _ in 0..3 {
+        ca.publish_crl(None).unwrap();
+    }
+    ca.revoke("alice").unwrap();
+    let alice = ca.issued()["alice"].serial.clone();
+    let server = Identity::from_ca(&ca, "server").unwrap();
+    let configs = ReloadingServerConfig::new(&dir, Floor::in_memory(), move |t: &Trust| {
+        server_config(server.clone(), t, TlsOptions::default())
+    })
+    .unwrap();
+    restore(&dir, &whole);
+    // What the README says to do: revoke again what the server names.
+    ca_open(&dir).revoke_serial(&alice).unwrap();
+    ca_open(&dir).revoke("bob").unwrap();
+    let (_, warning) = configs.current();
+    assert!(warning.is_none(), "{warning:?}");
+    assert!(!admitted(&configs, &dir, "bob"), "bob got in");
+    assert!(!admitted(&configs, &dir, "alice"));
+}
+
+/// Helper-19's findings 2 to 4: a serial too long for RFC 5280 (which a
+/// server's record could not read back), the CA's own serial (a CA cannot
+/// revoke itself), and issuing past the revocation bound are refused.
+#[test]
+fn revocation_by_serial_refuses_what_cannot_work() {
+    let d = tempfile::tempdir().unwrap();
+    let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
+    let e = ca.revoke_serial(&"ff".repeat(20)).unwrap_err().to_string();
+    assert!(e.contains("at most 20 octets"), "{e}");
+    ca.revoke_serial(&"7f".repeat(20)).unwrap();
+    assert!(
+        ca.revoke_serial("abc").is_ok(),
+        "odd length is a number too"
+    );
+    let (_, cert) = x509_parser::parse_x509_certificate(ca.certificate().as_ref()).unwrap();
+    let own = hex::encode(cert.raw_serial());
+    let e = ca.revoke_serial(&own).unwrap_err().to_string();
+    assert!(e.contains("cannot revoke itself"), "{e}");
+    let e = ca
+        .revoke_serial(&"z".repeat(100_000))
+        .unwrap_err()
+        .to_string();
+    assert!(e.len() < 300, "the input is echoed: {} bytes", e.len());
+    // Helper-19's fifth: init over a stray crl.pem stopped halfway.
+    let stray = d.path().join("stray");
+    std::fs::create_dir(&stray).unwrap();
+    std::fs::write(stray.join("crl.pem"), "old").unwrap();
+    let e = Ca::init(&stray, CaAlgorithm::MlDsa44, "x")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("move it aside"), "{e}");
+    assert!(!stray.join("ca.key").exists(), "a half CA was left");
 }
