@@ -301,7 +301,15 @@ pub(crate) fn recv(a: RecvArgs) -> Result<()> {
     let listener = std::net::TcpListener::bind(&a.listen)
         .with_context(|| format!("cannot listen on {}", a.listen))?;
     listener.set_nonblocking(true)?;
-    println!("listening on {}", listener.local_addr()?);
+    // One document per line with --json, the first saying where.
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"listening": listener.local_addr()?.to_string()})
+        );
+    } else {
+        println!("listening on {}", listener.local_addr()?);
+    }
     std::io::stdout().flush()?;
     let shared = Arc::new(Shared {
         configs,

@@ -5,7 +5,7 @@
 //! `read`/`write` verbs can make), with Vault's table output.
 
 use crate::vault_http::Conn;
-use crate::vault_verbs::{parse_fields, print_json, show_auth};
+use crate::vault_verbs::{done, parse_fields, print_json, show_auth};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
@@ -243,10 +243,11 @@ pub(crate) fn token(a: TokenArgs) -> Result<()> {
                 )?,
                 (None, false, _) => anyhow::bail!("pass the TOKEN to revoke, or --self"),
             };
-            if !json_out {
-                crate::say!("Success! Revoked the token (if it existed).");
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"revoked": true}),
+                "Success! Revoked the token (if it existed).",
+            )
         }
     }
 }
@@ -283,18 +284,20 @@ pub(crate) fn mounts(table: Table, a: MountArgs) -> Result<()> {
                 &format!("{}/{path}", table.api()),
                 Some(&Value::Object(body)),
             )?;
-            if !json_out {
-                crate::say!("Success! Enabled the {kind} {} at: {path}/", table.what());
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"enabled": format!("{path}/"), "type": kind}),
+                &format!("Success! Enabled the {kind} {} at: {path}/", table.what()),
+            )
         }
         MountCommand::Disable { path } => {
             let path = path.trim_matches('/');
             c.call("DELETE", &format!("{}/{path}", table.api()), None)?;
-            if !json_out {
-                crate::say!("Success! Disabled the {} at: {path}/", table.what());
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"disabled": format!("{path}/")}),
+                &format!("Success! Disabled the {} at: {path}/", table.what()),
+            )
         }
         MountCommand::List => {
             let v = c.call("GET", table.api(), None)?;

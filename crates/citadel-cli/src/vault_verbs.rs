@@ -271,7 +271,8 @@ pub(crate) enum TransitCommand {
     Verify {
         /// Key name.
         key: String,
-        /// The `vault:vN:…` signature.
+        /// The `vault:vN:…` signature, `@FILE` for one in a file (an ML-DSA
+        /// or SLH-DSA signature is kilobytes), or `-` for standard input.
         signature: String,
         /// The signed file [default: standard input].
         file: Option<PathBuf>,
@@ -309,6 +310,16 @@ pub(crate) enum PolicyCommand {
         /// Policy name.
         name: String,
     },
+}
+
+/// Ends a verb whose answer is empty: a small JSON document with `--json`
+/// (scripts always get one), else a confirmation line (`-q` hides it).
+pub(crate) fn done(json_out: bool, doc: Value, text: &str) -> Result<()> {
+    if json_out {
+        return print_json(&doc);
+    }
+    crate::say!("{text}");
+    Ok(())
 }
 
 pub(crate) fn print_json(v: &Value) -> Result<()> {
@@ -525,10 +536,7 @@ pub(crate) fn unseal(a: UnsealArgs) -> Result<()> {
 pub(crate) fn seal(a: ConnArgs) -> Result<()> {
     let c = a.conn.client()?;
     c.call("PUT", "sys/seal", None)?;
-    if !a.conn.json {
-        crate::say!("sealed");
-    }
-    Ok(())
+    done(a.conn.json, json!({"sealed": true}), "sealed")
 }
 
 /// `login`: obtains or checks a token and stores it in the token file.
@@ -698,10 +706,11 @@ fn print_keys(json_out: bool, v: &Value) -> Result<()> {
 pub(crate) fn delete(a: PathArgs) -> Result<()> {
     let c = a.conn.client()?;
     c.call("DELETE", &a.path, None)?;
-    if !a.conn.json {
-        crate::say!("deleted {}", a.path);
-    }
-    Ok(())
+    done(
+        a.conn.json,
+        json!({"deleted": a.path}),
+        &format!("deleted {}", a.path),
+    )
 }
 
 /// `write PATH key=value…`.
@@ -710,10 +719,11 @@ pub(crate) fn write(a: WriteArgs) -> Result<()> {
     let body = Value::Object(parse_fields(&a.fields, true)?);
     let v = c.call("POST", &a.path, Some(&body))?;
     if v.is_null() {
-        if !a.conn.json {
-            crate::say!("wrote {}", a.path);
-        }
-        return Ok(());
+        return done(
+            a.conn.json,
+            json!({"written": a.path}),
+            &format!("wrote {}", a.path),
+        );
     }
     show(a.conn.json, &v, a.field.as_deref())
 }
@@ -812,10 +822,11 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                     Some(&json!({"versions": versions})),
                 )?;
             }
-            if !json_out {
-                crate::say!("deleted {m}/{p}");
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"deleted": format!("{m}/{p}"), "versions": versions}),
+                &format!("deleted {m}/{p}"),
+            )
         }
         KvCommand::Undelete { path, versions } => {
             let (m, p) = kv_split(mount, &path, false)?;
@@ -824,10 +835,11 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                 &format!("{m}/undelete/{p}"),
                 Some(&json!({"versions": versions})),
             )?;
-            if !json_out {
-                crate::say!("restored {m}/{p}");
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"restored": format!("{m}/{p}"), "versions": versions}),
+                &format!("restored {m}/{p}"),
+            )
         }
     }
 }
@@ -927,6 +939,19 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
             signature,
             file,
         } => {
+            let signature = match signature.as_str() {
+                "-" if file.is_none() => bail!(
+                    "the signature and the signed data cannot both come from standard input: pass the signed FILE, or the signature as @FILE"
+                ),
+                "-" => String::from_utf8(read_input(None)?.to_vec())
+                    .context("the signature on standard input is not text")?,
+                s => match s.strip_prefix('@') {
+                    Some(p) => std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read the signature file {p}"))?,
+                    None => s.to_string(),
+                },
+            };
+            let signature = signature.trim();
             let input = read_input(file.as_ref())?;
             let v = c.call(
                 "POST",
@@ -973,10 +998,11 @@ pub(crate) fn policy(a: PolicyArgs) -> Result<()> {
                 &format!("sys/policies/acl/{name}"),
                 Some(&json!({"policy": text})),
             )?;
-            if !json_out {
-                crate::say!("wrote policy {name}");
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"written": format!("sys/policies/acl/{name}")}),
+                &format!("wrote policy {name}"),
+            )
         }
         PolicyCommand::Read { name } => {
             let v = c.call("GET", &format!("sys/policies/acl/{name}"), None)?;
@@ -992,10 +1018,11 @@ pub(crate) fn policy(a: PolicyArgs) -> Result<()> {
         }
         PolicyCommand::Delete { name } => {
             c.call("DELETE", &format!("sys/policies/acl/{name}"), None)?;
-            if !json_out {
-                crate::say!("deleted policy {name}");
-            }
-            Ok(())
+            done(
+                json_out,
+                json!({"deleted": format!("sys/policies/acl/{name}")}),
+                &format!("deleted policy {name}"),
+            )
         }
     }
 }

@@ -603,7 +603,8 @@ fn start_recv(p: &Path, cert: &str) -> (support::KillOnDrop, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let addr = support::announced(&mut child, "listening on ");
+    // With --json every line is a document, the first saying where.
+    let addr = support::announced(&mut child, "{\"listening\":");
     (support::KillOnDrop::new(child), addr)
 }
 

@@ -234,6 +234,23 @@ fn vault_admin_verbs_work_as_vaults_do() {
     ok(v(&["auth", "disable", "ar"]));
     assert!(!ok(v(&["auth", "list"])).contains("ar/"));
     assert!(ok(v(&["audit", "list"])).contains("Path"));
+    // --json always prints a document, even for verbs with no answer
+    // (helper-16: `kv delete --json` and `seal --json` printed nothing).
+    ok(v(&["kv", "put", "secret/gone", "k=v"]));
+    for (args, key) in [
+        (&["kv", "delete", "secret/gone", "--json"][..], "deleted"),
+        (
+            &["secrets", "enable", "kv-v2", "--path", "k3", "--json"],
+            "enabled",
+        ),
+        (&["secrets", "disable", "k3", "--json"], "disabled"),
+        (&["seal", "--json"], "sealed"),
+    ] {
+        let out = ok(v(args));
+        let doc: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"));
+        assert!(doc.get(key).is_some(), "{args:?}: {doc}");
+    }
 }
 
 #[test]
@@ -486,6 +503,27 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
         &["transit", "verify", "release", sig, &art],
         "",
     ));
+    // Issue 15: a 4.4 kB signature from a file or standard input.
+    std::fs::write(p.join("release.sig"), format!("{sig}\n")).unwrap();
+    let from_file = format!("@{}", p.join("release.sig").display());
+    ok(vault(
+        a,
+        &env_tf,
+        &["transit", "verify", "release", &from_file, &art],
+        "",
+    ));
+    ok(vault(
+        a,
+        &env_tf,
+        &["transit", "verify", "release", "-", &art],
+        &format!("{sig}\n"),
+    ));
+    let o = vault(a, &env_tf, &["transit", "verify", "release", "-"], sig);
+    assert!(
+        stderr(&o).contains("both come from standard input"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(&artifact, b"release 1.1").unwrap();
     let o = vault(a, &env_tf, &["transit", "verify", "release", sig, &art], "");
     assert_eq!(

@@ -54,6 +54,12 @@ pub fn announced(child: &mut Child, prefix: &str) -> String {
     std::io::BufReader::new(child.stdout.as_mut().expect("stdout is piped"))
         .read_line(&mut line)
         .expect("the child writes its announcement");
+    // With --json the announcement is a JSON line: {"listening": ADDR}.
+    if let Ok(serde_json::Value::Object(m)) = serde_json::from_str(line.trim())
+        && let Some(serde_json::Value::String(a)) = m.get("listening")
+    {
+        return a.clone();
+    }
     line.trim()
         .strip_prefix(prefix)
         .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
