@@ -37,12 +37,27 @@ pub(crate) fn encode(hrp: &str, data: &[u8], upper: bool) -> Result<String, Stri
     }
 }
 
+/// A Bech32 error in words: the crate's own top message is terse ("parse
+/// failed"), its causes say what is wrong.
+fn said(e: &dyn std::error::Error) -> String {
+    let mut causes = Vec::new();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        causes.push(c.to_string());
+        cur = c.source();
+    }
+    match causes.last() {
+        Some(why) => format!("not a valid Bech32 string ({why})"),
+        None => format!("not a valid Bech32 string ({e})"),
+    }
+}
+
 /// Decodes a Bech32 string, returning the lower-case HRP and the data.
 pub(crate) fn decode(s: &str) -> Result<(String, Vec<u8>), String> {
     if s.chars().any(|c| c.is_ascii_uppercase()) && s.chars().any(|c| c.is_ascii_lowercase()) {
         return Err("mixed upper and lower case".into());
     }
-    let checked = CheckedHrpstring::new::<AgeBech32>(s).map_err(|e| e.to_string())?;
+    let checked = CheckedHrpstring::new::<AgeBech32>(s).map_err(|e| said(&e))?;
     let hrp = checked.hrp().to_lowercase();
     let data: Vec<u8> = checked.byte_iter().collect();
     Ok((hrp, data))
@@ -51,6 +66,17 @@ pub(crate) fn decode(s: &str) -> Result<(String, Vec<u8>), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Helper-16: "invalid recipient 'age1bogus': parse failed" said
+    /// nothing of what was wrong.
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = decode("age1bogus").unwrap_err();
+        assert!(
+            e.contains("invalid character") && !e.contains("parse failed"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn long_strings_round_trip() {

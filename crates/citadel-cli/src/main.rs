@@ -291,17 +291,27 @@ fn usage_error(e: clap::Error) -> ExitCode {
     }
     let text = e.render().to_string();
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines
+    let mut first = lines
         .next()
         .unwrap_or("invalid command line")
-        .trim_start_matches("error: ");
+        .trim_start_matches("error: ")
+        .to_string();
+    // "the following required arguments were not provided:" lists them
+    // on the lines below: they go on the one line.
+    if first.ends_with(':') {
+        let listed: Vec<&str> = lines
+            .clone()
+            .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("tip: "))
+            .collect();
+        first = format!("{} {}", first, listed.join(", "));
+    }
     let tip = lines
         .find(|l| l.starts_with("tip: "))
         .map(|t| format!(" ({})", t.trim_start_matches("tip: ")))
         .unwrap_or_default();
     eprintln!(
         "citadel: {}{} (see --help)",
-        printable(first),
+        printable(&first),
         printable(&tip)
     );
     ExitCode::from(2)

@@ -660,6 +660,12 @@ fn errors_are_one_line_and_a_closed_pipe_is_not_a_panic() {
         err.starts_with("citadel: ") && err.contains("--key"),
         "{err}"
     );
+    // A missing argument is named (helper-17: "were not provided:" ended
+    // the line, the names were cut).
+    let out = run(p, &["completions"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("<SHELL>"), "{err}");
     ok(p, &["-q", "ca", "init", "--ca", "CA"]);
     ok(
         p,
