@@ -874,19 +874,7 @@ impl Ca {
                     c.revoked_at = Some(t);
                     k.clone()
                 }
-                None => {
-                    let k = format!("#{}", hex::encode(&serial));
-                    ca.state.issued.insert(
-                        k.clone(),
-                        IssuedCert {
-                            serial: hex::encode(&serial),
-                            usage: Usage::Both,
-                            not_after: 0,
-                            revoked_at: Some(t),
-                        },
-                    );
-                    k
-                }
+                None => ca.record_bare_serial(&serial, t),
             };
             ca.write_crl_and_state()?;
             Ok(name)
@@ -939,6 +927,23 @@ impl Ca {
         })
     }
 
+    /// Records a serial revoked at `at` that the CA has no certificate
+    /// for (its ca.json is older than the list), as `#SERIAL`; returns
+    /// that name.
+    fn record_bare_serial(&mut self, serial: &[u8], at: i64) -> String {
+        let name = format!("#{}", hex::encode(serial));
+        self.state.issued.insert(
+            name.clone(),
+            IssuedCert {
+                serial: hex::encode(serial),
+                usage: Usage::Both,
+                not_after: 0,
+                revoked_at: Some(at),
+            },
+        );
+        name
+    }
+
     fn write_crl_and_state(&mut self) -> Result<()> {
         // A CA directory whose ca.json was restored from a backup still
         // publishes above the list out there, and keeps every revocation
@@ -962,15 +967,7 @@ impl Ca {
                     }
                     // Issued after the backup: recorded by serial alone.
                     None => {
-                        self.state.issued.insert(
-                            format!("#{}", hex::encode(&serial)),
-                            IssuedCert {
-                                serial: hex::encode(&serial),
-                                usage: Usage::Both,
-                                not_after: 0,
-                                revoked_at: Some(at),
-                            },
-                        );
+                        self.record_bare_serial(&serial, at);
                     }
                 }
             }
