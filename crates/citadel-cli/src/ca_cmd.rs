@@ -3,7 +3,7 @@
 use crate::files::print_json;
 use anyhow::{Result, bail};
 use citadel_tls::ca::{Ca, CaAlgorithm, Usage};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::json;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -40,16 +40,28 @@ pub(crate) struct CrlArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+/// Reads `--alg` with the one algorithm vocabulary (`Algorithm`'s names
+/// and spellings), keeping the ML-DSA ones a CA signs with.
+fn ml_dsa_choice(s: &str) -> Result<MlDsaChoice, String> {
+    use citadel_crypto::Algorithm as A;
+    match s.parse::<A>() {
+        Ok(A::MlDsa44) => Ok(MlDsaChoice::MlDsa44),
+        Ok(A::MlDsa65) => Ok(MlDsaChoice::MlDsa65),
+        Ok(A::MlDsa87) => Ok(MlDsaChoice::MlDsa87),
+        Ok(other) => Err(format!(
+            "a CA signs with ml-dsa-44, ml-dsa-65 or ml-dsa-87 (or --classical), not {other}"
+        )),
+        Err(_) => Err("use ml-dsa-44, ml-dsa-65 or ml-dsa-87 (or --classical)".into()),
+    }
+}
+
+#[derive(Clone, Copy)]
 pub(crate) enum MlDsaChoice {
     /// ML-DSA-44.
-    #[value(name = "ml-dsa-44", aliases = ["mldsa44", "ml-dsa44"])]
     MlDsa44,
     /// ML-DSA-65.
-    #[value(name = "ml-dsa-65", aliases = ["mldsa65", "ml-dsa65"])]
     MlDsa65,
     /// ML-DSA-87.
-    #[value(name = "ml-dsa-87", aliases = ["mldsa87", "ml-dsa87"])]
     MlDsa87,
 }
 
@@ -60,11 +72,12 @@ pub(crate) struct InitArgs {
     /// replaced).
     #[arg(long, alias = "dir", value_name = "DIR")]
     ca: PathBuf,
-    /// Signature algorithm of the CA and of the certificates it issues.
+    /// Signature algorithm of the CA and of the certificates it issues:
+    /// ml-dsa-44, ml-dsa-65 or ml-dsa-87 (any spelling `key list-algs`
+    /// takes: `ML_DSA_87`, `mldsa87`).
     #[arg(
         long,
-        value_enum,
-        ignore_case = true,
+        value_parser = ml_dsa_choice,
         default_value = "ml-dsa-65",
         conflicts_with = "classical"
     )]

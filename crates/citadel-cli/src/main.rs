@@ -320,7 +320,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
 /// A message as it may be written to a terminal: control characters and
 /// invisible or direction-changing characters escaped (`\u{1b}`), the rest
 /// (printable text in any script) kept.
-fn printable(msg: &str) -> String {
+pub(crate) fn printable(msg: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(msg.len());
     for c in msg.chars() {

@@ -25,7 +25,7 @@ enum TokenCommand {
     Create {
         /// A policy of the new token (repeat for more) [default: the
         /// caller's].
-        #[arg(long = "policy")]
+        #[arg(long = "policy", value_delimiter = ',')]
         policies: Vec<String>,
         /// Time to live, e.g. `1h`, `30m`, `3600`.
         #[arg(long)]
@@ -95,6 +95,7 @@ pub(crate) struct MountArgs {
 #[derive(Subcommand)]
 enum MountCommand {
     /// Enable TYPE at --path [default: TYPE].
+    #[command(disable_version_flag = true)]
     Enable {
         /// The engine, device or method type (e.g. `kv`, `transit`,
         /// `file`, `userpass`, `approle`).
@@ -106,6 +107,10 @@ enum MountCommand {
         /// A description.
         #[arg(long)]
         description: Option<String>,
+        /// For `kv`: the KV version (Vault's `-version=2`; only 2 is
+        /// served).
+        #[arg(long = "version", value_name = "N")]
+        kv_version: Option<String>,
         /// Options, `key=value` (e.g. `version=2` for kv, `file_path=…` for
         /// an audit device).
         options: Vec<String>,
@@ -261,6 +266,7 @@ pub(crate) fn mounts(table: Table, a: MountArgs) -> Result<()> {
             kind,
             path,
             description,
+            kv_version,
             options,
         } => {
             let path = path.unwrap_or_else(|| kind.clone());
@@ -270,7 +276,10 @@ pub(crate) fn mounts(table: Table, a: MountArgs) -> Result<()> {
             if let Some(d) = description {
                 body.insert("description".into(), json!(d));
             }
-            let options = parse_fields(&options, false)?;
+            let mut options = parse_fields(&options, false)?;
+            if let Some(v) = kv_version {
+                options.insert("version".into(), json!(v));
+            }
             if !options.is_empty() {
                 body.insert("options".into(), Value::Object(options));
             }
@@ -315,15 +324,12 @@ pub(crate) fn mounts(table: Table, a: MountArgs) -> Result<()> {
 
 /// Vault's table: Path, Type, Description.
 fn print_mounts(rows: &Map<String, Value>) -> Result<()> {
-    let text = |v: &Value, k: &str| {
-        v.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("n/a")
-            .to_string()
-    };
+    // A server's text never drives the terminal.
+    let text =
+        |v: &Value, k: &str| crate::printable(v.get(k).and_then(Value::as_str).unwrap_or("n/a"));
     let cells: Vec<[String; 3]> = rows
         .iter()
-        .map(|(p, v)| [p.clone(), text(v, "type"), text(v, "description")])
+        .map(|(p, v)| [crate::printable(p), text(v, "type"), text(v, "description")])
         .collect();
     let w0 = cells.iter().map(|c| c[0].len()).max().unwrap_or(0).max(4);
     let w1 = cells.iter().map(|c| c[1].len()).max().unwrap_or(0).max(4);

@@ -118,6 +118,14 @@ impl Conn {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_string();
+        // A port the URI parser drops (out of range) must not become the
+        // scheme's default: the token would go to another service.
+        if let Some((_, p)) = uri.authority().and_then(|a| a.as_str().rsplit_once(':'))
+            && !p.ends_with(']')
+            && p.parse::<u16>().map_or(true, |n| n == 0)
+        {
+            bail!("the address {address:?} has no valid port (1 to 65535)");
+        }
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         let plain_addrs = if https {
             Vec::new()
@@ -207,6 +215,13 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value)> {
+        // A `.` or `..` segment would be resolved by the server (a
+        // redirect elsewhere), and `#` cuts the path: refused here, where
+        // the user can be told.
+        let bare = path.split('?').next().unwrap_or_default();
+        if bare.split('/').any(|seg| seg == "." || seg == "..") || path.contains('#') {
+            bail!("the path {path:?} has a '.' or '..' segment or a '#': name the path itself");
+        }
         let body = match body {
             Some(b) => Bytes::from(serde_json::to_vec(b)?),
             None => Bytes::new(),
@@ -309,7 +324,9 @@ fn plain_loopback(host: &str, port: u16) -> Result<Vec<std::net::SocketAddr>> {
 /// An error status as an [`ApiError`]; any other as its body.
 pub(crate) fn check(status: u16, v: Value) -> Result<Value> {
     {
-        if status >= 400 {
+        // Only 2xx is success: a redirect (a path with `..` in it, say)
+        // did nothing, and must not be reported as done.
+        if !(200..300).contains(&status) {
             let errors = v
                 .get("errors")
                 .and_then(Value::as_array)

@@ -343,11 +343,13 @@ fn print_table<'a>(data: impl IntoIterator<Item = (&'a String, &'a Value)> + Clo
     writeln!(out, "{:width$}    Value", "Key")?;
     writeln!(out, "{:width$}    -----", "---")?;
     for (k, v) in data {
-        let s = match v {
+        // A server's text never drives the terminal (an escape sequence
+        // in a description, say).
+        let s = crate::printable(&match v {
             Value::String(s) => s.clone(),
             other => other.to_string(),
-        };
-        writeln!(out, "{k:width$}    {s}")?;
+        });
+        writeln!(out, "{:width$}    {s}", crate::printable(k))?;
     }
     Ok(())
 }
@@ -382,6 +384,28 @@ fn read_secret_line(what: &str) -> Result<Zeroizing<String>> {
         bail!("no {what} given on standard input");
     }
     Ok(t)
+}
+
+/// A transit signature from a file or standard input: text, at most
+/// 256 KiB (an SLH-DSA-256f signature, the longest, is 66 kB in base64).
+fn read_signature(file: Option<&std::path::Path>) -> Result<String> {
+    const MAX: u64 = 256 << 10;
+    let mut buf = Vec::new();
+    let what = file.map_or("standard input".to_string(), |p| p.display().to_string());
+    let r: Box<dyn Read> = match file {
+        Some(p) => Box::new(
+            std::fs::File::open(p)
+                .with_context(|| format!("cannot read the signature file {what}"))?,
+        ),
+        None => Box::new(std::io::stdin()),
+    };
+    r.take(MAX + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("cannot read the signature from {what}"))?;
+    if buf.len() as u64 > MAX {
+        bail!("the signature in {what} is longer than 256 KiB: not a transit signature");
+    }
+    String::from_utf8(buf).with_context(|| format!("the signature in {what} is not text"))
 }
 
 fn read_input(file: Option<&PathBuf>) -> Result<Zeroizing<Vec<u8>>> {
@@ -865,7 +889,9 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
             if json_out {
                 return print_json(&v);
             }
-            crate::say!("created {kind} key {key}");
+            // The canonical name, as stored, not the alias typed.
+            let shown = v["data"]["type"].as_str().unwrap_or(&kind);
+            crate::say!("created {shown} key {key}");
             Ok(())
         }
         TransitCommand::Read { key } => {
@@ -943,11 +969,12 @@ pub(crate) fn transit(a: TransitArgs) -> Result<()> {
                 "-" if file.is_none() => bail!(
                     "the signature and the signed data cannot both come from standard input: pass the signed FILE, or the signature as @FILE"
                 ),
-                "-" => String::from_utf8(read_input(None)?.to_vec())
-                    .context("the signature on standard input is not text")?,
+                "-" if file.as_deref() == Some(std::path::Path::new("-")) => bail!(
+                    "the signature and the signed data cannot both come from standard input: pass the signed FILE, or the signature as @FILE"
+                ),
+                "-" => read_signature(None)?,
                 s => match s.strip_prefix('@') {
-                    Some(p) => std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read the signature file {p}"))?,
+                    Some(p) => read_signature(Some(std::path::Path::new(p)))?,
                     None => s.to_string(),
                 },
             };

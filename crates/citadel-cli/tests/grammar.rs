@@ -666,6 +666,18 @@ fn errors_are_one_line_and_a_closed_pipe_is_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("<SHELL>"), "{err}");
+    // One algorithm vocabulary: ca init takes what key gen takes.
+    ok(
+        p,
+        &["-q", "ca", "init", "--ca", "CA87", "--alg", "ML_DSA_87"],
+    );
+    let out = run(
+        p,
+        &["ca", "init", "--ca", "CAK", "--alg", "ml-kem-768"],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a CA signs with ml-dsa-44"), "{err}");
     ok(p, &["-q", "ca", "init", "--ca", "CA"]);
     ok(
         p,

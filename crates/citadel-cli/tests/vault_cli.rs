@@ -234,6 +234,55 @@ fn vault_admin_verbs_work_as_vaults_do() {
     ok(v(&["auth", "disable", "ar"]));
     assert!(!ok(v(&["auth", "list"])).contains("ar/"));
     assert!(ok(v(&["audit", "list"])).contains("Path"));
+    // Helper-20: a path with `..` was redirected by the server and the
+    // client reported success (nothing was done); an address with a port
+    // out of range went to port 80 with the token.
+    for args in [
+        &["secrets", "enable", "kv-v2", "--path", "../sys"][..],
+        &["secrets", "disable", "secret/.."],
+        &["kv", "put", "secret/../sys/mounts/evil", "type=kv-v2"],
+    ] {
+        let o = v(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stdout(&o));
+        assert!(stderr(&o).contains("'..' segment"), "{}", stderr(&o));
+    }
+    assert!(ok(v(&["secrets", "list"])).contains("secret/"));
+    let o = vault("http://127.0.0.1:99999", &env, &["status"], "");
+    assert!(stderr(&o).contains("no valid port"), "{}", stderr(&o));
+    // A description never drives the terminal (helper-20).
+    ok(v(&[
+        "secrets",
+        "enable",
+        "kv-v2",
+        "--path",
+        "esc",
+        "--description",
+        "evil\u{1b}[2Jdesc",
+    ]));
+    let listed = ok(v(&["secrets", "list"]));
+    assert!(
+        listed.contains("esc/") && !listed.contains('\u{1b}'),
+        "{listed:?}"
+    );
+    // Vault's spellings: -version=2 for kv, comma-separated policies.
+    ok(v(&[
+        "secrets",
+        "enable",
+        "--version",
+        "2",
+        "--path",
+        "kv9",
+        "kv",
+    ]));
+    assert!(ok(v(&["secrets", "list"])).contains("kv9/"));
+    let t = ok(v(&[
+        "token",
+        "create",
+        "--policy",
+        "default,extra",
+        "--json",
+    ]));
+    assert!(t.contains("\"extra\""), "{t}");
     // --json always prints a document, even for verbs with no answer
     // (helper-16: `kv delete --json` and `seal --json` printed nothing).
     ok(v(&["kv", "put", "secret/gone", "k=v"]));

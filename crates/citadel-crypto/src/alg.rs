@@ -164,11 +164,19 @@ impl FromStr for Algorithm {
     /// underscores (`ML_DSA_65`, `mldsa65`, `mlkem768-x25519`), or
     /// `x-wing`/`xwing` for the X-Wing hybrid.
     fn from_str(s: &str) -> Result<Self> {
+        // ASCII only: Unicode case folding would take look-alikes (the
+        // Kelvin sign for K).
         let squash = |n: &str| -> String {
             n.trim()
                 .chars()
                 .filter(|c| *c != '-' && *c != '_')
-                .flat_map(char::to_lowercase)
+                .map(|c| {
+                    if c.is_ascii() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '\u{fffd}'
+                    }
+                })
                 .collect()
         };
         let wanted = squash(s);
@@ -216,6 +224,10 @@ mod tests {
             .collect();
         assert_eq!(squashed.len(), Algorithm::ALL.len());
         assert!("ml-dsa-66".parse::<Algorithm>().is_err());
+        assert!(
+            "ML-\u{212a}EM-768".parse::<Algorithm>().is_err(),
+            "a Kelvin sign is not a K"
+        );
     }
 
     #[test]

@@ -31,9 +31,12 @@ pub fn new_token() -> Result<Zeroizing<String>, Error> {
     Ok(Zeroizing::new(format!("hvs.{}", random_b64url(24)?)))
 }
 
-/// A new random accessor (144 bits).
+/// A new random accessor (144 bits), in hex: letters and digits only, as
+/// Vault's, so one never begins with `-` and reads as a flag.
 pub fn new_accessor() -> Result<String, Error> {
-    random_b64url(18)
+    Ok(hex::encode(
+        citadel_crypto::random::array::<18>().map_err(internal)?,
+    ))
 }
 
 /// Seconds since the Unix epoch.

@@ -398,15 +398,22 @@ enum Kind {
 }
 
 fn kind_from(name: &str) -> Result<Kind, Error> {
-    match name {
-        "aes256-gcm96" => Ok(Kind::Aead(AeadAlgorithm::Aes256Gcm)),
-        "chacha20-poly1305" => Ok(Kind::Aead(AeadAlgorithm::ChaCha20Poly1305)),
-        "ecdsa-p256" => Ok(Kind::EcdsaP256),
-        other => match other.parse::<Algorithm>() {
+    // Vault's names, in any case and with or without hyphens and
+    // underscores, as the other types' (ASCII only).
+    let squashed: String = name
+        .chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    match squashed.as_str() {
+        "aes256gcm96" => Ok(Kind::Aead(AeadAlgorithm::Aes256Gcm)),
+        "chacha20poly1305" => Ok(Kind::Aead(AeadAlgorithm::ChaCha20Poly1305)),
+        "ecdsap256" => Ok(Kind::EcdsaP256),
+        _ => match name.parse::<Algorithm>() {
             Ok(Algorithm::MlKem768X25519) => Ok(Kind::Hybrid),
             Ok(a) if a.family() == citadel_crypto::Family::Signature => Ok(Kind::Sign(a)),
             _ => Err(bad(format!(
-                "unknown key type {other:?}: use aes256-gcm96, chacha20-poly1305, {HYBRID}, ed25519, ecdsa-p256, ml-dsa-44, ml-dsa-65, ml-dsa-87 or slh-dsa-*"
+                "unknown key type {name:?}: use aes256-gcm96, chacha20-poly1305, {HYBRID}, ed25519, ecdsa-p256, ml-dsa-44, ml-dsa-65, ml-dsa-87 or slh-dsa-*"
             ))),
         },
     }
