@@ -260,7 +260,11 @@ fn main() -> ExitCode {
             // so that they cannot move the cursor or rewrite the line.
             let msg = printable(&parts.join(": "));
             eprintln!("citadel: {msg}");
-            if e.downcast_ref::<vault_verbs::Sealed>().is_some() {
+            // Sealed, whichever verb found it: `status`, or a server's 503.
+            let sealed = e.downcast_ref::<vault_verbs::Sealed>().is_some()
+                || e.downcast_ref::<vault_http::ApiError>()
+                    .is_some_and(|a| a.status == 503);
+            if sealed {
                 ExitCode::from(3)
             } else if verification {
                 ExitCode::from(1)

@@ -610,6 +610,11 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
         "{}",
         stderr(&o)
     );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "any verb finding it sealed exits 3"
+    );
     assert_eq!(vault(a, &[], &["status"], "").status.code(), Some(3));
 
     // Nothing secret in the server's output or the audit log: not the
