@@ -15,26 +15,26 @@ use zeroize::Zeroizing;
 /// Where the server is and how to reach it.
 #[derive(Args, Clone)]
 pub(crate) struct Conn {
-    /// The server's address [default: http://127.0.0.1:8200; VAULT_ADDR is
-    /// read when CITADEL_ADDR is not set].
-    #[arg(long, env = "CITADEL_ADDR", global = true)]
+    /// The server's address [default: http://127.0.0.1:8200] [env:
+    /// CITADEL_ADDR, else VAULT_ADDR].
+    #[arg(long, global = true)]
     address: Option<String>,
     /// CA certificate(s) (PEM) that the server's certificate chains to, for
-    /// https:// addresses [VAULT_CACERT is read when CITADEL_CACERT is not
-    /// set].
-    #[arg(long, env = "CITADEL_CACERT", global = true)]
+    /// https:// addresses [env: CITADEL_CACERT, else VAULT_CACERT].
+    #[arg(long, global = true)]
     ca_cert: Option<PathBuf>,
     /// Client certificate (PEM) for a server that requires mutual TLS
-    /// [or VAULT_CLIENT_CERT].
-    #[arg(long, env = "CITADEL_CLIENT_CERT", global = true)]
+    /// [env: CITADEL_CLIENT_CERT, else VAULT_CLIENT_CERT].
+    #[arg(long, global = true)]
     client_cert: Option<PathBuf>,
-    /// The client certificate's private key (PKCS#8 PEM) [or
-    /// VAULT_CLIENT_KEY].
-    #[arg(long, env = "CITADEL_CLIENT_KEY", global = true)]
+    /// The client certificate's private key (PKCS#8 PEM) [env:
+    /// CITADEL_CLIENT_KEY, else VAULT_CLIENT_KEY].
+    #[arg(long, global = true)]
     client_key: Option<PathBuf>,
     /// File holding the token when neither CITADEL_TOKEN nor VAULT_TOKEN is
-    /// set; `login` writes it [default: ~/.citadel-token].
-    #[arg(long, env = "CITADEL_TOKEN_FILE", global = true)]
+    /// set; `login` writes it [default: ~/.citadel-token] [env:
+    /// CITADEL_TOKEN_FILE].
+    #[arg(long, global = true)]
     token_file: Option<PathBuf>,
     /// Print the server's JSON response instead of text.
     #[arg(long, global = true)]
@@ -87,22 +87,28 @@ pub(crate) struct Client {
     rt: tokio::runtime::Runtime,
 }
 
-/// The value of the flag or its `CITADEL_*` variable (clap read both),
-/// else of Vault's own variable `vault_var`, as the Vault and OpenBao CLIs
-/// read it: a Vault user's environment works unchanged.
-fn or_vault_env<T: From<String> + Clone>(v: &Option<T>, vault_var: &str) -> Option<T> {
-    v.clone().or_else(|| {
-        std::env::var(vault_var)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .map(T::from)
-    })
+/// The flag's value, else the first of `vars` set to something (an empty
+/// variable counts as unset, so `CITADEL_CACERT=` falls through to
+/// `VAULT_CACERT`, as a Vault user expects; a value that is not UTF-8 is
+/// an error, never skipped for the next).
+fn flag_or_env<T: From<String> + Clone>(v: &Option<T>, vars: &[&str]) -> Result<Option<T>> {
+    if v.is_some() {
+        return Ok(v.clone());
+    }
+    for var in vars {
+        match std::env::var(var) {
+            Ok(s) if !s.is_empty() => return Ok(Some(T::from(s))),
+            Ok(_) | Err(std::env::VarError::NotPresent) => {}
+            Err(std::env::VarError::NotUnicode(_)) => bail!("{var} is not valid UTF-8"),
+        }
+    }
+    Ok(None)
 }
 
 impl Conn {
     /// Resolves the address, TLS settings and token.
     pub(crate) fn client(&self) -> Result<Client> {
-        let address = or_vault_env(&self.address, "VAULT_ADDR")
+        let address = flag_or_env(&self.address, &["CITADEL_ADDR", "VAULT_ADDR"])?
             .unwrap_or_else(|| "http://127.0.0.1:8200".to_string());
         let uri: hyper::Uri = address
             .parse()
@@ -137,8 +143,14 @@ impl Conn {
             _ if host.contains(':') => format!("[{host}]:{port}"),
             _ => format!("{host}:{port}"),
         };
-        let client_cert = or_vault_env(&self.client_cert, "VAULT_CLIENT_CERT");
-        let client_key = or_vault_env(&self.client_key, "VAULT_CLIENT_KEY");
+        let client_cert = flag_or_env(
+            &self.client_cert,
+            &["CITADEL_CLIENT_CERT", "VAULT_CLIENT_CERT"],
+        )?;
+        let client_key = flag_or_env(
+            &self.client_key,
+            &["CITADEL_CLIENT_KEY", "VAULT_CLIENT_KEY"],
+        )?;
         let identity = match (&client_cert, &client_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -147,7 +159,7 @@ impl Conn {
             ),
         };
         let tls = if https {
-            let roots = match or_vault_env(&self.ca_cert, "VAULT_CACERT") {
+            let roots = match flag_or_env(&self.ca_cert, &["CITADEL_CACERT", "VAULT_CACERT"])? {
                 Some(p) => load_certificates(&p)?,
                 None => bail!(
                     "an https:// address needs the CA certificate that signed the server's: pass --ca-cert FILE or set CITADEL_CACERT (or VAULT_CACERT)"
@@ -161,16 +173,14 @@ impl Conn {
         } else {
             None
         };
-        let token_file = match &self.token_file {
+        let token_file = match &flag_or_env(&self.token_file, &["CITADEL_TOKEN_FILE"])? {
             Some(p) => p.clone(),
             None => std::env::var_os("HOME")
                 .map(PathBuf::from)
                 .unwrap_or_default()
                 .join(".citadel-token"),
         };
-        let from_env = ["CITADEL_TOKEN", "VAULT_TOKEN"]
-            .into_iter()
-            .find_map(|v| std::env::var(v).ok().filter(|t| !t.is_empty()));
+        let from_env: Option<String> = flag_or_env(&None, &["CITADEL_TOKEN", "VAULT_TOKEN"])?;
         let token = match from_env {
             Some(t) => Some(Zeroizing::new(t)),
             None => match std::fs::read_to_string(&token_file) {

@@ -161,6 +161,15 @@ fn vault_environment_variables_are_honoured_after_citadel_ones() {
         ("VAULT_TOKEN", &root),
     ]);
     ok(o);
+    // Empty counts as unset (helper-20: CITADEL_CACERT= broke every verb,
+    // and CITADEL_ADDR= did not fall through to VAULT_ADDR).
+    ok(run(&[
+        ("CITADEL_ADDR", ""),
+        ("VAULT_ADDR", &server.addr),
+        ("CITADEL_CACERT", ""),
+        ("CITADEL_CLIENT_KEY", ""),
+        ("VAULT_TOKEN", &root),
+    ]));
 }
 
 /// Issue 15: a new vault's status says to initialise it, not to unseal it.

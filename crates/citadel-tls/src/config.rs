@@ -435,6 +435,9 @@ pub fn explain(e: &rustls::Error) -> String {
             "the peer's certificate is not valid for this CA".into()
         }
         E::NoCertificatesPresented => "the client presented no certificate (mutual TLS is required)".into(),
+        E::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the peer does not speak TLS (a plain http:// server? then use http://)".into()
+        }
         E::AlertReceived(A::HandshakeFailure) => {
             "the peer refused the handshake (it may require post-quantum key exchange or another CA)".into()
         }

@@ -965,3 +965,12 @@ fn revocation_by_serial_refuses_what_cannot_work() {
     assert!(e.contains("move it aside"), "{e}");
     assert!(!stray.join("ca.key").exists(), "a half CA was left");
 }
+
+/// Helper-20: https to a plain-HTTP server said "received corrupt message
+/// of type InvalidContentType" (a Rust enum name).
+#[test]
+fn a_peer_that_does_not_speak_tls_is_said_in_words() {
+    let e = rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType);
+    let said = citadel_tls::config::explain(&e);
+    assert!(said.contains("does not speak TLS"), "{said}");
+}
