@@ -309,10 +309,19 @@ fn usage_error(e: clap::Error) -> ExitCode {
             .collect();
         first = format!("{} {}", first, listed.join(", "));
     }
-    let tip = lines
+    let mut tip = lines
         .find(|l| l.starts_with("tip: "))
         .map(|t| format!(" ({})", t.trim_start_matches("tip: ")))
         .unwrap_or_default();
+    // Vault's and Go's single-dash long flags (`-policy=x`): say the
+    // spelling here.
+    if let Some(a) = std::env::args().skip(1).find(|a| {
+        let name = a.strip_prefix('-').unwrap_or_default();
+        !a.starts_with("--") && name.len() > 1 && name.starts_with(|c: char| c.is_ascii_lowercase())
+    }) {
+        let name = a[1..].split('=').next().unwrap_or_default();
+        tip = format!("{tip} (long flags take two dashes: --{name}, not -{name})");
+    }
     eprintln!(
         "citadel: {}{} (see --help)",
         printable(&first),

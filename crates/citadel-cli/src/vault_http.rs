@@ -236,6 +236,15 @@ impl Client {
             Some(b) => Bytes::from(serde_json::to_vec(b)?),
             None => Bytes::new(),
         };
+        // Said here, not as the broken pipe of a server that answered 413
+        // and closed while the body was being sent.
+        if body.len() > citadel_vault::http::MAX_BODY {
+            bail!(
+                "the request is {} MiB, over the {} MiB a server takes; for a large file, encrypt it with `citadel encrypt` (or a transit data key) and keep the key in the vault",
+                body.len() >> 20,
+                citadel_vault::http::MAX_BODY >> 20
+            );
+        }
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(format!("/v1/{}", path.trim_start_matches('/')))

@@ -660,6 +660,10 @@ fn errors_are_one_line_and_a_closed_pipe_is_not_a_panic() {
         err.starts_with("citadel: ") && err.contains("--key"),
         "{err}"
     );
+    // Vault's single-dash long flags get the spelling (helper-20).
+    let out = run(p, &["vault", "token", "create", "-policy=x"], b"");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--policy, not -policy"), "{err}");
     // A missing argument is named (helper-17: "were not provided:" ended
     // the line, the names were cut).
     let out = run(p, &["completions"], b"");

@@ -258,6 +258,17 @@ fn vault_admin_verbs_work_as_vaults_do() {
     assert!(ok(v(&["secrets", "list"])).contains("secret/"));
     let o = vault("http://127.0.0.1:99999", &env, &["status"], "");
     assert!(stderr(&o).contains("no valid port"), "{}", stderr(&o));
+    // A body over the server's 16 MiB is refused before it is sent (it
+    // was "broken pipe", the server having answered 413).
+    let big = d.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(17 << 20)).unwrap();
+    let o = v(&[
+        "kv",
+        "put",
+        "secret/big",
+        &format!("data=@{}", big.display()),
+    ]);
+    assert!(stderr(&o).contains("over the 16 MiB"), "{}", stderr(&o));
     // A description never drives the terminal (helper-20).
     ok(v(&[
         "secrets",
