@@ -799,7 +799,7 @@ pub(crate) fn kv(a: KvArgs) -> Result<()> {
                     v["data"]["metadata"]["version"]
                 );
             }
-            let v = crate::vault_http::check(status, v)?;
+            let v = citadel_vault::client::check(status, v).map_err(crate::vault_http::said)?;
             if let Some(f) = field {
                 return print_field(&v["data"]["data"], &f);
             }

@@ -37,6 +37,7 @@
 pub mod audit;
 pub mod backend;
 pub mod barrier;
+pub mod client;
 pub mod core;
 mod error;
 pub mod fields;
