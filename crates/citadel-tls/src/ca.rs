@@ -593,11 +593,22 @@ impl Ca {
     /// listed under (`NAME`, or `NAME#SERIAL` for an earlier one), at `at`
     /// (Unix seconds).
     pub fn states(&self, at: i64) -> Vec<(&str, &IssuedCert, CertState)> {
+        // A certificate the published list revokes is revoked, even when
+        // ca.json (restored from a backup) does not say so yet; the next
+        // `crl` or `revoke` records it there.
+        let listed: std::collections::BTreeSet<Vec<u8>> = self
+            .published()
+            .ok()
+            .flatten()
+            .map(|(_, l)| l.into_iter().map(|(s, _)| trimmed(&s)).collect())
+            .unwrap_or_default();
         self.state
             .issued
             .iter()
             .map(|(k, c)| {
-                let state = if c.revoked_at.is_some() {
+                let in_list =
+                    || hex::decode(&c.serial).is_ok_and(|s| listed.contains(&trimmed(&s)));
+                let state = if c.revoked_at.is_some() || in_list() {
                     CertState::Revoked
                 } else if c.not_after <= at {
                     CertState::Expired

@@ -632,6 +632,16 @@ fn a_ca_whose_record_was_restored_keeps_the_published_revocations() {
     assert_eq!(listed.revoked.len(), 2);
     std::fs::write(d.path().join("ca.json"), &record).unwrap();
     let mut restored = ca_open(d.path());
+    // Before anything is published, `ca list` already shows what the
+    // published list revokes (helper-19: alice showed as valid).
+    let alice = restored
+        .states(0)
+        .into_iter()
+        .find(|(n, _, _)| *n == "alice");
+    assert!(
+        matches!(alice, Some((_, _, CertState::Revoked))),
+        "{alice:?}"
+    );
     let next = restored.publish_crl(None).unwrap();
     assert!(
         next.number > listed.number,
