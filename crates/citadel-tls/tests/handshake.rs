@@ -494,6 +494,19 @@ fn restore(dir: &std::path::Path, files: &[(&'static str, Vec<u8>)]) {
     }
 }
 
+/// A server on the CA in `dir` with its `server` certificate, following
+/// the CA's files as `citadel recv` does.
+fn serving(
+    dir: &std::path::Path,
+    floor: citadel_tls::crl::Floor,
+) -> citadel_tls::reload::ReloadingServerConfig {
+    let server = Identity::from_ca(&ca_open(dir), "server").unwrap();
+    citadel_tls::reload::ReloadingServerConfig::new(dir, floor, move |t: &Trust| {
+        server_config(server.clone(), t, TlsOptions::default())
+    })
+    .unwrap()
+}
+
 /// Whether `name`'s certificate from the CA in `dir` gets through a
 /// server running on `configs`. The client trusts the CA without a CRL
 /// check of its own: only the server's verdict counts here.
@@ -520,7 +533,6 @@ fn admitted(
 #[test]
 fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
     use citadel_tls::crl::Floor;
-    use citadel_tls::reload::ReloadingServerConfig;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("CA");
     let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
@@ -529,11 +541,7 @@ fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
     }
     let before = backup(&dir);
     ca.revoke("alice").unwrap();
-    let server = Identity::from_ca(&ca, "server").unwrap();
-    let configs = ReloadingServerConfig::new(&dir, Floor::in_memory(), move |t: &Trust| {
-        server_config(server.clone(), t, TlsOptions::default())
-    })
-    .unwrap();
+    let configs = serving(&dir, Floor::in_memory());
     let connects = |name: &str| admitted(&configs, &dir, name);
     assert!(!connects("alice") && connects("bob") && connects("carol"));
     // The restore: the CA from before alice's revocation; then bob is
@@ -563,7 +571,6 @@ fn a_newer_list_that_drops_a_revocation_loses_neither_lists_revocations() {
 #[test]
 fn a_second_restore_does_not_bring_back_a_revoked_client() {
     use citadel_tls::crl::Floor;
-    use citadel_tls::reload::ReloadingServerConfig;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("CA");
     let floor_at = d.path().join("crl-floor");
@@ -574,14 +581,7 @@ fn a_second_restore_does_not_bring_back_a_revoked_client() {
     let b0 = backup(&dir);
     ca.revoke("alice").unwrap();
     let b_alice = backup(&dir);
-    let server = Identity::from_ca(&ca, "server").unwrap();
-    let start = || {
-        let server = server.clone();
-        ReloadingServerConfig::new(&dir, Floor::load(&floor_at).unwrap(), move |t: &Trust| {
-            server_config(server.clone(), t, TlsOptions::default())
-        })
-        .unwrap()
-    };
+    let start = || serving(&dir, Floor::load(&floor_at).unwrap());
     let configs = start();
     restore(&dir, &b0);
     ca_open(&dir).publish_crl(None).unwrap();
@@ -690,18 +690,13 @@ fn client_with(id: &Identity, dir: &std::path::Path, crl: &[u8]) -> Arc<rustls::
 #[test]
 fn one_number_one_list_and_the_ca_is_pinned() {
     use citadel_tls::crl::Floor;
-    use citadel_tls::reload::ReloadingServerConfig;
     let d = tempfile::tempdir().unwrap();
     let mut ca = ca(d.path(), CaAlgorithm::MlDsa44);
     let twin = tempfile::tempdir().unwrap();
     for f in ["ca.crt", "ca.key", "ca.json", "crl.pem"] {
         std::fs::copy(d.path().join(f), twin.path().join(f)).unwrap();
     }
-    let server = Identity::from_ca(&ca, "server").unwrap();
-    let configs = ReloadingServerConfig::new(d.path(), Floor::in_memory(), move |t: &Trust| {
-        server_config(server.clone(), t, TlsOptions::default())
-    })
-    .unwrap();
+    let configs = serving(d.path(), Floor::in_memory());
     ca.revoke("alice").unwrap();
     assert!(configs.current().1.is_none());
     // The twin publishes the same number without the revocation (CRL
@@ -738,20 +733,13 @@ fn one_number_one_list_and_the_ca_is_pinned() {
 #[test]
 fn a_floor_that_cannot_be_written_keeps_no_older_list_in_force() {
     use citadel_tls::crl::Floor;
-    use citadel_tls::reload::ReloadingServerConfig;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("CA");
     let state = d.path().join("state");
     std::fs::create_dir(&state).unwrap();
     let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
     ca.issue("bob", &[], &[], Usage::Client, 30).unwrap();
-    let server = Identity::from_ca(&ca, "server").unwrap();
-    let configs = ReloadingServerConfig::new(
-        &dir,
-        Floor::load(&state.join("crl-floor")).unwrap(),
-        move |t: &Trust| server_config(server.clone(), t, TlsOptions::default()),
-    )
-    .unwrap();
+    let configs = serving(&dir, Floor::load(&state.join("crl-floor")).unwrap());
     assert!(admitted(&configs, &dir, "alice"));
     // The floor's directory is gone: neither its lock nor the file can be
     // written (as on a full disk, a read-only remount or a spent quota).
@@ -915,7 +903,6 @@ fn a_ca_refuses_a_list_no_server_would_take() {
 #[test]
 fn a_ca_restored_whole_publishes_above_every_list_seen() {
     use citadel_tls::crl::Floor;
-    use citadel_tls::reload::ReloadingServerConfig;
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().join("CA");
     let mut ca = ca(&dir, CaAlgorithm::MlDsa44);
@@ -926,11 +913,7 @@ fn a_ca_restored_whole_publishes_above_every_list_seen() {
     }
     ca.revoke("alice").unwrap();
     let alice = ca.issued()["alice"].serial.clone();
-    let server = Identity::from_ca(&ca, "server").unwrap();
-    let configs = ReloadingServerConfig::new(&dir, Floor::in_memory(), move |t: &Trust| {
-        server_config(server.clone(), t, TlsOptions::default())
-    })
-    .unwrap();
+    let configs = serving(&dir, Floor::in_memory());
     restore(&dir, &whole);
     // What the README says to do: revoke again what the server names.
     ca_open(&dir).revoke_serial(&alice).unwrap();
