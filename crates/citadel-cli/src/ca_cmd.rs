@@ -266,6 +266,14 @@ pub(crate) fn run(c: CaCommand) -> Result<()> {
         }
         CaCommand::List(a) => {
             let ca = Ca::open(&a.ca)?;
+            // The states then come from ca.json alone, which a restore
+            // may have rolled back: said, not hidden (helper-21).
+            if let Err(e) = ca.check_published() {
+                eprintln!(
+                    "citadel: warning: {}; the states listed are ca.json's alone, and may miss revocations",
+                    crate::printable(&e.to_string())
+                );
+            }
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs() as i64);

@@ -116,7 +116,10 @@ impl Conn {
                 "a client certificate needs its key and a key its certificate: pass both --client-cert and --client-key (or CITADEL_/VAULT_CLIENT_CERT and _KEY)"
             ),
         };
-        let tls = if address.starts_with("https://") {
+        let tls = if address
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        {
             let roots = match flag_or_env(&self.ca_cert, &["CITADEL_CACERT", "VAULT_CACERT"])? {
                 Some(p) => load_certificates(&p)?,
                 None => bail!(

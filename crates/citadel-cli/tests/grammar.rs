@@ -221,6 +221,15 @@ fn quiet_leaves_only_what_was_asked_for() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["name"], "eve", "{v}");
+    // A crl.pem that does not load: ca list says its states are ca.json's
+    // alone (helper-21: it showed them without a word).
+    fs::write(p.join("CA/crl.pem"), "damaged").unwrap();
+    let out = ok(p, &["ca", "list", "--ca", "CA"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("ca.json's alone"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -258,6 +258,12 @@ fn vault_admin_verbs_work_as_vaults_do() {
     assert!(ok(v(&["secrets", "list"])).contains("secret/"));
     let o = vault("http://127.0.0.1:99999", &env, &["status"], "");
     assert!(stderr(&o).contains("no valid port"), "{}", stderr(&o));
+    // helper-21: a scheme in capitals is still https (the CA is asked
+    // for), and a path in the address is refused, not dropped.
+    let o = vault("HTTPS://127.0.0.1:1", &env, &["status"], "");
+    assert!(stderr(&o).contains("--ca-cert"), "{}", stderr(&o));
+    let o = vault(&format!("{a}/prefix"), &env, &["status"], "");
+    assert!(stderr(&o).contains("has a path"), "{}", stderr(&o));
     // A body over the server's 16 MiB is refused before it is sent (it
     // was "broken pipe", the server having answered 413).
     let big = d.path().join("big.txt");

@@ -915,8 +915,7 @@ impl Ca {
 
     /// The list published now (none if there is no `crl.pem`): its number,
     /// and each serial it revokes with when. A `crl.pem` that is there but
-    /// is damaged or not this CA's is an error: publishing from `ca.json`
-    /// alone could drop the revocations it lists.
+    /// is damaged or not this CA's is an error.
     fn published(&self) -> Result<Option<(u64, Vec<crate::crl::Revocation>)>> {
         let path = self.dir.join("crl.pem");
         let bytes = match read(&path) {
@@ -931,11 +930,13 @@ impl Ca {
             let facts = crate::crl::inspect(crl.as_ref(), self.cert.as_ref())?;
             Ok((facts.number, crate::crl::revocations(crl.as_ref())))
         });
-        checked.map(Some).map_err(|e| {
-            Error::Ca(format!(
-                "nothing was published: {e}. A list made from ca.json alone could drop the revocations it holds: restore crl.pem from your backup; if it is lost, move it aside and run the command again (servers that saw it keep refusing what it revoked, and name each serial to revoke again with `ca revoke --serial`)"
-            ))
-        })
+        checked.map(Some)
+    }
+
+    /// Whether the published `crl.pem` loads as this CA's (or is absent):
+    /// until it does, [`Ca::states`] knows only what ca.json records.
+    pub fn check_published(&self) -> Result<()> {
+        self.published().map(|_| ())
     }
 
     /// Records a serial revoked at `at` that the CA has no certificate
@@ -960,7 +961,12 @@ impl Ca {
         // publishes above the list out there, and keeps every revocation
         // that list made, in ca.json too: revoking is for good (servers
         // refuse a list that drops one, or reuses a number).
-        if let Some((number, listed)) = self.published()? {
+        let published = self.published().map_err(|e| {
+            Error::Ca(format!(
+                "nothing was published: {e}. A list made from ca.json alone could drop the revocations it holds: restore crl.pem from your backup; if it is lost, move it aside and run the command again (servers that saw it keep refusing what it revoked, and name each serial to revoke again with `ca revoke --serial`)"
+            ))
+        })?;
+        if let Some((number, listed)) = published {
             self.state.crl_number = self.state.crl_number.max(number);
             let by_serial: std::collections::HashMap<Vec<u8>, String> = self
                 .state

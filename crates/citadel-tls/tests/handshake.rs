@@ -792,6 +792,10 @@ fn a_ca_never_publishes_a_list_that_drops_what_it_cannot_read() {
         ),
     ] {
         std::fs::write(dir.join("crl.pem"), &bad).unwrap();
+        assert!(
+            ca_open(&dir).check_published().is_err(),
+            "ca list would not warn"
+        );
         let e = ca_open(&dir).publish_crl(None).unwrap_err().to_string();
         assert!(
             e.contains(says) && e.contains("nothing was published") && e.contains("move it aside"),

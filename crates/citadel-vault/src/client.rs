@@ -130,6 +130,13 @@ impl Client {
                 )));
             }
         };
+        // A path or query would be dropped (every request goes to
+        // `/v1/…`): refused, not silently sent elsewhere.
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(bad(format!(
+                "the address {address:?} has a path or query; give only scheme, host and port (requests go to /v1/PATH)"
+            )));
+        }
         let host = uri
             .host()
             .ok_or_else(|| bad(format!("the address {address:?} has no host")))?
@@ -367,6 +374,8 @@ mod tests {
             "ftp://127.0.0.1",
             "https://127.0.0.1:8200",
             "http://10.0.0.1:8200",
+            "http://127.0.0.1:8200/prefix",
+            "http://127.0.0.1:8200/?x=1",
         ] {
             assert!(
                 matches!(Client::new(a, None), Err(ClientError::Address(_))),
