@@ -9,6 +9,8 @@
 #   STORAGE=sqlite scripts/bench/vault-load.sh   # SQLite (WAL, synchronous=FULL), init + unseal
 #   PEER=openbao scripts/bench/vault-load.sh     # then the same runs against OpenBao
 #                                                # (scripts/bench/openbao-load.sh)
+#   AUDIT=file scripts/bench/vault-load.sh       # Vault's JSON-lines file device, as
+#                                                # OpenBao's, instead of the citadel log
 #   DURATION=10 CONNECTIONS=64 THREADS=2
 set -euo pipefail
 shopt -s inherit_errexit
@@ -17,6 +19,7 @@ DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 STORAGE=${STORAGE:-inmem}
+AUDIT=${AUDIT:-citadel}
 cargo build --release -q -p citadel-cli
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
 C=./target/release/citadel
@@ -47,7 +50,11 @@ case "$STORAGE" in
   *) echo "STORAGE must be inmem or sqlite" >&2; exit 2 ;;
 esac
 H=(-H "X-Vault-Token: $TOKEN")
-curl -sf "${H[@]}" -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$W/audit\"}}" "$ADDR/v1/sys/audit/file"
+case "$AUDIT" in
+  citadel) curl -sf "${H[@]}" -X PUT -d "{\"type\":\"citadel\",\"options\":{\"file_path\":\"$W/audit\"}}" "$ADDR/v1/sys/audit/citadel" ;;
+  file) curl -sf "${H[@]}" -X PUT -d "{\"type\":\"file\",\"options\":{\"file_path\":\"$W/audit.log\"}}" "$ADDR/v1/sys/audit/file" ;;
+  *) echo "AUDIT must be citadel or file" >&2; exit 2 ;;
+esac
 curl -sf "${H[@]}" -X POST -d '{"type":"transit"}' "$ADDR/v1/sys/mounts/transit"
 curl -sf "${H[@]}" -X POST -d '{"type":"aes256-gcm96"}' "$ADDR/v1/transit/keys/bench" >/dev/null
 curl -sf "${H[@]}" -X POST -d '{"data":{"user":"app","password":"0123456789abcdef"}}' "$ADDR/v1/secret/data/bench" >/dev/null
@@ -59,7 +66,7 @@ write_encrypt_lua "$APP" "$W/encrypt-limited.lua"
 # An SLH-DSA key, for the health-under-heavy-load row.
 curl -sf "${H[@]}" -X POST -d '{"type":"slh-dsa-sha2-128s"}' "$ADDR/v1/transit/keys/slow" >/dev/null
 python3 -c 'import json; print(json.dumps({"batch_input": [{"input": "aGVsbG8="}] * 8}))' > "$W/slh-batch.json"
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against citadel vault serve ($STORAGE storage, audit device on), $(nproc) cores shared by server and wrk"
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s against citadel vault serve ($STORAGE storage, $AUDIT audit device on), $(nproc) cores shared by server and wrk"
 echo
 echo "| endpoint | requests/s | p99 latency | non-2xx |"
 echo "| --- | ---: | ---: | ---: |"
@@ -84,7 +91,11 @@ echo
 awk -v h="$(cat "$W/health.rps")" -v k="$(cat "$W/kv.rps")" -v p="$(cat "$W/kvp.rps")" -v t="$(cat "$W/transit.rps")" -v tp="$(cat "$W/transitp.rps")" \
   'BEGIN{printf "ratio to sys/health: KV read %.2f (policy-limited %.2f), transit encrypt %.2f (policy-limited %.2f)\n", k/h, p/h, t/h, tp/h}'
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
-echo "audit log after the run: $($C audit verify --dir "$W/audit" 2>&1)"
+if [[ "$AUDIT" == citadel ]]; then
+  echo "audit log after the run: $($C audit verify --dir "$W/audit" 2>&1)"
+else
+  echo "audit file after the run: $(wc -l < "$W/audit.log") lines, $(python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]; print("each one JSON")' "$W/audit.log")"
+fi
 if [[ "${PEER:-}" == openbao ]]; then
   echo
   scripts/bench/openbao-load.sh

@@ -378,6 +378,22 @@ fn serve(a: ServeArgs) -> Result<()> {
         // their last anchor and checkpoint as the core is dropped.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("could not listen for SIGTERM")?;
+        // SIGHUP (logrotate's postrotate): `file` audit devices open their
+        // file again at its path, as Vault's do.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("could not listen for SIGHUP")?;
+        // Weak: shutting down drops the core (its devices' last
+        // checkpoint) whatever this task is doing.
+        let reopening = Arc::downgrade(&core);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let Some(core) = reopening.upgrade() else {
+                    return;
+                };
+                tracing::info!(target: "citadel_vault::server", "SIGHUP: reopening audit files");
+                core.reopen_audit_files();
+            }
+        });
         let stop = async move {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

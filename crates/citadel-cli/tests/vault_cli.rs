@@ -400,16 +400,29 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("403"), "{}", stderr(&o));
 
-    // An audit device, so the grep below covers the audit log too.
+    // Both audit device types, so the grep below covers what they wrote:
+    // the tamper-evident log and Vault's JSON lines.
     let audit = p.join("audit").display().to_string();
     ok(vault(
         a,
         &env_tf,
         &[
             "write",
-            "sys/audit/file",
-            "type=file",
+            "sys/audit/citadel",
+            "type=citadel",
             &format!("options={{\"file_path\":\"{audit}\"}}"),
+        ],
+        "",
+    ));
+    let jsonl = p.join("audit.log");
+    ok(vault(
+        a,
+        &env_tf,
+        &[
+            "audit",
+            "enable",
+            "file",
+            &format!("file_path={}", jsonl.display()),
         ],
         "",
     ));
@@ -695,6 +708,19 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
         audit_files > 0 && haystack.len() > 10_000,
         "the audit log was written"
     );
+    let lines = std::fs::read_to_string(&jsonl).unwrap();
+    let entries: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(
+        entries.iter().any(|e| e["type"] == "response"
+            && e["request"]["path"] == "secret/data/app/db"
+            && e["auth"]["client_token"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("hmac-sha256:"))),
+        "the file device wrote Vault's entries: {lines}"
+    );
     use base64::Engine;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let mut secrets = vec![root.clone(), limited.clone(), password.into(), card.into()];
@@ -937,9 +963,21 @@ fn sigterm_shuts_down_cleanly_and_checkpoints_the_audit_log() {
         &env,
         &[
             "write",
-            "sys/audit/file",
-            "type=file",
+            "sys/audit/citadel",
+            "type=citadel",
             &format!("options={{\"file_path\":\"{}\"}}", audit.display()),
+        ],
+        "",
+    ));
+    let jsonl = p.join("a.log");
+    ok(vault(
+        &a,
+        &env,
+        &[
+            "audit",
+            "enable",
+            "file",
+            &format!("file_path={}", jsonl.display()),
         ],
         "",
     ));
@@ -951,6 +989,30 @@ fn sigterm_shuts_down_cleanly_and_checkpoints_the_audit_log() {
             "",
         ));
     }
+    // SIGHUP, after a log rotation moved the file: the file device opens
+    // it again at its path, as Vault's does.
+    std::fs::rename(&jsonl, p.join("a.log.1")).unwrap();
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&jsonl).is_ok_and(|t| t.contains("secret/data/x")) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the file device did not reopen its file on SIGHUP"
+        );
+        ok(vault(&a, &env, &["kv", "put", "secret/x", "v=after"], ""));
+    }
+    assert!(
+        std::fs::read_to_string(p.join("a.log.1"))
+            .unwrap()
+            .contains("secret/data/x")
+    );
     let pid = server.child.id().to_string();
     assert!(
         Command::new("kill")

@@ -21,8 +21,8 @@ fn setup(audit: Option<&std::path::Path>) -> (Core, String) {
     if let Some(dir) = audit {
         call(
             Operation::Update,
-            "sys/audit/file",
-            json!({"type": "file", "options": {"file_path": dir}}),
+            "sys/audit/citadel",
+            json!({"type": "citadel", "options": {"file_path": dir}}),
         );
     }
     call(

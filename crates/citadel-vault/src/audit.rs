@@ -1,29 +1,38 @@
-//! Audit devices: every request and response is recorded in a
-//! tamper-evident `citadel-audit` log. The client token and its accessor
-//! are recorded only as HMACs under the log's key (searchable with
-//! `citadel audit search --hmac`), whatever they look like, and no request
-//! or response body is recorded. If a device cannot record, requests fail
-//! (fail closed), as Vault's do.
+//! Audit devices: every request and response is recorded, with the
+//! client token and its accessor only as HMACs under the device's key,
+//! whatever they look like, and no request or response body. If a device
+//! cannot record, requests fail (fail closed), as Vault's do.
+//!
+//! Two device types ([`device`]): `file`, Vault's JSON lines appended to
+//! one file ([`vault_entry`], [`lines`]), and `citadel`, a tamper-evident
+//! `citadel-audit` log (searchable with `citadel audit search --hmac`).
 //!
 //! Each device has a writer thread: requests hand it their entry through a
-//! bounded queue and never wait on the disk; the writer appends, commits
-//! by group (every 5 ms), and signs a checkpoint at least every
-//! `checkpoint_every` (1 s by default) while entries arrive, so at most
-//! that much of the log is ever unanchored. Before each checkpoint it
-//! records the vault's storage epoch (see [`crate::integrity`]); at unseal
-//! the vault refuses storage older than the newest epoch so anchored.
+//! bounded queue and never wait on the disk; the writer appends and
+//! commits by group (every 5 ms). A `citadel` writer also signs a
+//! checkpoint at least every `checkpoint_every` (1 s by default) while
+//! entries arrive, so at most that much of the log is ever unanchored, and
+//! before each checkpoint records the vault's storage epoch (see
+//! [`crate::integrity`]); at unseal the vault refuses storage older than
+//! the newest epoch so anchored.
 //!
-//! Devices are configured with Vault's `sys/audit/:path` (`type` `file`,
-//! option `file_path`: the log directory, created when missing) and kept
-//! behind the barrier at `core/audit`; they are reopened at unseal.
+//! Devices are configured with Vault's `sys/audit/:path` and kept behind
+//! the barrier at `core/audit`; they are reopened at unseal, and a `file`
+//! device's file is reopened on [`Devices::reopen_files`] (after a log
+//! rotation).
+
+pub mod device;
+mod lines;
+mod vault_entry;
+
+pub use device::Device;
 
 use crate::error::Error;
 use crate::metrics::Metrics;
 use citadel_audit::log::{AuditLog, Durability};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -55,19 +64,6 @@ const ANCHOR_EVERY: u64 = 20;
 /// longer than this with no anchor in it was padded (or is not the vault's).
 const ANCHOR_SCAN: u64 = 2 * ANCHOR_EVERY;
 
-/// One configured device.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Device {
-    /// `file`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Free text.
-    #[serde(default)]
-    pub description: String,
-    /// The log directory.
-    pub file_path: PathBuf,
-}
-
 /// What one request or response entry says.
 #[derive(Clone, Debug)]
 pub struct Record<'a> {
@@ -91,6 +87,12 @@ pub struct Record<'a> {
     /// creation), recorded as an HMAC so the log links it to what the token
     /// does later.
     pub issued_accessor: Option<&'a str>,
+    /// The policies of the client's token, when it was valid.
+    pub policies: Option<&'a [String]>,
+    /// Its display name.
+    pub display_name: Option<&'a str>,
+    /// A failed response's first error message.
+    pub error: Option<&'a str>,
 }
 
 /// What requests hand a writer: entries, and flush or close requests.
@@ -99,6 +101,9 @@ struct Queue {
     entries: Vec<(Vec<u8>, Instant)>,
     flushes: Vec<SyncSender<Result<(), String>>>,
     closing: bool,
+    /// A `file` device reopens its file (after a log rotation) once it
+    /// wrote the first this many entries (those queued before the ask).
+    reopen: Option<usize>,
 }
 
 /// The queue between the requests and one device's writer thread.
@@ -117,13 +122,24 @@ impl Mailbox {
     }
 }
 
+/// How a device writes its entries.
+#[derive(Clone)]
+enum Format {
+    /// A `citadel-audit` log's canonical JSON entries.
+    Citadel,
+    /// Vault's JSON lines.
+    Vault { hmac_accessor: bool, prefix: String },
+}
+
 struct Open {
     mailbox: Arc<Mailbox>,
     key: Zeroizing<Vec<u8>>,
+    format: Format,
     failed: Arc<Mutex<Option<String>>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    /// The newest storage epoch anchored in this log when it was opened.
-    anchored: u64,
+    /// The newest storage epoch anchored in this log when it was opened
+    /// (`None` for a `file` device, which anchors nothing).
+    anchored: Option<u64>,
 }
 
 /// The open devices.
@@ -244,32 +260,18 @@ fn answer(failed: &Mutex<Option<String>>, flushes: Vec<SyncSender<Result<(), Str
 #[cfg(test)]
 const PANIC_FOR_TESTS: &[u8] = b"\xffpanic";
 
-/// What the writer keeps between messages.
-struct WriterState {
+/// A `citadel` device's log, and what it anchored.
+struct LogSink {
     log: AuditLog,
     key: Zeroizing<Vec<u8>>,
-    failed: Arc<Mutex<Option<String>>>,
     epoch: Arc<AtomicU64>,
-    metrics: Arc<Metrics>,
     anchored: u64,
     unanchored: u64,
     /// Entries appended since the last anchor.
     since_anchor: u64,
 }
 
-impl WriterState {
-    fn fail(&self, e: String) {
-        self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-        let mut f = lock(&self.failed);
-        if f.is_none() {
-            *f = Some(e);
-        }
-    }
-
-    fn healthy(&self) -> bool {
-        lock(&self.failed).is_none()
-    }
-
+impl LogSink {
     /// Records the storage epoch when it moved since the last anchor, or
     /// when [`ANCHOR_EVERY`] entries were appended since.
     fn anchor(&mut self) -> Result<(), String> {
@@ -286,7 +288,67 @@ impl WriterState {
 
     fn checkpoint(&mut self) -> Result<(), String> {
         self.anchor()?;
-        self.log.checkpoint().map(|_| ()).map_err(|e| e.to_string())
+        self.log
+            .checkpoint()
+            .map(|_| ())
+            .map_err(|e| e.to_string())?;
+        self.unanchored = 0;
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.log.append(bytes).map_err(|e| format!("append: {e}"))?;
+        self.unanchored += 1;
+        self.since_anchor += 1;
+        if self.since_anchor >= ANCHOR_EVERY {
+            self.anchor().map_err(|e| format!("anchor: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a writer puts entries.
+enum Sink {
+    Log(Box<LogSink>),
+    Lines(lines::LinesFile),
+}
+
+/// What the writer keeps between messages.
+struct WriterState {
+    sink: Sink,
+    failed: Arc<Mutex<Option<String>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl WriterState {
+    fn fail(&self, e: String) {
+        self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+        let mut f = lock(&self.failed);
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        lock(&self.failed).is_none()
+    }
+
+    /// Before the first entry: a log anchors the storage epoch.
+    fn start(&mut self) -> Result<(), String> {
+        match &mut self.sink {
+            Sink::Log(l) => l
+                .anchor()
+                .and_then(|()| l.log.commit().map_err(|e| e.to_string())),
+            Sink::Lines(_) => Ok(()),
+        }
+    }
+
+    /// Whether nothing waits to be made durable or anchored.
+    fn idle(&self) -> bool {
+        match &self.sink {
+            Sink::Log(l) => l.log.durable_size() == l.log.size() && l.unanchored == 0,
+            Sink::Lines(f) => !f.pending(),
+        }
     }
 
     fn append(&mut self, bytes: &[u8], queued: Instant) {
@@ -298,18 +360,71 @@ impl WriterState {
             self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        match self.log.append(bytes) {
-            Ok(_) => {
-                self.metrics.audit_append.observe(queued.elapsed());
-                self.unanchored += 1;
-                self.since_anchor += 1;
-                if self.since_anchor >= ANCHOR_EVERY {
-                    if let Err(e) = self.anchor() {
-                        self.fail(format!("anchor: {e}"));
+        let r = match &mut self.sink {
+            Sink::Log(l) => l.append(bytes),
+            Sink::Lines(f) => {
+                f.push(bytes);
+                Ok(())
+            }
+        };
+        match r {
+            Ok(()) => self.metrics.audit_append.observe(queued.elapsed()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Makes what was appended durable.
+    fn commit(&mut self) {
+        let r = match &mut self.sink {
+            Sink::Log(l) if l.log.durable_size() < l.log.size() => {
+                l.log.commit().map_err(|e| format!("commit: {e}"))
+            }
+            Sink::Log(_) => Ok(()),
+            Sink::Lines(f) => f.commit(),
+        };
+        if let Err(e) = r {
+            self.fail(e);
+        }
+    }
+
+    /// Whether a log holds entries no checkpoint covers.
+    fn unanchored(&self) -> bool {
+        matches!(&self.sink, Sink::Log(l) if l.unanchored > 0)
+    }
+
+    /// Signs a checkpoint over what a log holds.
+    fn checkpoint(&mut self) {
+        if let Sink::Log(l) = &mut self.sink {
+            if let Err(e) = l.checkpoint() {
+                self.fail(format!("checkpoint: {e}"));
+            }
+        }
+    }
+
+    /// Opens a `file` device's file again.
+    fn reopen(&mut self) {
+        if let Sink::Lines(f) = &mut self.sink {
+            if let Err(e) = f.reopen() {
+                self.fail(format!("reopen: {e}"));
+            }
+        }
+    }
+
+    /// The last checkpoint and commit, then the end.
+    fn close(mut self) {
+        if self.healthy() {
+            match &mut self.sink {
+                Sink::Log(l) => {
+                    let r = l.checkpoint();
+                    if let Err(e) = r {
+                        self.fail(e);
                     }
                 }
+                Sink::Lines(_) => self.commit(),
             }
-            Err(e) => self.fail(format!("append: {e}")),
+        }
+        if let Sink::Log(l) = self.sink {
+            let _ = l.log.close();
         }
     }
 }
@@ -342,10 +457,7 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
         mailbox: &mailbox,
         failed: w.failed.clone(),
     };
-    if let Err(e) = w
-        .anchor()
-        .and_then(|()| w.log.commit().map_err(|e| e.to_string()))
-    {
+    if let Err(e) = w.start() {
         w.fail(e);
     }
     let mut last_checkpoint = Instant::now();
@@ -354,8 +466,8 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
         // (or the next checkpoint is due) while idle.
         let taken = {
             let mut q = lock(&mailbox.queue);
-            if q.entries.is_empty() && q.flushes.is_empty() && !q.closing {
-                let idle = w.log.durable_size() == w.log.size() && w.unanchored == 0;
+            if q.entries.is_empty() && q.flushes.is_empty() && !q.closing && q.reopen.is_none() {
+                let idle = w.idle();
                 let wait = if idle {
                     checkpoint_every.max(GROUP)
                 } else {
@@ -371,34 +483,26 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
             }
             std::mem::take(&mut *q)
         };
-        for (bytes, queued) in &taken.entries {
+        for (i, (bytes, queued)) in taken.entries.iter().enumerate() {
+            if taken.reopen == Some(i) && w.healthy() {
+                w.reopen();
+            }
             w.append(bytes, *queued);
         }
         if taken.closing {
-            if w.healthy() {
-                if let Err(e) = w.checkpoint() {
-                    w.fail(e);
-                }
-            }
             let failed = w.failed.clone();
-            let _ = w.log.close();
+            w.close();
             answer(&failed, taken.flushes);
             return;
         }
-        if w.log.durable_size() < w.log.size() {
-            if let Err(e) = w.log.commit() {
-                w.fail(format!("commit: {e}"));
-            }
+        if taken.reopen.is_some_and(|i| i >= taken.entries.len()) && w.healthy() {
+            w.reopen();
         }
+        w.commit();
         answer(&w.failed, taken.flushes);
-        if w.unanchored > 0 && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
-            match w.checkpoint() {
-                Ok(()) => {
-                    w.unanchored = 0;
-                    last_checkpoint = Instant::now();
-                }
-                Err(e) => w.fail(format!("checkpoint: {e}")),
-            }
+        if w.unanchored() && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
+            w.checkpoint();
+            last_checkpoint = Instant::now();
         }
     }
 }
@@ -425,38 +529,60 @@ impl Devices {
         }
     }
 
-    /// Opens a device's log; `create` makes a new log when there is none
-    /// (when the device is enabled, or the operator accepted storage
-    /// changes), never otherwise: a log that vanished must not be replaced
-    /// silently, or the storage epochs anchored in it would go unchecked.
+    /// Opens a device. For a `citadel` device, `create` makes a new log
+    /// when there is none (when the device is enabled, or the operator
+    /// accepted storage changes), never otherwise: a log that vanished must
+    /// not be replaced silently, or the storage epochs anchored in it would
+    /// go unchecked. A `file` device's file is created when missing, as
+    /// Vault's is.
     fn open_device(&self, d: &Device, create: bool) -> Result<Open, String> {
-        if d.kind != "file" {
-            return Err(format!("unknown audit device type {:?}", d.kind));
-        }
-        if !d.file_path.join("log.json").exists() {
-            if !create {
-                return Err(format!(
-                    "{} holds no audit log (moved or deleted?)",
-                    d.file_path.display()
-                ));
+        let (sink, key, format, anchored) = match d.kind.as_str() {
+            device::CITADEL => {
+                if !d.file_path.join("log.json").exists() {
+                    if !create {
+                        return Err(format!(
+                            "{} holds no audit log (moved or deleted?)",
+                            d.file_path.display()
+                        ));
+                    }
+                    AuditLog::init(&d.file_path, "citadel.vault/audit")
+                        .map_err(|e| e.to_string())?;
+                }
+                let mut log = AuditLog::open(&d.file_path, Durability::Group(GROUP))
+                    .map_err(|e| e.to_string())?;
+                let key = log.hmac_key().map_err(|e| e.to_string())?;
+                let anchored = newest_anchor(&mut log)?;
+                let sink = Sink::Log(Box::new(LogSink {
+                    log,
+                    key: key.clone(),
+                    epoch: self.epoch.clone(),
+                    anchored: u64::MAX,
+                    unanchored: 0,
+                    since_anchor: 0,
+                }));
+                (sink, key, Format::Citadel, Some(anchored))
             }
-            AuditLog::init(&d.file_path, "citadel.vault/audit").map_err(|e| e.to_string())?;
-        }
-        let mut log =
-            AuditLog::open(&d.file_path, Durability::Group(GROUP)).map_err(|e| e.to_string())?;
-        let key = log.hmac_key().map_err(|e| e.to_string())?;
-        let anchored = newest_anchor(&mut log)?;
+            device::FILE => {
+                let key = d
+                    .hmac_key
+                    .as_ref()
+                    .ok_or("its HMAC key is missing from the device table")?
+                    .bytes()?;
+                let file = lines::LinesFile::open(&d.file_path, d.mode)?;
+                let format = Format::Vault {
+                    hmac_accessor: d.hmac_accessor,
+                    prefix: d.prefix.clone(),
+                };
+                (Sink::Lines(file), key, format, None)
+            }
+            other => return Err(format!("unknown audit device type {other:?}")),
+        };
         let mailbox = Arc::new(Mailbox::default());
         let failed = Arc::new(Mutex::new(None));
         let state = WriterState {
-            log,
-            key: key.clone(),
+            sink,
             failed: failed.clone(),
-            epoch: self.epoch.clone(),
             metrics: self.metrics.clone(),
-            anchored: u64::MAX,
-            unanchored: 0,
-            since_anchor: 0,
         };
         let every = self.checkpoint_every;
         let thread = std::thread::Builder::new()
@@ -469,6 +595,7 @@ impl Devices {
         Ok(Open {
             mailbox,
             key,
+            format,
             failed,
             thread: Some(thread),
             anchored,
@@ -510,8 +637,32 @@ impl Devices {
     pub fn newest_anchor(&self) -> Option<(u64, String)> {
         self.read_open()
             .iter()
-            .filter_map(|(p, o)| o.as_ref().ok().map(|o| (o.anchored, p.clone())))
+            .filter_map(|(p, o)| Some((o.as_ref().ok()?.anchored?, p.clone())))
             .max()
+    }
+
+    /// Asks every `file` device to open its file again (after a log
+    /// rotation moved it); a device that cannot fails, and requests are
+    /// refused until it is fixed.
+    pub fn reopen_files(&self) {
+        for o in self.read_open().values().flatten() {
+            if matches!(o.format, Format::Vault { .. }) {
+                let mut q = lock(&o.mailbox.queue);
+                let queued = q.entries.len();
+                q.reopen.get_or_insert(queued);
+                drop(q);
+                o.mailbox.wake_writer();
+            }
+        }
+    }
+
+    /// The HMAC of `input` under the key of the device at `path` (Vault's
+    /// `sys/audit-hash/:path`), so an operator can find a token's entries;
+    /// `None` when no device is there.
+    pub fn hash(&self, path: &str, input: &str) -> Option<String> {
+        let open = self.read_open();
+        let o = open.get(path)?.as_ref().ok()?;
+        Some(hmac_string(&o.key, input))
     }
 
     /// Adds a device, opening it now; an error leaves nothing enabled.
@@ -595,29 +746,43 @@ impl Devices {
             if let Some(e) = lock(&o.failed).clone() {
                 return Err(refuse(format!("failed ({e})")));
             }
-            // Canonical JSON (keys sorted, compact), as citadel-audit stores
-            // entries; anything the client sent is HMACed, whatever it looks
-            // like.
-            let entry = EntryOut {
-                action: &action,
-                actor: r
-                    .token
-                    .filter(|t| !t.is_empty())
-                    .map(|t| hmac_string(&o.key, t)),
-                details: DetailsOut {
-                    accessor: r.accessor.map(|a| hmac_string(&o.key, a)),
-                    client: client.as_deref(),
-                    issued_accessor: r.issued_accessor.map(|a| hmac_string(&o.key, a)),
-                    operation: r.operation,
-                    status: r.status,
-                },
-                outcome: &outcome,
-                request_id: r.request_id,
-                resource: r.path,
-                time: &time,
-            };
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(|e| refuse(format!("refused the entry ({e})")))?;
+            let bytes = match &o.format {
+                Format::Citadel => {
+                    // Canonical JSON (keys sorted, compact), as
+                    // citadel-audit stores entries; anything the client
+                    // sent is HMACed, whatever it looks like.
+                    let entry = EntryOut {
+                        action: &action,
+                        actor: r
+                            .token
+                            .filter(|t| !t.is_empty())
+                            .map(|t| hmac_string(&o.key, t)),
+                        details: DetailsOut {
+                            accessor: r.accessor.map(|a| hmac_string(&o.key, a)),
+                            client: client.as_deref(),
+                            issued_accessor: r.issued_accessor.map(|a| hmac_string(&o.key, a)),
+                            operation: r.operation,
+                            status: r.status,
+                        },
+                        outcome: &outcome,
+                        request_id: r.request_id,
+                        resource: r.path,
+                        time: &time,
+                    };
+                    serde_json::to_vec(&entry)
+                }
+                Format::Vault {
+                    hmac_accessor,
+                    prefix,
+                } => vault_entry::line(
+                    r,
+                    &|v| hmac_string(&o.key, v),
+                    *hmac_accessor,
+                    prefix,
+                    &time,
+                ),
+            }
+            .map_err(|e| refuse(format!("refused the entry ({e})")))?;
             let mut q = lock(&o.mailbox.queue);
             if q.closing {
                 return Err(refuse("stopped".into()));
@@ -695,6 +860,7 @@ impl Drop for Devices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn devices(every: Duration) -> (Devices, Arc<AtomicU64>) {
         let epoch = Arc::new(AtomicU64::new(7));
@@ -705,11 +871,7 @@ mod tests {
     }
 
     fn file_device(file_path: PathBuf) -> Device {
-        Device {
-            kind: "file".into(),
-            description: String::new(),
-            file_path,
-        }
+        Device::citadel(file_path)
     }
 
     fn record<'a>(token: &'a str) -> Record<'a> {
@@ -723,6 +885,9 @@ mod tests {
             status: None,
             client: None,
             issued_accessor: None,
+            policies: None,
+            display_name: None,
+            error: None,
         }
     }
 
@@ -824,11 +989,7 @@ mod tests {
     #[test]
     fn a_failed_device_fails_requests() {
         let (d, _) = devices(Duration::from_secs(1));
-        let dev = Device {
-            kind: "file".into(),
-            description: String::new(),
-            file_path: PathBuf::from("/proc/citadel-cannot-write-here"),
-        };
+        let dev = Device::citadel("/proc/citadel-cannot-write-here");
         assert!(d.enable("file/", &dev).is_err());
         d.load(&BTreeMap::from([("file/".to_string(), dev)]), false);
         let e = d.record(&record("t")).unwrap_err();

@@ -109,8 +109,20 @@ struct Trail {
     path: String,
     route: String,
     accessor: Option<String>,
+    /// The token's policies and display name, for the audit entries.
+    policies: Option<Vec<String>>,
+    display_name: Option<String>,
     /// The audit devices' generation the request's entry went to.
     audited: Option<u64>,
+}
+
+impl Trail {
+    /// Notes the client's token (when it was valid) for the audit entries.
+    fn token(&mut self, e: Option<&TokenEntry>) {
+        self.accessor = e.map(|e| e.accessor.clone());
+        self.policies = e.map(|e| e.policies.clone());
+        self.display_name = e.map(|e| e.display_name.clone());
+    }
 }
 
 /// The vault.
@@ -187,6 +199,12 @@ impl Core {
     /// Makes every audit entry handed over so far durable.
     pub fn flush_audit(&self) -> Result<(), Error> {
         self.services.audit.flush()
+    }
+
+    /// Opens every `file` audit device's file again, after a log rotation
+    /// moved it (the server does this on SIGHUP, as Vault does).
+    pub fn reopen_audit_files(&self) {
+        self.services.audit.reopen_files();
     }
 
     /// Closes the audit devices after their last checkpoint (at shutdown).
@@ -308,6 +326,10 @@ impl Core {
                 Body::Envelope { auth, .. } => auth["accessor"].as_str(),
                 _ => None,
             };
+            let error = match &body {
+                Body::Errors(e) => e.first().map(String::as_str),
+                _ => None,
+            };
             let r = self.services.audit.record_since(
                 &Record {
                     kind: "response",
@@ -319,6 +341,9 @@ impl Core {
                     status: Some(status),
                     client: p.client,
                     issued_accessor: issued,
+                    policies: trail.policies.as_deref(),
+                    display_name: trail.display_name.as_deref(),
+                    error,
                 },
                 Some(generation),
             );
@@ -395,7 +420,7 @@ impl Core {
                     Some(t) => self.services.tokens.lookup(t)?,
                     None => None,
                 };
-                trail.accessor = e.as_ref().map(|e| e.accessor.clone());
+                trail.token(e.as_ref());
                 self.audit_request(p, path, trail)?;
                 return Err(self.denied_or(
                     e.as_ref(),
@@ -428,7 +453,7 @@ impl Core {
             (Access::None, _) | (_, None) => None,
             (_, Some(t)) => self.services.tokens.lookup(t)?,
         };
-        trail.accessor = entry.as_ref().map(|e| e.accessor.clone());
+        trail.token(entry.as_ref());
         // The unauthenticated routes that work sealed (health, init,
         // seal-status, leader, unseal) are not audited, as Vault's raw
         // handlers are not: a failed device must not stop an operator from
@@ -556,6 +581,9 @@ impl Core {
                 status: None,
                 client: p.client,
                 issued_accessor: None,
+                policies: trail.policies.as_deref(),
+                display_name: trail.display_name.as_deref(),
+                error: None,
             },
             None,
         )?;
@@ -688,13 +716,43 @@ mod tests {
 
     /// Enables a file audit device logging to `dir`.
     fn enable_audit(core: &Core, root: &str, dir: &std::path::Path) {
-        let body = serde_json::json!({"type": "file", "options": {"file_path": dir}});
+        let body = serde_json::json!({"type": "citadel", "options": {"file_path": dir}});
         let r = core.handle(
-            Request::new(Operation::Update, "sys/audit/file")
+            Request::new(Operation::Update, "sys/audit/citadel")
                 .token(root)
                 .json(&body),
         );
         assert_eq!(r.status, 204);
+    }
+
+    /// A vault upgraded from a build whose `file` device wrote a citadel
+    /// log (a table without `version`) keeps writing that log after
+    /// unseal: the old entry reads as a `citadel` device.
+    #[test]
+    fn an_old_file_device_stays_a_citadel_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, _, root) = dev_core();
+        let log = dir.path().join("a");
+        enable_audit(&core, &root, &log);
+        core.services.audit.close_all();
+        let old =
+            serde_json::json!({"citadel/": {"type": "file", "description": "", "file_path": log}});
+        core.services
+            .barrier
+            .put(crate::audit::TABLE, &serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        core.services.after_unseal().unwrap();
+        let r = core.handle(Request::new(Operation::Read, "sys/audit").token(&root));
+        assert_eq!(
+            r.json_body().unwrap()["data"]["citadel/"]["type"],
+            "citadel"
+        );
+        let before = citadel_audit::verify::verify(&log, None).unwrap().entries;
+        let r = core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
+        assert_eq!(r.status, 200);
+        core.shutdown();
+        let after = citadel_audit::verify::verify(&log, None).unwrap().entries;
+        assert!(after >= before + 2, "{before} -> {after}");
     }
 
     /// Found by the races review: with a failed audit device, seal-status,
@@ -751,6 +809,9 @@ mod tests {
             status: None,
             client: None,
             issued_accessor: None,
+            policies: None,
+            display_name: None,
+            error: None,
         };
         let g = core.services.audit.record_since(&rec, None).unwrap();
         core.services.audit.close_all();

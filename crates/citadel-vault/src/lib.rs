@@ -21,8 +21,9 @@
 //!   the storage scoped to its mount;
 //! - [`token_store`], [`policy`], [`mounts`]: tokens (as keyed HMACs),
 //!   ACL policies evaluated as Vault does, the mount tables;
-//! - [`audit`]: audit devices over `citadel-audit` logs, fail closed, with
-//!   a writer thread and signed checkpoints each second; [`metrics`];
+//! - [`audit`]: audit devices, fail closed, a writer thread each: Vault's
+//!   JSON-lines `file` device, and `citadel` devices over `citadel-audit`
+//!   logs with signed checkpoints each second; [`metrics`];
 //! - [`barrier`]: the AES-256-GCM keyring, the seal state machine, and the
 //!   storage digest of [`integrity`] (rollback detection);
 //! - [`storage`]: SQLite (reader pool, one writer), in-memory, and a read

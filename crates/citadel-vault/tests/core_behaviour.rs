@@ -80,13 +80,13 @@ fn requests_are_audited_without_secrets_and_a_broken_device_fails_closed() {
     let log = d.path().join("audit");
     enable_audit(&core, &root, &log);
     let (_, v) = call(&core, "GET", "sys/audit", Some(&root), json!(null));
-    assert_eq!(v["data"]["file/"]["type"], "file");
+    assert_eq!(v["data"]["citadel/"]["type"], "citadel");
     let (s, _) = call(
         &core,
         "PUT",
         "sys/audit/other",
         Some(&root),
-        json!({"type": "file", "options": {"file_path": log, "hmac_accessor": "false"}}),
+        json!({"type": "citadel", "options": {"file_path": log, "hmac_accessor": "false"}}),
     );
     assert_eq!(s, 400, "unknown options are refused");
     call(
@@ -153,6 +153,114 @@ fn requests_are_audited_without_secrets_and_a_broken_device_fails_closed() {
     assert_eq!(v["sealed"], json!(true), "{v}");
     let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 503, "{v}");
+    core.shutdown();
+}
+
+/// The `file` device writes Vault's JSON lines at `file_path`: a request
+/// and a response entry per request, the token and its accessor only as
+/// HMACs that `sys/audit-hash` reproduces, no secret; it follows a log
+/// rotation when asked to reopen, and fails closed when it cannot.
+#[test]
+fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
+    let d = tempfile::tempdir().unwrap();
+    let core = Core::new(Arc::new(Memory::default()), "inmem", Config::default());
+    let (_, root) = core.init_dev().unwrap();
+    let path = d.path().join("logs/audit.log");
+    let (s, v) = call(
+        &core,
+        "PUT",
+        "sys/audit/file",
+        Some(&root),
+        json!({"type": "file", "options": {"file_path": path, "mode": "0640"}}),
+    );
+    assert_eq!(s, 204, "{v}");
+    let (_, v) = call(&core, "GET", "sys/audit", Some(&root), json!(null));
+    assert_eq!(v["data"]["file/"]["type"], "file", "{v}");
+    assert_eq!(v["data"]["file/"]["options"]["mode"], "0640", "{v}");
+    assert!(!v.to_string().contains("hmac_key"), "{v}");
+    call(
+        &core,
+        "POST",
+        "secret/data/db",
+        Some(&root),
+        json!({"data": {"password": "hunter2-plaintext"}}),
+    );
+    let (s, _) = call(
+        &core,
+        "GET",
+        "secret/data/db",
+        Some("hvs.intruder-token"),
+        json!(null),
+    );
+    assert_eq!(s, 403);
+    core.flush_audit().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("hunter2"), "secret in clear");
+    assert!(!text.contains(&root[4..]), "token in clear");
+    assert!(!text.contains("intruder-token"));
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON entry"))
+        .collect();
+    assert!(lines.len() >= 6, "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // The operator finds the root token's entries with the device's HMAC.
+    let (s, h) = call(
+        &core,
+        "PUT",
+        "sys/audit-hash/file",
+        Some(&root),
+        json!({"input": root.as_str()}),
+    );
+    assert_eq!(s, 200, "{h}");
+    let hash = h["data"]["hash"].as_str().unwrap();
+    assert!(hash.starts_with("hmac-sha256:"), "{hash}");
+    let write = lines
+        .iter()
+        .find(|l| l["type"] == "response" && l["request"]["path"] == "secret/data/db")
+        .expect("the write's response is recorded");
+    assert_eq!(write["auth"]["client_token"], hash);
+    assert_eq!(write["auth"]["policies"], json!(["root"]));
+    assert_eq!(write["request"]["operation"], "update");
+    assert!(write.get("error").is_none(), "{write}");
+    let denied = lines
+        .iter()
+        .find(|l| l["type"] == "response" && l["error"] == "permission denied")
+        .expect("the denial is recorded with its error");
+    assert_eq!(denied["request"]["operation"], "read");
+    assert_ne!(denied["auth"]["client_token"], hash);
+    let (s, _) = call(
+        &core,
+        "PUT",
+        "sys/audit-hash/none",
+        Some(&root),
+        json!({"input": "x"}),
+    );
+    assert_eq!(s, 400, "no device there");
+    // A rotation: the file is moved away, the server told to reopen.
+    std::fs::rename(&path, d.path().join("logs/audit.log.1")).unwrap();
+    core.reopen_audit_files();
+    call(&core, "GET", "secret/data/db", Some(&root), json!(null));
+    core.flush_audit().unwrap();
+    let fresh = std::fs::read_to_string(&path).unwrap();
+    assert!(fresh.contains("secret/data/db"), "{fresh}");
+    // A file that cannot be reopened fails the device: requests are
+    // refused, never served unrecorded.
+    std::fs::rename(&path, d.path().join("logs/audit.log.2")).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    core.reopen_audit_files();
+    let t = std::time::Instant::now();
+    while core.flush_audit().is_ok() {
+        assert!(t.elapsed().as_secs() < 5, "the device never failed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
+    assert_eq!(s, 500, "{v}");
+    assert!(!v.to_string().contains("hunter2"), "{v}");
     core.shutdown();
 }
 

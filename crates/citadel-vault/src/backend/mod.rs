@@ -500,9 +500,9 @@ impl Services {
     pub fn audit_table(&self) -> Result<BTreeMap<String, crate::audit::Device>, Error> {
         match self.barrier.get(crate::audit::TABLE)? {
             None => Ok(BTreeMap::new()),
-            Some(b) => {
-                serde_json::from_slice(&b).map_err(|e| Error::Corrupt(format!("audit table: {e}")))
-            }
+            Some(b) => serde_json::from_slice::<BTreeMap<String, crate::audit::Device>>(&b)
+                .map(|t| t.into_iter().map(|(p, d)| (p, d.migrated())).collect())
+                .map_err(|e| Error::Corrupt(format!("audit table: {e}"))),
         }
     }
 
@@ -535,7 +535,7 @@ impl Services {
         if let Some((device, why)) = self.audit.unavailable().into_iter().next() {
             self.seal();
             return Err(Error::Audit(format!(
-                "audit device {device} cannot be opened ({why}); the storage epochs anchored in it cannot be checked, so the vault stays sealed. Restore the device's log, or start the server with --accept-storage-changes to begin a new one"
+                "audit device {device} cannot be opened ({why}); the vault stays sealed rather than serve requests it cannot record, or storage it cannot check against the epochs anchored in a citadel log. Restore the device's file or log, or start the server with --accept-storage-changes to begin a new log"
             )));
         }
         let epoch = self.barrier.epoch();

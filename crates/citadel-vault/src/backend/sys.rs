@@ -1,12 +1,12 @@
 //! `sys/`: the seal (`init`, `unseal`, `seal`, `seal-status`, `health`,
 //! `leader`, `rotate`, `key-status`), policies, mounts, auth methods, audit
-//! devices, capabilities, metrics, and the UI preflight that the Vault CLI
+//! devices and their HMACs (`audit-hash`), capabilities, metrics, and the UI preflight that the Vault CLI
 //! uses.
 //!
 //! Every state change of `sys/` (init, rotate, mounts, auth methods, audit
 //! devices) is made on a copy, stored, then swapped in, under the lock of
 //! the thing it changes, so a failed or concurrent operation leaves the
-//! old state whole. `seal`, `rotate`, `audit` and `auth/:path` need `sudo`
+//! old state whole. `seal`, `rotate`, `audit`, `audit-hash` and `auth/:path` need `sudo`
 //! as well as their capability, as in Vault.
 
 use super::{Access, Backend, Ctx, Matched, Reply, Route, Seg};
@@ -105,6 +105,8 @@ static AUDIT_FIELDS: &[Field] = &[
     Field::opt("local", LOCAL),
 ];
 
+static AUDIT_HASH_FIELDS: &[Field] = &[Field::req("input", Ty::Str)];
+
 static CAPABILITIES_FIELDS: &[Field] = &[
     Field::opt("path", Ty::StrList),
     Field::opt("paths", Ty::StrList),
@@ -191,6 +193,13 @@ static ROUTES: &[Route] = &[
         &[Seg::Lit("audit"), Seg::Rest("path")],
         &[Update, Delete],
         AUDIT_FIELDS,
+    )
+    .sudo(),
+    Route::new(
+        "audit-hash/:path",
+        &[Seg::Lit("audit-hash"), Seg::Rest("path")],
+        &[Update],
+        AUDIT_HASH_FIELDS,
     )
     .sudo(),
     Route::new(
@@ -417,28 +426,12 @@ fn capabilities(s: &super::Services, acl: &crate::policy::Acl, f: &Fields) -> Re
 }
 
 fn audit_device(f: &Fields) -> Result<Device, Error> {
-    let kind = f.str("type").unwrap_or_default();
-    if kind != "file" {
-        return Err(bad(format!(
-            "unknown audit backend type {kind:?}: use \"file\" (a citadel-audit log directory)"
-        )));
-    }
-    let options = f.json("options").and_then(Value::as_object);
-    if let Some(k) = options.and_then(|o| o.keys().find(|k| *k != "file_path")) {
-        return Err(bad(format!(
-            "audit option {k:?} is not supported by citadel; file devices take file_path"
-        )));
-    }
-    let file_path = options
-        .and_then(|o| o.get("file_path"))
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty() && *p != "stdout" && *p != "discard")
-        .ok_or_else(|| bad("options.file_path must name the audit log directory"))?;
-    Ok(Device {
-        kind: kind.into(),
-        description: f.str("description").unwrap_or_default().into(),
-        file_path: file_path.into(),
-    })
+    Device::from_request(
+        f.str("type").unwrap_or_default(),
+        f.str("description").unwrap_or_default(),
+        f.json("options").and_then(Value::as_object),
+    )
+    .map_err(bad)
 }
 
 /// The sys backend.
@@ -659,7 +652,7 @@ impl Backend for Sys {
                         (
                             p.clone(),
                             json!({"type": d.kind, "description": d.description, "path": p,
-                                   "options": {"file_path": d.file_path}, "local": false}),
+                                   "options": d.options(), "local": false}),
                         )
                     })
                     .collect();
@@ -699,6 +692,16 @@ impl Backend for Sys {
                         Ok(Reply::NoContent)
                     }
                 }
+            }
+            ("audit-hash/:path", _) => {
+                let path = format!("{}/", m.param("path"));
+                let hash = s
+                    .audit
+                    .hash(&path, f.str("input").unwrap_or_default())
+                    .ok_or_else(|| bad(format!("no audit device is enabled at {path}")))?;
+                let mut data = Map::new();
+                data.insert("hash".into(), json!(hash));
+                Ok(listing(data))
             }
             ("capabilities-self", _) => {
                 let me = ctx.token.ok_or(Error::PermissionDenied)?;

@@ -41,14 +41,14 @@ pub fn sqlite_core_on(db: &std::path::Path, on_tamper: citadel_vault::barrier::O
     )
 }
 
-/// Enables a file audit device logging to `dir`.
+/// Enables a citadel audit device logging to the directory `dir`.
 pub fn enable_audit(core: &Core, root: &str, dir: &std::path::Path) {
     let (s, v) = call(
         core,
         "PUT",
-        "sys/audit/file",
+        "sys/audit/citadel",
         Some(root),
-        serde_json::json!({"type": "file", "options": {"file_path": dir}}),
+        serde_json::json!({"type": "citadel", "options": {"file_path": dir}}),
     );
     assert_eq!(s, 204, "{v}");
 }

@@ -1,0 +1,207 @@
+//! The file a `file` device appends its JSON lines to: opened without
+//! following a symbolic link at its name, refused unless it is a regular
+//! file, written by group (one write and one `fdatasync` per commit), and
+//! reopened on request (after a log rotation moved it).
+
+use rustix::fs::{Mode, OFlags};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::path::{Path, PathBuf};
+
+/// A JSON-lines file being appended to.
+pub(super) struct LinesFile {
+    path: PathBuf,
+    mode: Option<u32>,
+    file: File,
+    /// Lines not yet written.
+    buf: Vec<u8>,
+}
+
+/// Opens (creating) `path` for appending, with `mode` (0600 for a new file
+/// without one). Its directory is created (0700) when missing, as Vault's.
+fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
+    let shown = path.display();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
+    let create_mode = match mode {
+        Some(m) if m != 0 => m,
+        _ => 0o600,
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDWR
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::CLOEXEC,
+        Mode::from_raw_mode(create_mode),
+    )
+    .map_err(|e| match e {
+        rustix::io::Errno::LOOP => format!(
+            "{shown} is a symbolic link; give the path of the file it points to"
+        ),
+        rustix::io::Errno::ISDIR => format!(
+            "{shown} is a directory; a file device writes one file (type citadel takes a log directory)"
+        ),
+        e => format!("cannot open {shown}: {}", std::io::Error::from(e)),
+    })?;
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    if let Some(m) = mode.filter(|m| *m != 0) {
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(m)).map_err(|e| {
+            format!(
+                "cannot set the mode of {shown}: {}",
+                std::io::Error::from(e)
+            )
+        })?;
+    }
+    // A line cut short (a crash, a full disk) is ended, so the next entry
+    // starts a line of its own.
+    let len = meta.len();
+    if len > 0 {
+        let mut last = [0u8; 1];
+        file.read_exact_at(&mut last, len - 1)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        if last[0] != b'\n' {
+            (&file)
+                .write_all(b"\n")
+                .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        }
+    }
+    Ok(file)
+}
+
+impl LinesFile {
+    /// Opens `path` (see [`open`]).
+    pub(super) fn open(path: &Path, mode: Option<u32>) -> Result<Self, String> {
+        Ok(Self {
+            file: open(path, mode)?,
+            path: path.to_path_buf(),
+            mode,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Queues one line (a newline is added).
+    pub(super) fn push(&mut self, line: &[u8]) {
+        self.buf.extend_from_slice(line);
+        self.buf.push(b'\n');
+    }
+
+    /// Whether lines wait to be written.
+    pub(super) fn pending(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Writes the queued lines and makes them durable.
+    pub(super) fn commit(&mut self) -> Result<(), String> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let shown = self.path.display();
+        (&self.file)
+            .write_all(&self.buf)
+            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        self.buf.clear();
+        self.file
+            .sync_data()
+            .map_err(|e| format!("cannot sync {shown}: {e}"))
+    }
+
+    /// Commits, then opens the file at the path again (after a log
+    /// rotation renamed it).
+    pub(super) fn reopen(&mut self) -> Result<(), String> {
+        self.commit()?;
+        self.file = open(&self.path, self.mode)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_appended_durably_and_a_cut_line_is_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/audit.log");
+        let mut f = LinesFile::open(&p, None).unwrap();
+        f.push(b"{\"a\":1}");
+        assert!(f.pending());
+        f.commit().unwrap();
+        assert!(!f.pending());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // A crash cut the next line short.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(b"{\"cut")
+            .unwrap();
+        let mut f = LinesFile::open(&p, Some(0o640)).unwrap();
+        f.push(b"{\"b\":2}");
+        f.commit().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "{\"a\":1}\n{\"cut\n{\"b\":2}\n"
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        // Rotation: the old file moved away; reopen starts a new one.
+        std::fs::rename(&p, dir.path().join("sub/audit.log.1")).unwrap();
+        f.push(b"{\"c\":3}");
+        f.reopen().unwrap();
+        f.push(b"{\"d\":4}");
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{\"d\":4}\n");
+        assert!(
+            std::fs::read_to_string(dir.path().join("sub/audit.log.1"))
+                .unwrap()
+                .ends_with("{\"c\":3}\n")
+        );
+    }
+
+    #[test]
+    fn links_directories_and_fifos_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, b"").unwrap();
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = LinesFile::open(&link, None).err().unwrap();
+        assert!(e.contains("symbolic link"), "{e}");
+        let e = LinesFile::open(dir.path(), None).err().unwrap();
+        assert!(e.contains("is a directory"), "{e}");
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        // Opened without blocking, and refused as not a regular file.
+        let e = LinesFile::open(&fifo, None).err().unwrap();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}
