@@ -53,9 +53,9 @@ fn the_image_builds_the_binary_and_runs_it_as_non_root_without_a_shell() {
     );
     let user = final_stage
         .iter()
-        .filter(|(o, _)| o == "USER")
+        .rev()
+        .find(|(o, _)| o == "USER")
         .map(|(_, a)| a.as_str())
-        .last()
         .expect("the final stage sets USER");
     let uid = user.split(':').next().unwrap();
     assert!(

@@ -48,6 +48,8 @@ pub const ANCHOR_ACTION: &str = "vault storage epoch";
 
 /// Entries a device's queue holds before requests are refused.
 const QUEUE: usize = 65_536;
+/// Bytes of entries a device's queue holds before requests are refused.
+const QUEUE_BYTES: usize = 64 << 20;
 /// Group commit delay.
 const GROUP: Duration = Duration::from_millis(5);
 /// How often a busy writer takes what was queued (requests hand entries
@@ -98,12 +100,131 @@ pub struct Record<'a> {
 /// What requests hand a writer: entries, and flush or close requests.
 #[derive(Default)]
 struct Queue {
-    entries: Vec<(Vec<u8>, Instant)>,
+    entries: Vec<Queued>,
+    /// The bytes of `entries`.
+    bytes: usize,
     flushes: Vec<SyncSender<Result<(), String>>>,
     closing: bool,
     /// A `file` device reopens its file (after a log rotation) once it
     /// wrote the first this many entries (those queued before the ask).
     reopen: Option<usize>,
+}
+
+/// One entry handed to a writer: its bytes, when, and for a response the
+/// slot its request waits on.
+struct Queued {
+    bytes: Vec<u8>,
+    at: Instant,
+    slot: Option<Arc<Slot>>,
+}
+
+/// What a request waiting for its entry to be durable is called with.
+type Waiter = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Where a writer tells a request whether its entry is durable.
+#[derive(Default)]
+struct Slot(Mutex<SlotState>);
+
+#[derive(Default)]
+struct SlotState {
+    result: Option<Result<(), String>>,
+    then: Option<Waiter>,
+}
+
+impl Slot {
+    /// The entry was made durable, or was lost.
+    fn settle(&self, r: Result<(), String>) {
+        let then = {
+            let mut s = lock(&self.0);
+            match s.then.take() {
+                Some(t) => t,
+                None => {
+                    s.result.get_or_insert(r);
+                    return;
+                }
+            }
+        };
+        then(r);
+    }
+
+    /// Calls `f` once the entry is settled (at once if it is).
+    fn then(&self, f: Waiter) {
+        let r = {
+            let mut s = lock(&self.0);
+            match s.result.take() {
+                Some(r) => r,
+                None => {
+                    s.then = Some(f);
+                    return;
+                }
+            }
+        };
+        f(r);
+    }
+}
+
+impl Drop for Slot {
+    /// An entry dropped unsettled (its writer died) was not recorded.
+    fn drop(&mut self) {
+        let s = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = s.then.take() {
+            t(Err("its writer stopped before recording the entry".into()));
+        }
+    }
+}
+
+/// What a request's answer waits for: its response entry durable on every
+/// device it was handed to ([`Ticket::on_durable`], [`Ticket::wait`]).
+#[derive(Default)]
+#[must_use = "an answer waits until its audit entries are durable"]
+pub struct Ticket {
+    slots: Vec<(String, Arc<Slot>)>,
+}
+
+impl Ticket {
+    /// Calls `f` once every device made the entry durable (`Ok`), or as
+    /// soon as one could not (the error names it). `f` runs on a device's
+    /// writer thread or on this one: it must not block.
+    pub fn on_durable(self, f: impl FnOnce(Result<(), Error>) + Send + 'static) {
+        if self.slots.is_empty() {
+            return f(Ok(()));
+        }
+        struct Join<F> {
+            left: AtomicU64,
+            f: Mutex<Option<F>>,
+        }
+        let join = Arc::new(Join {
+            left: AtomicU64::new(self.slots.len() as u64),
+            f: Mutex::new(Some(f)),
+        });
+        for (dev, slot) in self.slots {
+            let join = join.clone();
+            slot.then(Box::new(move |r| {
+                let done = match r {
+                    Err(e) => Some(Err(Error::Audit(format!(
+                        "audit device {dev} did not record the answer ({e}); it is not given"
+                    )))),
+                    Ok(()) if join.left.fetch_sub(1, Ordering::AcqRel) == 1 => Some(Ok(())),
+                    Ok(()) => None,
+                };
+                if let Some(r) = done {
+                    if let Some(f) = lock(&join.f).take() {
+                        f(r);
+                    }
+                }
+            }));
+        }
+    }
+
+    /// Waits until the entry is durable on every device (or could not be).
+    pub fn wait(self) -> Result<(), Error> {
+        let (tx, rx) = sync_channel(1);
+        self.on_durable(move |r| {
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(Error::Audit("the audit writer stopped".into())))
+    }
 }
 
 /// The queue between the requests and one device's writer thread.
@@ -128,7 +249,7 @@ enum Format {
     /// A `citadel-audit` log's canonical JSON entries.
     Citadel,
     /// Vault's JSON lines.
-    Vault { hmac_accessor: bool, prefix: String },
+    Vault { hmac_accessor: bool },
 }
 
 struct Open {
@@ -401,11 +522,14 @@ impl WriterState {
         }
     }
 
-    /// Opens a `file` device's file again.
+    /// Opens a `file` device's file again. A failed device that reopens
+    /// its file is healthy again (the entries lost meanwhile belonged to
+    /// requests that were refused).
     fn reopen(&mut self) {
         if let Sink::Lines(f) = &mut self.sink {
-            if let Err(e) = f.reopen() {
-                self.fail(format!("reopen: {e}"));
+            match f.reopen() {
+                Ok(()) => *lock(&self.failed) = None,
+                Err(e) => self.fail(format!("reopen: {e}")),
             }
         }
     }
@@ -442,12 +566,17 @@ impl Drop for Dying<'_> {
             return;
         }
         lock(&self.failed).get_or_insert_with(|| "its writer stopped unexpectedly".into());
-        let flushes = {
+        let (flushes, entries) = {
             let mut q = lock(&self.mailbox.queue);
             q.closing = true;
-            std::mem::take(&mut q.flushes)
+            (
+                std::mem::take(&mut q.flushes),
+                std::mem::take(&mut q.entries),
+            )
         };
         answer(&self.failed, flushes);
+        // Their slots tell the waiting requests the entries were lost.
+        drop(entries);
     }
 }
 
@@ -483,22 +612,34 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
             }
             std::mem::take(&mut *q)
         };
-        for (i, (bytes, queued)) in taken.entries.iter().enumerate() {
-            if taken.reopen == Some(i) && w.healthy() {
+        let n = taken.entries.len();
+        let mut slots = Vec::new();
+        for (i, e) in taken.entries.into_iter().enumerate() {
+            if taken.reopen == Some(i) {
                 w.reopen();
             }
-            w.append(bytes, *queued);
+            w.append(&e.bytes, e.at);
+            slots.extend(e.slot);
         }
+        // What the waiting requests are told once the batch is committed.
+        let settle = |failed: &Mutex<Option<String>>, slots: Vec<Arc<Slot>>| {
+            let r = lock(failed).clone().map_or(Ok(()), Err);
+            for slot in slots {
+                slot.settle(r.clone());
+            }
+        };
         if taken.closing {
             let failed = w.failed.clone();
             w.close();
+            settle(&failed, slots);
             answer(&failed, taken.flushes);
             return;
         }
-        if taken.reopen.is_some_and(|i| i >= taken.entries.len()) && w.healthy() {
+        if taken.reopen.is_some_and(|i| i >= n) {
             w.reopen();
         }
         w.commit();
+        settle(&w.failed, slots);
         answer(&w.failed, taken.flushes);
         if w.unanchored() && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
             w.checkpoint();
@@ -571,7 +712,6 @@ impl Devices {
                 let file = lines::LinesFile::open(&d.file_path, d.mode)?;
                 let format = Format::Vault {
                     hmac_accessor: d.hmac_accessor,
-                    prefix: d.prefix.clone(),
                 };
                 (Sink::Lines(file), key, format, None)
             }
@@ -711,11 +851,26 @@ impl Devices {
         self.record_since(r, None).map(|_| ())
     }
 
+    /// [`Devices::record_since`] for a response: also returns the ticket
+    /// its answer waits on.
+    pub fn record_response(&self, r: &Record<'_>, since: u64) -> Result<Ticket, Error> {
+        self.record_inner(r, Some(since), true).map(|(_, t)| t)
+    }
+
     /// [`Devices::record`], failing when the devices were reloaded or
     /// closed since generation `since` (the one a request's entry went
     /// to: a vault sealed while the request ran cannot record its answer,
     /// so the answer is not given). Returns the generation recorded to.
     pub fn record_since(&self, r: &Record<'_>, since: Option<u64>) -> Result<u64, Error> {
+        self.record_inner(r, since, false).map(|(g, _)| g)
+    }
+
+    fn record_inner(
+        &self,
+        r: &Record<'_>,
+        since: Option<u64>,
+        ticket: bool,
+    ) -> Result<(u64, Ticket), Error> {
         let open = self.read_open();
         let generation = self.generation.load(Ordering::Acquire);
         if since.is_some_and(|g| g != generation) {
@@ -725,8 +880,15 @@ impl Devices {
             ));
         }
         if open.is_empty() {
-            return Ok(generation);
+            return Ok((generation, Ticket::default()));
         }
+        // Disabling a device that failed is recorded by the others: an
+        // operator can always remove a broken device.
+        let removing = (r.kind == "request" && r.operation == "delete")
+            .then(|| r.path.strip_prefix("sys/audit/"))
+            .flatten()
+            .map(|p| format!("{}/", p.trim_end_matches('/')));
+        let mut out = Ticket::default();
         let outcome = match r.status {
             None => "pending".to_string(),
             Some(s) if s < 400 => "success".to_string(),
@@ -740,12 +902,17 @@ impl Devices {
                 self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
                 Error::Audit(format!("audit device {dev} {why}; refusing the request"))
             };
-            let o = o
-                .as_ref()
-                .map_err(|e| refuse(format!("is unavailable ({e})")))?;
-            if let Some(e) = lock(&o.failed).clone() {
-                return Err(refuse(format!("failed ({e})")));
+            let broken = match o {
+                Err(e) => Some(format!("is unavailable ({e})")),
+                Ok(o) => lock(&o.failed).clone().map(|e| format!("failed ({e})")),
+            };
+            if let Some(why) = broken {
+                if removing.as_deref() == Some(dev.as_str()) {
+                    continue;
+                }
+                return Err(refuse(why));
             }
+            let Ok(o) = o else { continue };
             let bytes = match &o.format {
                 Format::Citadel => {
                     // Canonical JSON (keys sorted, compact), as
@@ -771,32 +938,34 @@ impl Devices {
                     };
                     serde_json::to_vec(&entry)
                 }
-                Format::Vault {
-                    hmac_accessor,
-                    prefix,
-                } => vault_entry::line(
-                    r,
-                    &|v| hmac_string(&o.key, v),
-                    *hmac_accessor,
-                    prefix,
-                    &time,
-                ),
+                Format::Vault { hmac_accessor } => {
+                    vault_entry::line(r, &|v| hmac_string(&o.key, v), *hmac_accessor, &time)
+                }
             }
             .map_err(|e| refuse(format!("refused the entry ({e})")))?;
             let mut q = lock(&o.mailbox.queue);
             if q.closing {
                 return Err(refuse("stopped".into()));
             }
-            if q.entries.len() >= QUEUE {
+            if q.entries.len() >= QUEUE || q.bytes + bytes.len() > QUEUE_BYTES {
                 return Err(refuse("is too far behind".into()));
             }
-            q.entries.push((bytes, Instant::now()));
+            let slot = ticket.then(|| Arc::new(Slot::default()));
+            if let Some(slot) = &slot {
+                out.slots.push((dev.clone(), slot.clone()));
+            }
+            q.bytes += bytes.len();
+            q.entries.push(Queued {
+                bytes,
+                at: Instant::now(),
+                slot,
+            });
             drop(q);
             if o.mailbox.idle.load(Ordering::Acquire) {
                 o.mailbox.wake_writer();
             }
         }
-        Ok(generation)
+        Ok((generation, out))
     }
 
     /// Waits until every device has made what it was given durable.
@@ -986,6 +1155,51 @@ mod tests {
         assert!(e.contains("padded"), "{e}");
     }
 
+    /// Found by helper-22: answers were given before their entries were
+    /// written, so a crash or a full disk lost entries of answered
+    /// requests. A response's ticket settles only once its entry is
+    /// durable, and with an error (never a hang) when its writer dies.
+    #[test]
+    fn a_response_waits_until_its_entry_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = devices(Duration::from_secs(3600));
+        let path = dir.path().join("a.log");
+        let options = serde_json::json!({"file_path": path});
+        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
+        d.enable("file/", &dev).unwrap();
+        let generation = d.record_since(&record("t"), None).unwrap();
+        for i in 0..50 {
+            let id = format!("response-{i}");
+            let mut r = record("t");
+            r.kind = "response";
+            r.request_id = &id;
+            r.status = Some(200);
+            d.record_response(&r, generation).unwrap().wait().unwrap();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(text.contains(&format!("\"{id}\"")), "entry {i} not written");
+        }
+        let mut r = record("t");
+        r.kind = "response";
+        {
+            let open = d.read_open();
+            let o = open["file/"].as_ref().unwrap();
+            lock(&o.mailbox.queue).entries.push(Queued {
+                bytes: PANIC_FOR_TESTS.to_vec(),
+                at: Instant::now(),
+                slot: None,
+            });
+        }
+        let ticket = d.record_response(&r, generation).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(ticket.wait()));
+        let e = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a ticket waited 5 s on a dead writer")
+            .unwrap_err();
+        assert!(e.to_string().contains("did not record"), "{e}");
+        d.close_all();
+    }
+
     #[test]
     fn a_failed_device_fails_requests() {
         let (d, _) = devices(Duration::from_secs(1));
@@ -1013,9 +1227,11 @@ mod tests {
             if dies {
                 let open = d.read_open();
                 let o = open["file/"].as_ref().unwrap();
-                lock(&o.mailbox.queue)
-                    .entries
-                    .push((PANIC_FOR_TESTS.to_vec(), Instant::now()));
+                lock(&o.mailbox.queue).entries.push(Queued {
+                    bytes: PANIC_FOR_TESTS.to_vec(),
+                    at: Instant::now(),
+                    slot: None,
+                });
                 o.mailbox.wake_writer();
             } else {
                 std::fs::remove_dir_all(&dev.file_path).unwrap();

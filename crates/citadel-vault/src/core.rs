@@ -291,6 +291,30 @@ impl Core {
 
     /// Serves a prepared request.
     pub fn execute(&self, p: Prepared) -> Response {
+        let (r, ticket) = self.execute_pending(p);
+        self.recorded(r, ticket.wait())
+    }
+
+    /// A response whose audit entries could not be made durable is not
+    /// given: the client gets the audit error instead.
+    pub fn recorded(&self, r: Response, durable: Result<(), Error>) -> Response {
+        let Err(e) = durable else {
+            return r;
+        };
+        tracing::error!(target: "citadel_vault::request", request_id = %r.request_id, error = %e, "audit failed");
+        Response {
+            status: e.status(),
+            body: Body::Errors(vec![e.public_message(&r.request_id)]),
+            ..r
+        }
+    }
+
+    /// [`Core::execute`] without waiting: the response, and the ticket
+    /// that says when its audit entries are durable on every device. The
+    /// response must not be given before that, nor at all if they cannot
+    /// be ([`Core::recorded`]).
+    pub fn execute_pending(&self, p: Prepared) -> (Response, crate::audit::Ticket) {
+        let mut ticket = crate::audit::Ticket::default();
         let mut trail = Trail::default();
         let result = self.run(&p, &mut trail);
         let (status, body) = match result {
@@ -330,7 +354,7 @@ impl Core {
                 Body::Errors(e) => e.first().map(String::as_str),
                 _ => None,
             };
-            let r = self.services.audit.record_since(
+            let r = self.services.audit.record_response(
                 &Record {
                     kind: "response",
                     operation: p.operation.as_str(),
@@ -345,21 +369,20 @@ impl Core {
                     display_name: trail.display_name.as_deref(),
                     error,
                 },
-                Some(generation),
+                generation,
             );
-            if let Err(e) = r {
-                // The request ran; its answer cannot be recorded, so it is
-                // not given.
-                tracing::error!(target: "citadel_vault::request", request_id = %p.request_id, error = %e, "audit failed");
-                return self.finish(
-                    &p,
-                    trail,
-                    e.status(),
-                    Body::Errors(vec![e.public_message(&p.request_id)]),
-                );
+            match r {
+                Ok(t) => ticket = t,
+                Err(e) => {
+                    // The request ran; its answer cannot be recorded, so it
+                    // is not given.
+                    tracing::error!(target: "citadel_vault::request", request_id = %p.request_id, error = %e, "audit failed");
+                    let body = Body::Errors(vec![e.public_message(&p.request_id)]);
+                    return (self.finish(&p, trail, e.status(), body), ticket);
+                }
             }
         }
-        self.finish(&p, trail, status, body)
+        (self.finish(&p, trail, status, body), ticket)
     }
 
     fn finish(&self, p: &Prepared, trail: Trail, status: u16, body: Body) -> Response {

@@ -393,28 +393,44 @@ impl Server {
             client: Some(client.ip()),
         };
         let prepared = self.core.prepare(request);
-        let resp = if prepared.is_heavy() {
+        let (resp, ticket) = if prepared.is_heavy() {
             self.run_heavy(prepared, client.ip()).await
         } else {
-            self.core.execute(prepared)
+            self.core.execute_pending(prepared)
         };
-        Ok((resp, head))
+        // The answer waits until its audit entries are durable (group
+        // commit), without holding a worker thread.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        ticket.on_durable(move |r| {
+            let _ = tx.send(r);
+        });
+        let durable = rx.await.unwrap_or_else(|_| {
+            Err(crate::error::Error::Audit(
+                "the audit writer stopped".into(),
+            ))
+        });
+        Ok((self.core.recorded(resp, durable), head))
     }
 
     /// Runs a heavy request on the bounded pool.
-    async fn run_heavy(&self, p: Prepared, ip: std::net::IpAddr) -> Response {
+    async fn run_heavy(
+        &self,
+        p: Prepared,
+        ip: std::net::IpAddr,
+    ) -> (Response, crate::audit::Ticket) {
         let m = self.core.metrics();
         let _per_client = if p.is_anonymous() {
             match self.anonymous.take(ip, self.opts.pool.per_client) {
                 Some(h) => Some(h),
                 None => {
                     m.pool_rejected.fetch_add(1, Ordering::Relaxed);
-                    return self.core.refuse(
+                    let r = self.core.refuse(
                         p,
                         crate::error::Error::TooManyRequests(
                             "too many logins from this address at once; retry shortly".into(),
                         ),
                     );
+                    return (r, Default::default());
                 }
             }
         } else {
@@ -424,12 +440,13 @@ impl Server {
         if m.pool_queued.load(Ordering::Relaxed) > self.opts.pool.queue as i64 {
             drop(queued);
             m.pool_rejected.fetch_add(1, Ordering::Relaxed);
-            return self.core.refuse(
+            let r = self.core.refuse(
                 p,
                 crate::error::Error::Busy(
                     "the server is at its limit of heavy requests; retry shortly".into(),
                 ),
             );
+            return (r, Default::default());
         }
         let permit = self.pool.clone().acquire_owned().await;
         drop(queued);
@@ -439,14 +456,17 @@ impl Server {
         let r = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let _running = Gauge::up(&core.metrics().pool_running);
-            core.execute(p)
+            core.execute_pending(p)
         })
         .await;
         match r {
-            Ok(resp) => resp,
-            Err(_) => Response::new(
-                500,
-                Body::Errors(vec!["internal error: the request's worker stopped".into()]),
+            Ok(done) => done,
+            Err(_) => (
+                Response::new(
+                    500,
+                    Body::Errors(vec!["internal error: the request's worker stopped".into()]),
+                ),
+                Default::default(),
             ),
         }
     }

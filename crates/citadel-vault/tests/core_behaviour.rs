@@ -261,6 +261,37 @@ fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 500, "{v}");
     assert!(!v.to_string().contains("hunter2"), "{v}");
+    // Found by helper-22: a failed file device stayed failed until a
+    // restart. Reopening its file (SIGHUP) once the cause is fixed brings
+    // it back.
+    std::fs::remove_dir(&path).unwrap();
+    core.reopen_audit_files();
+    let t = std::time::Instant::now();
+    while core.flush_audit().is_err() {
+        assert!(t.elapsed().as_secs() < 5, "the device never recovered");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
+    assert_eq!(s, 200, "{v}");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("secret/data/db")
+    );
+    // And a device that cannot be fixed can be disabled: the request that
+    // removes it is not refused by it.
+    std::fs::rename(&path, d.path().join("logs/audit.log.3")).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    core.reopen_audit_files();
+    while core.flush_audit().is_ok() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (s, _) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
+    assert_eq!(s, 500);
+    let (s, v) = call(&core, "DELETE", "sys/audit/file", Some(&root), json!(null));
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
+    assert_eq!(s, 200, "{v}");
     core.shutdown();
 }
 

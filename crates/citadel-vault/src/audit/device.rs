@@ -59,12 +59,10 @@ pub struct Device {
     pub description: String,
     /// The JSON-lines file (`file`) or the log directory (`citadel`).
     pub file_path: PathBuf,
-    /// `file`: the file's permissions (`mode`, octal; 0: leave them).
+    /// `file`: the permissions of the file when the device creates it
+    /// (`mode`, octal, no execute bit; 0600 when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
-    /// `file`: text written before each line (`prefix`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub prefix: String,
     /// `file`: whether accessors are HMACed (`hmac_accessor`, default true).
     #[serde(default = "yes")]
     pub hmac_accessor: bool,
@@ -106,7 +104,6 @@ impl Device {
             description: String::new(),
             file_path: dir.into(),
             mode: None,
-            prefix: String::new(),
             hmac_accessor: true,
             hmac_key: None,
             version: VERSION,
@@ -140,23 +137,35 @@ impl Device {
             match (kind, k.as_str()) {
                 (_, "file_path") => file_path = Some(v),
                 (FILE, "mode") => {
-                    let m = u32::from_str_radix(v, 8)
-                        .ok()
+                    let m = Some(v)
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+                        .and_then(|v| u32::from_str_radix(v, 8).ok())
                         .filter(|m| *m <= 0o777)
                         .ok_or_else(|| {
                             format!(
                                 "audit option mode must be octal permissions such as 0600, not {v:?}"
                             )
                         })?;
+                    // As Vault since 1.20.1 (CVE-2025-6000): an audit file
+                    // is never made executable.
+                    if m & 0o111 != 0 {
+                        return Err(format!(
+                            "audit option mode {v} has an execute bit; an audit file is never executable (use 0600 or 0640)"
+                        ));
+                    }
                     d.mode = Some(m);
                 }
-                (FILE, "prefix") => d.prefix = v.into(),
+                (FILE, "prefix") => {
+                    return Err(
+                        "audit option prefix is refused: it would let a token write text of its choosing into any file the server can write (Vault 1.20.1 allows it only with allow_audit_log_prefixing in the server configuration)".into(),
+                    );
+                }
                 (FILE, "hmac_accessor") => d.hmac_accessor = parse_bool(k, v)?,
                 (FILE, "format") if v == "json" => {}
                 (FILE, "log_raw") if !parse_bool(k, v)? => {}
                 (FILE, _) => {
                     return Err(format!(
-                        "audit option {k:?} is not supported by citadel: file devices take file_path, mode, prefix, hmac_accessor and format=json (log_raw is refused: tokens are always HMACed)"
+                        "audit option {k:?} is not supported by citadel: file devices take file_path, mode, hmac_accessor and format=json (log_raw is refused: tokens are always HMACed)"
                     ));
                 }
                 _ => {
@@ -177,6 +186,11 @@ impl Device {
         if kind == FILE && matches!(file_path, "stdout" | "discard") {
             return Err(format!(
                 "file_path {file_path:?} is not supported by citadel: a file device writes a file it can make durable; give its path"
+            ));
+        }
+        if kind == FILE && !file_path.starts_with('/') {
+            return Err(format!(
+                "file_path {file_path:?} is relative; give the audit file's absolute path"
             ));
         }
         d.file_path = file_path.into();
@@ -205,9 +219,6 @@ impl Device {
             if let Some(m) = self.mode {
                 o["mode"] = json!(format!("{m:04o}"));
             }
-            if !self.prefix.is_empty() {
-                o["prefix"] = json!(self.prefix);
-            }
         }
         o
     }
@@ -227,7 +238,7 @@ mod tests {
             FILE,
             "",
             Some(&opts(json!({"file_path": "/tmp/a.log", "mode": "0640",
-                               "hmac_accessor": "false", "prefix": "v:"}))),
+                               "hmac_accessor": "false"}))),
         )
         .unwrap();
         assert_eq!(d.mode, Some(0o640));
@@ -241,6 +252,16 @@ mod tests {
             ),
             (json!({"file_path": "/tmp/a", "mode": "0999"}), "octal"),
             (json!({"file_path": "/tmp/a", "mode": "01777"}), "octal"),
+            (json!({"file_path": "/tmp/a", "mode": "+644"}), "octal"),
+            (
+                json!({"file_path": "/tmp/a", "mode": "0700"}),
+                "execute bit",
+            ),
+            (
+                json!({"file_path": "/tmp/a", "mode": "0644", "prefix": "x"}),
+                "prefix is refused",
+            ),
+            (json!({"file_path": "a.log"}), "relative"),
             (
                 json!({"file_path": "/tmp/a", "log_raw": "true"}),
                 "log_raw is refused",
@@ -279,7 +300,7 @@ mod tests {
         let again: Device = serde_json::from_slice(&serde_json::to_vec(&d).unwrap()).unwrap();
         assert_eq!(again.migrated().kind, CITADEL);
         let new =
-            Device::from_request(FILE, "", Some(&opts(json!({"file_path": "a.log"})))).unwrap();
+            Device::from_request(FILE, "", Some(&opts(json!({"file_path": "/a.log"})))).unwrap();
         let back: Device = serde_json::from_slice(&serde_json::to_vec(&new).unwrap()).unwrap();
         assert_eq!(back.migrated().kind, FILE);
         assert!(!format!("{new:?}").contains(&new.hmac_key.as_ref().unwrap().0));

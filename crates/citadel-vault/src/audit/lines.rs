@@ -1,7 +1,9 @@
 //! The file a `file` device appends its JSON lines to: opened without
 //! following a symbolic link at its name, refused unless it is a regular
-//! file, written by group (one write and one `fdatasync` per commit), and
-//! reopened on request (after a log rotation moved it).
+//! file on a disk (not `/proc` or `/sys`) without an execute, setuid or
+//! setgid bit, created with the device's mode (an existing file's mode is
+//! left alone), written by group (one write and one `fdatasync` per
+//! commit), and reopened on request (after a log rotation moved it).
 
 use rustix::fs::{Mode, OFlags};
 use std::fs::File;
@@ -18,7 +20,7 @@ pub(super) struct LinesFile {
     buf: Vec<u8>,
 }
 
-/// Opens (creating) `path` for appending, with `mode` (0600 for a new file
+/// Opens (creating) `path` for appending; a new file gets `mode` (0600
 /// without one). Its directory is created (0700) when missing, as Vault's.
 fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
     let shown = path.display();
@@ -61,13 +63,20 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
     if !meta.file_type().is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
-    if let Some(m) = mode.filter(|m| *m != 0) {
-        rustix::fs::fchmod(&file, Mode::from_raw_mode(m)).map_err(|e| {
-            format!(
-                "cannot set the mode of {shown}: {}",
-                std::io::Error::from(e)
-            )
-        })?;
+    use std::os::unix::fs::PermissionsExt;
+    if meta.permissions().mode() & 0o6111 != 0 {
+        return Err(format!(
+            "{shown} is executable (or setuid/setgid); an audit device never appends to a program"
+        ));
+    }
+    // procfs and sysfs files look regular but are not storage.
+    const PROC: i64 = 0x9fa0;
+    const SYSFS: i64 = 0x6265_6572;
+    let fs = rustix::fs::fstatfs(&file)
+        .map_err(|e| format!("cannot read {shown}: {}", std::io::Error::from(e)))?;
+    #[allow(clippy::unnecessary_cast)]
+    if matches!(fs.f_type as i64, PROC | SYSFS) {
+        return Err(format!("{shown} is not on a disk (/proc or /sys)"));
     }
     // A line cut short (a crash, a full disk) is ended, so the next entry
     // starts a line of its own.
@@ -82,6 +91,11 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
                 .map_err(|e| format!("cannot write {shown}: {e}"))?;
         }
     }
+    // What a commit does, tried once now: a file that cannot be made
+    // durable is refused when the device is enabled, not on the first
+    // request.
+    file.sync_data()
+        .map_err(|e| format!("cannot sync {shown}: {e}"))?;
     Ok(file)
 }
 
@@ -113,21 +127,22 @@ impl LinesFile {
             return Ok(());
         }
         let shown = self.path.display();
-        (&self.file)
-            .write_all(&self.buf)
-            .map_err(|e| format!("cannot write {shown}: {e}"))?;
+        // Lines that could not be written are dropped with the error: their
+        // requests are refused.
+        let written = (&self.file).write_all(&self.buf);
         self.buf.clear();
+        written.map_err(|e| format!("cannot write {shown}: {e}"))?;
         self.file
             .sync_data()
             .map_err(|e| format!("cannot sync {shown}: {e}"))
     }
 
     /// Commits, then opens the file at the path again (after a log
-    /// rotation renamed it).
+    /// rotation renamed it, or to recover from a failure).
     pub(super) fn reopen(&mut self) -> Result<(), String> {
-        self.commit()?;
+        let committed = self.commit();
         self.file = open(&self.path, self.mode)?;
-        Ok(())
+        committed
     }
 }
 
@@ -163,9 +178,10 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "{\"a\":1}\n{\"cut\n{\"b\":2}\n"
         );
+        // An existing file's mode is left alone.
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
-            0o640
+            0o600
         );
         // Rotation: the old file moved away; reopen starts a new one.
         std::fs::rename(&p, dir.path().join("sub/audit.log.1")).unwrap();
@@ -203,5 +219,18 @@ mod tests {
         // Opened without blocking, and refused as not a regular file.
         let e = LinesFile::open(&fifo, None).err().unwrap();
         assert!(e.contains("not a regular file"), "{e}");
+        // A program is never appended to (CVE-2025-6000's shape), nor a
+        // file of /proc.
+        let script = dir.path().join("job.sh");
+        std::fs::write(&script, b"#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = LinesFile::open(&script, None).err().unwrap();
+        assert!(e.contains("executable"), "{e}");
+        assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\n");
+        let e = LinesFile::open(Path::new("/proc/self/comm"), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("not on a disk"), "{e}");
     }
 }

@@ -10,12 +10,11 @@
 use super::Record;
 use serde_json::{Map, Value, json};
 
-/// One line (without its newline), `prefix` first.
+/// One line (without its newline).
 pub(super) fn line(
     r: &Record<'_>,
     hmac: &dyn Fn(&str) -> String,
     hmac_accessor: bool,
-    prefix: &str,
     time: &str,
 ) -> Result<Vec<u8>, serde_json::Error> {
     let accessor = |a: &str| {
@@ -78,9 +77,7 @@ pub(super) fn line(
             entry["error"] = json!(e);
         }
     }
-    let mut out = prefix.as_bytes().to_vec();
-    serde_json::to_writer(&mut out, &entry)?;
-    Ok(out)
+    serde_json::to_vec(&entry)
 }
 
 /// The HTTP reason phrase of the statuses the vault answers with.
@@ -125,7 +122,7 @@ mod tests {
     fn the_entry_has_vaults_shape_and_no_token() {
         let h = |s: &str| format!("hmac-sha256:{}", s.len());
         let p = vec!["root".to_string()];
-        let b = line(&rec("response", Some(404), &p), &h, true, "", "T").unwrap();
+        let b = line(&rec("response", Some(404), &p), &h, true, "T").unwrap();
         let text = String::from_utf8(b).unwrap();
         assert!(
             !text.contains("hvs.secret-token") && !text.contains("acc1"),
@@ -141,11 +138,9 @@ mod tests {
         assert_eq!(v["response"]["auth"]["accessor"], "hmac-sha256:4");
         assert_eq!(v["error"], "not found");
         // hmac_accessor=false: accessors plain, the token still HMACed;
-        // the prefix comes first; a request has no response or error.
-        let b = line(&rec("request", None, &p), &h, false, "vault: ", "T").unwrap();
-        let text = String::from_utf8(b).unwrap();
-        let json = text.strip_prefix("vault: ").unwrap();
-        let v: Value = serde_json::from_str(json).unwrap();
+        // a request has no response or error.
+        let b = line(&rec("request", None, &p), &h, false, "T").unwrap();
+        let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["auth"]["accessor"], "acc1");
         assert_eq!(v["auth"]["client_token"], "hmac-sha256:16");
         assert!(v.get("response").is_none() && v.get("error").is_none());
