@@ -11,6 +11,7 @@
 #                                                # (scripts/bench/openbao-load.sh)
 #   AUDIT=file scripts/bench/vault-load.sh       # Vault's JSON-lines file device, as
 #                                                # OpenBao's, instead of the citadel log
+#   BIN=/path/to/citadel scripts/bench/vault-load.sh   # another build (no cargo build)
 #   DURATION=10 CONNECTIONS=64 THREADS=2
 set -euo pipefail
 shopt -s inherit_errexit
@@ -20,22 +21,22 @@ CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 STORAGE=${STORAGE:-inmem}
 AUDIT=${AUDIT:-citadel}
-cargo build --release -q -p citadel-cli
+if [[ -z "${BIN:-}" ]]; then cargo build --release -q -p citadel-cli; fi
 command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
-C=./target/release/citadel
+C=${BIN:-./target/release/citadel}
 W=$(mktemp -d /tmp/citadel-vault-bench.XXXXXX)
 PID=
 trap '[[ -n "$PID" ]] && kill $PID 2>/dev/null; wait 2>/dev/null; rm -rf "$W"' EXIT
 case "$STORAGE" in
   inmem)
-    $C vault serve --dev --listen 127.0.0.1:0 > "$W/out" 2> "$W/server.log" &
+    $C vault serve --dev --listen 127.0.0.1:0 --audit-file-dir "$W" > "$W/out" 2> "$W/server.log" &
     PID=$!
     for _ in $(seq 100); do grep -q "Root Token" "$W/out" 2>/dev/null && break; sleep 0.05; done
     ADDR=$(sed -n 's|^Api Address: ||p' "$W/out")
     TOKEN=$(sed -n 's|^Root Token: ||p' "$W/out")
     ;;
   sqlite)
-    printf 'listen = "127.0.0.1:0"\n[storage]\npath = "%s/vault.db"\n' "$W" > "$W/citadel.toml"
+    printf 'listen = "127.0.0.1:0"\n[storage]\npath = "%s/vault.db"\n[audit]\nfile_directories = ["%s"]\n' "$W" "$W" > "$W/citadel.toml"
     $C vault serve --config "$W/citadel.toml" > "$W/out" 2> "$W/server.log" &
     PID=$!
     for _ in $(seq 100); do grep -q "Api Address" "$W/out" 2>/dev/null && break; sleep 0.05; done

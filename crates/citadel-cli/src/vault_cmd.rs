@@ -101,6 +101,11 @@ pub(crate) struct ServeArgs {
     /// Revoked tokens and old secrets in that storage come back.
     #[arg(long)]
     accept_storage_changes: bool,
+    /// A directory `file` audit devices may write in (repeatable; or
+    /// [audit] file_directories). Without one, `file` devices are refused:
+    /// a sudo token must not choose any file the server can write.
+    #[arg(long, value_name = "DIR")]
+    audit_file_dir: Vec<PathBuf>,
 }
 
 /// How log lines look.
@@ -144,6 +149,9 @@ struct AuditConfig {
     /// How often a device signs a checkpoint while entries arrive, in
     /// seconds (default 1).
     checkpoint_interval_seconds: Option<f64>,
+    /// The directories `file` devices may write in.
+    #[serde(default)]
+    file_directories: Vec<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -316,11 +324,26 @@ fn serve(a: ServeArgs) -> Result<()> {
     if a.accept_storage_changes {
         core_config.on_tamper = citadel_vault::barrier::OnTamper::Accept;
     }
-    if let Some(s) = config.audit.and_then(|a| a.checkpoint_interval_seconds) {
+    let audit = config.audit.unwrap_or_default();
+    if let Some(s) = audit.checkpoint_interval_seconds {
         if !(0.01..=3600.0).contains(&s) {
             bail!("[audit] checkpoint_interval_seconds must be between 0.01 and 3600");
         }
         core_config.checkpoint_every = std::time::Duration::from_secs_f64(s);
+    }
+    core_config.audit_file_dirs = a
+        .audit_file_dir
+        .iter()
+        .chain(&audit.file_directories)
+        .cloned()
+        .collect();
+    for d in &core_config.audit_file_dirs {
+        if !d.is_dir() {
+            bail!(
+                "audit file directory {} is not a directory: create it (mode 0700) first",
+                d.display()
+            );
+        }
     }
     core_config.unauthenticated_metrics = config
         .telemetry

@@ -334,7 +334,10 @@ fn the_walkthrough_with_the_cli_and_no_secret_in_any_log() {
     let p = d.path();
     std::fs::write(
         p.join("citadel.toml"),
-        "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n[log]\nformat = \"json\"\n",
+        format!(
+            "listen = \"127.0.0.1:0\"\n[storage]\npath = \"vault.db\"\n[log]\nformat = \"json\"\n[audit]\nfile_directories = [{:?}]\n",
+            p.display().to_string()
+        ),
     )
     .unwrap();
     let server = Server::start(p, &["--config", "citadel.toml"]);
@@ -953,7 +956,17 @@ fn openssl_clients_without_ml_kem_connect_only_when_classical_kx_is_allowed() {
 fn sigterm_shuts_down_cleanly_and_checkpoints_the_audit_log() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();
-    let mut server = Server::start(p, &["--dev", "--listen", "127.0.0.1:0"]);
+    let dir_arg = p.display().to_string();
+    let mut server = Server::start(
+        p,
+        &[
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-file-dir",
+            &dir_arg,
+        ],
+    );
     let root = server.root_token.clone().unwrap();
     let a = server.addr.clone();
     let env = [("CITADEL_TOKEN", root.as_str())];

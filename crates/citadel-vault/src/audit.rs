@@ -48,8 +48,11 @@ pub const ANCHOR_ACTION: &str = "vault storage epoch";
 
 /// Entries a device's queue holds before requests are refused.
 const QUEUE: usize = 65_536;
-/// Bytes of entries a device's queue holds before requests are refused.
+/// Bytes of entries a device's queue holds before requests are refused
+/// (counted as allocated).
 const QUEUE_BYTES: usize = 64 << 20;
+/// Devices enabled at once, so that their queues bound the memory too.
+const MAX_DEVICES: usize = 8;
 /// Group commit delay.
 const GROUP: Duration = Duration::from_millis(5);
 /// How often a busy writer takes what was queued (requests hand entries
@@ -270,9 +273,15 @@ pub struct Devices {
     /// closed, so a response is never recorded to nothing, or to devices
     /// other than those its request went to.
     generation: AtomicU64,
+    /// Set (under the write lock) when the devices are closed at seal, and
+    /// cleared when they are loaded at unseal: an enable racing a seal
+    /// must not leave a device open behind the seal.
+    closed: AtomicBool,
     epoch: Arc<AtomicU64>,
     checkpoint_every: Duration,
     metrics: Arc<Metrics>,
+    /// Where `file` devices may write.
+    file_dirs: Vec<std::path::PathBuf>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -439,10 +448,14 @@ struct WriterState {
     sink: Sink,
     failed: Arc<Mutex<Option<String>>>,
     metrics: Arc<Metrics>,
+    /// How many times the device failed: an entry appended before a
+    /// failure is lost even if the device recovers before the commit.
+    failures: u64,
 }
 
 impl WriterState {
-    fn fail(&self, e: String) {
+    fn fail(&mut self, e: String) {
+        self.failures += 1;
         self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
         let mut f = lock(&self.failed);
         if f.is_none() {
@@ -534,8 +547,8 @@ impl WriterState {
         }
     }
 
-    /// The last checkpoint and commit, then the end.
-    fn close(mut self) {
+    /// The last checkpoint and commit.
+    fn finish(&mut self) {
         if self.healthy() {
             match &mut self.sink {
                 Sink::Log(l) => {
@@ -547,6 +560,10 @@ impl WriterState {
                 Sink::Lines(_) => self.commit(),
             }
         }
+    }
+
+    /// Closes a log (its derived files made durable too).
+    fn end(self) {
         if let Sink::Log(l) = self.sink {
             let _ = l.log.close();
         }
@@ -613,25 +630,42 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
             std::mem::take(&mut *q)
         };
         let n = taken.entries.len();
+        // The slots of the entries appended, with the failure count then.
         let mut slots = Vec::new();
         for (i, e) in taken.entries.into_iter().enumerate() {
             if taken.reopen == Some(i) {
                 w.reopen();
             }
+            if let Some(why) = lock(&w.failed).clone() {
+                // Skipped: its request is told now, whatever follows.
+                w.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+                if let Some(slot) = e.slot {
+                    slot.settle(Err(why));
+                }
+                continue;
+            }
             w.append(&e.bytes, e.at);
-            slots.extend(e.slot);
+            slots.extend(e.slot.map(|s| (s, w.failures)));
         }
-        // What the waiting requests are told once the batch is committed.
-        let settle = |failed: &Mutex<Option<String>>, slots: Vec<Arc<Slot>>| {
-            let r = lock(failed).clone().map_or(Ok(()), Err);
-            for slot in slots {
-                slot.settle(r.clone());
+        // Once the batch is committed: durable only if the device did not
+        // fail since the entry was appended.
+        let settle = |w: &WriterState, slots: Vec<(Arc<Slot>, u64)>| {
+            let failed = lock(&w.failed).clone();
+            for (slot, failures) in slots {
+                slot.settle(match &failed {
+                    Some(e) => Err(e.clone()),
+                    None if failures != w.failures => {
+                        Err("the device failed before the entry was durable".into())
+                    }
+                    None => Ok(()),
+                });
             }
         };
         if taken.closing {
+            w.finish();
+            settle(&w, slots);
             let failed = w.failed.clone();
-            w.close();
-            settle(&failed, slots);
+            w.end();
             answer(&failed, taken.flushes);
             return;
         }
@@ -639,7 +673,7 @@ fn writer(mut w: WriterState, mailbox: Arc<Mailbox>, checkpoint_every: Duration)
             w.reopen();
         }
         w.commit();
-        settle(&w.failed, slots);
+        settle(&w, slots);
         answer(&w.failed, taken.flushes);
         if w.unanchored() && last_checkpoint.elapsed() >= checkpoint_every && w.healthy() {
             w.checkpoint();
@@ -664,10 +698,61 @@ impl Devices {
         Self {
             open: std::sync::RwLock::new(BTreeMap::new()),
             generation: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             epoch,
             checkpoint_every,
             metrics,
+            file_dirs: Vec::new(),
         }
+    }
+
+    /// Lets `file` devices write in `dirs` (and below), and nowhere else.
+    pub fn with_file_dirs(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
+        self.file_dirs = dirs;
+        self
+    }
+
+    /// Whether a `file` device may write `path`: under one of the
+    /// configured directories once every existing component is resolved
+    /// (a symbolic link cannot lead out), and without `..`.
+    fn file_allowed(&self, path: &std::path::Path) -> Result<(), String> {
+        use std::path::Component;
+        if self.file_dirs.is_empty() {
+            return Err(
+                "file audit devices are off on this server: start it with --audit-file-dir DIR (or [audit] file_directories in its configuration) naming where they may write"
+                    .into(),
+            );
+        }
+        if path.components().any(|c| c == Component::ParentDir) {
+            return Err(format!("{} holds '..'; give a plain path", path.display()));
+        }
+        let mut existing = path.parent().unwrap_or(path).to_path_buf();
+        while !existing.exists() {
+            if !existing.pop() {
+                break;
+            }
+        }
+        let real = existing
+            .canonicalize()
+            .map_err(|e| format!("cannot resolve {}: {e}", existing.display()))?;
+        let inside = self
+            .file_dirs
+            .iter()
+            .filter_map(|d| d.canonicalize().ok())
+            .any(|d| real.starts_with(&d));
+        if !inside {
+            let dirs: Vec<String> = self
+                .file_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect();
+            return Err(format!(
+                "{} is outside the directories file audit devices may write in ({})",
+                path.display(),
+                dirs.join(", ")
+            ));
+        }
+        Ok(())
     }
 
     /// Opens a device. For a `citadel` device, `create` makes a new log
@@ -723,6 +808,7 @@ impl Devices {
             sink,
             failed: failed.clone(),
             metrics: self.metrics.clone(),
+            failures: 0,
         };
         let every = self.checkpoint_every;
         let thread = std::thread::Builder::new()
@@ -752,6 +838,7 @@ impl Devices {
         let old = {
             let mut open = self.write_open();
             self.generation.fetch_add(1, Ordering::AcqRel);
+            self.closed.store(false, Ordering::Release);
             std::mem::replace(&mut *open, opened)
         };
         close(old.into_values());
@@ -807,13 +894,30 @@ impl Devices {
 
     /// Adds a device, opening it now; an error leaves nothing enabled.
     pub fn enable(&self, path: &str, d: &Device) -> Result<(), Error> {
+        if d.kind == device::FILE {
+            self.file_allowed(&d.file_path).map_err(Error::bad)?;
+        }
         let o = self.open_device(d, true).map_err(|e| {
             Error::bad(format!(
                 "cannot open audit log {}: {e}",
                 d.file_path.display()
             ))
         })?;
-        let old = self.write_open().insert(path.to_string(), Ok(o));
+        let mut open = self.write_open();
+        if self.closed.load(Ordering::Acquire) {
+            drop(open);
+            close([Ok(o)]);
+            return Err(Error::Sealed);
+        }
+        if open.len() >= MAX_DEVICES && !open.contains_key(path) {
+            drop(open);
+            close([Ok(o)]);
+            return Err(Error::bad(format!(
+                "at most {MAX_DEVICES} audit devices can be enabled; disable one first"
+            )));
+        }
+        let old = open.insert(path.to_string(), Ok(o));
+        drop(open);
         close(old);
         Ok(())
     }
@@ -830,6 +934,7 @@ impl Devices {
         let old = {
             let mut open = self.write_open();
             self.generation.fetch_add(1, Ordering::AcqRel);
+            self.closed.store(true, Ordering::Release);
             std::mem::take(&mut *open)
         };
         close(old.into_values());
@@ -882,12 +987,10 @@ impl Devices {
         if open.is_empty() {
             return Ok((generation, Ticket::default()));
         }
-        // Disabling a device that failed is recorded by the others: an
-        // operator can always remove a broken device.
-        let removing = (r.kind == "request" && r.operation == "delete")
-            .then(|| r.path.strip_prefix("sys/audit/"))
-            .flatten()
-            .map(|p| format!("{}/", p.trim_end_matches('/')));
+        // Disabling a device is recorded by the devices that can: a
+        // failed device refuses nothing there, so an operator can always
+        // remove broken devices, one after the other.
+        let removing = r.operation == "delete" && r.path.starts_with("sys/audit/");
         let mut out = Ticket::default();
         let outcome = match r.status {
             None => "pending".to_string(),
@@ -907,7 +1010,7 @@ impl Devices {
                 Ok(o) => lock(&o.failed).clone().map(|e| format!("failed ({e})")),
             };
             if let Some(why) = broken {
-                if removing.as_deref() == Some(dev.as_str()) {
+                if removing {
                     continue;
                 }
                 return Err(refuse(why));
@@ -947,14 +1050,14 @@ impl Devices {
             if q.closing {
                 return Err(refuse("stopped".into()));
             }
-            if q.entries.len() >= QUEUE || q.bytes + bytes.len() > QUEUE_BYTES {
+            if q.entries.len() >= QUEUE || q.bytes + bytes.capacity() > QUEUE_BYTES {
                 return Err(refuse("is too far behind".into()));
             }
             let slot = ticket.then(|| Arc::new(Slot::default()));
             if let Some(slot) = &slot {
                 out.slots.push((dev.clone(), slot.clone()));
             }
-            q.bytes += bytes.len();
+            q.bytes += bytes.capacity() + std::mem::size_of::<Queued>();
             q.entries.push(Queued {
                 bytes,
                 at: Instant::now(),
@@ -1034,7 +1137,8 @@ mod tests {
     fn devices(every: Duration) -> (Devices, Arc<AtomicU64>) {
         let epoch = Arc::new(AtomicU64::new(7));
         (
-            Devices::new(epoch.clone(), every, Arc::new(Metrics::default())),
+            Devices::new(epoch.clone(), every, Arc::new(Metrics::default()))
+                .with_file_dirs(vec!["/".into()]),
             epoch,
         )
     }
@@ -1198,6 +1302,48 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("did not record"), "{e}");
         d.close_all();
+    }
+
+    /// Found by helper-23: entries skipped while a device was failed were
+    /// told "durable" when the device recovered later in the same batch
+    /// (a SIGHUP), so their requests were answered with no entry at all.
+    /// And an enable racing a seal left a device open behind it.
+    #[test]
+    fn skipped_entries_fail_even_if_the_device_recovers_and_a_sealed_set_takes_no_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let (d, _) = devices(Duration::from_secs(3600));
+        let path = dir.path().join("a.log");
+        let options = serde_json::json!({"file_path": path});
+        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
+        d.enable("file/", &dev).unwrap();
+        d.fail_all("disk full");
+        let slot = Arc::new(Slot::default());
+        {
+            let open = d.read_open();
+            let o = open["file/"].as_ref().unwrap();
+            let mut q = lock(&o.mailbox.queue);
+            q.entries.push(Queued {
+                bytes: b"{\"skipped\":1}".to_vec(),
+                at: Instant::now(),
+                slot: Some(slot.clone()),
+            });
+            // The reopen (which succeeds) comes after the entry.
+            q.reopen = Some(1);
+            drop(q);
+            o.mailbox.wake_writer();
+        }
+        let ticket = Ticket {
+            slots: vec![("file/".into(), slot)],
+        };
+        let e = ticket.wait().unwrap_err().to_string();
+        assert!(e.contains("disk full"), "{e}");
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("skipped"));
+        d.flush().unwrap();
+        // Sealed: an enable that arrives now opens nothing.
+        d.close_all();
+        let e = d.enable("late/", &Device::citadel(dir.path().join("late")));
+        assert!(matches!(e, Err(Error::Sealed)), "{e:?}");
+        assert_eq!(d.count(), 0);
     }
 
     #[test]

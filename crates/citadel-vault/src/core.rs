@@ -62,6 +62,10 @@ pub struct Config {
     /// Whether `sys/metrics` answers without a token (and while sealed),
     /// as Vault's `unauthenticated_metrics_access`.
     pub unauthenticated_metrics: bool,
+    /// The directories `file` audit devices may write in (none: `file`
+    /// devices are refused). A sudo token choosing any file the server can
+    /// write is how CVE-2025-6000 ran code; the operator names the places.
+    pub audit_file_dirs: Vec<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -71,6 +75,7 @@ impl Default for Config {
             checkpoint_every: Duration::from_secs(1),
             limits: Limits::default(),
             unauthenticated_metrics: false,
+            audit_file_dirs: Vec::new(),
         }
     }
 }
@@ -144,7 +149,8 @@ impl Core {
                 barrier.epoch_counter(),
                 config.checkpoint_every,
                 metrics.clone(),
-            ),
+            )
+            .with_file_dirs(config.audit_file_dirs.clone()),
             metrics,
             limits: config.limits,
             barrier,
@@ -776,6 +782,34 @@ mod tests {
         core.shutdown();
         let after = citadel_audit::verify::verify(&log, None).unwrap().entries;
         assert!(after >= before + 2, "{before} -> {after}");
+    }
+
+    /// Found by helper-23: with two failed devices neither could be
+    /// disabled (each refused the other's removal). Disabling a device is
+    /// never refused by a failed one.
+    #[test]
+    fn failed_devices_can_all_be_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let (core, _, root) = dev_core();
+        for name in ["a", "b"] {
+            let body = serde_json::json!({"type": "citadel", "options": {"file_path": dir.path().join(name)}});
+            let r = core.handle(
+                Request::new(Operation::Update, format!("sys/audit/{name}"))
+                    .token(&root)
+                    .json(&body),
+            );
+            assert_eq!(r.status, 204);
+        }
+        core.services.audit.fail_all("disk full");
+        let r = core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
+        assert_eq!(r.status, 500);
+        for name in ["a", "b"] {
+            let r = core
+                .handle(Request::new(Operation::Delete, format!("sys/audit/{name}")).token(&root));
+            assert_eq!(r.status, 204, "{name}: {:?}", r.json_body());
+        }
+        let r = core.handle(Request::new(Operation::Read, "sys/mounts").token(&root));
+        assert_eq!(r.status, 200);
     }
 
     /// Found by the races review: with a failed audit device, seal-status,

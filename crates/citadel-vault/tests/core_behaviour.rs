@@ -163,8 +163,40 @@ fn requests_are_audited_without_secrets_and_a_broken_device_fails_closed() {
 #[test]
 fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     let d = tempfile::tempdir().unwrap();
-    let core = Core::new(Arc::new(Memory::default()), "inmem", Config::default());
+    let config = Config {
+        audit_file_dirs: vec![d.path().join("logs")],
+        ..Config::default()
+    };
+    std::fs::create_dir(d.path().join("logs")).unwrap();
+    let core = Core::new(Arc::new(Memory::default()), "inmem", config);
     let (_, root) = core.init_dev().unwrap();
+    // Found by helper-23: a file the server's shell sources took an entry
+    // whose path held `$(…)`. Only the operator's directories are open.
+    std::fs::write(d.path().join("bashrc"), b"# a shell's startup file\n").unwrap();
+    for outside in [
+        d.path().join("bashrc"),
+        d.path().join("logs/../bashrc"),
+        std::path::PathBuf::from("/etc/ld.so.preload"),
+    ] {
+        let (s, v) = call(
+            &core,
+            "PUT",
+            "sys/audit/file",
+            Some(&root),
+            json!({"type": "file", "options": {"file_path": outside}}),
+        );
+        assert_eq!(s, 400, "{v}");
+    }
+    std::os::unix::fs::symlink(d.path(), d.path().join("logs/up")).unwrap();
+    let (s, v) = call(
+        &core,
+        "PUT",
+        "sys/audit/file",
+        Some(&root),
+        json!({"type": "file", "options": {"file_path": d.path().join("logs/up/bashrc")}}),
+    );
+    assert_eq!(s, 400, "a link inside leads out: {v}");
+    assert!(v.to_string().contains("outside the directories"), "{v}");
     let path = d.path().join("logs/audit.log");
     let (s, v) = call(
         &core,

@@ -33,6 +33,22 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
+    // Judged before it is opened too, so that opening a device node or a
+    // FIFO has no effect (the opened handle is judged again below).
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(format!(
+                "{shown} is a symbolic link; give the path of the file it points to"
+            ));
+        }
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "{shown} is a directory; a file device writes one file (type citadel takes a log directory)"
+            ));
+        }
+        Ok(m) if !m.is_file() => return Err(format!("{shown} is not a regular file")),
+        _ => {}
+    }
     let create_mode = match mode {
         Some(m) if m != 0 => m,
         _ => 0o600,
@@ -44,6 +60,7 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
             | OFlags::CREATE
             | OFlags::NOFOLLOW
             | OFlags::NONBLOCK
+            | OFlags::NOCTTY
             | OFlags::CLOEXEC,
         Mode::from_raw_mode(create_mode),
     )
@@ -69,13 +86,25 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
             "{shown} is executable (or setuid/setgid); an audit device never appends to a program"
         ));
     }
-    // procfs and sysfs files look regular but are not storage.
-    const PROC: i64 = 0x9fa0;
-    const SYSFS: i64 = 0x6265_6572;
+    // Kernel interfaces whose files look regular but are not storage:
+    // proc, sysfs, cgroup, cgroup2, debugfs, tracefs, securityfs, bpf,
+    // configfs, efivarfs.
+    const PSEUDO: [i64; 10] = [
+        0x9fa0,
+        0x6265_6572,
+        0x0027_e0eb,
+        0x6367_7270,
+        0x6462_6720,
+        0x7472_6163,
+        0x7363_6673,
+        0xcafe_4a11,
+        0x6265_6570,
+        0xde5e_81e4,
+    ];
     let fs = rustix::fs::fstatfs(&file)
         .map_err(|e| format!("cannot read {shown}: {}", std::io::Error::from(e)))?;
     #[allow(clippy::unnecessary_cast)]
-    if matches!(fs.f_type as i64, PROC | SYSFS) {
+    if PSEUDO.contains(&(fs.f_type as i64)) {
         return Err(format!("{shown} is not on a disk (/proc or /sys)"));
     }
     // A line cut short (a crash, a full disk) is ended, so the next entry
