@@ -948,6 +948,18 @@ fn openssl_clients_without_ml_kem_connect_only_when_classical_kx_is_allowed() {
     }
 }
 
+/// Sends `sig` (`-HUP`, `-TERM`) to `child` with kill(1).
+fn signal(child: &std::process::Child, sig: &str) {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
 /// SIGTERM (systemd, `docker stop`) stops the server as Ctrl-C does:
 /// exit 0, "vault stopped" logged, and the audit device's last checkpoint
 /// covers every entry (found by the races review: SIGTERM killed the
@@ -1005,14 +1017,7 @@ fn sigterm_shuts_down_cleanly_and_checkpoints_the_audit_log() {
     // SIGHUP, after a log rotation moved the file: the file device opens
     // it again at its path, as Vault's does.
     std::fs::rename(&jsonl, p.join("a.log.1")).unwrap();
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&server.child, "-HUP");
     let start = std::time::Instant::now();
     while !std::fs::read_to_string(&jsonl).is_ok_and(|t| t.contains("secret/data/x")) {
         assert!(
@@ -1026,14 +1031,7 @@ fn sigterm_shuts_down_cleanly_and_checkpoints_the_audit_log() {
             .unwrap()
             .contains("secret/data/x")
     );
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal(&server.child, "-TERM");
     let start = std::time::Instant::now();
     let status = loop {
         if let Some(s) = server.child.try_wait().unwrap() {

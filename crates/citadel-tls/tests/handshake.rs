@@ -634,14 +634,7 @@ fn a_ca_whose_record_was_restored_keeps_the_published_revocations() {
     let mut restored = ca_open(d.path());
     // Before anything is published, `ca list` already shows what the
     // published list revokes (helper-19: alice showed as valid).
-    let alice = restored
-        .states(0)
-        .into_iter()
-        .find(|(n, _, _)| *n == "alice");
-    assert!(
-        matches!(alice, Some((_, _, CertState::Revoked))),
-        "{alice:?}"
-    );
+    assert_revoked(&restored, "alice");
     let next = restored.publish_crl(None).unwrap();
     assert!(
         next.number > listed.number,
@@ -654,17 +647,19 @@ fn a_ca_whose_record_was_restored_keeps_the_published_revocations() {
         "alice's revocation was dropped"
     );
     assert_eq!(facts(&restored), next);
-    let alice = restored
-        .states(0)
-        .into_iter()
-        .find(|(n, _, _)| *n == "alice");
-    assert!(
-        matches!(alice, Some((_, _, CertState::Revoked))),
-        "{alice:?}"
-    );
+    assert_revoked(&restored, "alice");
     // Revoking bob now lists all three.
     restored.revoke("bob").unwrap();
     assert_eq!(facts(&restored).revoked.len(), 3);
+}
+
+/// `ca list` shows `name` revoked.
+fn assert_revoked(ca: &Ca, name: &str) {
+    let state = ca.states(0).into_iter().find(|(n, _, _)| *n == name);
+    assert!(
+        matches!(state, Some((_, _, CertState::Revoked))),
+        "{name}: {state:?}"
+    );
 }
 
 fn ca_open(dir: &std::path::Path) -> Ca {

@@ -490,10 +490,6 @@ impl WriterState {
         if bytes == PANIC_FOR_TESTS {
             panic!("the writer died (a test)");
         }
-        if !self.healthy() {
-            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let r = match &mut self.sink {
             Sink::Log(l) => l.append(bytes),
             Sink::Lines(f) => {
@@ -1147,6 +1143,25 @@ mod tests {
         Device::citadel(file_path)
     }
 
+    /// A `file` (JSON lines) device writing `path`, enabled as `file/`.
+    fn enable_lines(d: &Devices, path: &std::path::Path) {
+        let options = serde_json::json!({"file_path": path});
+        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
+        d.enable("file/", &dev).unwrap();
+    }
+
+    /// Hands the writer of device `dev` an entry that makes it panic.
+    fn kill_writer(d: &Devices, dev: &str) {
+        let open = d.read_open();
+        let o = open[dev].as_ref().unwrap();
+        lock(&o.mailbox.queue).entries.push(Queued {
+            bytes: PANIC_FOR_TESTS.to_vec(),
+            at: Instant::now(),
+            slot: None,
+        });
+        o.mailbox.wake_writer();
+    }
+
     fn record<'a>(token: &'a str) -> Record<'a> {
         Record {
             kind: "request",
@@ -1268,9 +1283,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (d, _) = devices(Duration::from_secs(3600));
         let path = dir.path().join("a.log");
-        let options = serde_json::json!({"file_path": path});
-        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
-        d.enable("file/", &dev).unwrap();
+        enable_lines(&d, &path);
         let generation = d.record_since(&record("t"), None).unwrap();
         for i in 0..50 {
             let id = format!("response-{i}");
@@ -1284,15 +1297,7 @@ mod tests {
         }
         let mut r = record("t");
         r.kind = "response";
-        {
-            let open = d.read_open();
-            let o = open["file/"].as_ref().unwrap();
-            lock(&o.mailbox.queue).entries.push(Queued {
-                bytes: PANIC_FOR_TESTS.to_vec(),
-                at: Instant::now(),
-                slot: None,
-            });
-        }
+        kill_writer(&d, "file/");
         let ticket = d.record_response(&r, generation).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || tx.send(ticket.wait()));
@@ -1313,9 +1318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (d, _) = devices(Duration::from_secs(3600));
         let path = dir.path().join("a.log");
-        let options = serde_json::json!({"file_path": path});
-        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
-        d.enable("file/", &dev).unwrap();
+        enable_lines(&d, &path);
         d.fail_all("disk full");
         let slot = Arc::new(Slot::default());
         {
@@ -1371,14 +1374,7 @@ mod tests {
             d.record(&record("t")).unwrap();
             d.flush().unwrap();
             if dies {
-                let open = d.read_open();
-                let o = open["file/"].as_ref().unwrap();
-                lock(&o.mailbox.queue).entries.push(Queued {
-                    bytes: PANIC_FOR_TESTS.to_vec(),
-                    at: Instant::now(),
-                    slot: None,
-                });
-                o.mailbox.wake_writer();
+                kill_writer(&d, "file/");
             } else {
                 std::fs::remove_dir_all(&dev.file_path).unwrap();
                 d.record(&record("t")).unwrap();

@@ -284,12 +284,7 @@ fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     // refused, never served unrecorded.
     std::fs::rename(&path, d.path().join("logs/audit.log.2")).unwrap();
     std::fs::create_dir(&path).unwrap();
-    core.reopen_audit_files();
-    let t = std::time::Instant::now();
-    while core.flush_audit().is_ok() {
-        assert!(t.elapsed().as_secs() < 5, "the device never failed");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    reopen_until(&core, false, "the device never failed");
     let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 500, "{v}");
     assert!(!v.to_string().contains("hunter2"), "{v}");
@@ -297,12 +292,7 @@ fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     // restart. Reopening its file (SIGHUP) once the cause is fixed brings
     // it back.
     std::fs::remove_dir(&path).unwrap();
-    core.reopen_audit_files();
-    let t = std::time::Instant::now();
-    while core.flush_audit().is_err() {
-        assert!(t.elapsed().as_secs() < 5, "the device never recovered");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    reopen_until(&core, true, "the device never recovered");
     let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 200, "{v}");
     assert!(
@@ -314,10 +304,7 @@ fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     // removes it is not refused by it.
     std::fs::rename(&path, d.path().join("logs/audit.log.3")).unwrap();
     std::fs::create_dir(&path).unwrap();
-    core.reopen_audit_files();
-    while core.flush_audit().is_ok() {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    reopen_until(&core, false, "the device never failed");
     let (s, _) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 500);
     let (s, v) = call(&core, "DELETE", "sys/audit/file", Some(&root), json!(null));
@@ -325,6 +312,17 @@ fn the_file_device_writes_vaults_json_lines_and_fails_closed() {
     let (s, v) = call(&core, "GET", "secret/data/db", Some(&root), json!(null));
     assert_eq!(s, 200, "{v}");
     core.shutdown();
+}
+
+/// Asks the file devices to reopen their files (SIGHUP), then waits at
+/// most 5 s until the devices are `healthy` (or failed).
+fn reopen_until(core: &Core, healthy: bool, what: &str) {
+    core.reopen_audit_files();
+    let t = std::time::Instant::now();
+    while core.flush_audit().is_ok() != healthy {
+        assert!(t.elapsed().as_secs() < 5, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// Eight writers racing with the same `cas`: exactly one wins each round.

@@ -20,6 +20,18 @@ pub(super) struct LinesFile {
     buf: Vec<u8>,
 }
 
+/// Why a symbolic link at the path is refused.
+fn link_refused(shown: &std::path::Display<'_>) -> String {
+    format!("{shown} is a symbolic link; give the path of the file it points to")
+}
+
+/// Why a directory at the path is refused.
+fn dir_refused(shown: &std::path::Display<'_>) -> String {
+    format!(
+        "{shown} is a directory; a file device writes one file (type citadel takes a log directory)"
+    )
+}
+
 /// Opens (creating) `path` for appending; a new file gets `mode` (0600
 /// without one). Its directory is created (0700) when missing, as Vault's.
 fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
@@ -36,16 +48,8 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
     // Judged before it is opened too, so that opening a device node or a
     // FIFO has no effect (the opened handle is judged again below).
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            return Err(format!(
-                "{shown} is a symbolic link; give the path of the file it points to"
-            ));
-        }
-        Ok(m) if m.is_dir() => {
-            return Err(format!(
-                "{shown} is a directory; a file device writes one file (type citadel takes a log directory)"
-            ));
-        }
+        Ok(m) if m.file_type().is_symlink() => return Err(link_refused(&shown)),
+        Ok(m) if m.is_dir() => return Err(dir_refused(&shown)),
         Ok(m) if !m.is_file() => return Err(format!("{shown} is not a regular file")),
         _ => {}
     }
@@ -65,12 +69,9 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
         Mode::from_raw_mode(create_mode),
     )
     .map_err(|e| match e {
-        rustix::io::Errno::LOOP => format!(
-            "{shown} is a symbolic link; give the path of the file it points to"
-        ),
-        rustix::io::Errno::ISDIR => format!(
-            "{shown} is a directory; a file device writes one file (type citadel takes a log directory)"
-        ),
+        // Swapped in after the check above.
+        rustix::io::Errno::LOOP => link_refused(&shown),
+        rustix::io::Errno::ISDIR => dir_refused(&shown),
         e => format!("cannot open {shown}: {}", std::io::Error::from(e)),
     })?;
     let file = File::from(fd);
