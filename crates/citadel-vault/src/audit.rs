@@ -702,53 +702,41 @@ impl Devices {
         }
     }
 
-    /// Lets `file` devices write in `dirs` (and below), and nowhere else.
+    /// Lets `file` devices write in `dirs` (and below), and nowhere else;
+    /// each is resolved once, here (a directory that does not resolve is
+    /// dropped), so that retargeting a link the operator named later
+    /// moves nothing.
     pub fn with_file_dirs(mut self, dirs: Vec<std::path::PathBuf>) -> Self {
-        self.file_dirs = dirs;
+        self.file_dirs = dirs.iter().filter_map(|d| d.canonicalize().ok()).collect();
         self
     }
 
-    /// Whether a `file` device may write `path`: under one of the
-    /// configured directories once every existing component is resolved
-    /// (a symbolic link cannot lead out), and without `..`.
-    fn file_allowed(&self, path: &std::path::Path) -> Result<(), String> {
-        use std::path::Component;
+    /// The configured directory a `file` device's path lies below (by its
+    /// spelling: the file is then opened component by component without
+    /// following a link, see [`lines`]).
+    fn file_root(&self, path: &std::path::Path) -> Result<&std::path::Path, String> {
         if self.file_dirs.is_empty() {
             return Err(
                 "file audit devices are off on this server: start it with --audit-file-dir DIR (or [audit] file_directories in its configuration) naming where they may write"
                     .into(),
             );
         }
-        if path.components().any(|c| c == Component::ParentDir) {
-            return Err(format!("{} holds '..'; give a plain path", path.display()));
-        }
-        let mut existing = path.parent().unwrap_or(path).to_path_buf();
-        while !existing.exists() {
-            if !existing.pop() {
-                break;
-            }
-        }
-        let real = existing
-            .canonicalize()
-            .map_err(|e| format!("cannot resolve {}: {e}", existing.display()))?;
-        let inside = self
-            .file_dirs
+        self.file_dirs
             .iter()
-            .filter_map(|d| d.canonicalize().ok())
-            .any(|d| real.starts_with(&d));
-        if !inside {
-            let dirs: Vec<String> = self
-                .file_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect();
-            return Err(format!(
-                "{} is outside the directories file audit devices may write in ({})",
-                path.display(),
-                dirs.join(", ")
-            ));
-        }
-        Ok(())
+            .find(|d| path.starts_with(d))
+            .map(|d| d.as_path())
+            .ok_or_else(|| {
+                let dirs: Vec<String> = self
+                    .file_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect();
+                format!(
+                    "{} is outside the directories file audit devices may write in ({})",
+                    path.display(),
+                    dirs.join(", ")
+                )
+            })
     }
 
     /// Opens a device. For a `citadel` device, `create` makes a new log
@@ -790,7 +778,8 @@ impl Devices {
                     .as_ref()
                     .ok_or("its HMAC key is missing from the device table")?
                     .bytes()?;
-                let file = lines::LinesFile::open(&d.file_path, d.mode)?;
+                let root = self.file_root(&d.file_path)?;
+                let file = lines::LinesFile::open(root, &d.file_path, d.mode)?;
                 let format = Format::Vault {
                     hmac_accessor: d.hmac_accessor,
                 };
@@ -890,9 +879,6 @@ impl Devices {
 
     /// Adds a device, opening it now; an error leaves nothing enabled.
     pub fn enable(&self, path: &str, d: &Device) -> Result<(), Error> {
-        if d.kind == device::FILE {
-            self.file_allowed(&d.file_path).map_err(Error::bad)?;
-        }
         let o = self.open_device(d, true).map_err(|e| {
             Error::bad(format!(
                 "cannot open audit log {}: {e}",
@@ -1347,6 +1333,47 @@ mod tests {
         let e = d.enable("late/", &Device::citadel(dir.path().join("late")));
         assert!(matches!(e, Err(Error::Sealed)), "{e:?}");
         assert_eq!(d.count(), 0);
+    }
+
+    /// Found by helper-24: a stored file device outside the directories
+    /// the server now allows kept writing after a restart, and a link the
+    /// operator named as the directory could be retargeted later.
+    #[test]
+    fn stored_devices_and_retargeted_links_stay_inside_the_allowed_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, outside) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("out"),
+        );
+        for d in [&a, &b, &outside] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let metrics = Arc::new(Metrics::default());
+        let epoch = Arc::new(AtomicU64::new(1));
+        let first = Devices::new(epoch.clone(), Duration::from_secs(3600), metrics.clone())
+            .with_file_dirs(vec![a.clone()]);
+        let options = serde_json::json!({"file_path": a.join("x.log")});
+        let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
+        first.enable("file/", &dev).unwrap();
+        first.close_all();
+        let later = Devices::new(epoch.clone(), Duration::from_secs(3600), metrics.clone())
+            .with_file_dirs(vec![b.clone()]);
+        later.load(&BTreeMap::from([("file/".to_string(), dev)]), false);
+        let (_, why) = later.unavailable().pop().expect("refused at load");
+        assert!(why.contains("outside"), "{why}");
+        let link = dir.path().join("named");
+        std::os::unix::fs::symlink(&b, &link).unwrap();
+        let linked = Devices::new(epoch, Duration::from_secs(3600), metrics)
+            .with_file_dirs(vec![link.clone()]);
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        for p in [outside.join("c.log"), link.join("c.log")] {
+            let options = serde_json::json!({"file_path": p});
+            let dev = Device::from_request(device::FILE, "", options.as_object()).unwrap();
+            assert!(linked.enable("c/", &dev).is_err(), "{}", p.display());
+        }
+        assert!(!outside.join("c.log").exists());
     }
 
     #[test]

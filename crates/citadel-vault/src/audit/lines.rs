@@ -8,11 +8,13 @@
 use rustix::fs::{Mode, OFlags};
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, FileExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A JSON-lines file being appended to.
 pub(super) struct LinesFile {
+    /// The configured directory the file lies below.
+    root: PathBuf,
     path: PathBuf,
     mode: Option<u32>,
     file: File,
@@ -32,33 +34,93 @@ fn dir_refused(shown: &std::path::Display<'_>) -> String {
     )
 }
 
-/// Opens (creating) `path` for appending; a new file gets `mode` (0600
-/// without one). Its directory is created (0700) when missing, as Vault's.
-fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
+/// Opens (creating) `path`, which lies below the directory `root`, for
+/// appending; a new file gets `mode` (0600 without one). Every component
+/// below `root` is opened without following a symbolic link (missing
+/// directories are created, 0700, as Vault's), so no link, made before or
+/// after the device was enabled, leads out of `root`.
+fn open(root: &Path, path: &Path, mode: Option<u32>) -> Result<File, String> {
     let shown = path.display();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let outside = |why: &str| {
+        format!(
+            "{shown} leads outside the directories file audit devices may write in ({}: {why})",
+            root.display()
+        )
+    };
+    let rel = path
+        .strip_prefix(root)
+        .map_err(|_| outside("not below it"))?;
+    let mut names = Vec::new();
+    for c in rel.components() {
+        match c {
+            std::path::Component::Normal(n) => names.push(n),
+            _ => return Err(outside("'..' or '.' in the path")),
         }
+    }
+    let Some((name, dirs)) = names.split_last() else {
+        return Err(dir_refused(&shown));
+    };
+    let dir_flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    let mut dir = rustix::fs::open(root, dir_flags, Mode::empty()).map_err(|e| {
+        format!(
+            "cannot open {}: {}",
+            root.display(),
+            std::io::Error::from(e)
+        )
+    })?;
+    for d in dirs {
+        let below = |dir: &std::os::fd::OwnedFd| {
+            rustix::fs::openat(dir, *d, dir_flags | OFlags::NOFOLLOW, Mode::empty())
+        };
+        dir = match below(&dir) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT) => {
+                match rustix::fs::mkdirat(&dir, *d, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot create a directory of {shown}: {}",
+                            std::io::Error::from(e)
+                        ));
+                    }
+                }
+                below(&dir).map_err(|e| {
+                    format!(
+                        "cannot open a directory of {shown}: {}",
+                        std::io::Error::from(e)
+                    )
+                })?
+            }
+            Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => {
+                return Err(outside("a component is a symbolic link or not a directory"));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot open a directory of {shown}: {}",
+                    std::io::Error::from(e)
+                ));
+            }
+        };
     }
     // Judged before it is opened too, so that opening a device node or a
     // FIFO has no effect (the opened handle is judged again below).
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => return Err(link_refused(&shown)),
-        Ok(m) if m.is_dir() => return Err(dir_refused(&shown)),
-        Ok(m) if !m.is_file() => return Err(format!("{shown} is not a regular file")),
-        _ => {}
+    match rustix::fs::statat(&dir, *name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => match rustix::fs::FileType::from_raw_mode(st.st_mode) {
+            rustix::fs::FileType::Symlink => return Err(link_refused(&shown)),
+            rustix::fs::FileType::Directory => return Err(dir_refused(&shown)),
+            rustix::fs::FileType::RegularFile => {}
+            _ => return Err(format!("{shown} is not a regular file")),
+        },
+        Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(format!("cannot read {shown}: {}", std::io::Error::from(e))),
     }
     let create_mode = match mode {
         Some(m) if m != 0 => m,
         _ => 0o600,
     };
-    let fd = rustix::fs::open(
-        path,
+    let fd = rustix::fs::openat(
+        &dir,
+        *name,
         OFlags::RDWR
             | OFlags::APPEND
             | OFlags::CREATE
@@ -81,7 +143,13 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
     if !meta.file_type().is_file() {
         return Err(format!("{shown} is not a regular file"));
     }
+    use std::os::unix::fs::MetadataExt;
     use std::os::unix::fs::PermissionsExt;
+    if meta.nlink() > 1 {
+        return Err(format!(
+            "{shown} has other hard links; an audit device appends only to a file of its own"
+        ));
+    }
     if meta.permissions().mode() & 0o6111 != 0 {
         return Err(format!(
             "{shown} is executable (or setuid/setgid); an audit device never appends to a program"
@@ -131,9 +199,10 @@ fn open(path: &Path, mode: Option<u32>) -> Result<File, String> {
 
 impl LinesFile {
     /// Opens `path` (see [`open`]).
-    pub(super) fn open(path: &Path, mode: Option<u32>) -> Result<Self, String> {
+    pub(super) fn open(root: &Path, path: &Path, mode: Option<u32>) -> Result<Self, String> {
         Ok(Self {
-            file: open(path, mode)?,
+            file: open(root, path, mode)?,
+            root: root.to_path_buf(),
             path: path.to_path_buf(),
             mode,
             buf: Vec::with_capacity(64 * 1024),
@@ -171,7 +240,7 @@ impl LinesFile {
     /// rotation renamed it, or to recover from a failure).
     pub(super) fn reopen(&mut self) -> Result<(), String> {
         let committed = self.commit();
-        self.file = open(&self.path, self.mode)?;
+        self.file = open(&self.root, &self.path, self.mode)?;
         committed
     }
 }
@@ -184,7 +253,7 @@ mod tests {
     fn lines_are_appended_durably_and_a_cut_line_is_ended() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/audit.log");
-        let mut f = LinesFile::open(&p, None).unwrap();
+        let mut f = LinesFile::open(dir.path(), &p, None).unwrap();
         f.push(b"{\"a\":1}");
         assert!(f.pending());
         f.commit().unwrap();
@@ -201,7 +270,7 @@ mod tests {
             .unwrap()
             .write_all(b"{\"cut")
             .unwrap();
-        let mut f = LinesFile::open(&p, Some(0o640)).unwrap();
+        let mut f = LinesFile::open(dir.path(), &p, Some(0o640)).unwrap();
         f.push(b"{\"b\":2}");
         f.commit().unwrap();
         assert_eq!(
@@ -227,6 +296,38 @@ mod tests {
         );
     }
 
+    /// Found by helper-24: a directory below the allowed one swapped for a
+    /// link after the device was enabled led the reopen (SIGHUP, unseal)
+    /// outside; a hard link inside appended to a file outside.
+    #[test]
+    fn no_link_below_the_root_leads_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("logs");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let p = root.join("sub/x.log");
+        let mut f = LinesFile::open(&root, &p, None).unwrap();
+        std::fs::rename(root.join("sub"), root.join("sub.old")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("sub")).unwrap();
+        let e = f.reopen().unwrap_err();
+        assert!(e.contains("leads outside"), "{e}");
+        let e = LinesFile::open(&root, &p, None).err().unwrap();
+        assert!(e.contains("leads outside"), "{e}");
+        assert!(!outside.join("x.log").exists());
+        std::fs::write(outside.join("target.log"), b"").unwrap();
+        std::fs::hard_link(outside.join("target.log"), root.join("hard.log")).unwrap();
+        let e = LinesFile::open(&root, &root.join("hard.log"), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("hard links"), "{e}");
+        let e = LinesFile::open(&root, &outside.join("y.log"), None)
+            .err()
+            .unwrap();
+        assert!(e.contains("leads outside"), "{e}");
+        assert_eq!(std::fs::read(outside.join("target.log")).unwrap(), b"");
+    }
+
     #[test]
     fn links_directories_and_fifos_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -234,9 +335,9 @@ mod tests {
         std::fs::write(&target, b"").unwrap();
         let link = dir.path().join("link.log");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let e = LinesFile::open(&link, None).err().unwrap();
+        let e = LinesFile::open(dir.path(), &link, None).err().unwrap();
         assert!(e.contains("symbolic link"), "{e}");
-        let e = LinesFile::open(dir.path(), None).err().unwrap();
+        let e = LinesFile::open(dir.path(), dir.path(), None).err().unwrap();
         assert!(e.contains("is a directory"), "{e}");
         let fifo = dir.path().join("fifo");
         assert!(
@@ -247,7 +348,7 @@ mod tests {
                 .success()
         );
         // Opened without blocking, and refused as not a regular file.
-        let e = LinesFile::open(&fifo, None).err().unwrap();
+        let e = LinesFile::open(dir.path(), &fifo, None).err().unwrap();
         assert!(e.contains("not a regular file"), "{e}");
         // A program is never appended to (CVE-2025-6000's shape), nor a
         // file of /proc.
@@ -255,12 +356,16 @@ mod tests {
         std::fs::write(&script, b"#!/bin/sh\n").unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let e = LinesFile::open(&script, None).err().unwrap();
+        let e = LinesFile::open(dir.path(), &script, None).err().unwrap();
         assert!(e.contains("executable"), "{e}");
         assert_eq!(std::fs::read(&script).unwrap(), b"#!/bin/sh\n");
-        let e = LinesFile::open(Path::new("/proc/self/comm"), None)
-            .err()
-            .unwrap();
+        let e = LinesFile::open(
+            &Path::new("/proc/self").canonicalize().unwrap(),
+            &Path::new("/proc/self").canonicalize().unwrap().join("comm"),
+            None,
+        )
+        .err()
+        .unwrap();
         assert!(e.contains("not on a disk"), "{e}");
     }
 }
